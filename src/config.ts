@@ -1,0 +1,175 @@
+/**
+ * The one place that reads the environment. config/default.json holds every default, keyed by the
+ * environment variable that overrides it; the merged whole is validated once at boot and frozen.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { BootError } from './errors.js';
+
+export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const DEFAULTS_FILE = fileURLToPath(new URL('../config/default.json', import.meta.url));
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const name = z.string().min(1).max(255);
+const path = z.string();
+
+/** Keyed by environment variable: the names users type are the names errors print. */
+export const configSchema = z.object({
+  AMQP_URL: z
+    .string()
+    .regex(/^amqps?:\/\/\S+$/, 'expected an amqp:// or amqps:// URL')
+    .describe('broker URL'),
+  AMQP_CA_FILE: path,
+  AMQP_CERT_FILE: path,
+  AMQP_KEY_FILE: path,
+  AMQP_HEARTBEAT_S: int(0, 600),
+  CONNECTION_NAME: z.string().max(255),
+  INPUT_QUEUE: name,
+  REPLY_QUEUE: name,
+  QUEUE_TYPE: z.enum(['quorum', 'classic']),
+  DELIVERY_LIMIT: int(1, 1000),
+  MODEL_DIR: path,
+  ENTRY_SCRIPT: path,
+  PREFETCH: int(1, 65535),
+  CONCURRENCY: int(1, 64),
+  MAX_BATCH_SIZE: int(1, 4096),
+  MAX_BATCH_DELAY_MS: int(0, 60_000),
+  RUN_TIMEOUT_MS: int(1, 3_600_000),
+  MAX_MESSAGE_BYTES: int(64, 512 * 1024 * 1024),
+  MAX_TENSOR_ELEMENTS: int(1, 1_000_000_000),
+  ORT_INTRA_OP_THREADS: int(0, 64),
+  ORT_GRAPH_OPTIMIZATION: z.enum(['disabled', 'basic', 'extended', 'all']),
+  CONFIRM_TIMEOUT_MS: int(100, 600_000),
+  RECONNECT_INITIAL_DELAY_MS: int(1, 600_000),
+  RECONNECT_MAX_DELAY_MS: int(1, 3_600_000),
+  CONNECT_RETRIES_AT_BOOT: int(0, 1000),
+  SHUTDOWN_GRACE_MS: int(0, 3_600_000),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  HTTP_PORT: int(0, 65535),
+});
+
+export type ConfigKey = keyof z.infer<typeof configSchema>;
+export const CONFIG_KEYS = Object.keys(configSchema.shape) as ConfigKey[];
+
+/** Variables read besides the schema's own: aliases and secrets-from-file. */
+export const EXTRA_ENV = ['AZUREML_MODEL_DIR', 'AMQP_URL_FILE'] as const;
+
+export interface Config {
+  amqp: {
+    url: string;
+    caFile: string;
+    certFile: string;
+    keyFile: string;
+    heartbeatS: number;
+    connectionName: string;
+    confirmTimeoutMs: number;
+    reconnectInitialDelayMs: number;
+    reconnectMaxDelayMs: number;
+    connectRetriesAtBoot: number;
+  };
+  inputQueue: string;
+  replyQueue: string;
+  queueType: 'quorum' | 'classic';
+  deliveryLimit: number;
+  modelDir: string;
+  /** '' means the built-in ONNX entry script. */
+  entryScript: string;
+  prefetch: number;
+  concurrency: number;
+  maxBatchSize: number;
+  maxBatchDelayMs: number;
+  runTimeoutMs: number;
+  maxMessageBytes: number;
+  maxTensorElements: number;
+  ort: { intraOpNumThreads: number; graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all' };
+  shutdownGraceMs: number;
+  logLevel: string;
+  httpPort: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE): Readonly<Config> {
+  const defaults = JSON.parse(readFileSync(defaultsFile, 'utf8')) as Record<string, unknown>;
+  const merged: Record<string, unknown> = { ...defaults };
+  for (const key of CONFIG_KEYS) {
+    if (env[key] !== undefined) merged[key] = env[key];
+  }
+  // AZUREML_MODEL_DIR lets ported Azure ML entry scripts run unchanged; MODEL_DIR wins when both are set.
+  if (env.MODEL_DIR === undefined && env.AZUREML_MODEL_DIR !== undefined) merged.MODEL_DIR = env.AZUREML_MODEL_DIR;
+  if (env.AMQP_URL_FILE) merged.AMQP_URL = readSecretFile('AMQP_URL_FILE', env.AMQP_URL_FILE);
+
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) throw new BootError(describeIssue(parsed.error.issues[0], merged));
+  const c = parsed.data;
+  if (c.RECONNECT_MAX_DELAY_MS < c.RECONNECT_INITIAL_DELAY_MS) {
+    throw new BootError(
+      `config RECONNECT_MAX_DELAY_MS: expected at least RECONNECT_INITIAL_DELAY_MS (${c.RECONNECT_INITIAL_DELAY_MS}), got ${c.RECONNECT_MAX_DELAY_MS}`,
+    );
+  }
+  return deepFreeze({
+    amqp: {
+      url: c.AMQP_URL,
+      caFile: c.AMQP_CA_FILE,
+      certFile: c.AMQP_CERT_FILE,
+      keyFile: c.AMQP_KEY_FILE,
+      heartbeatS: c.AMQP_HEARTBEAT_S,
+      connectionName: c.CONNECTION_NAME || `scorer@${hostname()}:${process.pid}`,
+      confirmTimeoutMs: c.CONFIRM_TIMEOUT_MS,
+      reconnectInitialDelayMs: c.RECONNECT_INITIAL_DELAY_MS,
+      reconnectMaxDelayMs: c.RECONNECT_MAX_DELAY_MS,
+      connectRetriesAtBoot: c.CONNECT_RETRIES_AT_BOOT,
+    },
+    inputQueue: c.INPUT_QUEUE,
+    replyQueue: c.REPLY_QUEUE,
+    queueType: c.QUEUE_TYPE,
+    deliveryLimit: c.DELIVERY_LIMIT,
+    modelDir: c.MODEL_DIR,
+    entryScript: c.ENTRY_SCRIPT,
+    prefetch: c.PREFETCH,
+    concurrency: c.CONCURRENCY,
+    maxBatchSize: c.MAX_BATCH_SIZE,
+    maxBatchDelayMs: c.MAX_BATCH_DELAY_MS,
+    runTimeoutMs: c.RUN_TIMEOUT_MS,
+    maxMessageBytes: c.MAX_MESSAGE_BYTES,
+    maxTensorElements: c.MAX_TENSOR_ELEMENTS,
+    ort: { intraOpNumThreads: c.ORT_INTRA_OP_THREADS, graphOptimizationLevel: c.ORT_GRAPH_OPTIMIZATION },
+    shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
+    logLevel: c.LOG_LEVEL,
+    httpPort: c.HTTP_PORT,
+  });
+}
+
+function readSecretFile(key: string, file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new BootError(`config ${key}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+/** "config PREFETCH: expected an integer from 1 to 65535, got "abc"": the key, the rule, the value. */
+function describeIssue(issue: z.core.$ZodIssue, values: Record<string, unknown>): string {
+  const key = String(issue.path[0] ?? '');
+  const shown = key.startsWith('AMQP_URL') ? redactUrl(String(values[key])) : values[key];
+  return `config ${key}: ${ruleOf(issue)}, got ${JSON.stringify(shown) ?? 'nothing'}`;
+}
+
+function ruleOf(issue: z.core.$ZodIssue): string {
+  const shape = configSchema.shape[issue.path[0] as ConfigKey];
+  if (shape instanceof z.ZodNumber) return `expected an integer from ${shape.minValue} to ${shape.maxValue}`;
+  if (issue.code === 'invalid_value') return `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+  return issue.message;
+}
+
+/** The broker password never reaches a log line or an error. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/]*):([^@/]*)@/i, '$1$2:***@');
+}
+
+function deepFreeze<T extends object>(value: T): Readonly<T> {
+  for (const v of Object.values(value)) if (v && typeof v === 'object') deepFreeze(v);
+  return Object.freeze(value);
+}

@@ -1,0 +1,255 @@
+/**
+ * JSON `data` ⇄ tensors, with no onnxruntime import so it runs in worker threads and unit tests.
+ * Shapes come from walking first elements only (bounded by the model's rank), the element count is
+ * capped before any allocation, and typed arrays are filled in one pass that also catches ragged rows.
+ */
+import { ScoringError } from '../errors.js';
+
+export type ElementType = 'float32' | 'float64' | 'int32' | 'int64' | 'bool';
+export type TypedData = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array; // bool as Uint8Array
+export interface TensorSpec { name: string; type: ElementType; dims: ReadonlyArray<number | string> }
+export interface TensorData { type: ElementType; data: TypedData; dims: number[] }
+export interface Limits { maxTensorElements: number }
+
+const isDynamic = (d: number | string): boolean => typeof d !== 'number' || d < 0;
+
+/** A dims list as the error messages print it: [-1,4] with dynamic dims as -1. */
+export function formatDims(dims: ReadonlyArray<number | string>): string {
+  return `[${dims.map((d) => (isDynamic(d) ? -1 : d)).join(',')}]`;
+}
+
+/** Whether axis 0 of every input is dynamic, so messages can be stacked. */
+export function canStack(inputs: readonly TensorSpec[]): boolean {
+  return inputs.length > 0 && inputs.every((s) => s.dims.length > 0 && isDynamic(s.dims[0]));
+}
+
+/** data (already JSON.parse'd) → one TensorData per model input. */
+export function buildInputs(data: unknown, inputs: readonly TensorSpec[], limits: Limits): Record<string, TensorData> {
+  const out: Record<string, TensorData> = {};
+  if (inputs.length === 1) {
+    const spec = inputs[0];
+    // `{"<name>": [...]}` is accepted too, so clients can send the same shape to single- and multi-input models.
+    const value = isPlainObject(data) ? pickSingle(data, spec) : data;
+    out[spec.name] = buildOne(value, spec, limits);
+    return out;
+  }
+  const names = inputs.map((s) => `'${s.name}'`).join(', ');
+  if (!isPlainObject(data)) {
+    throw new ScoringError('SHAPE', `model has ${inputs.length} inputs (${names}): data must be an object keyed by input name, got ${jsonType(data)}`);
+  }
+  const known = new Set(inputs.map((s) => s.name));
+  for (const key of Object.keys(data)) {
+    if (!known.has(key)) throw new ScoringError('SHAPE', `data has unknown input '${clip(key)}'; the model's inputs are ${names}`);
+  }
+  for (const spec of inputs) {
+    if (!Object.hasOwn(data, spec.name)) throw new ScoringError('SHAPE', `input '${spec.name}' is missing; the model's inputs are ${names}`);
+    out[spec.name] = buildOne(data[spec.name], spec, limits);
+  }
+  return out;
+}
+
+function pickSingle(data: Record<string, unknown>, spec: TensorSpec): unknown {
+  const keys = Object.keys(data);
+  if (keys.length === 1 && keys[0] === spec.name) return data[spec.name];
+  const shown = keys.length === 0 ? 'no keys' : `key '${clip(keys.find((k) => k !== spec.name) ?? keys[0])}'`;
+  throw new ScoringError('SHAPE', `input '${spec.name}' expects a nested array or {"${spec.name}": [...]}, got an object with ${shown}`);
+}
+
+interface Fill { spec: TensorSpec; dims: number[]; data: TypedData; pos: number; idx: number[] }
+
+function buildOne(value: unknown, spec: TensorSpec, limits: Limits): TensorData {
+  const rank = spec.dims.length;
+  const want = formatDims(spec.dims);
+  // Iterative and bounded: a 100,000-deep array costs rank + 1 steps, not a stack overflow.
+  const dims: number[] = [];
+  let node = value;
+  while (Array.isArray(node) && dims.length <= rank) {
+    if (node.length === 0) throw new ScoringError('SHAPE', `input '${spec.name}' got an empty array at ${path(dims.map(() => 0))} (expects shape ${want})`);
+    dims.push(node.length);
+    node = node[0];
+  }
+  if (dims.length !== rank) {
+    const deeper = dims.length > rank && Array.isArray(node);
+    const got = deeper ? `rank ${dims.length + 1} or more (shape ${formatDims(dims).slice(0, -1)},...])` : `rank ${dims.length} (shape ${formatDims(dims)})`;
+    throw new ScoringError('SHAPE', `input '${spec.name}' expects rank ${rank} (shape ${want}), got ${got}`);
+  }
+  if (dims.some((d, i) => !isDynamic(spec.dims[i]) && d !== spec.dims[i])) {
+    throw new ScoringError('SHAPE', `input '${spec.name}' expects shape ${want}, got ${formatDims(dims)}`);
+  }
+  let count = 1;
+  for (const d of dims) count *= d; // each d ≤ body size, so the product stays exact long enough to compare
+  if (count > limits.maxTensorElements) {
+    throw new ScoringError('TOO_MANY_ELEMENTS', `input '${spec.name}' has ${count} elements (shape ${formatDims(dims)}), over the cap of ${limits.maxTensorElements}`);
+  }
+  const f: Fill = { spec, dims, data: allocate(spec.type, count), pos: 0, idx: new Array<number>(rank).fill(0) };
+  if (rank === 0) fillLeaf([value], f);
+  else fillLevel(value as unknown[], 0, f);
+  return { type: spec.type, data: f.data, dims };
+}
+
+function fillLevel(node: unknown[], level: number, f: Fill): void {
+  if (node.length !== f.dims[level]) {
+    const here = f.idx.slice(0, level);
+    const got = node.length === 0 ? `got an empty array at ${path(here)}` : `is ragged: ${path(here)} has length ${node.length} but ${path(here.map(() => 0))} has length ${f.dims[level]}`;
+    throw new ScoringError('SHAPE', `input '${f.spec.name}' ${got} (expects shape ${formatDims(f.spec.dims)})`);
+  }
+  if (level === f.dims.length - 1) return fillLeaf(node, f);
+  for (let i = 0; i < node.length; i++) {
+    const child = node[i];
+    f.idx[level] = i;
+    if (!Array.isArray(child)) {
+      throw new ScoringError('SHAPE', `input '${f.spec.name}' is ragged: ${path(f.idx.slice(0, level + 1))} is ${article(child)}, expected an array (expects shape ${formatDims(f.spec.dims)})`);
+    }
+    fillLevel(child, level + 1, f);
+  }
+}
+
+// One specialised loop per type keeps the per-element work to a typeof and a store.
+function fillLeaf(row: unknown[], f: Fill): void {
+  const at = f.pos;
+  const n = row.length;
+  switch (f.spec.type) {
+    case 'float32': {
+      const out = f.data as Float32Array;
+      for (let i = 0; i < n; i++) {
+        const v = row[i];
+        if (typeof v !== 'number') throw typeError(f, v, i);
+        const x = Math.fround(v);
+        if (x === Infinity || x === -Infinity) throw typeError(f, v, i, 'outside the float32 range');
+        out[at + i] = x;
+      }
+      break;
+    }
+    case 'float64': {
+      const out = f.data as Float64Array;
+      for (let i = 0; i < n; i++) {
+        const v = row[i];
+        if (typeof v !== 'number') throw typeError(f, v, i);
+        if (!Number.isFinite(v)) throw typeError(f, v, i, 'outside the float64 range'); // JSON.parse('1e400') is Infinity
+        out[at + i] = v;
+      }
+      break;
+    }
+    case 'int32': {
+      const out = f.data as Int32Array;
+      for (let i = 0; i < n; i++) {
+        const v = row[i];
+        if (typeof v !== 'number') throw typeError(f, v, i);
+        if ((v | 0) !== v) throw typeError(f, v, i, Number.isInteger(v) ? 'outside the int32 range' : 'not an integer');
+        out[at + i] = v;
+      }
+      break;
+    }
+    case 'int64': {
+      const out = f.data as BigInt64Array;
+      for (let i = 0; i < n; i++) {
+        const v = row[i];
+        if (typeof v !== 'number') throw typeError(f, v, i);
+        // Beyond 2^53 JSON.parse has already rounded the value, so we refuse rather than send a wrong id.
+        if (!Number.isSafeInteger(v)) throw typeError(f, v, i, Number.isInteger(v) ? 'not a safe integer (|n| > 2^53-1)' : 'not an integer');
+        out[at + i] = BigInt(v);
+      }
+      break;
+    }
+    case 'bool': {
+      const out = f.data as Uint8Array;
+      for (let i = 0; i < n; i++) {
+        const v = row[i];
+        if (v !== true && v !== false) throw typeError(f, v, i);
+        out[at + i] = v ? 1 : 0;
+      }
+      break;
+    }
+  }
+  f.pos = at + n;
+}
+
+function typeError(f: Fill, v: unknown, i: number, why?: string): ScoringError {
+  const at = f.dims.length === 0 ? [] : [...f.idx.slice(0, f.dims.length - 1), i];
+  if (Array.isArray(v)) { // deeper than the rank in a row after the first: a shape problem, not a type one
+    return new ScoringError('SHAPE', `input '${f.spec.name}' is ragged: ${path(at)} is an array, expected a ${f.spec.type} element (expects shape ${formatDims(f.spec.dims)})`);
+  }
+  const got = typeof v === 'number' ? `number ${v}${why ? ` (${why})` : ''}` : jsonType(v);
+  return new ScoringError('TYPE', `input '${f.spec.name}' expects ${f.spec.type} elements, got ${got}${at.length ? ` at ${path(at)}` : ''}`);
+}
+
+/** Concatenate several messages' inputs along axis 0 (the batch axis). Caller guarantees each is valid; dims beyond axis 0 equal. */
+export function stackInputs(items: readonly Record<string, TensorData>[], inputs: readonly TensorSpec[]): Record<string, TensorData> {
+  if (items.length === 1) return items[0];
+  const out: Record<string, TensorData> = {};
+  for (const { name, type } of inputs) {
+    const parts = items.map((it) => it[name]);
+    const total = parts.reduce((sum, p) => sum + p.data.length, 0);
+    const data = allocate(type, total);
+    let at = 0;
+    for (const p of parts) {
+      (data as Float64Array).set(p.data as Float64Array, at); // same element type on both sides; the cast only quiets the union
+      at += p.data.length;
+    }
+    out[name] = { type, data, dims: [parts.reduce((sum, p) => sum + p.dims[0], 0), ...parts[0].dims.slice(1)] };
+  }
+  return out;
+}
+
+/** Split batched outputs back per message, given each message's row count along axis 0. */
+export function splitOutputs(outputs: Record<string, TensorData>, outputNames: readonly string[], rowCounts: readonly number[]): unknown[] {
+  const perMessage: [string, unknown][][] = rowCounts.map(() => []);
+  const total = rowCounts.reduce((a, b) => a + b, 0);
+  for (const name of outputNames) {
+    const t = Object.hasOwn(outputs, name) ? outputs[name] : undefined;
+    if (!t) throw new ScoringError('RUN_FAILED', `model returned no output '${name}'`);
+    if (rowCounts.length === 1) { // an unbatched run returns the output whole, even one without a batch axis
+      perMessage[0].push([name, toJson(t, 0, t.dims)]);
+      continue;
+    }
+    if (t.dims.length === 0 || t.dims[0] !== total) {
+      throw new ScoringError('RUN_FAILED', `output '${name}' has shape ${formatDims(t.dims)}, which cannot be split into ${rowCounts.length} messages of ${total} rows in all`);
+    }
+    const rest = t.dims.slice(1);
+    const rowSize = rest.reduce((a, b) => a * b, 1);
+    let row = 0;
+    rowCounts.forEach((n, m) => {
+      perMessage[m].push([name, toJson(t, row * rowSize, [n, ...rest])]);
+      row += n;
+    });
+  }
+  // fromEntries defines own properties, so an output named "__proto__" cannot touch a prototype.
+  return perMessage.map((entries) => (outputNames.length === 1 ? entries[0][1] : Object.fromEntries(entries)));
+}
+
+function toJson(t: TensorData, offset: number, dims: number[]): unknown {
+  const conv: (v: number | bigint) => unknown =
+    t.type === 'bool' ? (v) => v !== 0 : t.type === 'int64' ? (v) => Number(v) : (v) => v;
+  const data = t.data as ArrayLike<number | bigint>;
+  if (dims.length === 0) return conv(data[offset]);
+  const strides = dims.map((_, i) => dims.slice(i + 1).reduce((a, b) => a * b, 1));
+  const last = dims.length - 1;
+  const walk = (level: number, at: number): unknown[] => {
+    const out = new Array<unknown>(dims[level]);
+    for (let i = 0; i < dims[level]; i++) out[i] = level === last ? conv(data[at + i]) : walk(level + 1, at + i * strides[level]);
+    return out;
+  };
+  return walk(0, offset);
+}
+
+function allocate(type: ElementType, n: number): TypedData {
+  switch (type) {
+    case 'float32': return new Float32Array(n);
+    case 'float64': return new Float64Array(n);
+    case 'int32': return new Int32Array(n);
+    case 'int64': return new BigInt64Array(n);
+    case 'bool': return new Uint8Array(n);
+  }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function jsonType(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v === 'object' ? 'object' : typeof v;
+}
+
+const article = (v: unknown): string => (typeof v === 'number' ? `a number` : v === null ? 'null' : `${/^[ao]/.test(jsonType(v)) ? 'an' : 'a'} ${jsonType(v)}`);
+const path = (idx: readonly number[]): string => (idx.length === 0 ? 'the top level' : idx.map((i) => `[${i}]`).join(''));
+const clip = (s: string): string => (s.length > 64 ? `${s.slice(0, 61)}...` : s);

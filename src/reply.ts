@@ -1,0 +1,60 @@
+/**
+ * An outcome → the reply's destination, body, properties and headers. Pure: the contract (CONTRACT §2)
+ * for what a producer reads back lives here and nowhere else.
+ */
+import { randomUUID } from 'node:crypto';
+import type { ErrorCode } from './errors.js';
+
+export type Outcome = { ok: true; body: string } | { ok: false; code: ErrorCode; message: string };
+
+export interface ReplyAddress {
+  correlationId?: string;
+  messageId?: string;
+  replyTo?: string;
+}
+
+export interface Reply {
+  /** A queue name (or a direct reply-to address) on the default exchange. */
+  routingKey: string;
+  /** True when the reply goes to REPLY_QUEUE, which we own and may re-declare; false for a caller's replyTo. */
+  toReplyQueue: boolean;
+  correlationId?: string;
+  body: Buffer;
+  properties: {
+    persistent: true;
+    contentType: 'application/json';
+    messageId: string;
+    correlationId?: string;
+    timestamp: number;
+    headers: Record<string, string | number>;
+  };
+}
+
+export function buildReply(
+  address: ReplyAddress,
+  outcome: Outcome,
+  context: { replyQueue: string; modelName: string; scoringMs: number },
+): Reply {
+  const correlationId = address.correlationId || address.messageId || undefined;
+  const headers: Record<string, string | number> = {
+    'x-status': outcome.ok ? 'ok' : 'error',
+    'x-model': context.modelName,
+    'x-scoring-ms': Math.round(context.scoringMs * 1000) / 1000,
+  };
+  if (!outcome.ok) headers['x-error-code'] = outcome.code;
+  return {
+    routingKey: address.replyTo || context.replyQueue,
+    toReplyQueue: !address.replyTo,
+    correlationId,
+    body: Buffer.from(outcome.ok ? outcome.body : JSON.stringify(outcome.message)),
+    properties: {
+      persistent: true,
+      contentType: 'application/json',
+      // Our own id per reply: a returned (unroutable) reply is matched to its publish by it.
+      messageId: randomUUID(),
+      ...(correlationId === undefined ? {} : { correlationId }),
+      timestamp: Math.floor(Date.now() / 1000),
+      headers,
+    },
+  };
+}

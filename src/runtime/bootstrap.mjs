@@ -1,0 +1,5 @@
+// The isolate's entry point: plain JavaScript, so a worker thread or child process can start without a
+// TypeScript loader, then loads the runtime through tsx.
+import { tsImport } from 'tsx/esm/api';
+
+await tsImport('./script-runtime.ts', import.meta.url);

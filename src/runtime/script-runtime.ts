@@ -1,0 +1,108 @@
+/**
+ * Runs inside the isolate: loads the entry script, calls init() once, then answers calls by parsing
+ * each message and calling runBatch or run. Every per-item failure becomes that item's Outcome here,
+ * so one bad message never fails its neighbours.
+ */
+import { parentPort } from 'node:worker_threads';
+import { loadEntryScript, type EntryScript } from '../entry-script.js';
+import { ScoringError, replyText } from '../errors.js';
+import { dataText, parseMessage } from '../message.js';
+import type { Outcome } from '../reply.js';
+import { validateSchema } from '../schema.js';
+import type { CallMethod, FromRuntime, ScriptInfo, ToRuntime } from './protocol.js';
+
+const send: (msg: FromRuntime) => void = parentPort
+  ? (msg) => parentPort!.postMessage(msg)
+  : (msg) => process.send!(msg);
+
+let script: EntryScript | undefined;
+let maxMessageBytes = 0;
+
+async function handle(msg: ToRuntime): Promise<void> {
+  if (msg.type === 'init') {
+    try {
+      maxMessageBytes = msg.maxMessageBytes;
+      const loaded = await loadEntryScript(msg.entryScript);
+      await loaded.init(msg.context);
+      script = loaded;
+      send({ type: 'ready', info: describe(loaded) });
+    } catch (err) {
+      send({ type: 'init-failed', message: replyText(err) });
+    }
+    return;
+  }
+  send({ type: 'result', id: msg.id, outcomes: await call(script!, msg.method, msg.bodies) });
+}
+
+function describe(s: EntryScript): ScriptInfo {
+  return {
+    modelName: typeof s.modelName === 'string' && s.modelName ? s.modelName : 'entry-script',
+    hasRunBatch: typeof s.runBatch === 'function' || typeof s.runBatchParsed === 'function',
+    ...(s.inputSchema ? { inputSchema: s.inputSchema } : {}),
+    ...(s.outputSchema ? { outputSchema: s.outputSchema } : {}),
+  };
+}
+
+export async function call(s: EntryScript, method: CallMethod, bodies: Uint8Array[]): Promise<Outcome[]> {
+  const outcomes: Outcome[] = new Array(bodies.length);
+  const valid: number[] = [];
+  const values: unknown[] = [];
+  bodies.forEach((body, i) => {
+    try {
+      const value = parseMessage(body, maxMessageBytes);
+      if (s.inputSchema) validateSchema(value, s.inputSchema);
+      valid.push(i);
+      values.push(value);
+    } catch (err) {
+      outcomes[i] = failure(err);
+    }
+  });
+  if (valid.length === 0) return outcomes;
+
+  const batched = method === 'runBatch' ? await tryRunBatch(s, values) : undefined;
+  for (let k = 0; k < valid.length; k++) {
+    outcomes[valid[k]] = batched ? toOutcome(batched[k]) : await runOne(s, values[k]);
+  }
+  return outcomes;
+}
+
+/** undefined when runBatch threw or broke its contract: the caller then runs item by item to find the culprit. */
+async function tryRunBatch(s: EntryScript, values: unknown[]): Promise<unknown[] | undefined> {
+  try {
+    const results = s.runBatchParsed ? await s.runBatchParsed(values) : await s.runBatch!(values.map(dataText));
+    if (Array.isArray(results) && results.length === values.length) return results;
+  } catch {
+    // fall through to item-by-item
+  }
+  return undefined;
+}
+
+async function runOne(s: EntryScript, value: unknown): Promise<Outcome> {
+  try {
+    return toOutcome(await s.run(dataText(value)));
+  } catch (err) {
+    return failure(err);
+  }
+}
+
+function toOutcome(result: unknown): Outcome {
+  if (result instanceof Error) return failure(result);
+  try {
+    return { ok: true, body: JSON.stringify(result) ?? 'null' };
+  } catch (err) {
+    return { ok: false, code: 'BAD_RESULT', message: `run returned a value JSON cannot carry: ${replyText(err)}` };
+  }
+}
+
+function failure(err: unknown): Outcome {
+  const code = err instanceof ScoringError ? err.code : 'RUN_FAILED';
+  return { ok: false, code, message: replyText(err) };
+}
+
+const onMessage = (msg: ToRuntime) => void handle(msg);
+if (parentPort) parentPort.on('message', onMessage);
+else {
+  process.on('message', onMessage);
+  // The consumer is gone: nothing will read our replies, so do not linger as an orphan.
+  process.on('disconnect', () => process.exit(0));
+}
