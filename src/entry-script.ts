@@ -25,8 +25,11 @@ export interface EntryScript {
   /** Our extension: the data values already parsed, which saves a stringify and a parse per message. */
   runBatchParsed?(values: unknown[]): unknown;
   modelName?: string;
+  /** JSON Schema of `data`: documented in the AsyncAPI file and checked before run. */
   inputSchema?: object;
   outputSchema?: object;
+  /** Schemas for documentation only, for scripts that check their own input (the built-in ONNX one). */
+  apiSchemas?(): { inputSchema?: object; outputSchema?: object };
 }
 
 /** ENTRY_SCRIPT as configured → an absolute path, checked to exist; '' → the built-in ONNX script. */

@@ -35,11 +35,14 @@ async function handle(msg: ToRuntime): Promise<void> {
 }
 
 function describe(s: EntryScript): ScriptInfo {
+  const documented = s.apiSchemas?.();
+  const inputSchema = s.inputSchema ?? documented?.inputSchema;
+  const outputSchema = s.outputSchema ?? documented?.outputSchema;
   return {
     modelName: typeof s.modelName === 'string' && s.modelName ? s.modelName : 'entry-script',
     hasRunBatch: typeof s.runBatch === 'function' || typeof s.runBatchParsed === 'function',
-    ...(s.inputSchema ? { inputSchema: s.inputSchema } : {}),
-    ...(s.outputSchema ? { outputSchema: s.outputSchema } : {}),
+    ...(inputSchema ? { inputSchema } : {}),
+    ...(outputSchema ? { outputSchema } : {}),
   };
 }
 

@@ -1,0 +1,167 @@
+/**
+ * The lifecycle of the message path: consume → batch → score → reply → ack. `stop()` stops
+ * consuming, finishes what is in flight (replies confirmed, inputs acked) and resolves; it is
+ * idempotent.
+ */
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+import { settlementFor, type Settlement } from './acknowledger.js';
+import { Batcher } from './batcher.js';
+import type { Broker, Delivery } from './broker.js';
+import type { Config } from './config.js';
+import { ScoringError } from './errors.js';
+import { checkSize } from './message.js';
+import type { Metrics } from './metrics.js';
+import { buildReply, type Reply } from './reply.js';
+import type { ItemResult, Scorer } from './scorer.js';
+
+export type ConsumerState = 'created' | 'running' | 'stopping' | 'stopped';
+
+export interface ConsumerDeps {
+  broker: Broker;
+  scorer: Scorer;
+  config: Readonly<Config>;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+interface Received {
+  delivery: Delivery;
+  receivedAt: number;
+}
+
+export class Consumer {
+  state: ConsumerState = 'created';
+  private readonly queue: PQueue;
+  private readonly batcher: Batcher<Received>;
+  private stopped: Promise<void> | undefined;
+
+  constructor(private readonly deps: ConsumerDeps) {
+    const { config } = deps;
+    this.queue = new PQueue({ concurrency: config.concurrency });
+    this.batcher = new Batcher(config.maxBatchSize, config.maxBatchDelayMs, (batch) => this.schedule(batch));
+    deps.broker.on('returned', ({ routingKey, correlationId }) =>
+      deps.logger.warn({ correlationId, routingKey }, 'reply returned unroutable'),
+    );
+    deps.broker.on('connected', (role) => {
+      if (this.state === 'running') deps.metrics.reconnects.inc({ role });
+    });
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'created') return;
+    this.state = 'running';
+    await this.deps.broker.consume((d) => this.onDelivery(d));
+  }
+
+  /** Ready: the model is loaded (the scorer exists), both connections are up and the consumer is subscribed. */
+  get ready(): boolean {
+    const s = this.deps.broker.state;
+    return this.state === 'running' && s.consumeConnected && s.publishConnected && s.consuming;
+  }
+
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      this.state = 'stopping';
+      await this.deps.broker.stopConsuming();
+      this.batcher.flush();
+      await this.queue.onIdle();
+      this.state = 'stopped';
+    })();
+    return this.stopped;
+  }
+
+  private onDelivery(delivery: Delivery): void {
+    this.deps.metrics.inFlight.inc();
+    const item = { delivery, receivedAt: performance.now() };
+    // A redelivered input may be the one that killed the entry script: score it alone, so it can only take itself down.
+    if (delivery.redelivered) this.schedule([item]);
+    else this.batcher.add(item);
+    if (this.state !== 'running') this.batcher.flush();
+  }
+
+  private schedule(batch: Received[]): void {
+    void this.queue.add(() => this.process(batch)).catch((err: Error) => {
+      // process() handles every per-item failure; reaching here is a bug, and the inputs stay unacked for redelivery.
+      this.deps.logger.error({ err: err.message }, 'batch failed');
+    });
+  }
+
+  private async process(batch: Received[]): Promise<void> {
+    const { scorer, metrics, config } = this.deps;
+    const started = performance.now();
+    const results = await this.score(batch);
+    const scoringMs = performance.now() - started;
+    metrics.scoringSeconds.observe(scoringMs / 1000);
+    metrics.batchSize.observe(batch.length);
+
+    const settled = await Promise.all(
+      batch.map(async ({ delivery, receivedAt }, i) => {
+        const result = results[i];
+        if (!result.ok && result.code === 'CRASHED') return this.unanswered(delivery, result.message);
+        const reply = buildReply(delivery, result, { replyQueue: config.replyQueue, modelName: scorer.info.modelName, scoringMs });
+        if (!result.ok) this.deps.logger.info({ correlationId: reply.correlationId, code: result.code, error: result.message }, 'error reply');
+        const answered = await this.sendReply(delivery, reply);
+        if (!answered) return undefined;
+        metrics.messages.inc({ status: result.ok ? 'ok' : 'error' });
+        metrics.endToEndSeconds.observe((performance.now() - receivedAt) / 1000);
+        return { delivery, settlement: 'ack' as Settlement };
+      }),
+    );
+    this.deps.broker.settle(settled.filter((s) => s !== undefined));
+    metrics.inFlight.dec(batch.length);
+  }
+
+  /** Over-size bodies are answered here, before any copy reaches the entry script. */
+  private async score(batch: Received[]): Promise<ItemResult[]> {
+    const results: ItemResult[] = new Array(batch.length);
+    const toScore: number[] = [];
+    batch.forEach(({ delivery }, i) => {
+      try {
+        checkSize(delivery.body.byteLength, this.deps.config.maxMessageBytes);
+        toScore.push(i);
+      } catch (err) {
+        const e = err as ScoringError;
+        results[i] = { ok: false, code: e.code, message: e.message };
+      }
+    });
+    if (toScore.length > 0) {
+      const scored = await this.deps.scorer.score(toScore.map((i) => batch[i].delivery.body));
+      toScore.forEach((i, k) => (results[i] = scored[k]));
+    }
+    return results;
+  }
+
+  /** The entry script's isolate died under this input: no reply; the broker counts the delivery. */
+  private unanswered(delivery: Delivery, reason: string): { delivery: Delivery; settlement: Settlement } {
+    const { config, metrics, logger } = this.deps;
+    const settlement = settlementFor(false, delivery.redelivered, config.queueType);
+    const deadLettered = settlement === 'dead-letter' || delivery.deliveryCount >= config.deliveryLimit;
+    (deadLettered ? metrics.deadLettered : metrics.requeued).inc();
+    logger.warn({ correlationId: delivery.correlationId ?? delivery.messageId, deliveryCount: delivery.deliveryCount, reason }, deadLettered ? 'input dead-lettered' : 'input requeued');
+    return { delivery, settlement };
+  }
+
+  /**
+   * True once the reply is confirmed (or returned from a caller's replyTo that has gone: no one is
+   * left to answer). False when the input's channel died first: the broker redelivers it, and a reply
+   * now would only be a duplicate.
+   */
+  private async sendReply(delivery: Delivery, reply: Reply): Promise<boolean> {
+    const { broker, logger, metrics } = this.deps;
+    for (let attempt = 1; ; attempt++) {
+      if (!broker.isCurrent(delivery)) return false;
+      try {
+        const result = await broker.publish(reply);
+        if (result === 'confirmed') return true;
+        metrics.returnedReplies.inc();
+        if (!reply.toReplyQueue) return true;
+        // Our own reply queue was deleted: an input is never acked on a reply that went nowhere.
+        await broker.redeclareReplyQueue();
+      } catch (err) {
+        logger.warn({ correlationId: reply.correlationId, attempt, err: (err as Error).message }, 'reply not confirmed; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(5000, 50 * 2 ** attempt)));
+      }
+    }
+  }
+}

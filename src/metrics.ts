@@ -1,0 +1,29 @@
+/** Prometheus metrics (prom-client), one registry per process, passed to whoever counts. */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly messages = new Counter({ name: 'scorer_messages_total', help: 'Inputs answered, by reply status', labelNames: ['status'] as const, registers: [this.registry] });
+  readonly scoringSeconds = new Histogram({
+    name: 'scorer_scoring_seconds',
+    help: 'Time in the entry script per batch',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: [this.registry],
+  });
+  readonly endToEndSeconds = new Histogram({
+    name: 'scorer_end_to_end_seconds',
+    help: 'From delivery to the reply confirmed by the broker, per input',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly batchSize = new Histogram({ name: 'scorer_batch_size', help: 'Inputs per scored batch', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: [this.registry] });
+  readonly inFlight = new Gauge({ name: 'scorer_in_flight', help: 'Inputs received and not yet settled', registers: [this.registry] });
+  readonly reconnects = new Counter({ name: 'scorer_reconnects_total', help: 'Broker reconnections', labelNames: ['role'] as const, registers: [this.registry] });
+  readonly deadLettered = new Counter({ name: 'scorer_dead_lettered_total', help: 'Inputs sent to the dead-letter queue after killing the entry script', registers: [this.registry] });
+  readonly requeued = new Counter({ name: 'scorer_requeued_total', help: 'Inputs requeued because the entry script died under them', registers: [this.registry] });
+  readonly returnedReplies = new Counter({ name: 'scorer_returned_replies_total', help: 'Replies the broker could not route (the caller had gone)', registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+}

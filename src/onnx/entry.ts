@@ -1,0 +1,71 @@
+/**
+ * The built-in entry script, used when ENTRY_SCRIPT is unset: any ONNX model with tensor inputs,
+ * no code. `data` is a nested array (single input) or an object keyed by input name; many messages
+ * are stacked along the batch axis into one session run.
+ */
+import type { InitContext } from '../entry-script.js';
+import { ScoringError } from '../errors.js';
+import { loadModel, type LoadedModel } from './session.js';
+import { dataSchema, resultSchema } from './schema.js';
+import { buildInputs, canStack, splitOutputs, stackInputs, type Limits, type TensorData } from './tensors.js';
+
+let model: LoadedModel;
+let limits: Limits;
+let stackable = false;
+export let modelName = '';
+
+export async function init(context: InitContext): Promise<void> {
+  model = await loadModel(context);
+  limits = { maxTensorElements: context.maxTensorElements };
+  stackable = canStack(model.inputs);
+  modelName = model.name;
+}
+
+/** For documentation (AsyncAPI) only: the tensor checks below say more than a schema validator would. */
+export function apiSchemas(): { inputSchema: object; outputSchema: object } {
+  return { inputSchema: dataSchema(model.inputs), outputSchema: resultSchema(model.outputs) };
+}
+
+export async function run(data: string): Promise<unknown> {
+  const [result] = await runBatchParsed([JSON.parse(data)]);
+  if (result instanceof Error) throw result;
+  return result;
+}
+
+export async function runBatch(items: string[]): Promise<unknown[]> {
+  return runBatchParsed(items.map((t) => JSON.parse(t)));
+}
+
+/** One result per value, in order; a value that fails its checks gets its own Error and is left out of the run. */
+export async function runBatchParsed(values: unknown[]): Promise<unknown[]> {
+  const results: unknown[] = new Array(values.length);
+  const good: number[] = [];
+  const feeds: Record<string, TensorData>[] = [];
+  values.forEach((value, i) => {
+    try {
+      feeds.push(buildInputs(value, model.inputs, limits));
+      good.push(i);
+    } catch (err) {
+      results[i] = err;
+    }
+  });
+  if (good.length === 0) return results;
+  if (!stackable) {
+    for (let k = 0; k < good.length; k++) results[good[k]] = await runSeparately(feeds[k]);
+    return results;
+  }
+  const outputs = await model.run(stackInputs(feeds, model.inputs));
+  const rows = feeds.map((f) => f[model.inputs[0].name].dims[0]);
+  const perMessage = splitOutputs(outputs, model.outputs.map((o) => o.name), rows);
+  good.forEach((i, k) => (results[i] = perMessage[k]));
+  return results;
+}
+
+async function runSeparately(feeds: Record<string, TensorData>): Promise<unknown> {
+  try {
+    const outputs = await model.run(feeds);
+    return splitOutputs(outputs, model.outputs.map((o) => o.name), [1])[0];
+  } catch (err) {
+    return err instanceof ScoringError ? err : new ScoringError('RUN_FAILED', `model run failed: ${(err as Error).message}`);
+  }
+}

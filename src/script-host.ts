@@ -1,0 +1,164 @@
+/**
+ * One isolate running the entry script, seen from the consumer: start it, call it with a deadline,
+ * and replace it when it crashes or hangs. The built-in ONNX script runs in a worker thread (cheap
+ * messages, and it cannot hang); a user's script runs in a child process, the only place a
+ * synchronous hang can be cut off safely: terminating a thread inside onnxruntime aborts the process.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { BootError } from './errors.js';
+import type { InitContext } from './entry-script.js';
+import type { Outcome } from './reply.js';
+import type { CallMethod, FromRuntime, ScriptInfo, ToRuntime } from './runtime/protocol.js';
+
+const BOOTSTRAP = new URL('./runtime/bootstrap.mjs', import.meta.url);
+
+export type Isolation = 'thread' | 'process';
+export type CallResult = { kind: 'done'; outcomes: Outcome[] } | { kind: 'timeout' } | { kind: 'crash'; reason: string };
+
+export interface HostOptions {
+  entryScript: string;
+  isolation: Isolation;
+  context: InitContext;
+  maxMessageBytes: number;
+  logger: Logger;
+}
+
+/** A worker thread or a child process behind one interface. */
+interface Isolate {
+  send(msg: ToRuntime): void;
+  /** Safe at any time for a process; for a thread only when it is not inside a call. */
+  kill(): void;
+  onMessage(fn: (msg: FromRuntime) => void): void;
+  onExit(fn: (reason: string) => void): void;
+}
+
+function spawnIsolate(isolation: Isolation, env: NodeJS.ProcessEnv): Isolate {
+  if (isolation === 'thread') {
+    const worker = new Worker(BOOTSTRAP, { env });
+    return {
+      send: (msg) => worker.postMessage(msg),
+      kill: () => void worker.terminate(),
+      onMessage: (fn) => worker.on('message', fn),
+      onExit: (fn) => {
+        worker.on('error', (err) => fn(`worker thread failed: ${err.message}`));
+        worker.on('exit', (code) => fn(`worker thread exited with code ${code}`));
+      },
+    };
+  }
+  const child: ChildProcess = fork(BOOTSTRAP, [], { env, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return {
+    send: (msg) => child.send(msg),
+    kill: () => void child.kill('SIGKILL'),
+    onMessage: (fn) => child.on('message', fn as (m: unknown) => void),
+    onExit: (fn) => {
+      child.on('error', (err) => fn(`script process failed: ${err.message}`));
+      child.on('exit', (code, signal) => fn(`script process exited with ${signal ?? `code ${code}`}`));
+    },
+  };
+}
+
+interface Pending {
+  id: number;
+  resolve: (r: CallResult) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class ScriptHost {
+  info!: ScriptInfo;
+  private isolate!: Isolate;
+  private pending: Pending | undefined;
+  private nextId = 1;
+  private ready!: Promise<void>;
+  private closed = false;
+
+  private constructor(private readonly options: HostOptions) {}
+
+  /** Resolves once init() has returned; rejects with a BootError when it throws. */
+  static async start(options: HostOptions): Promise<ScriptHost> {
+    const host = new ScriptHost(options);
+    host.ready = host.spawn();
+    await host.ready;
+    return host;
+  }
+
+  /** One call at a time per host; the consumer's queue guarantees it. */
+  async call(method: CallMethod, bodies: Uint8Array[], timeoutMs: number): Promise<CallResult> {
+    await this.ready;
+    const id = this.nextId++;
+    return new Promise<CallResult>((resolve) => {
+      const timer = setTimeout(() => this.fail({ kind: 'timeout' }), timeoutMs);
+      this.pending = { id, resolve, timer };
+      this.isolate.send({ type: 'call', id, method, bodies });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.ready.catch(() => {});
+    this.isolate.kill();
+  }
+
+  private spawn(): Promise<void> {
+    const { entryScript, isolation, context, maxMessageBytes } = this.options;
+    // Azure ML scripts find their model through AZUREML_MODEL_DIR; ours through MODEL_DIR. Both are set.
+    const env = { ...process.env, AZUREML_MODEL_DIR: context.modelDir, MODEL_DIR: context.modelDir };
+    const isolate = spawnIsolate(isolation, env);
+    this.isolate = isolate;
+    return new Promise<void>((resolve, reject) => {
+      let initialised = false;
+      isolate.onMessage((msg) => {
+        if (msg.type === 'ready') {
+          initialised = true;
+          this.info = msg.info;
+          resolve();
+        } else if (msg.type === 'init-failed') {
+          isolate.kill();
+          reject(new BootError(`entry script init() failed: ${msg.message}`));
+        } else if (this.pending?.id === msg.id && this.isolate === isolate) {
+          this.settle({ kind: 'done', outcomes: msg.outcomes });
+        }
+      });
+      let exited = false;
+      isolate.onExit((reason) => {
+        if (exited) return;
+        exited = true;
+        if (!initialised) reject(new BootError(`entry script could not start: ${reason}`));
+        else if (this.isolate === isolate && !this.closed) this.fail({ kind: 'crash', reason });
+      });
+      isolate.send({ type: 'init', entryScript, context, maxMessageBytes });
+    });
+  }
+
+  private settle(result: CallResult): void {
+    const p = this.pending;
+    if (!p) return;
+    this.pending = undefined;
+    clearTimeout(p.timer);
+    p.resolve(result);
+  }
+
+  /** The current isolate hung or died: answer its call, and put a fresh one in its place. */
+  private fail(result: CallResult): void {
+    const old = this.isolate;
+    this.settle(result);
+    if (result.kind === 'timeout') {
+      if (this.options.isolation === 'process') old.kill();
+      else old.onMessage(() => old.kill()); // a thread may be inside onnxruntime: end it once its call returns
+    }
+    this.options.logger.warn({ reason: result.kind === 'crash' ? result.reason : 'run timed out' }, 'replacing entry-script isolate');
+    this.ready = this.respawn();
+  }
+
+  private async respawn(): Promise<void> {
+    for (let attempt = 1; !this.closed; attempt++) {
+      try {
+        return await this.spawn();
+      } catch (err) {
+        this.options.logger.error({ err: (err as Error).message, attempt }, 'entry script restart failed');
+        await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt)));
+      }
+    }
+  }
+}
