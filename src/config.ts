@@ -164,9 +164,9 @@ function ruleOf(issue: z.core.$ZodIssue): string {
   return issue.message;
 }
 
-/** The broker password never reaches a log line or an error. */
+/** The broker password never reaches a log line or an error: not even in a URL that lacks its scheme or has an '@' in the password. */
 export function redactUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/]*):([^@/]*)@/i, '$1$2:***@');
+  return url.replace(/^((?:[a-z][a-z0-9+.-]*:)?\/*)([^:@/]*):([^/]*)@/i, '$1$2:***@');
 }
 
 function deepFreeze<T extends object>(value: T): Readonly<T> {

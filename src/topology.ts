@@ -35,14 +35,38 @@ const SETTING: Record<string, string> = {
 };
 
 /**
+ * Declared by this consumer on quorum queues only. RabbitMQ names the first argument that differs in its
+ * own order, and for a classic queue met by our quorum declaration (or the reverse) that is one of these,
+ * never x-queue-type: present on one side only, it tells which QUEUE_TYPE the queue was declared with.
+ */
+const QUORUM_ONLY = new Set(['x-overflow', 'x-dead-letter-strategy']);
+
+/**
+ * RabbitMQ 3.10 (rabbit_misc:assert_args_equivalence) says "received X but current is Y", where each side
+ * is `none`, `'5'` (same type, other value) or `the value '5' of type 'byte'` (one side missing or another type).
+ */
+const ARG_VALUE = String.raw`(?:none|(?:the value )?'([^']*)'(?: of type '[^']*')?)`;
+const INEQUIVALENT_ARG = new RegExp(String.raw`inequivalent arg '([^']+)'.*?: received ${ARG_VALUE} but current (?:value )?is ${ARG_VALUE}`);
+
+/**
  * The broker's PRECONDITION_FAILED text names the argument and both values; say it in one line with
  * the way out, instead of a stack trace.
  */
 export function explainPreconditionFailed(queue: string, brokerMessage: string): BootError {
-  const m = /inequivalent arg '([^']+)'.*?received (?:the value '?([^' ]*)'?|none).*?current (?:value is )?(?:'?([^' ]*)'?|none)/.exec(brokerMessage);
+  const m = INEQUIVALENT_ARG.exec(brokerMessage);
   if (!m) return new BootError(`queue '${queue}' exists with other settings than this consumer declares: ${brokerMessage}`);
-  const [, arg, wanted = 'none', existing = 'none'] = m;
+  const [, arg, wanted, existing] = m;
   const setting = SETTING[arg];
-  const fix = setting ? `set ${setting} to match the queue, or delete the queue so it is declared anew` : 'delete the queue so it is declared anew';
-  return new BootError(`queue '${queue}' exists with ${arg} = ${existing}, but this consumer declares ${wanted}: ${fix}`);
+  const typeHint = QUORUM_ONLY.has(arg) && (wanted === undefined) !== (existing === undefined);
+  const fix = setting
+    ? `set ${setting} to match the queue, or delete the queue so it is declared anew`
+    : typeHint
+      ? `set QUEUE_TYPE=${existing === undefined ? 'classic' : 'quorum'} to use the queue as it is, or delete the queue so it is declared anew`
+      : 'delete the queue so it is declared anew';
+  return new BootError(`queue '${queue}' exists with ${arg} = ${shown(existing)}, but this consumer declares ${shown(wanted)}: ${fix}`);
+}
+
+/** `none` when the argument is absent; an empty string (the default exchange) shown as ''. */
+function shown(value: string | undefined): string {
+  return value === undefined ? 'none' : value === '' ? "''" : value;
 }

@@ -1,5 +1,7 @@
 // The isolate's entry point: plain JavaScript, so a worker thread or child process can start without a
 // TypeScript loader, then loads the runtime through tsx.
+import { register } from 'node:module';
 import { tsImport } from 'tsx/esm/api';
 
+register('./resolve-fallback.mjs', import.meta.url);
 await tsImport('./script-runtime.ts', import.meta.url);

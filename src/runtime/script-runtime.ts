@@ -20,14 +20,16 @@ let maxMessageBytes = 0;
 
 async function handle(msg: ToRuntime): Promise<void> {
   if (msg.type === 'init') {
+    let loaded: EntryScript | undefined;
     try {
       maxMessageBytes = msg.maxMessageBytes;
-      const loaded = await loadEntryScript(msg.entryScript);
+      loaded = await loadEntryScript(msg.entryScript);
       await loaded.init(msg.context);
       script = loaded;
       send({ type: 'ready', info: describe(loaded) });
     } catch (err) {
-      send({ type: 'init-failed', message: replyText(err) });
+      // A script that cannot load (or lacks run) says so itself: blaming init() would send the user to the wrong place.
+      send({ type: 'init-failed', message: loaded ? `entry script init() failed: ${replyText(err)}` : replyText(err) });
     }
     return;
   }

@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import { test } from 'node:test';
+import { Batcher } from '../../src/batcher.js';
+
+function collecting<T>(maxBatchSize: number, maxBatchDelayMs: number): { batcher: Batcher<T>; batches: T[][] } {
+  const batches: T[][] = [];
+  return { batcher: new Batcher<T>(maxBatchSize, maxBatchDelayMs, (b) => batches.push(b)), batches };
+}
+
+test('a batch goes as soon as it holds MAX_BATCH_SIZE items', () => {
+  const { batcher, batches } = collecting<number>(3, 60_000);
+  for (let i = 1; i <= 7; i++) batcher.add(i);
+  assert.deepEqual(batches, [[1, 2, 3], [4, 5, 6]], 'full batches go at once, without waiting for the delay');
+  assert.equal(batcher.size, 1);
+  batcher.flush();
+  assert.deepEqual(batches.at(-1), [7]);
+});
+
+test('a partial batch goes after MAX_BATCH_DELAY_MS', async () => {
+  const { batcher, batches } = collecting<string>(100, 30);
+  batcher.add('a');
+  await sleep(10);
+  batcher.add('b');
+  assert.deepEqual(batches, []);
+  await sleep(60);
+  assert.deepEqual(batches, [['a', 'b']], 'the delay runs from the first item');
+  batcher.add('c');
+  await sleep(60);
+  assert.deepEqual(batches, [['a', 'b'], ['c']]);
+});
+
+test('a delay of 0 gathers what arrives in one turn of the event loop', async () => {
+  const { batcher, batches } = collecting<number>(100, 0);
+  for (let i = 0; i < 10; i++) batcher.add(i);
+  assert.deepEqual(batches, []);
+  await sleep(5);
+  assert.deepEqual(batches, [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]]);
+  batcher.add(10);
+  await nextTurn();
+  await sleep(5);
+  batcher.add(11);
+  await sleep(5);
+  assert.deepEqual(batches.slice(1), [[10], [11]], 'later turns make later batches');
+});
+
+test('items keep their order within and across batches', async () => {
+  const { batcher, batches } = collecting<number>(7, 1);
+  for (let i = 0; i < 100; i++) {
+    batcher.add(i);
+    if (i % 13 === 0) await sleep(3);
+  }
+  batcher.flush();
+  assert.deepEqual(batches.flat(), Array.from({ length: 100 }, (_, i) => i));
+  assert.ok(batches.every((b) => b.length >= 1 && b.length <= 7));
+});
+
+test('flush sends what is gathered at once, and nothing when empty', async () => {
+  const { batcher, batches } = collecting<number>(10, 60_000);
+  batcher.flush();
+  assert.deepEqual(batches, []);
+  batcher.add(1);
+  batcher.add(2);
+  batcher.flush();
+  assert.deepEqual(batches, [[1, 2]]);
+  assert.equal(batcher.size, 0);
+  await sleep(5);
+  assert.equal(batches.length, 1, 'the cleared timer does not send an empty batch later');
+});

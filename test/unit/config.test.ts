@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { CONFIG_KEYS, DEFAULTS_FILE, loadConfig, redactUrl } from '../../src/config.js';
+import { BootError } from '../../src/errors.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'scorer-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** loadConfig must throw one BootError line that contains every part. */
+function refuses(env: Record<string, string>, ...parts: string[]): string {
+  let message = '';
+  assert.throws(
+    () => loadConfig(env),
+    (err: unknown) => {
+      assert.ok(err instanceof BootError, `expected a BootError, got ${String(err)}`);
+      message = err.message;
+      assert.ok(!message.includes('\n'), `one line: ${message}`);
+      for (const p of parts) assert.ok(message.includes(p), `"${message}" should include ${JSON.stringify(p)}`);
+      return true;
+    },
+  );
+  return message;
+}
+
+test('config/default.json has a default for every key, and they load as they are', () => {
+  const defaults = JSON.parse(readFileSync(DEFAULTS_FILE, 'utf8')) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(defaults).sort(), [...CONFIG_KEYS].sort());
+  const c = loadConfig({});
+  assert.equal(c.amqp.url, defaults.AMQP_URL);
+  assert.equal(c.inputQueue, 'scoring.requests');
+  assert.equal(c.replyQueue, 'scoring.replies');
+  assert.equal(c.queueType, 'quorum');
+  assert.equal(c.modelDir, 'models');
+  assert.equal(c.entryScript, '');
+  assert.equal(c.prefetch, defaults.PREFETCH);
+  assert.equal(c.maxBatchSize, defaults.MAX_BATCH_SIZE);
+  assert.equal(c.maxMessageBytes, defaults.MAX_MESSAGE_BYTES);
+  assert.match(c.amqp.connectionName, /^scorer@.+:\d+$/, 'a connection name even when CONNECTION_NAME is unset');
+});
+
+test('environment variables override the defaults, numbers coerced from strings', () => {
+  const c = loadConfig({
+    AMQP_URL: 'amqps://user:pw@broker.example:5671/vh',
+    INPUT_QUEUE: 'in',
+    REPLY_QUEUE: 'out',
+    QUEUE_TYPE: 'classic',
+    PREFETCH: '100',
+    CONCURRENCY: '4',
+    MAX_BATCH_SIZE: '1',
+    MAX_BATCH_DELAY_MS: '0',
+    HTTP_PORT: '0',
+    LOG_LEVEL: 'debug',
+    CONNECTION_NAME: 'scorer-7',
+    ORT_GRAPH_OPTIMIZATION: 'basic',
+  });
+  assert.equal(c.amqp.url, 'amqps://user:pw@broker.example:5671/vh');
+  assert.equal(c.inputQueue, 'in');
+  assert.equal(c.replyQueue, 'out');
+  assert.equal(c.queueType, 'classic');
+  assert.equal(c.prefetch, 100);
+  assert.equal(c.concurrency, 4);
+  assert.equal(c.maxBatchSize, 1);
+  assert.equal(c.maxBatchDelayMs, 0);
+  assert.equal(c.httpPort, 0);
+  assert.equal(c.logLevel, 'debug');
+  assert.equal(c.amqp.connectionName, 'scorer-7');
+  assert.equal(c.ort.graphOptimizationLevel, 'basic');
+});
+
+test('variables that are not config keys are ignored', () => {
+  assert.equal(loadConfig({ PATH: '/bin', prefetch: '3' }).prefetch, loadConfig({}).prefetch);
+});
+
+test('a number out of range names the key, the rule and the value', () => {
+  assert.equal(refuses({ PREFETCH: '0' }), 'config PREFETCH: expected an integer from 1 to 65535, got "0"');
+  refuses({ CONCURRENCY: '65' }, 'CONCURRENCY', 'from 1 to 64', '"65"');
+  refuses({ HTTP_PORT: '70000' }, 'HTTP_PORT', 'from 0 to 65535', '"70000"');
+  refuses({ MAX_MESSAGE_BYTES: '10' }, 'MAX_MESSAGE_BYTES', 'from 64', '"10"');
+});
+
+test('a value that is not an integer names the key, the rule and the value', () => {
+  refuses({ PREFETCH: 'abc' }, 'config PREFETCH', 'an integer', '"abc"');
+  refuses({ MAX_BATCH_SIZE: '1.5' }, 'config MAX_BATCH_SIZE', 'an integer', '"1.5"');
+  refuses({ RUN_TIMEOUT_MS: '' }, 'config RUN_TIMEOUT_MS', 'an integer', '""');
+});
+
+test('a value outside a list names the key, the allowed values and the value', () => {
+  refuses({ QUEUE_TYPE: 'lazy' }, 'config QUEUE_TYPE', '"quorum", "classic"', '"lazy"');
+  refuses({ LOG_LEVEL: 'verbose' }, 'config LOG_LEVEL', '"info"', '"verbose"');
+  refuses({ ORT_GRAPH_OPTIMIZATION: 'max' }, 'config ORT_GRAPH_OPTIMIZATION', '"all"', '"max"');
+});
+
+test('an empty queue name is refused', () => {
+  refuses({ INPUT_QUEUE: '' }, 'config INPUT_QUEUE', '""');
+  refuses({ REPLY_QUEUE: '' }, 'config REPLY_QUEUE');
+});
+
+test('a reconnect ceiling below the first delay is refused', () => {
+  refuses({ RECONNECT_INITIAL_DELAY_MS: '500', RECONNECT_MAX_DELAY_MS: '100' }, 'RECONNECT_MAX_DELAY_MS', 'RECONNECT_INITIAL_DELAY_MS (500)', '100');
+});
+
+test('a bad AMQP_URL is refused without showing its password', () => {
+  const m = refuses({ AMQP_URL: 'http://bob:hunter2@broker:5672' }, 'config AMQP_URL', 'amqp://', 'bob:***@broker');
+  assert.ok(!m.includes('hunter2'));
+  for (const url of ['bob:hunter2@broker:5672', 'amqp:/bob:hunter2@broker', 'amqp://bob:hun ter2@broker']) {
+    const message = refuses({ AMQP_URL: url }, 'config AMQP_URL');
+    assert.ok(!message.includes('hunter2'), `password shown in: ${message}`);
+  }
+});
+
+test('redactUrl hides the password and keeps the rest', () => {
+  assert.equal(redactUrl('amqp://guest:guest@localhost:5672'), 'amqp://guest:***@localhost:5672');
+  assert.equal(redactUrl('amqps://u:p%40ss@h/vh?heartbeat=5'), 'amqps://u:***@h/vh?heartbeat=5');
+  assert.equal(redactUrl('amqp://localhost:5672/vh'), 'amqp://localhost:5672/vh');
+  assert.equal(redactUrl('amqp://user@localhost'), 'amqp://user@localhost');
+  assert.equal(redactUrl('amqp://bob:p@hunter2@broker/vh'), 'amqp://bob:***@broker/vh', "an unescaped '@' in the password");
+  assert.equal(redactUrl('bob:hunter2@broker'), 'bob:***@broker', 'no scheme');
+});
+
+test('AZUREML_MODEL_DIR sets the model folder, so ported Azure ML scripts work unchanged', () => {
+  assert.equal(loadConfig({ AZUREML_MODEL_DIR: '/var/azureml-app/model' }).modelDir, '/var/azureml-app/model');
+});
+
+test('MODEL_DIR wins over AZUREML_MODEL_DIR when both are set', () => {
+  assert.equal(loadConfig({ AZUREML_MODEL_DIR: '/azure', MODEL_DIR: '/ours' }).modelDir, '/ours');
+  assert.equal(loadConfig({ MODEL_DIR: '/ours' }).modelDir, '/ours');
+});
+
+test('AMQP_URL_FILE supplies the broker URL from a secret file, trailing newline trimmed', () => {
+  const file = join(dir, 'amqp-url');
+  writeFileSync(file, 'amqp://scorer:from-file@rabbit:5672/prod\n');
+  const c = loadConfig({ AMQP_URL_FILE: file, AMQP_URL: 'amqp://ignored:x@elsewhere' });
+  assert.equal(c.amqp.url, 'amqp://scorer:from-file@rabbit:5672/prod', 'the file wins over AMQP_URL');
+});
+
+test('a missing AMQP_URL_FILE is named in the error', () => {
+  const missing = join(dir, 'no-such-secret');
+  refuses({ AMQP_URL_FILE: missing }, 'config AMQP_URL_FILE', missing, 'ENOENT');
+});
+
+test('a bad URL in AMQP_URL_FILE is refused without showing its password', () => {
+  const file = join(dir, 'bad-url');
+  writeFileSync(file, 'rabbit://scorer:s3cret@rabbit\n');
+  const m = refuses({ AMQP_URL_FILE: file }, 'config AMQP_URL');
+  assert.ok(!m.includes('s3cret'), m);
+});
+
+test('the config is frozen, nested objects included', () => {
+  const c = loadConfig({});
+  assert.ok(Object.isFrozen(c));
+  assert.ok(Object.isFrozen(c.amqp));
+  assert.ok(Object.isFrozen(c.ort));
+  assert.throws(() => ((c as { prefetch: number }).prefetch = 1), TypeError);
+  assert.throws(() => ((c.amqp as { url: string }).url = 'amqp://x'), TypeError);
+});
+
+test('a defaults file can be given, and is validated like the environment', () => {
+  const file = join(dir, 'defaults.json');
+  const defaults = JSON.parse(readFileSync(DEFAULTS_FILE, 'utf8')) as Record<string, unknown>;
+  writeFileSync(file, JSON.stringify({ ...defaults, PREFETCH: 7 }));
+  assert.equal(loadConfig({}, file).prefetch, 7);
+  writeFileSync(file, JSON.stringify({ ...defaults, PREFETCH: -1 }));
+  assert.throws(() => loadConfig({}, file), /config PREFETCH: expected an integer from 1 to 65535, got -1/);
+});

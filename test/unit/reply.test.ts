@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { buildReply, type Outcome } from '../../src/reply.js';
+
+const context = { replyQueue: 'scoring.replies', modelName: 'iris', scoringMs: 1.23456 };
+const ok: Outcome = { ok: true, body: '{"label":[0]}' };
+const failed: Outcome = { ok: false, code: 'SHAPE', message: "input 'float_input' expects shape [-1,4], got [1,3]" };
+
+test('a reply goes to the input replyTo when it has one', () => {
+  const reply = buildReply({ replyTo: 'amq.rabbitmq.reply-to.g1h2', correlationId: 'c1' }, ok, context);
+  assert.equal(reply.routingKey, 'amq.rabbitmq.reply-to.g1h2');
+  assert.equal(reply.toReplyQueue, false);
+});
+
+test('a reply without replyTo goes to REPLY_QUEUE', () => {
+  const reply = buildReply({ correlationId: 'c1' }, ok, context);
+  assert.equal(reply.routingKey, 'scoring.replies');
+  assert.equal(reply.toReplyQueue, true);
+  assert.equal(buildReply({ replyTo: '' }, ok, context).routingKey, 'scoring.replies', 'an empty replyTo is no replyTo');
+});
+
+test('the reply carries the input correlationId, else its messageId, else none', () => {
+  const both = buildReply({ correlationId: 'corr', messageId: 'msg' }, ok, context);
+  assert.equal(both.correlationId, 'corr');
+  assert.equal(both.properties.correlationId, 'corr');
+  const onlyMessageId = buildReply({ messageId: 'msg' }, ok, context);
+  assert.equal(onlyMessageId.correlationId, 'msg');
+  assert.equal(onlyMessageId.properties.correlationId, 'msg');
+  const neither = buildReply({}, ok, context);
+  assert.equal(neither.correlationId, undefined);
+  assert.ok(!('correlationId' in neither.properties), 'no correlationId property at all');
+});
+
+test('a reply is persistent JSON with its own messageId and a timestamp in seconds', () => {
+  const a = buildReply({ correlationId: 'c' }, ok, context);
+  const b = buildReply({ correlationId: 'c' }, ok, context);
+  assert.equal(a.properties.persistent, true);
+  assert.equal(a.properties.contentType, 'application/json');
+  assert.match(a.properties.messageId, /^[0-9a-f-]{36}$/);
+  assert.notEqual(a.properties.messageId, b.properties.messageId, 'one id per reply');
+  assert.ok(Math.abs(a.properties.timestamp - Date.now() / 1000) < 5);
+});
+
+test('a success reply has x-status ok, the model, the scoring time, and the result as its body', () => {
+  const reply = buildReply({ correlationId: 'c' }, ok, context);
+  assert.deepEqual(reply.properties.headers, { 'x-status': 'ok', 'x-model': 'iris', 'x-scoring-ms': 1.235 });
+  assert.equal(reply.body.toString(), '{"label":[0]}');
+});
+
+test('an error reply has x-status error, the error code, and a body that is a JSON string of one line', () => {
+  const reply = buildReply({ correlationId: 'c' }, failed, context);
+  assert.equal(reply.properties.headers['x-status'], 'error');
+  assert.equal(reply.properties.headers['x-error-code'], 'SHAPE');
+  assert.equal(reply.properties.headers['x-model'], 'iris');
+  const body = reply.body.toString();
+  assert.ok(!body.includes('\n'));
+  assert.equal(JSON.parse(body), "input 'float_input' expects shape [-1,4], got [1,3]");
+});
+
+test('an error message with quotes and non-ASCII survives as a JSON string', () => {
+  const reply = buildReply({}, { ok: false, code: 'RUN_FAILED', message: 'bad "value" → ünïcode \\ here' }, context);
+  assert.equal(JSON.parse(reply.body.toString()), 'bad "value" → ünïcode \\ here');
+});
