@@ -18,6 +18,11 @@ export interface Reply {
   routingKey: string;
   /** True when the reply goes to REPLY_QUEUE, which we own and may re-declare; false for a caller's replyTo. */
   toReplyQueue: boolean;
+  /**
+   * Ask the broker to return it if unroutable. Not for direct reply-to: RabbitMQ 3.x returns those as
+   * unroutable even when it delivers them (rabbitmq-server#6124), and they are at-most-once anyway.
+   */
+  mandatory: boolean;
   correlationId?: string;
   body: Buffer;
   properties: {
@@ -45,6 +50,7 @@ export function buildReply(
   return {
     routingKey: address.replyTo || context.replyQueue,
     toReplyQueue: !address.replyTo,
+    mandatory: !address.replyTo?.startsWith('amq.rabbitmq.reply-to'),
     correlationId,
     body: Buffer.from(outcome.ok ? outcome.body : JSON.stringify(outcome.message)),
     properties: {

@@ -61,3 +61,9 @@ test('an error message with quotes and non-ASCII survives as a JSON string', () 
   const reply = buildReply({}, { ok: false, code: 'RUN_FAILED', message: 'bad "value" → ünïcode \\ here' }, context);
   assert.equal(JSON.parse(reply.body.toString()), 'bad "value" → ünïcode \\ here');
 });
+
+test('replies are mandatory (an unroutable one comes back), except to direct reply-to, which RabbitMQ returns even when delivered', () => {
+  assert.equal(buildReply({}, ok, context).mandatory, true);
+  assert.equal(buildReply({ replyTo: 'callers.queue' }, ok, context).mandatory, true);
+  assert.equal(buildReply({ replyTo: 'amq.rabbitmq.reply-to.g1h2AA5yZXQAAAAA' }, ok, context).mandatory, false);
+});

@@ -1,0 +1,176 @@
+/**
+ * The CLI's side of the broker, and the only file under src/cli/ that knows amqplib. One connection
+ * without recovery: a batch run that loses the broker stops, and `--resume` is its recovery.
+ */
+import * as amqp from 'amqplib';
+import { redactUrl } from '../config.js';
+
+export interface ReplyMessage {
+  correlationId?: string;
+  headers: Record<string, unknown>;
+  body: Buffer;
+}
+
+export interface Published {
+  correlationId: string;
+  replyTo: string;
+}
+
+/** An abandoned run's reply queue removes itself after a week unused (no consumer, not declared again). */
+const RUN_QUEUE_EXPIRES_MS = 7 * 24 * 3600 * 1000;
+
+export class CliBroker {
+  private lost: ((reason: string) => void) | undefined;
+  private closing = false;
+
+  private constructor(
+    private readonly connection: amqp.ChannelModel,
+    private readonly publisher: amqp.ConfirmChannel,
+  ) {
+    const onLost = (why: string) => {
+      if (!this.closing) this.lost?.(why);
+    };
+    connection.on('error', (err: Error) => onLost(`broker connection error: ${err.message}`));
+    connection.on('close', () => onLost('broker connection closed'));
+    publisher.on('error', (err: Error) => onLost(`broker channel error: ${err.message}`));
+  }
+
+  static async connect(url: string, connectionName: string): Promise<CliBroker> {
+    let connection: amqp.ChannelModel;
+    try {
+      connection = await amqp.connect(url, { clientProperties: { connection_name: connectionName } });
+    } catch (err) {
+      throw new Error(`broker ${redactUrl(url)} unreachable: ${(err as Error).message}`);
+    }
+    connection.on('error', () => {});
+    const publisher = await connection.createConfirmChannel();
+    return new CliBroker(connection, publisher);
+  }
+
+  /** Called once if the connection or the publishing channel dies before close(). */
+  onLost(handler: (reason: string) => void): void {
+    this.lost = handler;
+  }
+
+  /** A publish the broker could not route (returned under `mandatory`). */
+  onReturn(handler: (correlationId: string | undefined, routingKey: string) => void): void {
+    this.publisher.on('return', (m: amqp.Message) => handler(m.properties.correlationId, m.fields.routingKey));
+  }
+
+  /** The queue's message count, or undefined when it does not exist. Passive, on a throwaway channel. */
+  async queueDepth(queue: string): Promise<number | undefined> {
+    const ch = await this.connection.createChannel();
+    ch.on('error', () => {});
+    try {
+      return (await ch.checkQueue(queue)).messageCount;
+    } catch {
+      return undefined;
+    } finally {
+      await ch.close().catch(() => {});
+    }
+  }
+
+  /** A durable queue of our own for one run's replies: it outlives the CLI, so an interrupted run can resume. */
+  async declareRunQueue(queue: string): Promise<void> {
+    const ch = await this.connection.createChannel();
+    ch.on('error', () => {});
+    try {
+      await ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'classic', 'x-expires': RUN_QUEUE_EXPIRES_MS } });
+    } finally {
+      await ch.close().catch(() => {});
+    }
+  }
+
+  async deleteQueue(queue: string): Promise<void> {
+    const ch = await this.connection.createChannel();
+    ch.on('error', () => {});
+    await ch.deleteQueue(queue).catch(() => {});
+    await ch.close().catch(() => {});
+  }
+
+  /** False when the channel's buffer is full: wait for drain() before the next. */
+  publish(queue: string, body: Buffer, p: Published): boolean {
+    return this.publisher.sendToQueue(queue, body, {
+      persistent: true,
+      mandatory: true,
+      contentType: 'application/json',
+      correlationId: p.correlationId,
+      messageId: p.correlationId,
+      replyTo: p.replyTo,
+      timestamp: Math.floor(Date.now() / 1000),
+    });
+  }
+
+  drain(): Promise<void> {
+    return new Promise((resolve) => this.publisher.once('drain', () => resolve()));
+  }
+
+  /** Resolves when the broker has confirmed every publish so far; rejects on a nack. */
+  waitForConfirms(): Promise<void> {
+    return this.publisher.waitForConfirms();
+  }
+
+  /**
+   * Consumes `queue` with manual acks and at most `prefetch` unacked replies. The handler gets an
+   * `ack` to call once the reply is safely written: until then the broker keeps it for a later run.
+   */
+  async consumeReplies(queue: string, prefetch: number, handler: (reply: ReplyMessage, ack: () => void) => void): Promise<void> {
+    const ch = await this.connection.createChannel();
+    ch.on('error', (err: Error) => {
+      if (!this.closing) this.lost?.(`reply channel error: ${err.message}`);
+    });
+    await ch.prefetch(prefetch);
+    await ch.consume(queue, (m) => {
+      if (!m) {
+        if (!this.closing) this.lost?.(`reply queue ${queue} was deleted`);
+        return;
+      }
+      handler(toReply(m), () => {
+        try {
+          ch.ack(m);
+        } catch {
+          // the channel has closed: the broker requeued the reply, and a resumed run drops it as a duplicate
+        }
+      });
+    });
+  }
+
+  /**
+   * One request and its reply over direct reply-to (`amq.rabbitmq.reply-to`): no queue to declare or
+   * delete. At-most-once, which is fine for one interactive request.
+   */
+  async request(queue: string, body: Buffer, correlationId: string, timeoutMs: number): Promise<ReplyMessage | undefined> {
+    const DIRECT = 'amq.rabbitmq.reply-to';
+    return new Promise<ReplyMessage | undefined>((resolve, reject) => {
+      const timer = setTimeout(() => resolve(undefined), timeoutMs);
+      this.lost = (why) => (clearTimeout(timer), reject(new Error(why)));
+      this.onReturn(() => (clearTimeout(timer), reject(new Error(`queue '${queue}' does not exist: start a consumer first (it declares the queue)`))));
+      void this.publisher
+        .consume(
+          DIRECT,
+          (m) => {
+            if (m && m.properties.correlationId === correlationId) {
+              clearTimeout(timer);
+              resolve(toReply(m));
+            }
+          },
+          { noAck: true },
+        )
+        .then(() => {
+          this.publish(queue, body, { correlationId, replyTo: DIRECT });
+          return this.waitForConfirms();
+        })
+        .catch((err: Error) => (clearTimeout(timer), reject(err)));
+    });
+  }
+
+  /** Unacked replies go back to their queue for the next run. */
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.connection.close().catch(() => {});
+  }
+}
+
+function toReply(m: amqp.ConsumeMessage): ReplyMessage {
+  return { correlationId: m.properties.correlationId || undefined, headers: m.properties.headers ?? {}, body: m.content };
+}

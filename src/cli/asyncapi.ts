@@ -1,0 +1,196 @@
+/**
+ * The AsyncAPI 3.0.0 document of the scoring service: its queues, the request, reply and error
+ * messages with their headers, and the `data` and result schemas of the model or entry script. Pure:
+ * the command gathers the facts (config, the script's schemas) and writes the result.
+ */
+import type { ErrorCode } from '../errors.js';
+
+export interface AsyncApiFacts {
+  /** The broker URL; its credentials never reach the document. */
+  url: string;
+  inputQueue: string;
+  replyQueue: string;
+  queueType: 'quorum' | 'classic';
+  deliveryLimit: number;
+  modelName: string;
+  /** JSON Schema of `data` (the built-in ONNX script's from the model, or an entry script's export). */
+  inputSchema?: object;
+  outputSchema?: object;
+  version: string;
+}
+
+/** Every code a reply's x-error-code can carry. A Record: the compiler rejects a code missing here. */
+export const ERROR_CODES: Record<ErrorCode, string> = {
+  TOO_LARGE: 'body over MAX_MESSAGE_BYTES',
+  BAD_UTF8: 'body is not valid UTF-8',
+  BAD_JSON: 'body is not JSON',
+  TOO_DEEP: 'JSON nested deeper than 64 levels',
+  NOT_OBJECT: 'JSON, but not an object',
+  NO_DATA: 'an object without a "data" key',
+  SCHEMA: "data fails the entry script's inputSchema",
+  SHAPE: 'wrong rank, dimension, raggedness or an empty array',
+  TYPE: 'wrong element type or a value out of range',
+  TOO_MANY_ELEMENTS: 'a tensor over MAX_TENSOR_ELEMENTS',
+  RUN_FAILED: 'the entry script threw; the reply is its message',
+  TIMEOUT: 'run did not return within RUN_TIMEOUT_MS',
+  BAD_RESULT: 'run returned something JSON cannot carry',
+};
+
+const AMQP_BINDING_VERSION = '0.3.0';
+
+export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
+  const deadQueue = `${f.inputQueue}.dead`;
+  const server = serverOf(f.url);
+  const queueBinding = (name: string) => ({
+    amqp: { is: 'queue', queue: { name, durable: true, exclusive: false, autoDelete: false, vhost: server.vhost }, bindingVersion: AMQP_BINDING_VERSION },
+  });
+  const ref = (path: string) => ({ $ref: `#/${path}` });
+
+  return {
+    asyncapi: '3.0.0',
+    info: {
+      title: `Scoring service: ${f.modelName}`,
+      version: f.version,
+      description:
+        'A RabbitMQ scoring consumer: publish `{"data": ...}` to the requests queue; every request gets one reply, ' +
+        'to its `replyTo` when set, else to the replies queue, with the request\'s correlationId (else its messageId). ' +
+        'A request is acknowledged only after its reply is confirmed by the broker.',
+    },
+    defaultContentType: 'application/json',
+    servers: {
+      broker: { host: server.host, protocol: server.protocol, pathname: server.pathname, description: 'the RabbitMQ broker (AMQP 0-9-1)' },
+    },
+    channels: {
+      requests: {
+        address: f.inputQueue,
+        title: 'Scoring requests',
+        description: `INPUT_QUEUE, a durable ${f.queueType} queue${f.queueType === 'quorum' ? ` with x-delivery-limit ${f.deliveryLimit}` : ''}; dead-letters to ${deadQueue}.`,
+        messages: { scoreRequest: ref('components/messages/scoreRequest') },
+        bindings: queueBinding(f.inputQueue),
+      },
+      replies: {
+        address: f.replyQueue,
+        title: 'Replies',
+        description: 'REPLY_QUEUE, durable: replies to requests without a replyTo.',
+        messages: { scoreResult: ref('components/messages/scoreResult'), scoreError: ref('components/messages/scoreError') },
+        bindings: queueBinding(f.replyQueue),
+      },
+      callerReplyTo: {
+        address: null,
+        title: "The caller's replyTo",
+        description: "A request's replyTo queue (its own queue, or amq.rabbitmq.reply-to): the same reply messages go there.",
+        messages: { scoreResult: ref('components/messages/scoreResult'), scoreError: ref('components/messages/scoreError') },
+      },
+      deadLetters: {
+        address: deadQueue,
+        title: 'Dead letters',
+        description: `Requests that killed the entry script ${f.deliveryLimit} times, moved here by the broker (x-death header); no reply was sent. They wait for a person.`,
+        messages: { deadLetteredRequest: ref('components/messages/deadLetteredRequest') },
+        bindings: queueBinding(deadQueue),
+      },
+    },
+    operations: {
+      score: {
+        action: 'receive',
+        title: 'Score a request',
+        summary: 'Consume a request, score its data, publish one reply (to replyTo, else to the replies queue), then ack.',
+        channel: ref('channels/requests'),
+        messages: [ref('channels/requests/messages/scoreRequest')],
+        reply: {
+          address: { location: '$message.header#/replyTo', description: "the request's replyTo property; without one, the replies queue" },
+          channel: ref('channels/replies'),
+          messages: [ref('channels/replies/messages/scoreResult'), ref('channels/replies/messages/scoreError')],
+        },
+      },
+      sendReply: {
+        action: 'send',
+        title: 'Reply',
+        summary: 'Persistent, published with mandatory and confirmed by the broker before the request is acked.',
+        channel: ref('channels/replies'),
+        messages: [ref('channels/replies/messages/scoreResult'), ref('channels/replies/messages/scoreError')],
+      },
+      sendReplyToCaller: {
+        action: 'send',
+        title: "Reply to the caller's replyTo",
+        channel: ref('channels/callerReplyTo'),
+        messages: [ref('channels/callerReplyTo/messages/scoreResult'), ref('channels/callerReplyTo/messages/scoreError')],
+      },
+    },
+    components: {
+      correlationIds: {
+        request: { location: '$message.header#/correlationId', description: 'the AMQP correlation_id property (else message_id) of the request' },
+      },
+      messages: {
+        scoreRequest: {
+          name: 'scoreRequest',
+          title: 'Scoring request',
+          summary: 'A UTF-8 JSON object whose "data" key holds the input; other keys are ignored.',
+          contentType: 'application/json',
+          correlationId: ref('components/correlationIds/request'),
+          payload: {
+            type: 'object',
+            required: ['data'],
+            properties: { data: f.inputSchema ?? { description: 'any JSON value: the entry script decides' } },
+          },
+        },
+        scoreResult: {
+          name: 'scoreResult',
+          title: 'Result',
+          summary: "JSON.stringify of the entry script's result.",
+          contentType: 'application/json',
+          correlationId: ref('components/correlationIds/request'),
+          headers: replyHeaders('ok'),
+          payload: f.outputSchema ?? { description: "any JSON value: the entry script's result" },
+        },
+        scoreError: {
+          name: 'scoreError',
+          title: 'Error',
+          summary: 'A JSON string holding one line that says what was wrong.',
+          contentType: 'application/json',
+          correlationId: ref('components/correlationIds/request'),
+          headers: replyHeaders('error'),
+          payload: { type: 'string', examples: ["input 'float_input' expects shape [-1,4], got [1,3]"] },
+        },
+        deadLetteredRequest: {
+          name: 'deadLetteredRequest',
+          title: 'Dead-lettered request',
+          contentType: 'application/json',
+          headers: {
+            type: 'object',
+            properties: {
+              'x-death': { type: 'array', description: 'RabbitMQ dead-lettering history: reason, queue, count' },
+              'x-delivery-count': { type: 'integer', description: 'deliveries before it was dead-lettered (quorum queues)' },
+            },
+          },
+          payload: { description: 'the request as it was published' },
+        },
+      },
+    },
+  };
+}
+
+function replyHeaders(status: 'ok' | 'error'): object {
+  const headers: Record<string, object> = {
+    'x-status': { type: 'string', const: status },
+    'x-model': { type: 'string', description: "the model's name (the ONNX file's, or the entry script's modelName)" },
+    'x-scoring-ms': { type: 'number', description: 'time in the entry script for the batch this request was scored in, ms' },
+  };
+  if (status === 'error') {
+    headers['x-error-code'] = {
+      type: 'string',
+      enum: Object.keys(ERROR_CODES),
+      description: Object.entries(ERROR_CODES)
+        .map(([code, why]) => `${code}: ${why}`)
+        .join('; '),
+    };
+  }
+  return { type: 'object', required: Object.keys(headers), properties: headers };
+}
+
+function serverOf(url: string): { host: string; protocol: string; pathname: string; vhost: string } {
+  const u = new URL(url);
+  const protocol = u.protocol.replace(/:$/, '');
+  const port = u.port || (protocol === 'amqps' ? '5671' : '5672');
+  const vhost = decodeURIComponent(u.pathname.replace(/^\//, '')) || '/';
+  return { host: `${u.hostname}:${port}`, protocol, pathname: u.pathname || '/', vhost };
+}

@@ -1,0 +1,129 @@
+/**
+ * The `scorer` command (bin/scorer.js loads this through tsx): submit a JSON Lines file, send one
+ * request, or write the AsyncAPI document. Defaults come from the consumer's own configuration
+ * (config/default.json, AMQP_URL / AMQP_URL_FILE, INPUT_QUEUE, ...), read once here.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { loadConfig, redactUrl, type Config } from '../config.js';
+import { buildAsyncApi } from './asyncapi.js';
+import { loadScriptInfo } from './script-info.js';
+import { send } from './send.js';
+import { submit } from './submit.js';
+
+const io = { stdout: process.stdout, stderr: process.stderr };
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+let config: Readonly<Config>;
+try {
+  config = loadConfig();
+} catch (err) {
+  process.stderr.write(`scorer: ${(err as Error).message}\n`);
+  process.exit(1);
+}
+
+const integer = (name: string, min: number, max: number) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}, got "${value}"`);
+  return n;
+};
+
+const urlOption = () =>
+  new Option('--url <url>', `broker URL (default: AMQP_URL or AMQP_URL_FILE, else config/default.json; now ${redactUrl(config.amqp.url)})`);
+const queueOption = () => new Option('--queue <name>', 'input queue (INPUT_QUEUE)').default(config.inputQueue);
+
+const program = new Command('scorer')
+  .description('Talk to the RabbitMQ scoring consumer: submit a JSON Lines file, send one request, describe the API.')
+  .version(version)
+  .showHelpAfterError();
+
+program
+  .command('submit')
+  .description('Send every line of a JSON Lines file as a scoring request and write the replies, in input order, to --out.')
+  .argument('<input>', 'JSON Lines file, one request per line')
+  .requiredOption('-o, --out <file>', 'results file (JSON Lines); its state file is <file>.state.json while the run is unfinished')
+  .addOption(urlOption())
+  .addOption(queueOption())
+  .option('--max-in-flight <n>', 'lines sent and not yet written, at most', integer('--max-in-flight', 1, 65_000), 1000)
+  .option('--rate <n>', 'messages per second at most (0: no limit)', integer('--rate', 0, 10_000_000), 0)
+  .option('--idle-timeout <s>', 'stop (resumable) when no reply comes for this long (0: wait for ever)', integer('--idle-timeout', 0, 31_536_000), 300)
+  .option('--resume', 'finish an interrupted run: keep what --out holds, do not send again what was sent, collect the rest from the same reply queue')
+  .option('--no-progress', 'no progress output')
+  .addHelpText(
+    'after',
+    `
+Input lines: a JSON object with a "data" key is sent as it is; any other JSON value is sent wrapped as
+{"data": <line>}. Blank lines are skipped; a line that is not JSON is not sent and gets an error result.
+
+Output lines, in input order, one per non-blank input line ("line" is its 1-based line number):
+  {"line": 1, "status": "ok", "result": <reply body>}
+  {"line": 2, "status": "error", "error": "<one line>", "code": "<x-error-code>"}
+
+Each request carries correlationId "<run id>:<line>" and replyTo "scorer.submit.<run id>", a durable
+queue of the run's own, deleted when the run completes. Interrupted (Ctrl-C, a kill, a lost connection)?
+Run the same command with --resume. Exit code: 0 when every line has a result (errors included), 1 when
+stopped, 130 on Ctrl-C.`,
+  )
+  .action(async (input: string, opts: { out: string; url?: string; queue: string; maxInFlight: number; rate: number; idleTimeout: number; resume?: boolean; progress: boolean }) => {
+    const controller = new AbortController();
+    process.once('SIGINT', () => controller.abort());
+    process.exitCode = await submit(
+      {
+        input,
+        out: opts.out,
+        url: opts.url ?? config.amqp.url,
+        queue: opts.queue,
+        maxInFlight: opts.maxInFlight,
+        rate: opts.rate,
+        idleTimeoutS: opts.idleTimeout,
+        resume: opts.resume ?? false,
+        progress: opts.progress,
+        signal: controller.signal,
+      },
+      io,
+    );
+  });
+
+program
+  .command('send')
+  .description('Send one request and print its reply: the body on stdout, the status on stderr. Exit 1 on an error reply or a timeout.')
+  .argument('<json>', 'the request: {"data": ...}, or any other JSON value, sent wrapped as {"data": <json>}')
+  .addOption(urlOption())
+  .addOption(queueOption())
+  .option('--timeout <s>', 'seconds to wait for the reply', integer('--timeout', 1, 86_400), 30)
+  .action(async (json: string, opts: { url?: string; queue: string; timeout: number }) => {
+    process.exitCode = await send(json, { url: opts.url ?? config.amqp.url, queue: opts.queue, timeoutMs: opts.timeout * 1000 }, io);
+  });
+
+program
+  .command('asyncapi')
+  .description('Write the AsyncAPI 3.0.0 document (JSON) of the queues, headers and message schemas, with the data schema of the configured model or entry script.')
+  .option('-o, --out <file>', 'write it here instead of stdout')
+  .action(async (opts: { out?: string }) => {
+    const info = await loadScriptInfo(config);
+    const doc = buildAsyncApi({
+      url: config.amqp.url,
+      inputQueue: config.inputQueue,
+      replyQueue: config.replyQueue,
+      queueType: config.queueType,
+      deliveryLimit: config.deliveryLimit,
+      modelName: info.modelName,
+      inputSchema: info.inputSchema,
+      outputSchema: info.outputSchema,
+      version,
+    });
+    const text = `${JSON.stringify(doc, null, 2)}\n`;
+    if (opts.out) {
+      writeFileSync(opts.out, text);
+      process.stderr.write(`asyncapi: wrote ${opts.out}\n`);
+    } else process.stdout.write(text);
+  });
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  process.stderr.write(`scorer ${program.args[0] ?? ''}: ${(err as Error).message.split('\n')[0]}\n`);
+  process.exitCode = 1;
+}
+// Nothing should be left running; if something is (a socket closing slowly), do not hang the shell.
+setTimeout(() => process.exit(), 2000).unref();

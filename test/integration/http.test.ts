@@ -1,0 +1,92 @@
+/** The consumer's HTTP side against a running consumer: health, readiness, and Prometheus metrics. */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { TestClient, queuesOf, uniqueName } from '../support/broker.js';
+import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
+import { freePort, get, scrape, scrapeUntil } from '../support/http.js';
+
+const input = uniqueName('http');
+const replies = uniqueName('http.replies');
+let client: TestClient;
+let consumer: ConsumerProcess;
+let port: number;
+
+before(async () => {
+  client = await TestClient.connect();
+  port = await freePort();
+  consumer = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies, HTTP_PORT: String(port) });
+  await consumer.waitFor('"msg":"consuming"');
+});
+
+after(async () => {
+  await consumer.stop();
+  await client.deleteQueues(...queuesOf(input, replies));
+  await client.close();
+});
+
+const count = (m: Map<string, number>, sample: string) => m.get(sample) ?? 0;
+
+test('/healthz answers 200 while the process is alive', async () => {
+  const res = await get(port, '/healthz');
+  assert.equal(res.status, 200);
+  assert.deepEqual(JSON.parse(res.text), { status: 'alive' });
+});
+
+test('/readyz answers 200 once the model is loaded, both connections are up and the consumer is subscribed', async () => {
+  const res = await get(port, '/readyz');
+  assert.equal(res.status, 200);
+  const body = JSON.parse(res.text) as Record<string, unknown>;
+  assert.equal(body.ready, true);
+  assert.equal(body.consumeConnected, true);
+  assert.equal(body.publishConnected, true);
+  assert.equal(body.consuming, true);
+});
+
+test('an unknown path answers 404', async () => {
+  assert.equal((await get(port, '/nope')).status, 404);
+  assert.equal((await get(port, '/')).status, 404);
+});
+
+test('/metrics counts ok and error replies by status, and fills the latency and batch-size histograms', async () => {
+  const before = await scrape(port);
+  const ok = `scorer_messages_total{status="ok"}`;
+  const error = `scorer_messages_total{status="error"}`;
+  const good = Array.from({ length: 5 }, (_, i) => ({ body: { data: [[5.1, 3.5, 1.4, 0.2]] }, options: { correlationId: `good-${i}` } }));
+  const bad = Array.from({ length: 3 }, (_, i) => ({ body: { data: [[1, 2, 3]] }, options: { correlationId: `bad-${i}` } }));
+  await client.publishMany(input, [...good, ...bad]);
+  const got = await client.collect(replies, (rs) => rs.length === 8);
+  assert.equal(got.length, 8);
+
+  // The counters move once each reply is confirmed, a moment after the reply itself can be read.
+  const after = await scrapeUntil(
+    port,
+    (m) => count(m, ok) - count(before, ok) >= 5 && count(m, error) - count(before, error) >= 3 && m.get('scorer_in_flight') === 0,
+  );
+  assert.equal(count(after, ok) - count(before, ok), 5);
+  assert.equal(count(after, error) - count(before, error), 3);
+  assert.equal(count(after, 'scorer_end_to_end_seconds_count') - count(before, 'scorer_end_to_end_seconds_count'), 8);
+  assert.ok(count(after, 'scorer_end_to_end_seconds_bucket{le="+Inf"}') >= 8);
+  assert.ok(count(after, 'scorer_scoring_seconds_count') > count(before, 'scorer_scoring_seconds_count'));
+  assert.ok(count(after, 'scorer_scoring_seconds_sum') > 0);
+  const batched = count(after, 'scorer_batch_size_sum') - count(before, 'scorer_batch_size_sum');
+  assert.equal(batched, 8, 'every input was in exactly one scored batch');
+  assert.equal(after.get('scorer_in_flight'), 0);
+});
+
+test('/metrics carries the reconnect, dead-letter and returned-reply counters, and the process metrics', async () => {
+  const res = await get(port, '/metrics');
+  assert.equal(res.status, 200);
+  assert.match(res.contentType, /^text\/plain/);
+  for (const name of ['scorer_reconnects_total', 'scorer_dead_lettered_total', 'scorer_returned_replies_total', 'scorer_in_flight']) {
+    assert.match(res.text, new RegExp(`^# TYPE ${name} (counter|gauge)$`, 'm'), name);
+  }
+  for (const name of ['scorer_scoring_seconds', 'scorer_end_to_end_seconds', 'scorer_batch_size']) {
+    assert.match(res.text, new RegExp(`^# TYPE ${name} histogram$`, 'm'), name);
+  }
+  const m = await scrape(port);
+  assert.equal(m.get('scorer_dead_lettered_total'), 0);
+  assert.ok((m.get('process_resident_memory_bytes') ?? 0) > 0, 'process_resident_memory_bytes');
+  assert.ok(m.has('process_cpu_user_seconds_total'), 'process_cpu_user_seconds_total');
+  assert.ok(m.has('nodejs_eventloop_lag_seconds'), 'nodejs_eventloop_lag_seconds');
+  assert.ok([...m.keys()].some((k) => k.startsWith('nodejs_heap_size_used_bytes')), 'nodejs_heap_size_used_bytes');
+});

@@ -1,0 +1,105 @@
+/** The AsyncAPI document's structure, with the iris model's own schemas (read from models/iris.onnx). */
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import { ERROR_CODES, buildAsyncApi } from '../../src/cli/asyncapi.js';
+import { PROJECT_ROOT } from '../../src/config.js';
+import { dataSchema, resultSchema } from '../../src/onnx/schema.js';
+import { loadModel } from '../../src/onnx/session.js';
+
+// The document's JSON, walked by path.
+type Json = Record<string, any>;
+let doc: Json;
+
+before(async () => {
+  const model = await loadModel({ modelDir: `${PROJECT_ROOT}models`, maxTensorElements: 1e6, ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all' } });
+  doc = buildAsyncApi({
+    url: 'amqp://user:secret@broker.example:5672/scoring',
+    inputQueue: 'scoring.requests',
+    replyQueue: 'scoring.replies',
+    queueType: 'quorum',
+    deliveryLimit: 3,
+    modelName: model.name,
+    inputSchema: dataSchema(model.inputs),
+    outputSchema: resultSchema(model.outputs),
+    version: '0.1.0',
+  }) as Json;
+});
+
+test('the document is AsyncAPI 3.0.0 with the broker as its server and no credentials in it', () => {
+  assert.equal(doc.asyncapi, '3.0.0');
+  assert.equal(doc.info.version, '0.1.0');
+  assert.match(doc.info.title, /iris/);
+  assert.deepEqual(doc.servers.broker, { host: 'broker.example:5672', protocol: 'amqp', pathname: '/scoring', description: doc.servers.broker.description });
+  assert.doesNotMatch(JSON.stringify(doc), /secret/);
+});
+
+test('the channels are the input, reply and dead-letter queues, each a durable queue binding', () => {
+  assert.equal(doc.channels.requests.address, 'scoring.requests');
+  assert.equal(doc.channels.replies.address, 'scoring.replies');
+  assert.equal(doc.channels.deadLetters.address, 'scoring.requests.dead');
+  assert.equal(doc.channels.callerReplyTo.address, null);
+  for (const name of ['requests', 'replies', 'deadLetters']) {
+    assert.equal(doc.channels[name].bindings.amqp.is, 'queue');
+    assert.equal(doc.channels[name].bindings.amqp.queue.durable, true);
+    assert.equal(doc.channels[name].bindings.amqp.queue.vhost, 'scoring');
+  }
+});
+
+test('the score operation receives requests and replies to replyTo, else the replies queue', () => {
+  const score = doc.operations.score;
+  assert.equal(score.action, 'receive');
+  assert.equal(score.channel.$ref, '#/channels/requests');
+  assert.equal(score.reply.channel.$ref, '#/channels/replies');
+  assert.match(score.reply.address.location, /replyTo/);
+  assert.equal(doc.operations.sendReply.action, 'send');
+});
+
+test('every $ref in the document points at something that exists', () => {
+  const refs: string[] = [];
+  const walk = (v: unknown) => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) (k === '$ref' ? refs.push(x as string) : walk(x));
+  };
+  walk(doc);
+  assert.ok(refs.length > 10);
+  for (const ref of refs) {
+    const target = ref.slice(2).split('/').reduce<unknown>((o, key) => (o as Json | undefined)?.[key], doc);
+    assert.ok(target !== undefined, `${ref} resolves`);
+  }
+});
+
+test('an operation only names messages of its own channel', () => {
+  for (const [name, op] of Object.entries(doc.operations as Json)) {
+    for (const m of op.messages) assert.ok(m.$ref.startsWith(`${op.channel.$ref}/messages/`), `${name}: ${m.$ref}`);
+  }
+});
+
+test('for iris, the data schema is an array of arrays of 4 numbers, and the result has label and probabilities', () => {
+  const data = doc.components.messages.scoreRequest.payload.properties.data;
+  assert.equal(data.type, 'array');
+  assert.equal(data.minItems, 1);
+  assert.deepEqual({ ...data.items }, { type: 'array', items: { type: 'number' }, minItems: 4, maxItems: 4 });
+  assert.deepEqual(doc.components.messages.scoreRequest.payload.required, ['data']);
+  const result = doc.components.messages.scoreResult.payload;
+  assert.deepEqual(result.required, ['label', 'probabilities']);
+  assert.equal(result.properties.label.items.type, 'integer');
+});
+
+test('the reply headers are x-status, x-model, x-scoring-ms, and on errors x-error-code with every code', () => {
+  const ok = doc.components.messages.scoreResult.headers;
+  assert.deepEqual(ok.required, ['x-status', 'x-model', 'x-scoring-ms']);
+  assert.equal(ok.properties['x-status'].const, 'ok');
+  const error = doc.components.messages.scoreError.headers;
+  assert.equal(error.properties['x-status'].const, 'error');
+  assert.deepEqual(error.properties['x-error-code'].enum, Object.keys(ERROR_CODES));
+  assert.ok(error.properties['x-error-code'].enum.includes('SHAPE'));
+  assert.equal(doc.components.messages.scoreError.payload.type, 'string');
+  assert.equal(doc.components.messages.scoreRequest.correlationId.$ref, '#/components/correlationIds/request');
+});
+
+test('without a schema from the entry script, data and result are documented as any JSON', () => {
+  const bare = buildAsyncApi({ url: 'amqps://h', inputQueue: 'in', replyQueue: 'out', queueType: 'classic', deliveryLimit: 3, modelName: 'x', version: '1' }) as Json;
+  assert.equal(bare.servers.broker.host, 'h:5671');
+  assert.equal(bare.components.messages.scoreRequest.payload.properties.data.type, undefined);
+  assert.ok(bare.components.messages.scoreResult.payload.description);
+});
