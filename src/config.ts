@@ -94,8 +94,9 @@ type Env = Record<string, string | undefined>;
 export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE): Readonly<Config> {
   const defaults = JSON.parse(readFileSync(defaultsFile, 'utf8')) as Record<string, unknown>;
   const merged: Record<string, unknown> = { ...defaults };
+  // An empty variable counts as unset: compose's `${X:-}` and Kubernetes' optional values produce them.
   for (const key of CONFIG_KEYS) {
-    if (env[key] !== undefined) merged[key] = env[key];
+    if (env[key] !== undefined && env[key] !== '') merged[key] = env[key];
   }
   // AZUREML_MODEL_DIR lets ported Azure ML entry scripts run unchanged; MODEL_DIR wins when both are set.
   if (env.MODEL_DIR === undefined && env.AZUREML_MODEL_DIR !== undefined) merged.MODEL_DIR = env.AZUREML_MODEL_DIR;

@@ -84,7 +84,6 @@ test('a number out of range names the key, the rule and the value', () => {
 test('a value that is not an integer names the key, the rule and the value', () => {
   refuses({ PREFETCH: 'abc' }, 'config PREFETCH', 'an integer', '"abc"');
   refuses({ MAX_BATCH_SIZE: '1.5' }, 'config MAX_BATCH_SIZE', 'an integer', '"1.5"');
-  refuses({ RUN_TIMEOUT_MS: '' }, 'config RUN_TIMEOUT_MS', 'an integer', '""');
 });
 
 test('a value outside a list names the key, the allowed values and the value', () => {
@@ -93,9 +92,11 @@ test('a value outside a list names the key, the allowed values and the value', (
   refuses({ ORT_GRAPH_OPTIMIZATION: 'max' }, 'config ORT_GRAPH_OPTIMIZATION', '"all"', '"max"');
 });
 
-test('an empty queue name is refused', () => {
-  refuses({ INPUT_QUEUE: '' }, 'config INPUT_QUEUE', '""');
-  refuses({ REPLY_QUEUE: '' }, 'config REPLY_QUEUE');
+test('an empty variable counts as unset, as compose and Kubernetes write optional values', () => {
+  const c = loadConfig({ RUN_TIMEOUT_MS: '', INPUT_QUEUE: '', HTTP_PORT: '' });
+  assert.equal(c.runTimeoutMs, 30000);
+  assert.equal(c.inputQueue, 'scoring.requests');
+  assert.equal(c.httpPort, 8080);
 });
 
 test('a reconnect ceiling below the first delay is refused', () => {
