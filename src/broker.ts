@@ -17,6 +17,9 @@ import { explainPreconditionFailed, topologyFor, type Topology } from './topolog
 
 export type QueueType = 'quorum' | 'classic';
 
+/** How long close() waits after the last ack before closing the consume channel (see close()). */
+const ACK_SETTLE_GRACE_MS = 250;
+
 /** One input message, in the project's words. */
 export interface Delivery {
   body: Buffer;
@@ -61,6 +64,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private unblocked: Deferred | undefined;
   private drained: Promise<unknown> | undefined;
   private generation = 0;
+  /** When the consume channel last sent acks or nacks: close() lets the broker apply them first. */
+  private lastAckAt = 0;
   private window = new AckWindow();
   private onDelivery: ((d: Delivery) => void) | undefined;
   private consumerTag: string | undefined;
@@ -87,7 +92,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
       broker.consumeConn = await broker.open('consume', (m) => broker.setupConsumer(m));
     } catch (err) {
       await broker.close();
-      throw broker.fatal ?? new BootError(`broker ${redactUrl(config.amqp.url)} unreachable: ${(err as Error).message}`);
+      // A BootError already says what is wrong (an unreadable AMQP_CERT_FILE): the broker was never tried.
+      throw broker.fatal ?? (err instanceof BootError ? err : new BootError(`broker ${redactUrl(config.amqp.url)} unreachable: ${(err as Error).message}`));
     }
     return broker;
   }
@@ -126,6 +132,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   settle(items: ReadonlyArray<{ delivery: Delivery; settlement: Settlement }>): void {
     const ch = this.consumeChannel;
     const acks: number[] = [];
+    if (items.length > 0) this.lastAckAt = Date.now();
     for (const { delivery, settlement } of items) {
       if (!ch || !this.isCurrent(delivery)) continue;
       if (settlement === 'ack') acks.push(delivery.tag);
@@ -159,8 +166,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
         else resolve(this.returnedIds.delete(id) ? 'returned' : 'confirmed');
       };
       try {
-        const ok = ch.publish('', reply.routingKey, reply.body, { ...reply.properties, mandatory: true }, onConfirm);
-        if (!ok && !this.drained) this.drained = once(ch, 'drain').finally(() => (this.drained = undefined));
+        const ok = ch.publish('', reply.routingKey, reply.body, { ...reply.properties, mandatory: reply.mandatory }, onConfirm);
+        // A channel whose connection drops with its buffer full never emits 'drain': stop waiting when it closes,
+        // or every later reply would wait on it for ever (seen: a broker restarted during a memory alarm).
+        if (!ok && !this.drained) this.drained = Promise.race([once(ch, 'drain'), once(ch, 'close')]).finally(() => (this.drained = undefined));
       } catch (err) {
         onConfirm(err);
       }
@@ -176,6 +185,14 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.closing = true;
     this.publisherUp.resolve();
     this.unblocked?.resolve();
+    // The channel first: its close goes out behind the last acks on that channel, so the broker has them.
+    // An ack followed at once by the connection's close was lost (its input redelivered) every time here.
+    // And not at once: a quorum queue's channel that has many acks in flight holds the newest back until
+    // the queue applies the older ones (RabbitMQ 3.10 rabbit_fifo_client, "slow" above 32 pending
+    // commands); closing the channel then drops them. A short wait after the last ack lets them through.
+    const settleGraceMs = ACK_SETTLE_GRACE_MS - (Date.now() - this.lastAckAt);
+    if (this.consumeChannel && settleGraceMs > 0) await new Promise((r) => setTimeout(r, settleGraceMs));
+    await this.consumeChannel?.close().catch(() => {});
     await Promise.all([this.consumeConn?.close().catch(() => {}), this.publishConn?.close().catch(() => {})]);
   }
 
@@ -183,6 +200,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const { amqp: a } = this.config;
     const conn = await amqp.connect(withHeartbeat(a.url, a.heartbeatS), {
       clientProperties: { connection_name: `${a.connectionName}/${role}` },
+      // Nagle off: frames are coalesced per event-loop turn instead (coalesceWrites), and a lone reply or
+      // ack must not wait for the broker's delayed TCP ack.
+      noDelay: true,
       ...tlsOptions(a),
       recovery: {
         initialDelay: a.reconnectInitialDelayMs,
@@ -241,6 +261,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   private async setupPublisher(model: amqp.ChannelModel): Promise<void> {
+    coalesceWrites(model);
     await this.declareQueues(model, [this.topology.replyQueue]);
     const ch = await model.createConfirmChannel();
     this.watchChannel(ch, model, 'publish');
@@ -255,6 +276,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   private async setupConsumer(model: amqp.ChannelModel): Promise<void> {
+    coalesceWrites(model);
     await this.declareQueues(model, [this.topology.inputQueue, this.topology.deadQueue]);
     const ch = await model.createChannel();
     this.watchChannel(ch, model, 'consume');
@@ -346,6 +368,29 @@ function toDelivery(msg: amqp.ConsumeMessage, channel: number): Delivery {
     timestamp: typeof p.timestamp === 'number' ? p.timestamp : undefined,
     tag: msg.fields.deliveryTag,
     channel,
+  };
+}
+
+/**
+ * amqplib writes every frame to the socket on its own: one system call per reply, which was the
+ * largest single cost on the consumer's thread. Corking the socket while amqplib's multiplexer empties
+ * its channel buffers (one turn of the event loop) sends the same bytes in the same order in one
+ * writev. This reaches into amqplib 2.x internals (`connection.muxer`, `connection.stream`); if they
+ * are not there, writes stay as they were.
+ */
+function coalesceWrites(model: amqp.ChannelModel): void {
+  const connection = (model as unknown as { connection?: { stream?: unknown; muxer?: { _readIncoming?: unknown } } }).connection;
+  const socket = connection?.stream as { cork?: () => void; uncork?: () => void } | undefined;
+  const mux = connection?.muxer;
+  if (!mux || typeof mux._readIncoming !== 'function' || typeof socket?.cork !== 'function' || typeof socket.uncork !== 'function') return;
+  const readIncoming = (mux._readIncoming as () => void).bind(mux);
+  mux._readIncoming = () => {
+    socket.cork!();
+    try {
+      readIncoming();
+    } finally {
+      socket.uncork!();
+    }
   };
 }
 

@@ -3,7 +3,6 @@
  * consuming, finishes what is in flight (replies confirmed, inputs acked) and resolves; it is
  * idempotent.
  */
-import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { settlementFor, type Settlement } from './acknowledger.js';
 import { Batcher } from './batcher.js';
@@ -32,14 +31,18 @@ interface Received {
 
 export class Consumer {
   state: ConsumerState = 'created';
-  private readonly queue: PQueue;
   private readonly batcher: Batcher<Received>;
+  /** Batches being scored: at most CONCURRENCY, one per isolate. */
+  private scoring = 0;
+  /** Redelivered inputs waiting for an isolate; they go before the next batch. */
+  private readonly solos: Received[] = [];
+  /** Batches scored or being answered, until their inputs are settled: stop() waits for them. */
+  private readonly inProgress = new Set<Promise<void>>();
   private stopped: Promise<void> | undefined;
 
   constructor(private readonly deps: ConsumerDeps) {
     const { config } = deps;
-    this.queue = new PQueue({ concurrency: config.concurrency });
-    this.batcher = new Batcher(config.maxBatchSize, config.maxBatchDelayMs, (batch) => this.schedule(batch));
+    this.batcher = new Batcher(config.maxBatchSize, config.maxBatchDelayMs, (batch) => this.schedule(batch), () => this.scoring < config.concurrency);
     deps.broker.on('returned', ({ routingKey, correlationId }) =>
       deps.logger.warn({ correlationId, routingKey }, 'reply returned unroutable'),
     );
@@ -65,7 +68,7 @@ export class Consumer {
       this.state = 'stopping';
       await this.deps.broker.stopConsuming();
       this.batcher.flush();
-      await this.queue.onIdle();
+      while (this.inProgress.size > 0) await Promise.all(this.inProgress);
       this.state = 'stopped';
     })();
     return this.stopped;
@@ -75,25 +78,47 @@ export class Consumer {
     this.deps.metrics.inFlight.inc();
     const item = { delivery, receivedAt: performance.now() };
     // A redelivered input may be the one that killed the entry script: score it alone, so it can only take itself down.
-    if (delivery.redelivered) this.schedule([item]);
-    else this.batcher.add(item);
+    if (!delivery.redelivered) this.batcher.add(item);
+    else if (this.scoring < this.deps.config.concurrency) this.schedule([item]);
+    else this.solos.push(item);
     if (this.state !== 'running') this.batcher.flush();
   }
 
+  /**
+   * Only scoring holds an isolate. Replies and their confirms do not: an isolate that sat idle through
+   * a broker round trip per batch capped throughput at CONCURRENCY × MAX_BATCH_SIZE per confirm
+   * latency. PREFETCH still bounds what is in flight.
+   */
   private schedule(batch: Received[]): void {
-    void this.queue.add(() => this.process(batch)).catch((err: Error) => {
-      // process() handles every per-item failure; reaching here is a bug, and the inputs stay unacked for redelivery.
-      this.deps.logger.error({ err: err.message }, 'batch failed');
-    });
+    this.scoring++;
+    const work = this.scoreTimed(batch)
+      .finally(() => {
+        this.scoring--;
+        // The isolate is free: a waiting redelivered input first, else the next batch (grown while we scored).
+        const solo = this.solos.shift();
+        if (solo) this.schedule([solo]);
+        else this.batcher.wake();
+      })
+      .then(({ results, scoringMs }) => this.answer(batch, results, scoringMs))
+      .catch((err: Error) => {
+        // answer() handles every per-item failure; reaching here is a bug, and the inputs stay unacked for redelivery.
+        this.deps.logger.error({ err: err.message }, 'batch failed');
+      })
+      .finally(() => this.inProgress.delete(work));
+    this.inProgress.add(work);
   }
 
-  private async process(batch: Received[]): Promise<void> {
-    const { scorer, metrics, config } = this.deps;
+  private async scoreTimed(batch: Received[]): Promise<{ results: ItemResult[]; scoringMs: number }> {
     const started = performance.now();
     const results = await this.score(batch);
     const scoringMs = performance.now() - started;
-    metrics.scoringSeconds.observe(scoringMs / 1000);
-    metrics.batchSize.observe(batch.length);
+    this.deps.metrics.scoringSeconds.observe(scoringMs / 1000);
+    this.deps.metrics.batchSize.observe(batch.length);
+    return { results, scoringMs };
+  }
+
+  private async answer(batch: Received[], results: ItemResult[], scoringMs: number): Promise<void> {
+    const { scorer, metrics, config } = this.deps;
 
     const settled = await Promise.all(
       batch.map(async ({ delivery, receivedAt }, i) => {

@@ -3,13 +3,14 @@
  * each message and calling runBatch or run. Every per-item failure becomes that item's Outcome here,
  * so one bad message never fails its neighbours.
  */
-import { parentPort } from 'node:worker_threads';
+import { Worker, parentPort } from 'node:worker_threads';
 import { loadEntryScript, type EntryScript } from '../entry-script.js';
 import { ScoringError, replyText } from '../errors.js';
 import { dataText, parseMessage } from '../message.js';
 import type { Outcome } from '../reply.js';
 import { validateSchema } from '../schema.js';
-import type { CallMethod, FromRuntime, ScriptInfo, ToRuntime } from './protocol.js';
+import { readNumericData } from './numeric-data.js';
+import { unpackBodies, type CallMethod, type FromRuntime, type ScriptInfo, type ToRuntime } from './protocol.js';
 
 const send: (msg: FromRuntime) => void = parentPort
   ? (msg) => parentPort!.postMessage(msg)
@@ -33,7 +34,7 @@ async function handle(msg: ToRuntime): Promise<void> {
     }
     return;
   }
-  send({ type: 'result', id: msg.id, outcomes: await call(script!, msg.method, msg.bodies) });
+  send({ type: 'result', id: msg.id, outcomes: await call(script!, msg.method, unpackBodies(msg.bodies)) });
 }
 
 function describe(s: EntryScript): ScriptInfo {
@@ -54,7 +55,8 @@ export async function call(s: EntryScript, method: CallMethod, bodies: Uint8Arra
   const values: unknown[] = [];
   bodies.forEach((body, i) => {
     try {
-      const value = parseMessage(body, maxMessageBytes);
+      // Number-only data (most tensor requests) is read without JSON.parse; anything else, errors included, the general way.
+      const value = (body.byteLength <= maxMessageBytes ? readNumericData(body) : undefined) ?? parseMessage(body, maxMessageBytes);
       if (s.inputSchema) validateSchema(value, s.inputSchema);
       valid.push(i);
       values.push(value);
@@ -110,4 +112,19 @@ else {
   process.on('message', onMessage);
   // The consumer is gone: nothing will read our replies, so do not linger as an orphan.
   process.on('disconnect', () => process.exit(0));
+  watchParent();
+}
+
+/**
+ * A run stuck in a synchronous loop never sees 'disconnect': when the consumer is killed (SIGKILL) it
+ * would spin on as an orphan for ever (seen here). A watchdog thread, which the loop cannot block,
+ * ends this process once its parent has gone.
+ */
+function watchParent(): void {
+  const watchdog = new Worker(
+    `const { workerData } = require('node:worker_threads');
+     setInterval(() => { if (process.ppid !== workerData.parent) process.kill(process.pid, 'SIGKILL'); }, 500);`,
+    { eval: true, workerData: { parent: process.ppid } },
+  );
+  watchdog.unref();
 }

@@ -1,0 +1,173 @@
+/**
+ * One row of the table: a consumer process drains a queue filled beforehand with `count` messages,
+ * while the reply reader counts replies; optionally a latency phase at a fixed offered rate follows.
+ * Filling first keeps the publisher off the two CPUs while throughput is measured; the rate is taken
+ * from the first reply to the last, so a consumer's boot is not counted.
+ */
+import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import type * as amqp from 'amqplib';
+import type { Config } from '../src/config.js';
+import { startConsumer, type ConsumerProcess } from '../test/support/consumer-process.js';
+import { declareQueues, deleteQueues, LatencyTally, Publisher, ReplyReader, Tally, uniqueQueues, type ReplySeen } from './load.js';
+import { ROOT } from './models.js';
+
+export interface BenchLinks {
+  url: string;
+  runId: string;
+  config: Readonly<Config>;
+  /** The load generator's connection (declare, publish, delete). */
+  publish: amqp.ChannelModel;
+  /** The reply reader's connection. */
+  read: amqp.ChannelModel;
+}
+
+export interface DrainSpec {
+  label: string;
+  bodies: readonly Buffer[];
+  count: number;
+  /** Script run as the consumer under test, relative to `cwd`; default src/main.ts. */
+  script?: string;
+  /** Where the process runs; default this project (another checkout, to compare versions). */
+  cwd?: string;
+  env: Record<string, string>;
+  nodeArgs?: string[];
+  /** Text of the log line that says the process consumes. */
+  readyText: string;
+  /** After the drain, one phase each: offer messages at a fixed rate (given, or a fraction of the drain's rate) and time each reply. */
+  latency?: LatencySpec[];
+  /** Keep the process's stdout and stderr in the result (for tuning runs). */
+  keepOutput?: boolean;
+  /** Stop measuring after this long, by design (a slow baseline): its rate is taken from what it answered. */
+  timeLimitMs?: number;
+}
+
+export interface LatencySpec {
+  ratePerS?: number;
+  fractionOfPeak?: number;
+  seconds: number;
+}
+
+export interface LatencyResult {
+  offeredPerS: number;
+  sent: number;
+  received: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** CPU of the benchmark's own process (publisher and reply reader) per message, in ms. */
+  loadGeneratorCpuMsPerMsg: number;
+}
+
+export interface DrainResult {
+  label: string;
+  msgPerS: number;
+  received: number;
+  count: number;
+  errors: number;
+  duplicates: number;
+  seconds: number;
+  /** 1-minute load average when the drain started: other work on the machine shows up here. */
+  loadAvg: number;
+  /** Replies per 100 ms from the first. */
+  timeline: number[];
+  /** CPU time (user + system, all threads) the process under test spent per message while draining. */
+  cpuMsPerMsg: number;
+  rss?: { peakMb: number; nowMb: number };
+  latencies: LatencyResult[];
+  output?: string;
+}
+
+export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainResult> {
+  const q = uniqueQueues(links.runId, spec.label);
+  const publisher = await Publisher.open(links.publish);
+  let proc: ConsumerProcess | undefined;
+  let reader: ReplyReader | undefined;
+  try {
+    await declareQueues(links.publish, q, links.config);
+    await publisher.fill(q.input, spec.bodies, spec.count);
+    const tally = new Tally(spec.count);
+    let onReply: (r: ReplySeen) => void = tally.onReply;
+    reader = await ReplyReader.open(links.read, q.reply, (r) => onReply(r));
+
+    const loadAvg = loadavg()[0];
+    proc = startConsumer({ ...spec.env, AMQP_URL: links.url, INPUT_QUEUE: q.input, REPLY_QUEUE: q.reply }, { cwd: spec.cwd ?? ROOT, script: spec.script, nodeArgs: spec.nodeArgs });
+    await proc.waitFor(spec.readyText, 60_000);
+    const cpuBefore = cpuSecondsOf(proc.child.pid!);
+    const complete = await tally.within(spec.timeLimitMs ?? 120_000);
+    const cpuMsPerMsg = ((cpuSecondsOf(proc.child.pid!) - cpuBefore) * 1000) / Math.max(1, tally.received);
+    if (!complete && !spec.timeLimitMs) process.stderr.write(`bench: ${spec.label}: only ${tally.received} of ${spec.count} replies within the time limit\n`);
+
+    const latencies: LatencyResult[] = [];
+    for (const [k, phase] of (complete ? (spec.latency ?? []) : []).entries()) {
+      const ratePerS = Math.round(phase.ratePerS ?? tally.steadyRatePerS() * (phase.fractionOfPeak ?? 0.5));
+      const sent = Math.max(100, Math.round(ratePerS * phase.seconds));
+      const prefix = `L${k}.`;
+      const lt = new LatencyTally(sent, prefix);
+      onReply = lt.onReply;
+      const cpu = process.cpuUsage();
+      await publisher.atRate(q.input, spec.bodies, sent, ratePerS, lt.markSent, prefix);
+      await lt.within(30_000);
+      const { user, system } = process.cpuUsage(cpu);
+      // The first second is warm-up (JIT, the broker's queue process waking up).
+      const skip = Math.min(Math.round(ratePerS), Math.floor(sent / 5));
+      latencies.push({
+        offeredPerS: ratePerS,
+        sent,
+        received: lt.received,
+        p50Ms: lt.percentile(50, skip),
+        p99Ms: lt.percentile(99, skip),
+        maxMs: lt.percentile(100, skip),
+        loadGeneratorCpuMsPerMsg: (user + system) / 1000 / sent,
+      });
+    }
+    const rss = proc.child.pid ? memoryOf(proc.child.pid) : undefined;
+    return {
+      label: spec.label,
+      msgPerS: tally.steadyRatePerS(),
+      timeline: tally.timeline(),
+      received: tally.received,
+      count: spec.count,
+      errors: tally.errors,
+      duplicates: tally.duplicates,
+      seconds: (tally.lastAt - tally.firstAt) / 1000,
+      loadAvg,
+      cpuMsPerMsg,
+      rss,
+      latencies,
+      ...(spec.keepOutput ? { output: proc.output() } : {}),
+    };
+  } finally {
+    if (proc) await stopProcess(proc);
+    await reader?.close();
+    await publisher.close();
+    await deleteQueues(links.publish, q);
+  }
+}
+
+export async function stopProcess(proc: ConsumerProcess): Promise<void> {
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), 15_000);
+  await proc.stop('SIGTERM');
+  clearTimeout(timer);
+}
+
+/** utime + stime of a live process, all its threads, in seconds (clock ticks are 1/100 s on Linux). */
+export function cpuSecondsOf(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** VmHWM (the peak resident set) and VmRSS of a live process, in MB. */
+export function memoryOf(pid: number): { peakMb: number; nowMb: number } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+    return { peakMb: kb('VmHWM') / 1024, nowMb: kb('VmRSS') / 1024 };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * The two benchmark models and the message bodies sent to them. Bodies are fixed by a seed, so every
+ * row of the table (and every run) sends the same bytes.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeMlpModel } from '../scripts/make-models.js';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export interface BenchModel {
+  name: 'iris' | 'mlp';
+  /** MODEL_DIR for the consumer under test (one .onnx file in it). */
+  modelDir: string;
+  modelFile: string;
+  inputName: string;
+  /** Features per row: every body holds one row. */
+  width: number;
+  /** Distinct bodies, sent round-robin. */
+  bodies: Buffer[];
+  /** Each body's row, for the compute ceiling's input tensor and the hand-written consumer. */
+  rows: number[][];
+}
+
+const IRIS_ROWS = [
+  [5.1, 3.5, 1.4, 0.2],
+  [7.0, 3.2, 4.7, 1.4],
+  [6.3, 3.3, 6.0, 2.5],
+  [4.9, 3.0, 1.4, 0.2],
+  [6.4, 3.2, 4.5, 1.5],
+  [5.8, 2.7, 5.1, 1.9],
+];
+
+/** mulberry32: the generator scripts/train-iris.ts uses, inlined so bodies do not depend on its exports. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** 784 values with 4 decimals, every pixel non-zero: denser (and larger, ~5.5 kB) than a real MNIST digit. */
+function mlpRows(count: number): number[][] {
+  const next = rng(784);
+  return Array.from({ length: count }, () => Array.from({ length: 784 }, () => Math.round(next() * 1e4) / 1e4));
+}
+
+const body = (row: number[]) => Buffer.from(JSON.stringify({ data: [row] }));
+
+export async function benchModels(): Promise<BenchModel[]> {
+  const mlpDir = join(ROOT, 'models', 'mlp');
+  const mlpFile = join(mlpDir, 'mlp.onnx');
+  // The MLP is gitignored: make it on first use, with the generator `npm run make-models` uses.
+  if (!existsSync(mlpFile)) await makeMlpModel(join(ROOT, 'models'));
+  const mlp = mlpRows(16);
+  return [
+    { name: 'iris', modelDir: join(ROOT, 'models'), modelFile: join(ROOT, 'models', 'iris.onnx'), inputName: 'float_input', width: 4, bodies: IRIS_ROWS.map(body), rows: IRIS_ROWS },
+    { name: 'mlp', modelDir: mlpDir, modelFile: mlpFile, inputName: 'input', width: 784, bodies: mlp.map(body), rows: mlp },
+  ];
+}

@@ -1,0 +1,108 @@
+/** The table printed at the end of `npm run bench`, the targets checked, and bench/results.json. */
+import type { BrokerCeiling, ComputeCeiling } from './ceilings.js';
+import type { DrainResult, LatencyResult } from './drain.js';
+
+export interface ModelResult {
+  model: 'iris' | 'mlp';
+  count: number;
+  compute: ComputeCeiling;
+  broker: BrokerCeiling;
+  /** The no-op consumer at the same offered rates as ours' latency phases: the broker's own share of the latency. */
+  brokerLatencies: LatencyResult[];
+  hand: DrainResult;
+  ours: DrainResult;
+}
+
+export interface SoakResult {
+  model: 'iris' | 'mlp';
+  messages: number;
+  msgPerS: number;
+  /** VmRSS (MB) sampled as replies came in. */
+  samples: Array<{ replies: number; rssMb: number }>;
+  rssAt50kMb: number;
+  rssAtEndMb: number;
+  peakMb: number;
+  changePct: number;
+}
+
+export interface Target {
+  model: string;
+  target: string;
+  measured: string;
+  met: boolean;
+}
+
+export function targetsOf(results: readonly ModelResult[], maxBatchDelayMs: number, soak: readonly SoakResult[]): Target[] {
+  const targets: Target[] = [];
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  for (const r of results) {
+    const ours = r.ours.msgPerS;
+    if (r.model === 'iris') {
+      const ratio = ours / r.broker.best.msgPerS;
+      targets.push({ model: r.model, target: '≥ 90% of the broker ceiling', measured: pct(ratio), met: ratio >= 0.9 });
+    } else {
+      const lower = Math.min(r.broker.best.msgPerS, r.compute.rowsPerS);
+      const ratio = ours / lower;
+      targets.push({ model: r.model, target: '≥ 85% of the lower ceiling', measured: pct(ratio), met: ratio >= 0.85 });
+    }
+    const vsHand = ours / r.hand.msgPerS;
+    targets.push({ model: r.model, target: '≥ 10× the hand-written consumer', measured: `${vsHand.toFixed(1)}×`, met: vsHand >= 10 });
+    const p99 = r.ours.latencies[0]?.p99Ms ?? NaN;
+    targets.push({ model: r.model, target: `p99 at half load ≤ ${maxBatchDelayMs + 10} ms`, measured: `${p99.toFixed(1)} ms`, met: p99 <= maxBatchDelayMs + 10 });
+  }
+  for (const s of soak) {
+    targets.push({ model: s.model, target: `RSS flat (±10%) from 50k to ${s.messages / 1000}k`, measured: `${s.changePct >= 0 ? '+' : ''}${s.changePct.toFixed(1)}%`, met: Math.abs(s.changePct) <= 10 });
+  }
+  return targets;
+}
+
+const rate = (x: number) => (x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : Math.round(x).toLocaleString('en-US'));
+const us = (msPerMsg: number) => `${(msPerMsg * 1000).toFixed(0)} µs`;
+const ms = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(1));
+
+export function table(results: readonly ModelResult[]): string {
+  const rows: string[][] = [['model', 'row', 'msg/s', 'ours ÷ row', 'p50 ms', 'p99 ms', 'peak RSS MB']];
+  for (const r of results) {
+    const ours = r.ours.msgPerS;
+    const ratio = (x: number) => (ours / x >= 2 ? `${(ours / x).toFixed(1)}×` : `${((ours / x) * 100).toFixed(1)}%`);
+    const bl = r.brokerLatencies[0];
+    rows.push([r.model, `broker ceiling: no-op consumer, prefetch ${r.broker.best.prefetch}`, rate(r.broker.best.msgPerS), ratio(r.broker.best.msgPerS), ms(bl?.p50Ms), ms(bl?.p99Ms), '']);
+    rows.push([r.model, '  the same, replies with our headers and properties', rate(r.broker.withReplyContract.msgPerS), ratio(r.broker.withReplyContract.msgPerS), '', '', '']);
+    rows.push([r.model, `compute ceiling: session.run, batch ${r.compute.batchSize}, ${r.compute.intraOpThreads} thread${r.compute.intraOpThreads > 1 ? 's' : ''}`, rate(r.compute.rowsPerS), ratio(r.compute.rowsPerS), '', '', '']);
+    rows.push([r.model, 'hand-written: prefetch 1, run + ack per message', rate(r.hand.msgPerS), ratio(r.hand.msgPerS), '', '', '']);
+    const l = r.ours.latencies[0];
+    rows.push([r.model, 'this consumer, defaults', rate(ours), '', ms(l?.p50Ms), ms(l?.p99Ms), r.ours.rss ? r.ours.rss.peakMb.toFixed(0) : '']);
+  }
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
+  const numeric = new Set([2, 3, 4, 5, 6]);
+  const line = (row: string[]) => `| ${row.map((cell, c) => (numeric.has(c) ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join(' | ')} |`;
+  const rule = `|${widths.map((w, c) => (numeric.has(c) ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
+  return [line(rows[0]), rule, ...rows.slice(1).map(line)].join('\n');
+}
+
+export function notes(results: readonly ModelResult[]): string {
+  return results
+    .map((r) => {
+      const [l, low] = r.ours.latencies;
+      const [bl, blow] = r.brokerLatencies;
+      return [
+        `${r.model}: ${r.count.toLocaleString('en-US')} messages per row; latency offered at ${l ? rate(l.offeredPerS) : '?'} msg/s (half of ours), ${l?.received ?? 0}/${l?.sent ?? 0} replies, max ${ms(l?.maxMs)} ms` +
+          (bl ? `; the no-op consumer at the same rate: p50 ${ms(bl.p50Ms)} ms, p99 ${ms(bl.p99Ms)} ms` : ''),
+        `  at ${low ? rate(low.offeredPerS) : '?'} msg/s: this consumer p50 ${ms(low?.p50Ms)} ms, p99 ${ms(low?.p99Ms)} ms; the no-op consumer p50 ${ms(blow?.p50Ms)} ms, p99 ${ms(blow?.p99Ms)} ms; the load generator's own CPU ${l ? us(l.loadGeneratorCpuMsPerMsg) : '?'} per message`,
+        `  broker ceiling by prefetch: ${r.broker.tried.map((t) => `${t.prefetch}: ${rate(t.msgPerS)}`).join(', ')}; compute by intra-op threads: ${r.compute.tried.map((t) => `${t.intraOpThreads}: ${rate(t.rowsPerS)}`).join(', ')}`,
+        `  CPU per message of the process under test (all threads): no-op ${us(r.broker.best.cpuMsPerMsg)}, no-op with our reply properties ${us(r.broker.withReplyContract.cpuMsPerMsg)}, this consumer ${us(r.ours.cpuMsPerMsg)}, hand-written ${us(r.hand.cpuMsPerMsg)}`,
+        `  load average when each drain started (ours, no-op by prefetch, hand-written): ${[r.ours.loadAvg, ...r.broker.tried.map((t) => t.loadAvg), r.hand.loadAvg].map((x) => x.toFixed(2)).join(', ')}; this consumer's replies: ${r.ours.received} of ${r.ours.count}, errors ${r.ours.errors}, duplicates ${r.ours.duplicates}`,
+      ].join('\n');
+    })
+    .join('\n');
+}
+
+export function targetLines(targets: readonly Target[]): string {
+  return targets.map((t) => `${t.met ? 'met   ' : 'MISSED'}  ${t.model.padEnd(4)}  ${t.target}: ${t.measured}`).join('\n');
+}
+
+export function soakTable(soak: readonly SoakResult[]): string {
+  return soak
+    .map((s) => `${s.model}: ${s.messages.toLocaleString('en-US')} messages at ${rate(s.msgPerS)} msg/s; VmRSS ${s.rssAt50kMb.toFixed(0)} MB at 50k → ${s.rssAtEndMb.toFixed(0)} MB at the end (${s.changePct >= 0 ? '+' : ''}${s.changePct.toFixed(1)}%), peak ${s.peakMb.toFixed(0)} MB`)
+    .join('\n');
+}

@@ -1,0 +1,142 @@
+/**
+ * `npm run bench`: for each model (iris, then the MLP), on the same broker, queue type, message count
+ * and bodies, in one run:
+ *   - the broker ceiling (bench/noop-consumer.ts at its best prefetch),
+ *   - the compute ceiling (InferenceSession.run in a loop, no broker),
+ *   - the hand-written consumer (bench/hand-consumer.ts, prefetch 1),
+ *   - this consumer as users start it (`node --import tsx src/main.ts`, defaults, env for the queues),
+ * then a table on stdout and bench/results.json. `--soak` runs the memory soak instead.
+ *
+ * Options: --messages N (per row, default 50000), --models iris,mlp, --prefetch 512,1024,4096 (the
+ * no-op consumer's sweep), --latency-seconds S, --hand-seconds S (the hand-written consumer drains
+ * for at most this long: at about 1k msg/s it would take a minute per model), --set KEY=VALUE
+ * (repeatable: config for this consumer only, for tuning runs), --only ours, --cpu-prof (profiles of
+ * this consumer in bench/work/prof), --soak [--soak-messages N].
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../src/config.js';
+import { brokerCeiling, computeCeiling } from './ceilings.js';
+import { drain, type BenchLinks, type DrainResult } from './drain.js';
+import { connect } from './load.js';
+import { benchModels, ROOT, type BenchModel } from './models.js';
+import { notes, soakTable, table, targetLines, targetsOf, type ModelResult, type SoakResult } from './report.js';
+import { soak } from './soak.js';
+
+const { values: opts } = parseArgs({
+  options: {
+    messages: { type: 'string', default: '50000' },
+    models: { type: 'string', default: 'iris,mlp' },
+    prefetch: { type: 'string', default: '512,1024,4096' },
+    'latency-seconds': { type: 'string', default: '6' },
+    'hand-seconds': { type: 'string', default: '15' },
+    set: { type: 'string', multiple: true, default: [] },
+    only: { type: 'string' },
+    'cpu-prof': { type: 'boolean', default: false },
+    soak: { type: 'boolean', default: false },
+    'soak-messages': { type: 'string', default: '200000' },
+    out: { type: 'string', default: join(ROOT, 'bench', 'results.json') },
+  },
+});
+
+const url = process.env.AMQP_URL ?? 'amqp://guest:guest@localhost:5672';
+// The shipped defaults, as the consumer under test will read them (it gets no tuning env).
+const config = loadConfig({ AMQP_URL: url });
+const count = Number(opts.messages);
+const oursEnv = Object.fromEntries(opts.set.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+const log = (line: string) => process.stdout.write(`${line}\n`);
+const latencySeconds = Number(opts['latency-seconds']);
+/** A second, light latency point: what the path costs when nothing queues. */
+const LOW_RATE = 1000;
+
+async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelResult> {
+  const only = opts.only;
+  log(`${model.name}: compute ceiling`);
+  const compute = await computeCeiling(model, config);
+  log(`${model.name}: this consumer (${count} messages, then latency at half its rate)`);
+  const profDir = join(ROOT, 'bench', 'work', 'prof');
+  if (opts['cpu-prof']) mkdirSync(profDir, { recursive: true });
+  const ours = await drain(links, {
+    label: `${model.name}.ours`,
+    bodies: model.bodies,
+    count,
+    env: { MODEL_DIR: model.modelDir, ...oursEnv },
+    nodeArgs: opts['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${model.name}-${Date.now()}.cpuprofile`] : [],
+    readyText: '"msg":"consuming"',
+    latency: [
+      { fractionOfPeak: 0.5, seconds: latencySeconds },
+      { ratePerS: LOW_RATE, seconds: latencySeconds / 2 },
+    ],
+  });
+  const [half, low] = ours.latencies;
+  log(`  ${Math.round(ours.msgPerS)} msg/s; at ${half?.offeredPerS} msg/s p50 ${half?.p50Ms.toFixed(1)} ms, p99 ${half?.p99Ms.toFixed(1)} ms; at ${LOW_RATE} msg/s p50 ${low?.p50Ms.toFixed(1)} ms, p99 ${low?.p99Ms.toFixed(1)} ms`);
+  if (only === 'ours') return { model: model.name, count, compute, broker: { best: { ...ours, prefetch: 0 }, tried: [], withReplyContract: ours }, brokerLatencies: [], hand: ours, ours };
+
+  log(`${model.name}: broker ceiling (no-op consumer, prefetch ${opts.prefetch})`);
+  const broker = await brokerCeiling(links, model, count, opts.prefetch.split(',').map(Number), compute.sampleReply);
+  log(`  ${broker.tried.map((t) => `prefetch ${t.prefetch}: ${Math.round(t.msgPerS)} msg/s`).join(', ')}`);
+  const brokerLatencies = (
+    await drain(links, {
+      label: `${model.name}.noop.latency`,
+      bodies: model.bodies,
+      count: 0,
+      script: 'bench/noop-consumer.ts',
+      env: { PREFETCH: String(broker.best.prefetch), REPLY_BODY: compute.sampleReply, CONNECTIONS: '2' },
+      readyText: '"msg":"ready"',
+      latency: [
+        { ratePerS: half?.offeredPerS ?? ours.msgPerS / 2, seconds: latencySeconds },
+        { ratePerS: LOW_RATE, seconds: latencySeconds / 2 },
+      ],
+    })
+  ).latencies;
+
+  log(`${model.name}: hand-written consumer`);
+  const hand: DrainResult = await drain(links, {
+    label: `${model.name}.hand`,
+    bodies: model.bodies,
+    count,
+    script: 'bench/hand-consumer.ts',
+    env: { MODEL_FILE: model.modelFile, NO_DELAY: '1' },
+    readyText: '"msg":"ready"',
+    timeLimitMs: Number(opts['hand-seconds']) * 1000,
+  });
+  log(`  ${Math.round(hand.msgPerS)} msg/s`);
+  return { model: model.name, count, compute, broker, brokerLatencies, hand, ours };
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const runId = `${Date.now().toString(36)}.${randomBytes(2).toString('hex')}`;
+  const models = (await benchModels()).filter((m) => opts.models.split(',').includes(m.name));
+  const publish = await connect(url, 'bench/load');
+  const read = await connect(url, 'bench/replies');
+  const links: BenchLinks = { url, runId, config, publish, read };
+  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version };
+  const defaults = { PREFETCH: config.prefetch, CONCURRENCY: config.concurrency, MAX_BATCH_SIZE: config.maxBatchSize, MAX_BATCH_DELAY_MS: config.maxBatchDelayMs, ORT_INTRA_OP_THREADS: config.ort.intraOpNumThreads, ORT_GRAPH_OPTIMIZATION: config.ort.graphOptimizationLevel, QUEUE_TYPE: config.queueType };
+  try {
+    if (opts.soak) {
+      const soaks: SoakResult[] = [];
+      for (const model of models) soaks.push(await soak(links, model, Number(opts['soak-messages'])));
+      log(`\n${soakTable(soaks)}\n\n${targetLines(targetsOf([], config.maxBatchDelayMs, soaks))}`);
+      writeFileSync(opts.out.replace(/\.json$/, '.soak.json'), JSON.stringify({ date: new Date().toISOString(), machine, defaults, soak: soaks }, null, 2) + '\n');
+      return;
+    }
+    const results: ModelResult[] = [];
+    for (const model of models) results.push(await benchModel(links, model));
+    const targets = targetsOf(results, config.maxBatchDelayMs, []);
+    log(`\n${table(results)}\n\n${notes(results)}\n\n${opts.only ? '' : targetLines(targets)}`);
+    log(`\n${Object.keys(oursEnv).length ? `this consumer with ${JSON.stringify(oursEnv)}; ` : ''}defaults ${JSON.stringify(defaults)}; ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    if (!opts.only && Object.keys(oursEnv).length === 0) {
+      writeFileSync(opts.out, JSON.stringify({ date: new Date().toISOString(), machine, defaults, messagesPerRow: count, results, targets }, null, 2) + '\n');
+      log(`wrote ${opts.out}`);
+    }
+  } finally {
+    await publish.close().catch(() => {});
+    await read.close().catch(() => {});
+  }
+}
+
+await main();

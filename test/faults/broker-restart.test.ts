@@ -1,0 +1,133 @@
+/**
+ * The broker application restarted under a running consumer, on a RabbitMQ node of this test's own
+ * (the shared broker others test against stays untouched).
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { TestClient, uniqueName } from '../support/broker.js';
+import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
+import { idsOf, logLines, numbered, report } from '../support/faults.js';
+import { freeTcpPort, startPrivateBroker, type PrivateBroker } from '../support/private-broker.js';
+import { RestartProofWatcher } from '../support/restart-proof-watcher.js';
+
+const input = uniqueName('restart');
+const replies = uniqueName('restart.replies');
+let broker: PrivateBroker;
+let consumer: ConsumerProcess | undefined;
+let watcher: RestartProofWatcher | undefined;
+
+before(async () => {
+  broker = await startPrivateBroker();
+});
+
+after(async () => {
+  await consumer?.stop('SIGKILL');
+  await watcher?.stop();
+  // The node and its queues go with it.
+  await broker.stop();
+});
+
+/** /readyz every 50 ms: the status codes in order, each with when it was first seen (0: no answer, with why). */
+function pollReadyz(port: number): { stop(): Array<{ status: number; at: number; error?: string }> } {
+  const seen: Array<{ status: number; at: number; error?: string }> = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      let error: string | undefined;
+      const status = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2000) }).then(
+        (r) => r.status,
+        (err: Error) => ((error = `${err.message}${err.cause ? ` (${String((err.cause as Error).message ?? err.cause)})` : ''}`), 0),
+      );
+      if (seen.at(-1)?.status !== status) seen.push({ status, at: Date.now(), error });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  return {
+    stop() {
+      running = false;
+      void loop;
+      return seen;
+    },
+  };
+}
+
+test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer reconnects, declares its queues again and answers every input; /readyz is 503 while it is down', { timeout: 90_000 }, async (t) => {
+  const N = 20_000;
+  const items = numbered('restart', N);
+  const ids = idsOf(items);
+  const httpPort = await freeTcpPort();
+
+  const client = await TestClient.connect(broker.url);
+  watcher = await RestartProofWatcher.start(broker.url, replies);
+  consumer = startConsumer({
+    AMQP_URL: broker.url,
+    INPUT_QUEUE: input,
+    REPLY_QUEUE: replies,
+    HTTP_PORT: String(httpPort),
+    CONNECTION_NAME: uniqueName('restart.conn'),
+    // One input at a time, each waiting for its confirm (PREFETCH stays 512): a run of 10 s or more however idle
+    // the machine, so the restart (a rabbitmqctl call of one or two seconds) lands mid-run. With the default
+    // batching an idle machine answers 20k inputs before stop_app has taken effect.
+    MAX_BATCH_SIZE: '1',
+    CONCURRENCY: '1',
+  });
+  await consumer.waitFor('"msg":"consuming"');
+  const readyz = pollReadyz(httpPort);
+  // The whole run waits in the queue before the restart: publishing is not what is being tested.
+  await client.publishMany(input, items);
+  await client.close();
+
+  // Restart while the consumer is busy: after the first replies, well before the last.
+  assert.ok(await watcher.waitUntil(() => watcher!.arrivals.length >= 100, 30_000), 'the run is under way');
+  const stopAt = Date.now();
+  const answeredAtStopApp = watcher.answered(ids);
+  await broker.stopApp();
+  const stoppedAt = Date.now();
+  const answeredWhenStopped = watcher.answered(ids);
+  // Down long enough for the consumer's reconnect attempts to fail a few times.
+  await new Promise((r) => setTimeout(r, 1500));
+  const startAppAt = Date.now();
+  await broker.startApp();
+  const startedAt = Date.now();
+
+  const all = await watcher.waitAll(ids, 60_000);
+  await watcher.quiet(1000);
+  // A last look at /readyz once the consumer has caught up.
+  await new Promise((r) => setTimeout(r, 200));
+  const statuses = readyz.stop();
+
+  const { missing, duplicated } = watcher.tally(ids);
+  const out = consumer.output();
+  const consuming = logLines(out, 'consuming');
+  // Replies read after start_app may have been published before the stop (the watcher reconnects too):
+  // a new one is one that arrived after the consumer subscribed again.
+  const subscribedAgainAt = consuming.find((l) => l.time > startAppAt)?.time;
+  const firstNewReply = subscribedAgainAt === undefined ? undefined : watcher.arrivals.find((a) => a.at >= subscribedAgainAt)?.at;
+  const disconnects = logLines(out, 'broker disconnected');
+  const notReady = statuses.find((s) => s.status === 503 && s.at >= stopAt);
+  const readyAgain = statuses.find((s) => s.status === 200 && notReady && s.at > notReady.at);
+
+  report(
+    t,
+    `broker restart: N=${N}, answered when stop_app was called ${answeredAtStopApp} and when it returned ${answeredWhenStopped}, lost=${missing.length}, duplicated=${duplicated}, ` +
+      `stop_app took ${stoppedAt - stopAt} ms, start_app (+await_startup) took ${startedAt - startAppAt} ms, ` +
+      `consuming again ${subscribedAgainAt === undefined ? 'never' : `${subscribedAgainAt - startAppAt} ms after start_app was called (${subscribedAgainAt - startedAt} ms after it returned)`}, ` +
+      `first new reply ${firstNewReply === undefined ? 'never' : `${firstNewReply - startAppAt} ms after start_app was called`}, ` +
+      `consumer log: ${[...logLines(out, 'broker disconnected'), ...logLines(out, 'broker connect failed'), ...logLines(out, 'broker connected'), ...consuming].filter((l) => l.time >= stopAt).sort((a, b) => a.time - b.time).map((l) => `${String(l.msg)}${l.role ? `(${String(l.role)}${l.msg === 'broker connect failed' ? `: ${String(l.err).slice(0, 80)}` : ''})` : ''}@${l.time - stopAt}ms`).join(', ')}, ` +
+      `/readyz: ${statuses.map((s) => `${s.status}${s.error ? `[${s.error}]` : ''}@${s.at - stopAt}ms`).join(' → ')} (times from stop_app)`,
+  );
+
+  assert.ok(answeredWhenStopped < N, 'the restart came before the run was over');
+  assert.ok(all, `every input answered (${watcher.answered(ids)} of ${N})`);
+  assert.deepEqual(missing, [], 'no input without a reply');
+  assert.ok(watcher.arrivals.every((a) => a.status === 'ok'), 'every reply is a normal one');
+  assert.ok(disconnects.some((d) => d.role === 'consume') && disconnects.some((d) => d.role === 'publish'), 'both connections saw the broker go');
+  assert.ok(subscribedAgainAt !== undefined, 'it subscribed again after the restart');
+  assert.ok(firstNewReply !== undefined, 'and answered again');
+  assert.equal(statuses[0]?.status, 200, '/readyz was 200 before the restart');
+  assert.ok(notReady, '/readyz said 503 while the broker was down');
+  assert.ok(notReady.at < startedAt, '... and it said so before the broker was back');
+  assert.ok(readyAgain, '/readyz said 200 again after the restart');
+  assert.equal(statuses.at(-1)?.status, 200, '/readyz ends at 200');
+  assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
+});

@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { TestClient, queuesOf, uniqueName } from '../support/broker.js';
+import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
+import { ReplyWatcher, awaitConnections, closeConnections, logLines, publishStream, quiet, report } from '../support/faults.js';
+
+const input = uniqueName('cut');
+const replies = uniqueName('cut.replies');
+const connectionName = uniqueName('cut.conn');
+let client: TestClient;
+let watcher: ReplyWatcher;
+let consumer: ConsumerProcess | undefined;
+
+before(async () => {
+  client = await TestClient.connect();
+  watcher = await ReplyWatcher.start(client, replies);
+});
+
+after(async () => {
+  await consumer?.stop('SIGKILL');
+  await watcher.stop();
+  await client.deleteQueues(...queuesOf(input, replies));
+  await client.close();
+});
+
+test('cutting both broker connections five times during a run loses nothing; the consumer reconnects and answers every input', { timeout: 90_000 }, async (t) => {
+  const CUTS = 5;
+  consumer = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies, CONNECTION_NAME: connectionName });
+  await consumer.waitFor('"msg":"consuming"');
+
+  // Steady traffic from before the first cut to a second after the last.
+  const stream = publishStream(client, input, 'cut', 500);
+  const cuts: number[] = [];
+  for (let k = 0; k < CUTS; k++) {
+    await new Promise((r) => setTimeout(r, 500));
+    // Both connections up again before the next cut, so each cut hits a working consumer.
+    const conns = await awaitConnections(`${connectionName}/`, 2, 15_000);
+    cuts.push(Date.now());
+    await closeConnections(conns, 'test cut');
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  await stream.stop();
+  const ids = stream.ids;
+  const all = await watcher.waitAll(ids, 60_000);
+  await quiet(watcher, 1000);
+
+  // Recovery, from the consumer's own log (same clock): each connection from its loss to working again
+  // (consume: subscribed; publish: connected), and the path as a whole from the moment both were down
+  // to the first reply to an input published after that moment.
+  const out = consumer.output();
+  const disconnects = logLines(out, 'broker disconnected');
+  const consuming = logLines(out, 'consuming');
+  const published = logLines(out, 'broker connected').filter((c) => c.role === 'publish');
+  const arrivals = [...watcher.arrivals].sort((a, b) => a.at - b.at);
+  const recovery = cuts.map((startedAt, k) => {
+    const until = cuts[k + 1] ?? Infinity;
+    const inCut = disconnects.filter((d) => d.time >= startedAt && d.time < until);
+    const readyAfter = (role: string): number => {
+      const lost = inCut.find((d) => d.role === role)?.time ?? NaN;
+      const back = (role === 'consume' ? consuming : published).find((c) => c.time > lost)?.time;
+      return back === undefined ? NaN : back - lost;
+    };
+    const down = Math.max(...inCut.map((d) => d.time));
+    const next = arrivals.find((a) => (stream.publishedAt.get(a.correlationId) ?? 0) > down);
+    return {
+      roles: inCut.map((d) => d.role).sort().join('+'),
+      toReplyMs: next === undefined ? NaN : next.at - down,
+      toReadyMs: Math.max(readyAfter('consume'), readyAfter('publish')),
+    };
+  });
+
+  const { missing, duplicated } = watcher.tally(ids);
+  const toReply = recovery.map((r) => r.toReplyMs);
+  const toReady = recovery.map((r) => r.toReadyMs);
+  report(
+    t,
+    `connection cut: N=${ids.length}, cuts=${CUTS}, lost=${missing.length}, duplicated=${duplicated}, ` +
+      `connections working again after ms=[${toReady.join(', ')}], first reply to a new input after ms=[${toReply.join(', ')}] (max ${Math.max(...toReply)})`,
+  );
+  assert.ok(all, `every input answered (${watcher.answered(ids)} of ${ids.length})`);
+  assert.deepEqual(missing, [], 'no input without a reply');
+  for (const [k, r] of recovery.entries()) {
+    assert.equal(r.roles, 'consume+publish', `cut ${k + 1} closed both connections`);
+    assert.ok(r.toReplyMs < 10_000, `cut ${k + 1}: replies again within 10 s (took ${r.toReplyMs} ms)`);
+  }
+  assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
+});

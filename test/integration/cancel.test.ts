@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { TestClient, queuesOf, uniqueName } from '../support/broker.js';
+import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
+import { logLines } from '../support/faults.js';
+
+const ROW = { data: [[5.1, 3.5, 1.4, 0.2]] };
+let client: TestClient;
+const cleanups: Array<() => Promise<unknown>> = [];
+
+before(async () => {
+  client = await TestClient.connect();
+});
+
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+  await client.close();
+});
+
+/** A consumer of its own on fresh queues, torn down after the file. */
+async function consumerOn(prefix: string): Promise<{ input: string; replies: string; consumer: ConsumerProcess }> {
+  const input = uniqueName(prefix);
+  const replies = uniqueName(`${prefix}.replies`);
+  const consumer = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies });
+  cleanups.push(async () => {
+    await consumer.stop('SIGKILL');
+    await client.deleteQueues(...queuesOf(input, replies));
+  });
+  await consumer.waitFor('"msg":"consuming"');
+  return { input, replies, consumer };
+}
+
+/** Polls until `queue` exists and holds `count` ready messages. */
+async function until(queue: string, count: number, timeoutMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if ((await client.messageCount(queue).catch(() => -1)) === count) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+test('deleting the input queue while the consumer runs does not crash it: it declares the queue again and goes on consuming', { timeout: 30_000 }, async () => {
+  const { input, replies, consumer } = await consumerOn('cancel.input');
+  await client.publish(input, ROW, { correlationId: 'before-delete' });
+  assert.ok((await client.collect(replies, (rs) => rs.length === 1, 10_000)).some((r) => r.correlationId === 'before-delete'));
+
+  await client.deleteQueues(input);
+  await consumer.waitFor('consumer cancelled by the broker', 10_000);
+  // Subscribed again: a second "consuming" line.
+  const deadline = Date.now() + 10_000;
+  while (logLines(consumer.output(), 'consuming').length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(logLines(consumer.output(), 'consuming').length, 2, 'the consumer subscribed again');
+
+  await client.publish(input, ROW, { correlationId: 'after-redeclare' });
+  const got = await client.collect(replies, (rs) => rs.some((r) => r.correlationId === 'after-redeclare'), 10_000);
+  assert.equal(got.find((r) => r.correlationId === 'after-redeclare')?.status, 'ok', 'a message published after the re-declaration is answered');
+  assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
+});
+
+test('deleting REPLY_QUEUE does not lose the next reply: the consumer declares it again and publishes the reply again', { timeout: 30_000 }, async () => {
+  const { input, replies, consumer } = await consumerOn('cancel.replyq');
+  await client.deleteQueues(replies);
+  await client.publish(input, ROW, { correlationId: 'after-reply-queue-deleted' });
+
+  assert.ok(await until(replies, 1), 'the reply queue exists again and holds the reply');
+  const [reply] = await client.collect(replies, (rs) => rs.length === 1, 5000);
+  assert.equal(reply?.correlationId, 'after-reply-queue-deleted');
+  assert.equal(reply.status, 'ok');
+  assert.ok(logLines(consumer.output(), 'reply returned unroutable').some((l) => l.correlationId === 'after-reply-queue-deleted'), 'the return was logged');
+  assert.ok(await until(input, 0), 'the input is acked');
+});
+
+test('a reply whose replyTo queue is gone (the caller left) is logged with its correlation id, and the input is acked', { timeout: 30_000 }, async () => {
+  const { input, consumer } = await consumerOn('cancel.replyto');
+  // An exclusive queue dies with its connection: the caller has gone.
+  const caller = await TestClient.connect();
+  const gone = uniqueName('cancel.caller');
+  const ch = await caller.connection.createChannel();
+  await ch.assertQueue(gone, { exclusive: true });
+  await caller.close();
+
+  await client.publish(input, ROW, { correlationId: 'caller-left', replyTo: gone });
+  await consumer.waitFor('"correlationId":"caller-left"', 10_000);
+  const returned = logLines(consumer.output(), 'reply returned unroutable').find((l) => l.correlationId === 'caller-left');
+  assert.ok(returned, 'the returned reply is logged with the correlation id');
+  assert.equal(returned.routingKey, gone);
+
+  // Acked, not merely delivered: after the consumer stops, nothing comes back to the queue.
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(await consumer.stop('SIGTERM'), 0);
+  assert.equal(await client.messageCount(input), 0, 'the input queue ends empty');
+});

@@ -1,0 +1,141 @@
+/**
+ * An input queue that already exists with other arguments than the consumer declares stops boot
+ * with one line that names the argument and the way out, and touches no message. The broker texts
+ * behind these lines are RabbitMQ's own (3.10.8 here): it names the first argument that differs in
+ * its own order, which for a classic queue met by a quorum declaration is not x-queue-type.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import { TestClient, queuesOf, uniqueName } from '../support/broker.js';
+import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
+
+const run = promisify(execFile);
+let client: TestClient;
+const queues: string[] = [];
+const consumers: ConsumerProcess[] = [];
+
+before(async () => {
+  client = await TestClient.connect();
+});
+
+after(async () => {
+  await Promise.all(consumers.map((c) => c.stop('SIGKILL')));
+  await client.deleteQueues(...queues);
+  await client.close();
+});
+
+function names(prefix: string): { input: string; replies: string } {
+  const input = uniqueName(prefix);
+  const replies = uniqueName(`${prefix}.replies`);
+  queues.push(...queuesOf(input, replies));
+  return { input, replies };
+}
+
+/** Declares `queue` as someone else did before the consumer came, with one message waiting in it. */
+async function preDeclare(queue: string, args: Record<string, unknown>): Promise<void> {
+  const ch = await client.connection.createChannel();
+  await ch.assertQueue(queue, { durable: true, arguments: args });
+  await ch.close();
+  await client.publish(queue, { data: [[5.1, 3.5, 1.4, 0.2]] }, { correlationId: 'waiting' });
+}
+
+/** Boots a consumer that must fail; returns its one plain line (the rest are JSON log lines). */
+async function bootFails(env: Record<string, string>): Promise<string> {
+  const c = startConsumer({ CONNECT_RETRIES_AT_BOOT: '0', ...env });
+  consumers.push(c);
+  assert.equal(await c.exited, 1, 'boot fails with exit code 1');
+  const out = c.output();
+  const plain = out.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('{'));
+  assert.equal(plain.length, 1, `one line besides the JSON logs, got:\n${plain.join('\n')}`);
+  assert.ok(!/^\s+at /m.test(out), 'no stack trace');
+  assert.ok(!out.includes('"msg":"consuming"'), 'it never subscribed');
+  assert.match(plain[0], /^scorer: boot failed: /);
+  return plain[0];
+}
+
+test('a plain classic input queue (declared without arguments) where QUEUE_TYPE=quorum stops boot in one line that names the argument and says to delete the queue; the waiting message is untouched', { timeout: 60_000 }, async (t) => {
+  const { input, replies } = names('qargs.plain');
+  await preDeclare(input, {});
+  const line = await bootFails({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'quorum' });
+  t.diagnostic(line);
+  // RabbitMQ reports the dead-letter exchange first: the queue has none, the consumer declares '' (the default exchange).
+  assert.ok(line.includes(`queue '${input}' exists with x-dead-letter-exchange = none`), line);
+  assert.ok(line.includes('delete the queue'), line);
+  assert.equal(await client.messageCount(input), 1, 'the message waiting in the queue is still there');
+});
+
+test('a classic input queue declared by a QUEUE_TYPE=classic consumer, met with QUEUE_TYPE=quorum, stops boot in one line that names the argument and QUEUE_TYPE', { timeout: 60_000 }, async (t) => {
+  const { input, replies } = names('qargs.classic');
+  await preDeclare(input, { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': `${input}.dead` });
+  const line = await bootFails({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'quorum' });
+  t.diagnostic(line);
+  assert.ok(line.includes(`queue '${input}' exists with x-overflow = none, but this consumer declares reject-publish`), line);
+  assert.ok(line.includes('QUEUE_TYPE=classic'), line);
+  assert.equal(await client.messageCount(input), 1, 'the message waiting in the queue is still there');
+});
+
+test('a quorum input queue met with QUEUE_TYPE=classic stops boot in one line that names the argument and QUEUE_TYPE=quorum', { timeout: 60_000 }, async (t) => {
+  const { input, replies } = names('qargs.quorum');
+  await preDeclare(input, {
+    'x-queue-type': 'quorum',
+    'x-delivery-limit': 3,
+    'x-dead-letter-exchange': '',
+    'x-dead-letter-routing-key': `${input}.dead`,
+    'x-dead-letter-strategy': 'at-least-once',
+    'x-overflow': 'reject-publish',
+  });
+  const line = await bootFails({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'classic' });
+  t.diagnostic(line);
+  assert.ok(line.includes(`queue '${input}' exists with x-dead-letter-strategy = at-least-once, but this consumer declares none`), line);
+  assert.ok(line.includes('QUEUE_TYPE=quorum'), line);
+  assert.equal(await client.messageCount(input), 1, 'the message waiting in the queue is still there');
+});
+
+test('a quorum input queue with another x-delivery-limit stops boot in one line that names x-delivery-limit, both values and DELIVERY_LIMIT', { timeout: 60_000 }, async (t) => {
+  const { input, replies } = names('qargs.limit');
+  await preDeclare(input, {
+    'x-queue-type': 'quorum',
+    'x-delivery-limit': 5,
+    'x-dead-letter-exchange': '',
+    'x-dead-letter-routing-key': `${input}.dead`,
+    'x-dead-letter-strategy': 'at-least-once',
+    'x-overflow': 'reject-publish',
+  });
+  const line = await bootFails({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'quorum', DELIVERY_LIMIT: '3' });
+  t.diagnostic(line);
+  assert.ok(line.includes(`queue '${input}' exists with x-delivery-limit = 5, but this consumer declares 3`), line);
+  assert.ok(line.includes('DELIVERY_LIMIT'), line);
+  assert.equal(await client.messageCount(input), 1, 'the message waiting in the queue is still there');
+});
+
+test('QUEUE_TYPE=classic works end to end: the input queue is a classic queue with the dead-letter route, and inputs get their replies', { timeout: 60_000 }, async () => {
+  const { input, replies } = names('qargs.e2e');
+  const c = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'classic' });
+  consumers.push(c);
+  await c.waitFor('"msg":"consuming"');
+
+  const { stdout } = await run('rabbitmqctl', ['list_queues', 'name', 'type', 'arguments', '-q'], { timeout: 30_000 });
+  const row = (q: string) => stdout.split('\n').find((l) => l.startsWith(`${q}\t`)) ?? '';
+  assert.match(row(input), /\tclassic\t/, 'the input queue is classic');
+  assert.ok(row(input).includes(`{"x-dead-letter-routing-key","${input}.dead"}`), `dead-letter route to ${input}.dead: ${row(input)}`);
+  assert.doesNotMatch(row(input), /x-delivery-limit/, 'no delivery limit on a classic queue');
+  assert.match(row(replies), /\tclassic\t/, 'the reply queue it declares is classic too');
+
+  const rows = [
+    { id: 'classic-0', row: [5.1, 3.5, 1.4, 0.2], label: 0 },
+    { id: 'classic-1', row: [7.0, 3.2, 4.7, 1.4], label: 1 },
+  ];
+  for (const r of rows) await client.publish(input, { data: [r.row] }, { correlationId: r.id });
+  await client.publish(input, 'not json', { correlationId: 'classic-bad' });
+  const got = await client.collect(replies, (rs) => rs.length === 3);
+  for (const r of rows) {
+    const reply = got.find((g) => g.correlationId === r.id);
+    assert.equal(reply?.status, 'ok');
+    assert.deepEqual((reply.json() as { label: number[] }).label, [r.label]);
+  }
+  assert.equal(got.find((g) => g.correlationId === 'classic-bad')?.status, 'error');
+  assert.equal(await client.messageCount(input), 0, 'every input acked');
+  assert.equal(await c.stop(), 0);
+});

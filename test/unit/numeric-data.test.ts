@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { readNumericData } from '../../src/runtime/numeric-data.js';
+
+const bytes = (text: string) => Buffer.from(text, 'utf8');
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A JSON number as a producer might write it: sign, 1–15 digits, a point anywhere (or none), zeros. */
+function numberText(next: () => number): string {
+  const digits = 1 + Math.floor(next() * 15);
+  let s = '';
+  for (let i = 0; i < digits; i++) s += String(Math.floor(next() * 10));
+  const point = Math.floor(next() * (digits + 1));
+  let int = s.slice(0, point).replace(/^0+(?=\d)/, '') || '0';
+  const frac = s.slice(point);
+  if (next() < 0.05) int = '0';
+  return `${next() < 0.3 ? '-' : ''}${int}${frac ? `.${frac}` : ''}`;
+}
+
+test('number-only data reads exactly as JSON.parse reads it, bit for bit, -0 included', () => {
+  const next = rng(7);
+  const space = () => [' ', '', '', '\n', '\t', '\r\n'][Math.floor(next() * 6)];
+  for (let n = 0; n < 2000; n++) {
+    const rank = 1 + Math.floor(next() * 4);
+    const build = (level: number): string => {
+      const len = 1 + Math.floor(next() * (level === rank - 1 ? 12 : 3));
+      const items = Array.from({ length: len }, () => (level === rank - 1 ? numberText(next) : build(level + 1)));
+      return `[${space()}${items.join(`${space()},${space()}`)}${space()}]`;
+    };
+    const text = `${space()}{${space()}"data"${space()}:${space()}${build(0)}${space()}}${space()}`;
+    assert.deepStrictEqual(readNumericData(bytes(text)), JSON.parse(text).data, text);
+  }
+  assert.ok(Object.is((readNumericData(bytes('{"data":[-0, -0.0, 0]}')) as number[])[0], -0));
+});
+
+test('decimals of up to 15 digits round to the same double as JSON.parse gives', () => {
+  const next = rng(11);
+  for (let n = 0; n < 200_000; n++) {
+    const t = numberText(next);
+    const [got] = readNumericData(bytes(`{"data":[${t}]}`)) as number[];
+    assert.ok(Object.is(got, JSON.parse(t)), `${t}: got ${got}, JSON.parse ${JSON.parse(t)}`);
+  }
+});
+
+test('a body that is not exactly {"data": arrays of plain numbers} is left to the general path', () => {
+  const others = [
+    '',
+    '{}',
+    '{"data":5}',
+    '{"data":null}',
+    '{"data":"[1]"}',
+    '{"data":[1],"id":2}',
+    '{"id":2,"data":[1]}',
+    '{"d\\u0061ta":[1]}',
+    '\uFEFF{"data":[1]}',
+    '{"data":[1]} x',
+    '{"data":[1]',
+    '{"data":[1,]}',
+    '{"data":[,1]}',
+    '{"data":[1 2]}',
+    '{"data":[01]}',
+    '{"data":[1.]}',
+    '{"data":[.5]}',
+    '{"data":[+1]}',
+    '{"data":[1e5]}',
+    '{"data":[1E-5]}',
+    '{"data":[0.1234567890123456]}',
+    '{"data":[1234567890123456]}',
+    '{"data":[NaN]}',
+    '{"data":[true]}',
+    '{"data":[[1],2]}',
+    '{"data":[1,[2]]}',
+    '{"data":["1"]}',
+    `{"data":${'['.repeat(17)}1${']'.repeat(17)}}`,
+  ];
+  for (const text of others) assert.equal(readNumericData(bytes(text)), undefined, text);
+});
+
+test('empty arrays read as JSON.parse reads them (the tensor checks word the error)', () => {
+  assert.deepStrictEqual(readNumericData(bytes('{"data":[]}')), []);
+  assert.deepStrictEqual(readNumericData(bytes('{"data":[[], []]}')), [[], []]);
+});
