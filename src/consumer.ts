@@ -3,6 +3,7 @@
  * consuming, finishes what is in flight (replies confirmed, inputs acked) and resolves; it is
  * idempotent.
  */
+import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { settlementFor, type Settlement } from './acknowledger.js';
 import { Batcher } from './batcher.js';
@@ -24,6 +25,9 @@ export interface ConsumerDeps {
   metrics: Metrics;
 }
 
+/** p-queue priority: a redelivered input waits behind no batch. */
+const REDELIVERED_FIRST = 1;
+
 interface Received {
   delivery: Delivery;
   receivedAt: number;
@@ -32,17 +36,19 @@ interface Received {
 export class Consumer {
   state: ConsumerState = 'created';
   private readonly batcher: Batcher<Received>;
-  /** Batches being scored: at most CONCURRENCY, one per isolate. */
-  private scoring = 0;
-  /** Redelivered inputs waiting for an isolate; they go before the next batch. */
-  private readonly solos: Received[] = [];
+  /** Scoring only, CONCURRENCY batches at once (one per isolate); redelivered inputs jump the line. */
+  private readonly scoring: PQueue;
   /** Batches scored or being answered, until their inputs are settled: stop() waits for them. */
   private readonly inProgress = new Set<Promise<void>>();
   private stopped: Promise<void> | undefined;
 
   constructor(private readonly deps: ConsumerDeps) {
     const { config } = deps;
-    this.batcher = new Batcher(config.maxBatchSize, config.maxBatchDelayMs, (batch) => this.schedule(batch), () => this.scoring < config.concurrency);
+    this.scoring = new PQueue({ concurrency: config.concurrency });
+    const isolateFree = () => this.scoring.pending + this.scoring.size < config.concurrency;
+    this.batcher = new Batcher(config.maxBatchSize, config.maxBatchDelayMs, (batch) => this.schedule(batch), isolateFree);
+    // An isolate is free: cut the next batch now, grown while every isolate was busy.
+    this.scoring.on('next', () => this.batcher.wake());
     deps.broker.on('returned', ({ routingKey, correlationId }) =>
       deps.logger.warn({ correlationId, routingKey }, 'reply returned unroutable'),
     );
@@ -78,9 +84,8 @@ export class Consumer {
     this.deps.metrics.inFlight.inc();
     const item = { delivery, receivedAt: performance.now() };
     // A redelivered input may be the one that killed the entry script: score it alone, so it can only take itself down.
-    if (!delivery.redelivered) this.batcher.add(item);
-    else if (this.scoring < this.deps.config.concurrency) this.schedule([item]);
-    else this.solos.push(item);
+    if (delivery.redelivered) this.schedule([item], REDELIVERED_FIRST);
+    else this.batcher.add(item);
     if (this.state !== 'running') this.batcher.flush();
   }
 
@@ -89,16 +94,9 @@ export class Consumer {
    * a broker round trip per batch capped throughput at CONCURRENCY × MAX_BATCH_SIZE per confirm
    * latency. PREFETCH still bounds what is in flight.
    */
-  private schedule(batch: Received[]): void {
-    this.scoring++;
-    const work = this.scoreTimed(batch)
-      .finally(() => {
-        this.scoring--;
-        // The isolate is free: a waiting redelivered input first, else the next batch (grown while we scored).
-        const solo = this.solos.shift();
-        if (solo) this.schedule([solo]);
-        else this.batcher.wake();
-      })
+  private schedule(batch: Received[], priority = 0): void {
+    const work = this.scoring
+      .add(() => this.scoreTimed(batch), { priority })
       .then(({ results, scoringMs }) => this.answer(batch, results, scoringMs))
       .catch((err: Error) => {
         // answer() handles every per-item failure; reaching here is a bug, and the inputs stay unacked for redelivery.

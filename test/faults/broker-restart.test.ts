@@ -65,7 +65,7 @@ test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer
     REPLY_QUEUE: replies,
     HTTP_PORT: String(httpPort),
     CONNECTION_NAME: uniqueName('restart.conn'),
-    // One input at a time, each waiting for its confirm (PREFETCH stays 512): a run of 10 s or more however idle
+    // One input at a time, each scored on its own: a run of 10 s or more however idle
     // the machine, so the restart (a rabbitmqctl call of one or two seconds) lands mid-run. With the default
     // batching an idle machine answers 20k inputs before stop_app has taken effect.
     MAX_BATCH_SIZE: '1',
