@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeMlpModel } from '../scripts/make-models.js';
+import { mulberry32 } from '../scripts/train-iris.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -32,21 +33,10 @@ const IRIS_ROWS = [
   [5.8, 2.7, 5.1, 1.9],
 ];
 
-/** mulberry32: the generator scripts/train-iris.ts uses, inlined so bodies do not depend on its exports. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** 784 values with 4 decimals, every pixel non-zero: denser (and larger, ~5.5 kB) than a real MNIST digit. */
 function mlpRows(count: number): number[][] {
-  const next = rng(784);
+  const next = mulberry32(784);
   return Array.from({ length: count }, () => Array.from({ length: 784 }, () => Math.round(next() * 1e4) / 1e4));
 }
 

@@ -297,9 +297,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     for (const queue of queues) {
       const ch = await model.createChannel();
       ch.on('error', () => {});
-      const args = queue === t.inputQueue ? t.inputArguments : { 'x-queue-type': t.queueType };
       try {
-        await ch.assertQueue(queue, { durable: true, arguments: args });
+        await ch.assertQueue(queue, { durable: true, arguments: t.argumentsOf(queue) });
         await ch.close();
       } catch (err) {
         const message = (err as Error).message;

@@ -9,6 +9,8 @@ export interface Topology {
   replyQueue: string;
   deadQueue: string;
   inputArguments: Record<string, string | number>;
+  /** Per queue, the arguments it is declared with. */
+  argumentsOf(queue: string): Record<string, string | number>;
   queueType: 'quorum' | 'classic';
 }
 
@@ -26,7 +28,19 @@ export function topologyFor(c: { inputQueue: string; replyQueue: string; queueTy
           'x-overflow': 'reject-publish',
         }
       : deadLetter;
-  return { inputQueue: c.inputQueue, replyQueue: c.replyQueue, deadQueue, inputArguments, queueType: c.queueType };
+  // The reply queue is shared with every client that reads it, and the tutorials declare a queue with
+  // `durable` alone: a quorum reply queue would refuse them (inequivalent x-queue-type). Plain durable is
+  // what they declare; an operator who wants it replicated declares it quorum first, and we use it as is.
+  const replyArguments = {};
+  const deadArguments = { 'x-queue-type': c.queueType };
+  return {
+    inputQueue: c.inputQueue,
+    replyQueue: c.replyQueue,
+    deadQueue,
+    inputArguments,
+    queueType: c.queueType,
+    argumentsOf: (queue) => (queue === c.inputQueue ? inputArguments : queue === deadQueue ? deadArguments : replyArguments),
+  };
 }
 
 const SETTING: Record<string, string> = {

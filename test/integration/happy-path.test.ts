@@ -65,3 +65,12 @@ test('a message with several rows gets one label per row', async () => {
   const reply = got.find((r) => r.correlationId === 'three')!;
   assert.deepEqual((reply.json() as { label: number[] }).label, [0, 1, 2]);
 });
+
+test('a client that declares the reply queue the way the RabbitMQ tutorials do (durable, no arguments) can read it', async () => {
+  const ch = await client.connection.createChannel();
+  await ch.assertQueue(replies, { durable: true });
+  await ch.close();
+  await client.publish(input, { data: [[5.1, 3.5, 1.4, 0.2]] }, { correlationId: 'tutorial-client' });
+  const got = await client.collect(replies, (rs) => rs.some((r) => r.correlationId === 'tutorial-client'));
+  assert.ok(got.some((r) => r.correlationId === 'tutorial-client' && r.status === 'ok'));
+});

@@ -1,19 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { readNumericData } from '../../src/runtime/numeric-data.js';
+import { mulberry32 } from '../../scripts/train-iris.js';
 
 const bytes = (text: string) => Buffer.from(text, 'utf8');
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A JSON number as a producer might write it: sign, 1–15 digits, a point anywhere (or none), zeros. */
 function numberText(next: () => number): string {
@@ -28,7 +19,7 @@ function numberText(next: () => number): string {
 }
 
 test('number-only data reads exactly as JSON.parse reads it, bit for bit, -0 included', () => {
-  const next = rng(7);
+  const next = mulberry32(7);
   const space = () => [' ', '', '', '\n', '\t', '\r\n'][Math.floor(next() * 6)];
   for (let n = 0; n < 2000; n++) {
     const rank = 1 + Math.floor(next() * 4);
@@ -44,7 +35,7 @@ test('number-only data reads exactly as JSON.parse reads it, bit for bit, -0 inc
 });
 
 test('decimals of up to 15 digits round to the same double as JSON.parse gives', () => {
-  const next = rng(11);
+  const next = mulberry32(11);
   for (let n = 0; n < 200_000; n++) {
     const t = numberText(next);
     const [got] = readNumericData(bytes(`{"data":[${t}]}`)) as number[];

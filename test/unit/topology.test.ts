@@ -85,3 +85,10 @@ test('broker text it cannot read is passed on whole, on one line', () => {
   const err = explainPreconditionFailed('q', text);
   assert.equal(err.message, `queue 'q' exists with other settings than this consumer declares: ${text}`);
 });
+
+test('the reply queue is declared plain durable, as clients following the tutorials declare it; the dead-letter queue takes the input queue type', () => {
+  const t = topologyFor({ inputQueue: 'in', replyQueue: 'out', queueType: 'quorum', deliveryLimit: 3 });
+  assert.deepEqual(t.argumentsOf('out'), {});
+  assert.deepEqual(t.argumentsOf('in.dead'), { 'x-queue-type': 'quorum' });
+  assert.equal(t.argumentsOf('in'), t.inputArguments);
+});
