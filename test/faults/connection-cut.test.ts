@@ -1,31 +1,19 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { TestClient, queuesOf, uniqueName } from '../support/broker.js';
-import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
-import { ReplyWatcher, awaitConnections, closeConnections, logLines, publishStream, quiet, report } from '../support/faults.js';
+import { WatchedRun, awaitConnections, closeConnections, logLines, publishStream, report } from '../support/faults.js';
 
-const input = uniqueName('cut');
-const replies = uniqueName('cut.replies');
-const connectionName = uniqueName('cut.conn');
-let client: TestClient;
-let watcher: ReplyWatcher;
-let consumer: ConsumerProcess | undefined;
+let run: WatchedRun;
 
 before(async () => {
-  client = await TestClient.connect();
-  watcher = await ReplyWatcher.start(client, replies);
+  run = await WatchedRun.open('cut');
 });
 
-after(async () => {
-  await consumer?.stop('SIGKILL');
-  await watcher.stop();
-  await client.deleteQueues(...queuesOf(input, replies));
-  await client.close();
-});
+after(() => run.close());
 
 test('cutting both broker connections five times during a run loses nothing; the consumer reconnects and answers every input', { timeout: 90_000 }, async (t) => {
   const CUTS = 5;
-  consumer = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies, CONNECTION_NAME: connectionName });
+  const { client, input, watcher, connectionName } = run;
+  const consumer = run.start();
   await consumer.waitFor('"msg":"consuming"');
 
   // Steady traffic from before the first cut to a second after the last.
@@ -42,7 +30,7 @@ test('cutting both broker connections five times during a run loses nothing; the
   await stream.stop();
   const ids = stream.ids;
   const all = await watcher.waitAll(ids, 60_000);
-  await quiet(watcher, 1000);
+  await watcher.quiet(1000);
 
   // Recovery, from the consumer's own log (same clock): each connection from its loss to working again
   // (consume: subscribed; publish: connected), and the path as a whole from the moment both were down

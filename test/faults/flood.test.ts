@@ -1,29 +1,17 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { TestClient, queuesOf, uniqueName } from '../support/broker.js';
-import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
-import { ReplyWatcher, report, sampleRss } from '../support/faults.js';
+import { WatchedRun, report, sampleRss } from '../support/faults.js';
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
 const MAX_TENSOR_ELEMENTS = 4096;
 const RSS_BOUND_MIB = 600;
-const input = uniqueName('flood');
-const replies = uniqueName('flood.replies');
-let client: TestClient;
-let watcher: ReplyWatcher;
-let consumer: ConsumerProcess | undefined;
+let run: WatchedRun;
 
 before(async () => {
-  client = await TestClient.connect();
-  watcher = await ReplyWatcher.start(client, replies);
+  run = await WatchedRun.open('flood');
 });
 
-after(async () => {
-  await consumer?.stop('SIGKILL');
-  await watcher.stop();
-  await client.deleteQueues(...queuesOf(input, replies));
-  await client.close();
-});
+after(() => run.close());
 
 /** A seeded generator, so a failure can be replayed. */
 function prng(seed: number): () => number {
@@ -95,13 +83,8 @@ function controls(r: () => number): Array<[string, string]> {
 }
 
 test('a hostile flood of 10,000+ malformed, over-size and deeply nested messages gets an error reply for each, the well-formed ones mixed in are answered ok, and the consumer stays up with bounded memory', { timeout: 120_000 }, async (t) => {
-  consumer = startConsumer({
-    INPUT_QUEUE: input,
-    REPLY_QUEUE: replies,
-    MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES),
-    MAX_TENSOR_ELEMENTS: String(MAX_TENSOR_ELEMENTS),
-    CONNECTION_NAME: uniqueName('flood.conn'),
-  });
+  const { client, input, watcher } = run;
+  const consumer = run.start({ MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES), MAX_TENSOR_ELEMENTS: String(MAX_TENSOR_ELEMENTS) });
   await consumer.waitFor('"msg":"consuming"');
   const rss = sampleRss(consumer.child.pid!);
 

@@ -3,9 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { TestClient, queuesOf, uniqueName } from '../support/broker.js';
-import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
-import { ReplyWatcher, idsOf, numbered, report } from '../support/faults.js';
+import { WatchedRun, idsOf, numbered, report } from '../support/faults.js';
 
 const RUN_TIMEOUT_MS = 1000;
 
@@ -27,41 +25,22 @@ export async function runBatch(items: string[]) {
 `;
 
 let dir: string;
-let client: TestClient;
-const cleanups: Array<() => Promise<unknown>> = [];
 
-before(async () => {
+before(() => {
   dir = mkdtempSync(join(tmpdir(), 'scorer-hang-'));
   writeFileSync(join(dir, 'run.ts'), RUN);
   writeFileSync(join(dir, 'run-batch.ts'), RUN_BATCH);
-  client = await TestClient.connect();
 });
 
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-  await client.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 for (const script of ['run.ts', 'run-batch.ts']) {
   const label = script === 'run.ts' ? 'run only' : 'with runBatch';
   test(`a run that hangs (a never-settling promise, a synchronous loop) gets a TIMEOUT error reply after RUN_TIMEOUT_MS, and every message around it is served (${label})`, { timeout: 60_000 }, async (t) => {
-    const input = uniqueName('hang');
-    const replies = uniqueName('hang.replies');
-    const watcher = await ReplyWatcher.start(client, replies);
-    let consumer: ConsumerProcess | undefined;
-    cleanups.push(async () => {
-      await consumer?.stop('SIGKILL');
-      await watcher.stop();
-      await client.deleteQueues(...queuesOf(input, replies));
-    });
-    consumer = startConsumer({
-      INPUT_QUEUE: input,
-      REPLY_QUEUE: replies,
-      ENTRY_SCRIPT: join(dir, script),
-      RUN_TIMEOUT_MS: String(RUN_TIMEOUT_MS),
-      CONNECTION_NAME: uniqueName('hang.conn'),
-    });
+    const run = await WatchedRun.open('hang');
+    t.after(() => run.close());
+    const { client, input, watcher } = run;
+    const consumer = run.start({ ENTRY_SCRIPT: join(dir, script), RUN_TIMEOUT_MS: String(RUN_TIMEOUT_MS) });
     await consumer.waitFor('"msg":"consuming"');
 
     const before = numbered('before', 40, (i) => ({ data: i }));

@@ -4,68 +4,42 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { TestClient, queuesOf, uniqueName } from '../support/broker.js';
-import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
-import { ReplyWatcher, idsOf, numbered, quiet, report } from '../support/faults.js';
+import { queuesOf, uniqueName } from '../support/broker.js';
+import { WatchedRun, idsOf, numbered, report, restartUntilAnswered, stopMidStream } from '../support/faults.js';
 
-const input = uniqueName('kill');
-const replies = uniqueName('kill.replies');
 const PREFETCH = 512;
-const env = { INPUT_QUEUE: input, REPLY_QUEUE: replies, PREFETCH: String(PREFETCH), CONNECTION_NAME: uniqueName('kill.conn') };
-let client: TestClient;
-let watcher: ReplyWatcher;
-const consumers: ConsumerProcess[] = [];
-
-before(async () => {
-  client = await TestClient.connect();
-  watcher = await ReplyWatcher.start(client, replies);
-});
-
+let run: WatchedRun;
 const orphans: number[] = [];
 
+before(async () => {
+  run = await WatchedRun.open('kill', { env: { PREFETCH: String(PREFETCH) } });
+});
+
 after(async () => {
-  await Promise.all(consumers.map((c) => c.stop('SIGKILL')));
+  await run.close();
   for (const pid of orphans) if (alive(pid)) process.kill(pid, 'SIGKILL');
-  await watcher.stop();
-  await client.deleteQueues(...queuesOf(input, replies));
-  await client.close();
 });
 
 test('a consumer killed with SIGKILL mid-stream loses nothing: after a restart every input is answered, and only inputs redelivered by the kill are answered twice', { timeout: 90_000 }, async (t) => {
   const N = 5000;
   const items = numbered('kill', N);
   const ids = idsOf(items);
-
-  const first = startConsumer(env);
-  consumers.push(first);
-  await first.waitFor('"msg":"consuming"');
-  const published = client.publishMany(input, items);
+  const { watcher } = run;
 
   // Mid-stream: a good share answered, most still to do.
-  assert.ok(await watcher.waitUntil(() => watcher.arrivals.length >= N * 0.3, 30_000), 'the first consumer answered 30% of the inputs');
-  first.child.kill('SIGKILL');
-  const killedAt = Date.now();
-  assert.equal(await first.exited, 'SIGKILL');
-  const answeredBeforeKill = watcher.answered(ids);
-  await published;
-
-  const second = startConsumer(env);
-  consumers.push(second);
-  await second.waitFor('"msg":"consuming"');
-  const restartedAt = Date.now();
-  assert.ok(await watcher.waitAll(ids, 60_000), `every input answered after the restart (${watcher.answered(ids)} of ${N})`);
-  // Redelivered inputs may still be answered a second time after the last first answer: wait for the queue to go quiet.
-  await quiet(watcher, 1000);
+  const killed = await stopMidStream(run, items, 0.3, 'SIGKILL');
+  assert.equal(killed.exit, 'SIGKILL');
+  const restartedAt = await restartUntilAnswered(run, ids, 60_000);
 
   const { missing, duplicated, duplicatedIds } = watcher.tally(ids);
-  report(t, `kill: N=${N}, answered before the kill=${answeredBeforeKill}, lost=${missing.length}, duplicated=${duplicated} (prefetch ${PREFETCH})`);
+  report(t, `kill: N=${N}, answered before the kill=${killed.answered}, lost=${missing.length}, duplicated=${duplicated} (prefetch ${PREFETCH})`);
   assert.deepEqual(missing, [], 'no input without a reply');
   // A duplicate is an input answered before the kill whose ack died with the process: at most the unacked window.
   assert.ok(duplicated <= PREFETCH, `duplicates (${duplicated}) bounded by the prefetch window (${PREFETCH})`);
   for (const id of duplicatedIds) {
     const [a, b, ...more] = watcher.of(id);
     assert.equal(more.length, 0, `${id} answered at most twice`);
-    assert.ok(b.at >= killedAt, `${id}: answered again only after the kill`);
+    assert.ok(b.at >= killed.signalledAt, `${id}: answered again only after the kill`);
     assert.ok(a.at < restartedAt, `${id}: its first answer came from the killed consumer`);
   }
 });
@@ -76,13 +50,12 @@ test('a consumer killed with SIGKILL while a user script hangs in a synchronous 
   const hangReplies = uniqueName('kill.hang.replies');
   try {
     writeFileSync(join(dir, 'score.ts'), `export function init() {}\nexport function run(data: string) {\n  while (true) {}\n}\n`);
-    const consumer = startConsumer({ INPUT_QUEUE: hangInput, REPLY_QUEUE: hangReplies, ENTRY_SCRIPT: join(dir, 'score.ts'), RUN_TIMEOUT_MS: '60000' });
-    consumers.push(consumer);
+    const consumer = run.consumers.start({ INPUT_QUEUE: hangInput, REPLY_QUEUE: hangReplies, ENTRY_SCRIPT: join(dir, 'score.ts'), RUN_TIMEOUT_MS: '60000' });
     await consumer.waitFor('"msg":"consuming"');
     const scripts = childrenOf(consumer.child.pid!);
     orphans.push(...scripts);
     assert.ok(scripts.length > 0, 'the user script runs in child processes');
-    await client.publish(hangInput, { data: 1 }, { correlationId: 'spin' });
+    await run.client.publish(hangInput, { data: 1 }, { correlationId: 'spin' });
     await new Promise((r) => setTimeout(r, 500));
 
     consumer.child.kill('SIGKILL');
@@ -91,7 +64,7 @@ test('a consumer killed with SIGKILL while a user script hangs in a synchronous 
     while (scripts.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(scripts.filter(alive), [], 'every script process ended with the consumer');
   } finally {
-    await client.deleteQueues(...queuesOf(hangInput, hangReplies));
+    await run.client.deleteQueues(...queuesOf(hangInput, hangReplies));
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -3,9 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { TestClient, queuesOf, uniqueName } from '../support/broker.js';
-import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
-import { ReplyWatcher, idsOf, logLines, numbered, report } from '../support/faults.js';
+import { WatchedRun, idsOf, logLines, numbered, report } from '../support/faults.js';
 
 // A user's entry script that takes its own process down on one input: it runs in a child process.
 const SCRIPT = `
@@ -18,41 +16,21 @@ export function run(data: string) {
 `;
 
 let dir: string;
-let client: TestClient;
-const cleanups: Array<() => Promise<unknown>> = [];
 
-before(async () => {
+before(() => {
   dir = mkdtempSync(join(tmpdir(), 'scorer-poison-'));
   writeFileSync(join(dir, 'score.ts'), SCRIPT);
-  client = await TestClient.connect();
 });
 
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-  await client.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 for (const queueType of ['quorum', 'classic'] as const) {
   test(`a message that kills the entry script's process is dead-lettered to <INPUT_QUEUE>.dead after the delivery limit, unanswered, while its neighbours are all answered (${queueType} queue)`, { timeout: 60_000 }, async (t) => {
-    const input = uniqueName(`poison.${queueType}`);
-    const replies = uniqueName(`poison.${queueType}.replies`);
+    const run = await WatchedRun.open(`poison.${queueType}`, { queueType });
+    t.after(() => run.close());
+    const { client, input, watcher } = run;
     const dead = `${input}.dead`;
-    const watcher = await ReplyWatcher.start(client, replies, queueType);
-    let consumer: ConsumerProcess | undefined;
-    cleanups.push(async () => {
-      await consumer?.stop('SIGKILL');
-      await watcher.stop();
-      await client.deleteQueues(...queuesOf(input, replies));
-    });
-    consumer = startConsumer({
-      INPUT_QUEUE: input,
-      REPLY_QUEUE: replies,
-      QUEUE_TYPE: queueType,
-      DELIVERY_LIMIT: '2',
-      ENTRY_SCRIPT: join(dir, 'score.ts'),
-      CONNECTION_NAME: uniqueName('poison.conn'),
-    });
+    const consumer = run.start({ QUEUE_TYPE: queueType, DELIVERY_LIMIT: '2', ENTRY_SCRIPT: join(dir, 'score.ts') });
     await consumer.waitFor('"msg":"consuming"');
 
     const good = numbered('good', 200, (i) => ({ data: i }));

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { TestClient, uniqueName } from '../support/broker.js';
-import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
+import { TestConsumers, bootFailure, type ConsumerProcess } from '../support/consumer-process.js';
 import { startPrivateBroker, type PrivateBroker } from '../support/private-broker.js';
 
 const run = promisify(execFile);
@@ -19,7 +19,7 @@ const certs = mkdtempSync(join(tmpdir(), 'scorer-tls-'));
 const file = (name: string) => join(certs, name);
 let broker: PrivateBroker;
 let client: TestClient;
-const consumers: ConsumerProcess[] = [];
+const consumers = new TestConsumers();
 
 /** A CA, and a server and a client certificate it signed (EC P-256: quick to make). */
 async function makeCertificates(): Promise<void> {
@@ -44,25 +44,14 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.all(consumers.map((c) => c.stop('SIGKILL')));
+  await consumers.stopAll('SIGKILL');
   await client?.close();
   await broker?.stop();
   rmSync(certs, { recursive: true, force: true });
 });
 
 function consumerWith(env: Record<string, string>): ConsumerProcess {
-  const c = startConsumer({ AMQP_URL: broker.tlsUrl!, CONNECT_RETRIES_AT_BOOT: '0', ...env });
-  consumers.push(c);
-  return c;
-}
-
-/** The boot failure line, after checking it is the only thing on stderr-like output besides JSON logs. */
-async function bootFailure(c: ConsumerProcess): Promise<string> {
-  assert.equal(await c.exited, 1, 'boot fails with exit code 1');
-  const plain = c.output().split('\n').filter((l) => l.trim() !== '' && !l.startsWith('{'));
-  assert.equal(plain.length, 1, `one line besides the JSON logs, got:\n${plain.join('\n')}`);
-  assert.ok(!/^\s+at /m.test(c.output()), 'no stack trace');
-  return plain[0];
+  return consumers.start({ AMQP_URL: broker.tlsUrl!, CONNECT_RETRIES_AT_BOOT: '0', ...env });
 }
 
 test('over amqps:// with the CA, client certificate and key from AMQP_CA_FILE, AMQP_CERT_FILE, AMQP_KEY_FILE, the consumer answers', { timeout: 60_000 }, async () => {

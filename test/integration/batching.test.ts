@@ -6,14 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { loadConfig } from '../../src/config.js';
 import { topologyFor } from '../../src/topology.js';
-import { TestClient, queuesOf, tally, uniqueName, type ReceivedReply } from '../support/broker.js';
-import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
+import { TestClient, tally, type ReceivedReply } from '../support/broker.js';
+import { TestConsumers, type ConsumerQueues as Queues } from '../support/consumer-process.js';
+import { freePort } from '../support/http.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'scorer-batching-'));
 const RECORDER = join(dir, 'recorder.ts');
@@ -42,50 +42,22 @@ interface Answer {
   batch: number[];
 }
 
-interface Queues {
-  input: string;
-  replies: string;
-}
-
 let client: TestClient;
-const consumers: ConsumerProcess[] = [];
-const queues: Queues[] = [];
+const consumers = new TestConsumers();
 
 function newQueues(name: string): Queues {
-  const q = { input: uniqueName(`batching.${name}`), replies: uniqueName(`batching.${name}.replies`) };
-  queues.push(q);
-  return q;
-}
-
-function consumer(q: Queues, env: Record<string, string>): ConsumerProcess {
-  const c = startConsumer({ INPUT_QUEUE: q.input, REPLY_QUEUE: q.replies, ...env });
-  consumers.push(c);
-  return c;
+  return consumers.queuesFor(`batching.${name}`);
 }
 
 /** Publishes every item at once and returns the one reply per correlation id. */
 async function ask(q: Queues, items: Array<{ id: string; body: object | Buffer; messageIdOnly?: boolean }>): Promise<Map<string, ReceivedReply>> {
-  const ids = items.map(({ id }) => id);
-  await client.publishMany(q.input, items.map(({ id, body, messageIdOnly }) => ({ body, options: messageIdOnly ? { messageId: id } : { correlationId: id } })));
-  const got = await client.collect(q.replies, (rs) => tally(ids, rs).missing.length === 0, 30_000);
-  const { missing, duplicated } = tally(ids, got);
-  assert.deepEqual(missing, [], 'every input answered');
-  assert.equal(duplicated, 0, 'no input answered twice');
-  return new Map(got.map((r) => [r.correlationId!, r]));
+  return client.ask(q.input, q.replies, items.map(({ id, body, messageIdOnly }) => ({ id, body, options: messageIdOnly ? { messageId: id } : undefined })), 30_000);
 }
 
 function answer(r: ReceivedReply | undefined): Answer {
   assert.ok(r, 'a reply');
   assert.equal(r.status, 'ok', r.body);
   return r.json() as Answer;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** scorer_batch_size from the consumer's /metrics: how many batches, how many items in them. */
@@ -104,21 +76,20 @@ let correlation: Queues;
 before(async () => {
   client = await TestClient.connect();
   byDelay = newQueues('delay');
-  consumer(byDelay, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_DELAY_MS: '200' });
+  consumers.startOn(byDelay, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_DELAY_MS: '200' });
   bySize = newQueues('size');
   // A delay no test waits for: only a full batch can go.
-  consumer(bySize, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_SIZE: '4', MAX_BATCH_DELAY_MS: '60000' });
+  consumers.startOn(bySize, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_SIZE: '4', MAX_BATCH_DELAY_MS: '60000' });
   iris = newQueues('iris');
   irisPort = await freePort();
-  consumer(iris, { MAX_BATCH_DELAY_MS: '200', HTTP_PORT: String(irisPort) });
+  consumers.startOn(iris, { MAX_BATCH_DELAY_MS: '200', HTTP_PORT: String(irisPort) });
   correlation = newQueues('correlation');
-  consumer(correlation, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_SIZE: '16', MAX_BATCH_DELAY_MS: '2' });
-  await Promise.all(consumers.map((c) => c.waitFor('"msg":"consuming"')));
+  consumers.startOn(correlation, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_SIZE: '16', MAX_BATCH_DELAY_MS: '2' });
+  await consumers.allConsuming();
 });
 
 after(async () => {
-  await Promise.all(consumers.map((c) => c.stop()));
-  for (const q of queues) await client.deleteQueues(...queuesOf(q.input, q.replies));
+  await consumers.close(client, 'SIGTERM');
   await client.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -207,7 +178,7 @@ test('a redelivered input is scored alone, while fresh inputs published with it 
   const fresh = [10, 11, 12].map((i) => ({ id: `fresh-${i}`, body: { data: { id: i } } }));
   await client.publishMany(q.input, fresh.map(({ id, body }) => ({ body, options: { correlationId: id } })));
 
-  const c = consumer(q, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_DELAY_MS: '200' });
+  const c = consumers.startOn(q, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_DELAY_MS: '200' });
   await c.waitFor('"msg":"consuming"');
   const ids = [...first, ...fresh].map(({ id }) => id);
   const got = await client.collect(q.replies, (rs) => tally(ids, rs).missing.length === 0, 30_000);

@@ -9,28 +9,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { TestClient, queuesOf, uniqueName } from '../support/broker.js';
-import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
+import { TestClient, uniqueName } from '../support/broker.js';
+import { TestConsumers } from '../support/consumer-process.js';
 import { createTracedVhost, type TracedVhost } from '../support/traced-vhost.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'scorer-cli-'));
-const input = uniqueName('cli');
-const replies = uniqueName('cli.replies');
+const consumers = new TestConsumers();
+const { input, replies } = consumers.queuesFor('cli');
 let vhost: TracedVhost;
 let client: TestClient;
-let consumer: ConsumerProcess;
 
 before(async () => {
   vhost = await createTracedVhost('cli');
   client = await TestClient.connect(vhost.url);
-  consumer = startConsumer({ AMQP_URL: vhost.url, INPUT_QUEUE: input, REPLY_QUEUE: replies });
-  await consumer.waitFor('"msg":"consuming"', 60_000);
+  consumers.startOn({ input, replies }, { AMQP_URL: vhost.url });
+  await consumers.allConsuming(60_000);
 });
 
 after(async () => {
-  await consumer?.stop();
-  await client?.deleteQueues(...queuesOf(input, replies));
+  await consumers.close(client, 'SIGTERM');
   await client?.close();
   await vhost?.remove();
   rmSync(dir, { recursive: true, force: true });

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { TestClient, queuesOf, tally, uniqueName, type ReceivedReply } from '../support/broker.js';
-import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
+import { TestClient, type ReceivedReply } from '../support/broker.js';
+import { TestConsumers, type ConsumerQueues as Queues } from '../support/consumer-process.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'scorer-entry-scripts-'));
@@ -66,14 +66,8 @@ export function run(): Record<string, string | undefined> {
 `,
 };
 
-interface Queues {
-  input: string;
-  replies: string;
-}
-
 let client: TestClient;
-const consumers: ConsumerProcess[] = [];
-const queues: Queues[] = [];
+const consumers = new TestConsumers();
 let plain: Queues;
 let batched: Queues;
 let iris: Queues;
@@ -83,21 +77,14 @@ let outside: Queues;
 
 /** A consumer of its own queues; all start together in before(). */
 function consumer(name: string, env: Record<string, string>): Queues {
-  const q = { input: uniqueName(`scripts.${name}`), replies: uniqueName(`scripts.${name}.replies`) };
-  queues.push(q);
-  consumers.push(startConsumer({ INPUT_QUEUE: q.input, REPLY_QUEUE: q.replies, CONCURRENCY: '1', ...env }));
+  const q = consumers.queuesFor(`scripts.${name}`);
+  consumers.startOn(q, { CONCURRENCY: '1', ...env });
   return q;
 }
 
 /** Publishes every item at once (so they can share a batch) and returns the one reply per id. */
 async function ask(q: Queues, items: Array<{ id: string; data: unknown }>): Promise<Map<string, ReceivedReply>> {
-  const ids = items.map(({ id }) => id);
-  await client.publishMany(q.input, items.map(({ id, data }) => ({ body: { data }, options: { correlationId: id } })));
-  const got = await client.collect(q.replies, (rs) => tally(ids, rs).missing.length === 0, 20_000);
-  const { missing, duplicated } = tally(ids, got);
-  assert.deepEqual(missing, [], 'every input answered');
-  assert.equal(duplicated, 0, 'no input answered twice');
-  return new Map(got.map((r) => [r.correlationId!, r]));
+  return client.ask(q.input, q.replies, items.map(({ id, data }) => ({ id, body: { data } })), 20_000);
 }
 
 const okBody = (r: ReceivedReply | undefined): unknown => {
@@ -124,12 +111,11 @@ before(async () => {
   copyFileSync(join(ROOT, 'models/score.ts'), join(dir, 'outside/score.ts'));
   outside = consumer('outside', { ENTRY_SCRIPT: join(dir, 'outside/score.ts') });
   withAzureDir = consumer('azure-dir', { ENTRY_SCRIPT: join(dir, 'env/score.ts'), AZUREML_MODEL_DIR: join(dir, 'model-b') });
-  await Promise.all(consumers.map((c) => c.waitFor('"msg":"consuming"')));
+  await consumers.allConsuming();
 });
 
 after(async () => {
-  await Promise.all(consumers.map((c) => c.stop()));
-  for (const q of queues) await client.deleteQueues(...queuesOf(q.input, q.replies));
+  await consumers.close(client, 'SIGTERM');
   await client.close();
   rmSync(dir, { recursive: true, force: true });
 });

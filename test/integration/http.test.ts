@@ -1,26 +1,24 @@
 /** The consumer's HTTP side against a running consumer: health, readiness, and Prometheus metrics. */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { TestClient, queuesOf, uniqueName } from '../support/broker.js';
-import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
+import { TestClient } from '../support/broker.js';
+import { TestConsumers } from '../support/consumer-process.js';
 import { freePort, get, scrape, scrapeUntil } from '../support/http.js';
 
-const input = uniqueName('http');
-const replies = uniqueName('http.replies');
+const consumers = new TestConsumers();
+const { input, replies } = consumers.queuesFor('http');
 let client: TestClient;
-let consumer: ConsumerProcess;
 let port: number;
 
 before(async () => {
   client = await TestClient.connect();
   port = await freePort();
-  consumer = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies, HTTP_PORT: String(port) });
-  await consumer.waitFor('"msg":"consuming"');
+  consumers.startOn({ input, replies }, { HTTP_PORT: String(port) });
+  await consumers.allConsuming();
 });
 
 after(async () => {
-  await consumer.stop();
-  await client.deleteQueues(...queuesOf(input, replies));
+  await consumers.close(client, 'SIGTERM');
   await client.close();
 });
 

@@ -8,30 +8,21 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { TestClient, queuesOf, uniqueName } from '../support/broker.js';
-import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
+import { TestClient } from '../support/broker.js';
+import { TestConsumers, bootFailure } from '../support/consumer-process.js';
 
 const run = promisify(execFile);
 let client: TestClient;
-const queues: string[] = [];
-const consumers: ConsumerProcess[] = [];
+const consumers = new TestConsumers();
 
 before(async () => {
   client = await TestClient.connect();
 });
 
 after(async () => {
-  await Promise.all(consumers.map((c) => c.stop('SIGKILL')));
-  await client.deleteQueues(...queues);
+  await consumers.close(client, 'SIGKILL');
   await client.close();
 });
-
-function names(prefix: string): { input: string; replies: string } {
-  const input = uniqueName(prefix);
-  const replies = uniqueName(`${prefix}.replies`);
-  queues.push(...queuesOf(input, replies));
-  return { input, replies };
-}
 
 /** Declares `queue` as someone else did before the consumer came, with one message waiting in it. */
 async function preDeclare(queue: string, args: Record<string, unknown>): Promise<void> {
@@ -43,20 +34,27 @@ async function preDeclare(queue: string, args: Record<string, unknown>): Promise
 
 /** Boots a consumer that must fail; returns its one plain line (the rest are JSON log lines). */
 async function bootFails(env: Record<string, string>): Promise<string> {
-  const c = startConsumer({ CONNECT_RETRIES_AT_BOOT: '0', ...env });
-  consumers.push(c);
-  assert.equal(await c.exited, 1, 'boot fails with exit code 1');
-  const out = c.output();
-  const plain = out.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('{'));
-  assert.equal(plain.length, 1, `one line besides the JSON logs, got:\n${plain.join('\n')}`);
-  assert.ok(!/^\s+at /m.test(out), 'no stack trace');
-  assert.ok(!out.includes('"msg":"consuming"'), 'it never subscribed');
-  assert.match(plain[0], /^scorer: boot failed: /);
-  return plain[0];
+  const c = consumers.start({ CONNECT_RETRIES_AT_BOOT: '0', ...env });
+  const line = await bootFailure(c);
+  assert.ok(!c.output().includes('"msg":"consuming"'), 'it never subscribed');
+  assert.match(line, /^scorer: boot failed: /);
+  return line;
+}
+
+/** The arguments a QUEUE_TYPE=quorum consumer with DELIVERY_LIMIT=`deliveryLimit` declares its input queue with. */
+function quorumArguments(input: string, deliveryLimit: number): Record<string, unknown> {
+  return {
+    'x-queue-type': 'quorum',
+    'x-delivery-limit': deliveryLimit,
+    'x-dead-letter-exchange': '',
+    'x-dead-letter-routing-key': `${input}.dead`,
+    'x-dead-letter-strategy': 'at-least-once',
+    'x-overflow': 'reject-publish',
+  };
 }
 
 test('a plain classic input queue (declared without arguments) where QUEUE_TYPE=quorum stops boot in one line that names the argument and says to delete the queue; the waiting message is untouched', { timeout: 60_000 }, async (t) => {
-  const { input, replies } = names('qargs.plain');
+  const { input, replies } = consumers.queuesFor('qargs.plain');
   await preDeclare(input, {});
   const line = await bootFails({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'quorum' });
   t.diagnostic(line);
@@ -67,7 +65,7 @@ test('a plain classic input queue (declared without arguments) where QUEUE_TYPE=
 });
 
 test('a classic input queue declared by a QUEUE_TYPE=classic consumer, met with QUEUE_TYPE=quorum, stops boot in one line that names the argument and QUEUE_TYPE', { timeout: 60_000 }, async (t) => {
-  const { input, replies } = names('qargs.classic');
+  const { input, replies } = consumers.queuesFor('qargs.classic');
   await preDeclare(input, { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': `${input}.dead` });
   const line = await bootFails({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'quorum' });
   t.diagnostic(line);
@@ -77,15 +75,8 @@ test('a classic input queue declared by a QUEUE_TYPE=classic consumer, met with 
 });
 
 test('a quorum input queue met with QUEUE_TYPE=classic stops boot in one line that names the argument and QUEUE_TYPE=quorum', { timeout: 60_000 }, async (t) => {
-  const { input, replies } = names('qargs.quorum');
-  await preDeclare(input, {
-    'x-queue-type': 'quorum',
-    'x-delivery-limit': 3,
-    'x-dead-letter-exchange': '',
-    'x-dead-letter-routing-key': `${input}.dead`,
-    'x-dead-letter-strategy': 'at-least-once',
-    'x-overflow': 'reject-publish',
-  });
+  const { input, replies } = consumers.queuesFor('qargs.quorum');
+  await preDeclare(input, quorumArguments(input, 3));
   const line = await bootFails({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'classic' });
   t.diagnostic(line);
   assert.ok(line.includes(`queue '${input}' exists with x-dead-letter-strategy = at-least-once, but this consumer declares none`), line);
@@ -94,15 +85,8 @@ test('a quorum input queue met with QUEUE_TYPE=classic stops boot in one line th
 });
 
 test('a quorum input queue with another x-delivery-limit stops boot in one line that names x-delivery-limit, both values and DELIVERY_LIMIT', { timeout: 60_000 }, async (t) => {
-  const { input, replies } = names('qargs.limit');
-  await preDeclare(input, {
-    'x-queue-type': 'quorum',
-    'x-delivery-limit': 5,
-    'x-dead-letter-exchange': '',
-    'x-dead-letter-routing-key': `${input}.dead`,
-    'x-dead-letter-strategy': 'at-least-once',
-    'x-overflow': 'reject-publish',
-  });
+  const { input, replies } = consumers.queuesFor('qargs.limit');
+  await preDeclare(input, quorumArguments(input, 5));
   const line = await bootFails({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'quorum', DELIVERY_LIMIT: '3' });
   t.diagnostic(line);
   assert.ok(line.includes(`queue '${input}' exists with x-delivery-limit = 5, but this consumer declares 3`), line);
@@ -111,9 +95,8 @@ test('a quorum input queue with another x-delivery-limit stops boot in one line 
 });
 
 test('QUEUE_TYPE=classic works end to end: the input queue is a classic queue with the dead-letter route, and inputs get their replies', { timeout: 60_000 }, async () => {
-  const { input, replies } = names('qargs.e2e');
-  const c = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'classic' });
-  consumers.push(c);
+  const { input, replies } = consumers.queuesFor('qargs.e2e');
+  const c = consumers.start({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'classic' });
   await c.waitFor('"msg":"consuming"');
 
   const { stdout } = await run('rabbitmqctl', ['list_queues', 'name', 'type', 'arguments', '-q'], { timeout: 30_000 });

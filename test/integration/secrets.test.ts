@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { TestClient, queuesOf, uniqueName } from '../support/broker.js';
-import { startConsumer, type ConsumerProcess } from '../support/consumer-process.js';
+import { TestClient, uniqueName } from '../support/broker.js';
+import { TestConsumers, bootFailure, type ConsumerProcess } from '../support/consumer-process.js';
 import { cutConnections } from '../support/faults.js';
 
 const run = promisify(execFile);
@@ -23,8 +23,7 @@ const rabbitmqctl = (...args: string[]) => run('rabbitmqctl', args, { timeout: 3
 const user = `scorer-secret-${process.pid}-${randomBytes(3).toString('hex')}`;
 const password = `Pw${randomBytes(12).toString('hex')}Zq`;
 const dir = mkdtempSync(join(tmpdir(), 'scorer-secret-'));
-const queues: string[] = [];
-const consumers: ConsumerProcess[] = [];
+const consumers = new TestConsumers();
 let client: TestClient;
 
 before(async () => {
@@ -34,8 +33,7 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.all(consumers.map((c) => c.stop('SIGKILL')));
-  await client.deleteQueues(...queues);
+  await consumers.close(client, 'SIGKILL');
   await client.close();
   await rabbitmqctl('delete_user', user).catch(() => {});
   rmSync(dir, { recursive: true, force: true });
@@ -49,24 +47,12 @@ function secretFile(name: string, content: string): string {
 
 function consumer(env: Record<string, string>): ConsumerProcess {
   // AMQP_URL points nowhere: only the secret file can get the consumer to the broker.
-  const c = startConsumer({ AMQP_URL: 'amqp://nobody:nothing@127.0.0.1:1', LOG_LEVEL: 'debug', ...env });
-  consumers.push(c);
-  return c;
-}
-
-async function bootFailure(c: ConsumerProcess): Promise<string> {
-  assert.equal(await c.exited, 1, 'boot fails with exit code 1');
-  const plain = c.output().split('\n').filter((l) => l.trim() !== '' && !l.startsWith('{'));
-  assert.equal(plain.length, 1, `one line besides the JSON logs, got:\n${plain.join('\n')}`);
-  assert.ok(!/^\s+at /m.test(c.output()), 'no stack trace');
-  return plain[0];
+  return consumers.start({ AMQP_URL: 'amqp://nobody:nothing@127.0.0.1:1', LOG_LEVEL: 'debug', ...env });
 }
 
 test('with AMQP_URL_FILE the consumer logs in with the secret URL, and the password is in no output through boot, error replies, a connection cut and shutdown at LOG_LEVEL=debug', { timeout: 60_000 }, async (t) => {
-  const input = uniqueName('secret');
-  const replies = uniqueName('secret.replies');
+  const { input, replies } = consumers.queuesFor('secret');
   const connectionName = uniqueName('secret.conn');
-  queues.push(...queuesOf(input, replies));
   const c = consumer({
     AMQP_URL_FILE: secretFile('amqp-url', `amqp://${user}:${password}@localhost:5672`),
     INPUT_QUEUE: input,
@@ -135,9 +121,7 @@ test('a secret file whose URL is not amqp:// is refused at boot with the passwor
 });
 
 test('the entry script comes only from configuration: a message naming one in its body or headers is just data, and the demo model answers it', { timeout: 60_000 }, async () => {
-  const input = uniqueName('secret.entry');
-  const replies = uniqueName('secret.entry.replies');
-  queues.push(...queuesOf(input, replies));
+  const { input, replies } = consumers.queuesFor('secret.entry');
   // A script that would leave a mark if anything loaded it.
   const marker = join(dir, 'evil-ran');
   const evil = join(dir, 'evil.ts');

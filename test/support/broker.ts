@@ -1,4 +1,5 @@
 /** The real broker, for tests: unique names, a client that publishes and counts replies per id, cleanup. */
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as amqp from 'amqplib';
 
@@ -95,6 +96,26 @@ export class TestClient {
         () => finish(),
       );
     });
+  }
+
+  /**
+   * Publishes every item at once (so they can share a batch), reads `replyQueue` until each id has a
+   * reply or `timeoutMs` passes, asserts that every id got exactly one, and returns it per id. An item
+   * goes with `options` when given, else with its id as the correlation id.
+   */
+  async ask(
+    input: string,
+    replyQueue: string,
+    items: ReadonlyArray<{ id: string; body: Buffer | string | object; options?: PublishOptions }>,
+    timeoutMs = 30_000,
+  ): Promise<Map<string, ReceivedReply>> {
+    const ids = items.map(({ id }) => id);
+    await this.publishMany(input, items.map(({ id, body, options }) => ({ body, options: options ?? { correlationId: id } })));
+    const got = await this.collect(replyQueue, (rs) => tally(ids, rs).missing.length === 0, timeoutMs);
+    const { missing, duplicated } = tally(ids, got);
+    assert.deepEqual(missing, [], 'every input answered');
+    assert.equal(duplicated, 0, 'no input answered twice');
+    return new Map(got.map((r) => [r.correlationId!, r]));
   }
 
   async messageCount(queue: string): Promise<number> {

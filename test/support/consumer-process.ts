@@ -1,8 +1,12 @@
-/** The consumer as users run it: a separate process started from src/main.ts, with its own environment. */
+/**
+ * The consumer as users run it: a separate process started from src/main.ts, with its own environment;
+ * the consumers a test file starts, kept together to be stopped together; the one line of a failed boot.
+ */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { AMQP_URL } from './broker.js';
+import { AMQP_URL, queuesOf, uniqueName, type TestClient } from './broker.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -73,4 +77,62 @@ export function startConsumer(env: Record<string, string>, options: StartOptions
       return exited;
     },
   };
+}
+
+/** The one plain line of a consumer that must fail at boot, after checking it exits 1, with that line the only one besides the JSON logs and no stack trace. */
+export async function bootFailure(c: ConsumerProcess): Promise<string> {
+  assert.equal(await c.exited, 1, 'boot fails with exit code 1');
+  const plain = c.output().split('\n').filter((l) => l.trim() !== '' && !l.startsWith('{'));
+  assert.equal(plain.length, 1, `one line besides the JSON logs, got:\n${plain.join('\n')}`);
+  assert.ok(!/^\s+at /m.test(c.output()), 'no stack trace');
+  return plain[0];
+}
+
+export interface ConsumerQueues {
+  input: string;
+  replies: string;
+}
+
+/**
+ * The consumers a test file starts and the queues it names for them, so that its after() stops and
+ * deletes them all in one call.
+ */
+export class TestConsumers {
+  private readonly started: ConsumerProcess[] = [];
+  private readonly queues: string[] = [];
+
+  /** Unique input and reply queue names (`<prefix>…`, `<prefix>.replies…`), deleted by close() with the input's dead-letter queue. */
+  queuesFor(prefix: string): ConsumerQueues {
+    const q = { input: uniqueName(prefix), replies: uniqueName(`${prefix}.replies`) };
+    this.queues.push(...queuesOf(q.input, q.replies));
+    return q;
+  }
+
+  /** Starts a consumer as startConsumer does; stopped by stopAll() and close(). */
+  start(env: Record<string, string>, options?: StartOptions): ConsumerProcess {
+    const c = startConsumer(env, options);
+    this.started.push(c);
+    return c;
+  }
+
+  /** Starts a consumer of `q` (INPUT_QUEUE, REPLY_QUEUE), `env` added. */
+  startOn(q: ConsumerQueues, env: Record<string, string> = {}, options?: StartOptions): ConsumerProcess {
+    return this.start({ INPUT_QUEUE: q.input, REPLY_QUEUE: q.replies, ...env }, options);
+  }
+
+  /** Resolves once every consumer started so far has logged that it is consuming. */
+  async allConsuming(timeoutMs?: number): Promise<void> {
+    await Promise.all(this.started.map((c) => c.waitFor('"msg":"consuming"', timeoutMs)));
+  }
+
+  /** Stops every consumer started with `signal` (one already gone is left as it is); their exit codes. */
+  stopAll(signal: NodeJS.Signals = 'SIGKILL'): Promise<Array<number | string>> {
+    return Promise.all(this.started.map((c) => c.stop(signal)));
+  }
+
+  /** stopAll(signal), then deletes the queues named by queuesFor() through `client`. */
+  async close(client: TestClient | undefined, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await this.stopAll(signal);
+    if (this.queues.length > 0) await client?.deleteQueues(...this.queues);
+  }
 }

@@ -1,14 +1,18 @@
 /**
- * Tools for the fault suite: numbered messages, a reply watcher that counts replies per correlation
- * id with arrival times, cutting a consumer's broker connections with rabbitmqctl, and the RSS of a process.
+ * Tools for the fault suite: a run under watch (its own queues, reply watcher and consumers), a consumer
+ * stopped mid-stream and another taking over, numbered messages, a reply watcher that counts replies per
+ * correlation id with arrival times, cutting a consumer's broker connections with rabbitmqctl, and the
+ * RSS of a process.
  */
+import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import type * as amqp from 'amqplib';
-import { tally, type PublishOptions, type TestClient } from './broker.js';
+import { TestClient, queuesOf, uniqueName, type PublishOptions } from './broker.js';
+import { TestConsumers, type ConsumerProcess } from './consumer-process.js';
 
 const run = promisify(execFile);
 
@@ -22,18 +26,96 @@ export interface Arrival {
 }
 
 /**
- * Reads a reply queue from now until stop(), counting replies per correlation id. Unlike
- * TestClient.collect it keeps running across waits, so a test can wait, act, and wait again.
+ * The replies a watcher has read, counted per correlation id with their arrival times, and waits on
+ * them. ReplyWatcher and RestartProofWatcher read the queue each in their own way and record here.
  */
-export class ReplyWatcher {
+export class ReplyLog {
   readonly arrivals: Arrival[] = [];
   readonly counts = new Map<string, number>();
   private waiters: Array<() => void> = [];
 
+  /** How many distinct ids of `ids` have at least one reply. */
+  answered(ids: readonly string[]): number {
+    let n = 0;
+    for (const id of ids) if ((this.counts.get(id) ?? 0) > 0) n++;
+    return n;
+  }
+
+  /** Resolves true once `predicate()` holds, false after `timeoutMs`. */
+  waitUntil(predicate: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (predicate()) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const check = () => {
+        if (!predicate()) return;
+        clearTimeout(timer);
+        this.waiters = this.waiters.filter((w) => w !== check);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== check);
+        resolve(false);
+      }, timeoutMs);
+      this.waiters.push(check);
+    });
+  }
+
+  /** Every id answered at least once (true), or timeoutMs passed (false). */
+  waitAll(ids: readonly string[], timeoutMs: number): Promise<boolean> {
+    // The full count only once enough distinct ids have replies: counting on every arrival is O(N²) and
+    // starves the test process (its timers, its /readyz polls) at N = 20,000.
+    return this.waitUntil(() => this.counts.size >= ids.length && this.answered(ids) === ids.length, timeoutMs);
+  }
+
+  /** Replies per id: the ids with none, how many replies beyond the first in all, and the ids answered more than once. */
+  tally(ids: readonly string[]): { missing: string[]; duplicated: number; duplicatedIds: string[] } {
+    const missing = ids.filter((id) => !this.counts.get(id));
+    const duplicatedIds = [...new Set(ids)].filter((id) => (this.counts.get(id) ?? 0) > 1);
+    const duplicated = duplicatedIds.reduce((n, id) => n + this.counts.get(id)! - 1, 0);
+    return { missing, duplicated, duplicatedIds };
+  }
+
+  /** The replies for one id, oldest first. */
+  of(id: string): Arrival[] {
+    return this.arrivals.filter((a) => a.correlationId === id);
+  }
+
+  /** Resolves once no reply has arrived for `ms`. */
+  async quiet(ms: number): Promise<void> {
+    for (;;) {
+      const seen = this.arrivals.length;
+      await new Promise((r) => setTimeout(r, ms));
+      if (this.arrivals.length === seen) return;
+    }
+  }
+
+  /** Records a reply read from the queue (ignored without a correlation id). */
+  protected record(m: amqp.ConsumeMessage): void {
+    const id = m.properties.correlationId as string | undefined;
+    if (!id) return;
+    const headers = m.properties.headers ?? {};
+    this.arrivals.push({
+      correlationId: id,
+      status: headers['x-status'] as string | undefined,
+      errorCode: headers['x-error-code'] as string | undefined,
+      body: m.content.toString(),
+      at: Date.now(),
+    });
+    this.counts.set(id, (this.counts.get(id) ?? 0) + 1);
+    for (const w of [...this.waiters]) w();
+  }
+}
+
+/**
+ * Reads a reply queue from now until stop(), counting replies per correlation id. Unlike
+ * TestClient.collect it keeps running across waits, so a test can wait, act, and wait again.
+ */
+export class ReplyWatcher extends ReplyLog {
   private constructor(
     private readonly channel: amqp.Channel,
     private readonly consumerTag: string,
-  ) {}
+  ) {
+    super();
+  }
 
   /** Declares `queue` as the consumer would (durable, of `queueType`), so replies published before the consumer is up are kept. */
   static async start(client: TestClient, queue: string, queueType: 'quorum' | 'classic' = 'quorum'): Promise<ReplyWatcher> {
@@ -50,77 +132,103 @@ export class ReplyWatcher {
       queue,
       (m) => {
         if (!m) return;
-        if (watcher) watcher.onMessage(m);
+        if (watcher) watcher.record(m);
         else pending.push(m);
       },
       { noAck: true },
     );
     watcher = new ReplyWatcher(ch, consumerTag);
-    for (const m of pending) watcher.onMessage(m);
+    for (const m of pending) watcher.record(m);
     return watcher;
-  }
-
-  /** How many distinct ids of `ids` have at least one reply. */
-  answered(ids: readonly string[]): number {
-    let n = 0;
-    for (const id of ids) if ((this.counts.get(id) ?? 0) > 0) n++;
-    return n;
-  }
-
-  /** Resolves true once `predicate()` holds, false after `timeoutMs`. */
-  waitUntil(predicate: () => boolean, timeoutMs: number): Promise<boolean> {
-    if (predicate()) return Promise.resolve(true);
-    return new Promise<boolean>((resolve) => {
-      const check = () => {
-        if (!predicate()) return;
-        clearTimeout(timer);
-        this.waiters.splice(this.waiters.indexOf(check), 1);
-        resolve(true);
-      };
-      const timer = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(check), 1);
-        resolve(false);
-      }, timeoutMs);
-      this.waiters.push(check);
-    });
-  }
-
-  /** Every id answered at least once (true), or timeoutMs passed (false). */
-  waitAll(ids: readonly string[], timeoutMs: number): Promise<boolean> {
-    return this.waitUntil(() => this.answered(ids) === ids.length, timeoutMs);
-  }
-
-  /** Replies per id: the ids with none, and how many replies beyond the first in all. */
-  tally(ids: readonly string[]): { missing: string[]; duplicated: number; duplicatedIds: string[] } {
-    const { missing, duplicated, counts } = tally(ids, this.arrivals.map((a) => ({ ...a, headers: {}, json: () => JSON.parse(a.body) })));
-    const duplicatedIds = [...counts].filter(([, c]) => c > 1).map(([id]) => id);
-    return { missing, duplicated, duplicatedIds };
-  }
-
-  /** The replies for one id, oldest first. */
-  of(id: string): Arrival[] {
-    return this.arrivals.filter((a) => a.correlationId === id);
   }
 
   async stop(): Promise<void> {
     await this.channel.cancel(this.consumerTag).catch(() => {});
     await this.channel.close().catch(() => {});
   }
+}
 
-  private onMessage(m: amqp.ConsumeMessage): void {
-    const id = m.properties.correlationId as string | undefined;
-    if (!id) return;
-    const headers = m.properties.headers ?? {};
-    this.arrivals.push({
-      correlationId: id,
-      status: headers['x-status'] as string | undefined,
-      errorCode: headers['x-error-code'] as string | undefined,
-      body: m.content.toString(),
-      at: Date.now(),
-    });
-    this.counts.set(id, (this.counts.get(id) ?? 0) + 1);
-    for (const w of [...this.waiters]) w();
+/**
+ * One fault run on the shared broker: its own client, input and reply queues (`<name>…`,
+ * `<name>.replies…`) with a watcher on the replies, and the consumers started on them, each
+ * connecting as `<name>.conn…` (CONNECTION_NAME). close() kills the consumers and deletes the queues.
+ */
+export class WatchedRun {
+  readonly consumers = new TestConsumers();
+  readonly input: string;
+  readonly replies: string;
+  readonly connectionName: string;
+
+  private constructor(
+    readonly client: TestClient,
+    readonly watcher: ReplyWatcher,
+    queues: { input: string; replies: string },
+    connectionName: string,
+    private readonly env: Record<string, string>,
+  ) {
+    this.input = queues.input;
+    this.replies = queues.replies;
+    this.connectionName = connectionName;
   }
+
+  /** `env`: settings of every consumer of this run; `queueType`: of the reply queue the watcher declares. */
+  static async open(name: string, options: { env?: Record<string, string>; queueType?: 'quorum' | 'classic' } = {}): Promise<WatchedRun> {
+    const client = await TestClient.connect();
+    const queues = { input: uniqueName(name), replies: uniqueName(`${name}.replies`) };
+    const watcher = await ReplyWatcher.start(client, queues.replies, options.queueType);
+    return new WatchedRun(client, watcher, queues, uniqueName(`${name}.conn`), options.env ?? {});
+  }
+
+  /** Starts a consumer of this run's queues; `env` adds to the run's settings. */
+  start(env: Record<string, string> = {}): ConsumerProcess {
+    return this.consumers.start({ INPUT_QUEUE: this.input, REPLY_QUEUE: this.replies, CONNECTION_NAME: this.connectionName, ...this.env, ...env });
+  }
+
+  async close(): Promise<void> {
+    await this.consumers.stopAll('SIGKILL');
+    await this.watcher.stop();
+    await this.client.deleteQueues(...queuesOf(this.input, this.replies));
+    await this.client.close();
+  }
+}
+
+/**
+ * The first half of a stop-and-restart run: a consumer takes `items` as they are published, and once
+ * `share` of them are answered it is sent `signal`. Resolves when it has exited and every item is
+ * published, with its exit code (or signal), when it was signalled and how many ids were answered by then.
+ */
+export async function stopMidStream(
+  run: WatchedRun,
+  items: Array<{ body: Buffer | string | object; options: PublishOptions }>,
+  share: number,
+  signal: NodeJS.Signals,
+): Promise<{ consumer: ConsumerProcess; exit: number | string; signalledAt: number; answered: number }> {
+  const { watcher } = run;
+  const consumer = run.start();
+  await consumer.waitFor('"msg":"consuming"');
+  const published = run.client.publishMany(run.input, items);
+  assert.ok(await watcher.waitUntil(() => watcher.arrivals.length >= items.length * share, 30_000), `the first consumer answered ${Math.round(share * 100)}% of the inputs`);
+  consumer.child.kill(signal);
+  const signalledAt = Date.now();
+  const exit = await consumer.exited;
+  const answered = watcher.answered(idsOf(items));
+  await published;
+  return { consumer, exit, signalledAt, answered };
+}
+
+/**
+ * The second half: another consumer on the run's queues answers what is left. Asserts that every id is
+ * answered within `timeoutMs`, then waits for the replies to go quiet (a redelivered input may be
+ * answered a second time after the last first answer). Resolves with when the new consumer was consuming.
+ */
+export async function restartUntilAnswered(run: WatchedRun, ids: readonly string[], timeoutMs: number): Promise<number> {
+  const { watcher } = run;
+  const consumer = run.start();
+  await consumer.waitFor('"msg":"consuming"');
+  const consumingAt = Date.now();
+  assert.ok(await watcher.waitAll(ids, timeoutMs), `every input answered after the restart (${watcher.answered(ids)} of ${ids.length})`);
+  await watcher.quiet(1000);
+  return consumingAt;
 }
 
 /** N messages with unique correlation ids `<prefix>-<i>`; the body defaults to one iris row. */
@@ -273,15 +381,6 @@ export function sampleRss(pid: number, everyMs = 20): { stop(): Promise<{ startM
       return result;
     },
   };
-}
-
-/** Resolves once no reply has arrived for `ms`: the redelivered inputs' second answers are in. */
-export async function quiet(w: ReplyWatcher, ms: number): Promise<void> {
-  for (;;) {
-    const seen = w.arrivals.length;
-    await new Promise((r) => setTimeout(r, ms));
-    if (w.arrivals.length === seen) return;
-  }
 }
 
 /** Log lines (pino JSON) of a consumer's output with the given msg, parsed. */

@@ -6,21 +6,15 @@
  * counted. A reply published twice by the consumer is a new message and is counted.
  */
 import * as amqp from 'amqplib';
+import { ReplyLog, type Arrival } from './faults.js';
 
-export interface WatchedReply {
-  correlationId: string;
-  status?: string;
-  body: string;
-  /** Date.now() when the test received it. */
-  at: number;
-}
+export type WatchedReply = Arrival;
 
-export class RestartProofWatcher {
-  readonly arrivals: WatchedReply[] = [];
-  readonly counts = new Map<string, number>();
+export class RestartProofWatcher extends ReplyLog {
   private readonly seenMessageIds = new Set<string>();
-  private waiters: Array<() => void> = [];
-  private constructor(private readonly connection: amqp.RecoveringChannelModel) {}
+  private constructor(private readonly connection: amqp.RecoveringChannelModel) {
+    super();
+  }
 
   static async start(url: string, queue: string, queueType: 'quorum' | 'classic' = 'quorum'): Promise<RestartProofWatcher> {
     let watcher: RestartProofWatcher | undefined;
@@ -53,53 +47,6 @@ export class RestartProofWatcher {
     return watcher;
   }
 
-  answered(ids: readonly string[]): number {
-    let n = 0;
-    for (const id of ids) if ((this.counts.get(id) ?? 0) > 0) n++;
-    return n;
-  }
-
-  /** Resolves true once `predicate()` holds, false after `timeoutMs`. */
-  waitUntil(predicate: () => boolean, timeoutMs: number): Promise<boolean> {
-    if (predicate()) return Promise.resolve(true);
-    return new Promise<boolean>((resolve) => {
-      const check = () => {
-        if (!predicate()) return;
-        clearTimeout(timer);
-        this.waiters = this.waiters.filter((w) => w !== check);
-        resolve(true);
-      };
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== check);
-        resolve(false);
-      }, timeoutMs);
-      this.waiters.push(check);
-    });
-  }
-
-  /** Every id answered at least once (true), or timeoutMs passed (false). */
-  waitAll(ids: readonly string[], timeoutMs: number): Promise<boolean> {
-    // The full count only once enough distinct ids have replies: counting on every arrival is O(N²) and
-    // starves the test process (its timers, its /readyz polls) at N = 20,000.
-    return this.waitUntil(() => this.counts.size >= ids.length && this.answered(ids) === ids.length, timeoutMs);
-  }
-
-  /** The ids with no reply, and the replies beyond the first in all. */
-  tally(ids: readonly string[]): { missing: string[]; duplicated: number } {
-    const missing = ids.filter((id) => !this.counts.get(id));
-    const duplicated = ids.reduce((n, id) => n + Math.max(0, (this.counts.get(id) ?? 0) - 1), 0);
-    return { missing, duplicated };
-  }
-
-  /** Resolves once no reply has arrived for `ms`. */
-  async quiet(ms: number): Promise<void> {
-    for (;;) {
-      const seen = this.arrivals.length;
-      await new Promise((r) => setTimeout(r, ms));
-      if (this.arrivals.length === seen) return;
-    }
-  }
-
   async stop(): Promise<void> {
     await this.connection.close().catch(() => {});
   }
@@ -113,8 +60,6 @@ export class RestartProofWatcher {
       if (m.fields.redelivered && this.seenMessageIds.has(messageId)) return;
       this.seenMessageIds.add(messageId);
     }
-    this.arrivals.push({ correlationId: id, status: m.properties.headers?.['x-status'] as string | undefined, body: m.content.toString(), at: Date.now() });
-    this.counts.set(id, (this.counts.get(id) ?? 0) + 1);
-    for (const w of [...this.waiters]) w();
+    this.record(m);
   }
 }
