@@ -4,6 +4,7 @@
  * capped before any allocation, and typed arrays are filled in one pass that also catches ragged rows.
  */
 import { ScoringError } from '../errors.js';
+import { jsonType as withArticle } from '../message.js';
 
 export type ElementType = 'float32' | 'float64' | 'int32' | 'int64' | 'bool';
 export type TypedData = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array; // bool as Uint8Array
@@ -98,7 +99,7 @@ function fillLevel(node: unknown[], level: number, f: Fill): void {
     const child = node[i];
     f.idx[level] = i;
     if (!Array.isArray(child)) {
-      throw new ScoringError('SHAPE', `input '${f.spec.name}' is ragged: ${path(f.idx.slice(0, level + 1))} is ${article(child)}, expected an array (expects shape ${formatDims(f.spec.dims)})`);
+      throw new ScoringError('SHAPE', `input '${f.spec.name}' is ragged: ${path(f.idx.slice(0, level + 1))} is ${withArticle(child)}, expected an array (expects shape ${formatDims(f.spec.dims)})`);
     }
     fillLevel(child, level + 1, f);
   }
@@ -250,6 +251,5 @@ function jsonType(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v === 'object' ? 'object' : typeof v;
 }
 
-const article = (v: unknown): string => (typeof v === 'number' ? `a number` : v === null ? 'null' : `${/^[ao]/.test(jsonType(v)) ? 'an' : 'a'} ${jsonType(v)}`);
 const path = (idx: readonly number[]): string => (idx.length === 0 ? 'the top level' : idx.map((i) => `[${i}]`).join(''));
 const clip = (s: string): string => (s.length > 64 ? `${s.slice(0, 61)}...` : s);
