@@ -1,0 +1,148 @@
+/**
+ * One recovering amqplib connection, as both sides of the broker adapter open it: amqplib's opt-in
+ * recovery (capped exponential backoff with jitter, `setup` after every connect), heartbeats, TLS
+ * from files, the queue declarations, and a channel that dies under a live connection recycled.
+ */
+import { readFileSync } from 'node:fs';
+import * as amqp from 'amqplib';
+import type { Logger } from 'pino';
+import { redactUrl, type Config } from '../config.js';
+import { BootError } from '../errors.js';
+import { explainPreconditionFailed, type Topology } from '../topology.js';
+
+export type Role = 'consume' | 'publish';
+
+export interface ConnectionEvents {
+  connected(): void;
+  disconnected(err: Error): void;
+  /** A setup failure that retrying cannot mend (a clashing queue): give up the connection. */
+  isFatal(): boolean;
+  /** A memory or disk alarm holds (or releases) this connection's publishes. */
+  blocked?(reason: string): void;
+  unblocked?(): void;
+}
+
+export async function openConnection(
+  a: Config['amqp'],
+  role: Role,
+  log: Logger,
+  setup: (model: amqp.ChannelModel) => Promise<void>,
+  events: ConnectionEvents,
+): Promise<amqp.RecoveringChannelModel> {
+  const conn = await amqp.connect(withHeartbeat(a.url, a.heartbeatS), {
+    clientProperties: { connection_name: `${a.connectionName}/${role}` },
+    // Nagle off: frames are coalesced per event-loop turn instead (coalesceWrites), and a lone reply or
+    // ack must not wait for the broker's delayed TCP ack.
+    noDelay: true,
+    ...tlsOptions(a),
+    recovery: {
+      initialDelay: a.reconnectInitialDelayMs,
+      maxDelay: a.reconnectMaxDelayMs,
+      factor: 2,
+      jitter: 0.2,
+      maxRetries: Infinity,
+      initialMaxRetries: a.connectRetriesAtBoot,
+      waitForConnect: false,
+      setup: async (model: amqp.ChannelModel) => {
+        coalesceWrites(model);
+        await setup(model);
+      },
+    },
+  });
+  conn.on('error', (err: Error) => log.warn({ role, err: err.message }, 'broker connection error'));
+  conn.on('handler-error', (err: Error, event: string) => log.error({ role, event, err: err.message }, 'broker event handler threw'));
+  conn.on('connect-failed', (err: Error) => {
+    log.warn({ role, err: err.message }, 'broker connect failed');
+    if (events.isFatal()) void conn.close();
+  });
+  conn.on('reconnect-scheduled', ({ attempt, delay }: { attempt: number; delay: number }) =>
+    log.info({ role, attempt, delayMs: delay }, 'reconnect scheduled'),
+  );
+  conn.on('connect', () => {
+    log.info({ role, broker: redactUrl(a.url) }, 'broker connected');
+    events.connected();
+  });
+  conn.on('disconnect', (err: Error) => {
+    log.warn({ role, err: err.message }, 'broker disconnected');
+    events.disconnected(err);
+  });
+  if (events.blocked) conn.on('blocked', (reason: string) => events.blocked!(reason));
+  if (events.unblocked) conn.on('unblocked', () => events.unblocked!());
+  await conn.waitForConnect();
+  return conn;
+}
+
+/**
+ * Each on a throwaway channel, since a clash closes the channel it happens on. The input queue must
+ * have our arguments (delivery limit, dead-letter route): a clash there is a BootError saying which
+ * argument and how to fix it. The reply and dead-letter queues may be someone else's, declared their
+ * way: we use them as they are.
+ */
+export async function declareQueues(model: amqp.ChannelModel, topology: Topology, queues: string[], log: Logger): Promise<void> {
+  for (const queue of queues) {
+    const ch = await model.createChannel();
+    ch.on('error', () => {});
+    try {
+      await ch.assertQueue(queue, { durable: true, arguments: topology.argumentsOf(queue) });
+      await ch.close();
+    } catch (err) {
+      const message = (err as Error).message;
+      if (!/PRECONDITION_FAILED/.test(message)) throw err;
+      if (queue === topology.inputQueue) throw explainPreconditionFailed(queue, message);
+      log.info({ queue }, 'queue exists with its own arguments; using it as it is');
+    }
+  }
+}
+
+/** A channel that dies under a live connection would leave us deaf or mute: recycle the connection. */
+export function watchChannel(ch: amqp.Channel, model: amqp.ChannelModel, role: Role, log: Logger, stillWanted: () => boolean): void {
+  ch.on('error', (err: Error) => log.warn({ role, err: err.message }, 'channel error'));
+  ch.on('handler-error', (err: Error, event: string) => log.error({ role, event, err: err.message }, 'channel handler threw'));
+  ch.on('close', () => {
+    if (stillWanted()) void model.close().catch(() => {});
+  });
+}
+
+/**
+ * amqplib writes every frame to the socket on its own: one system call per reply, which was the
+ * largest single cost on the consumer's thread. Corking the socket while amqplib's multiplexer empties
+ * its channel buffers (one turn of the event loop) sends the same bytes in the same order in one
+ * writev. This reaches into amqplib 2.x internals (`connection.muxer`, `connection.stream`); if they
+ * are not there, writes stay as they were.
+ */
+function coalesceWrites(model: amqp.ChannelModel): void {
+  const connection = (model as unknown as { connection?: { stream?: unknown; muxer?: { _readIncoming?: unknown } } }).connection;
+  const socket = connection?.stream as { cork?: () => void; uncork?: () => void } | undefined;
+  const mux = connection?.muxer;
+  if (!mux || typeof mux._readIncoming !== 'function' || typeof socket?.cork !== 'function' || typeof socket.uncork !== 'function') return;
+  const readIncoming = (mux._readIncoming as () => void).bind(mux);
+  mux._readIncoming = () => {
+    socket.cork!();
+    try {
+      readIncoming();
+    } finally {
+      socket.uncork!();
+    }
+  };
+}
+
+function withHeartbeat(url: string, heartbeatS: number): string {
+  const u = new URL(url);
+  if (!u.searchParams.has('heartbeat')) u.searchParams.set('heartbeat', String(heartbeatS));
+  return u.toString();
+}
+
+function tlsOptions(a: Config['amqp']): Record<string, unknown> {
+  const read = (key: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new BootError(`config ${key}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  };
+  return {
+    ...(a.caFile ? { ca: [read('AMQP_CA_FILE', a.caFile)] } : {}),
+    ...(a.certFile ? { cert: read('AMQP_CERT_FILE', a.certFile) } : {}),
+    ...(a.keyFile ? { key: read('AMQP_KEY_FILE', a.keyFile) } : {}),
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * The publishing side of the broker adapter: a confirm channel on a connection of its own, replies
+ * published with `mandatory` and resolved on the broker's confirm, returns matched to their publish,
+ * and the broker's flow control honoured (`drain`, and `blocked` during a memory or disk alarm).
+ */
+import { once } from 'node:events';
+import type * as amqp from 'amqplib';
+import type { Logger } from 'pino';
+import type { Reply } from '../reply.js';
+import type { Topology } from '../topology.js';
+import { declareQueues, watchChannel } from './connection.js';
+
+export type PublishResult = 'confirmed' | 'returned';
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+}
+function deferred(): Deferred {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+export class ReplyPublisher {
+  private channel: amqp.ConfirmChannel | undefined;
+  private model: amqp.ChannelModel | undefined;
+  private up = deferred();
+  private unblocked: Deferred | undefined;
+  private drained: Promise<unknown> | undefined;
+  private closing = false;
+  private readonly returnedIds = new Set<string>();
+
+  constructor(
+    private readonly topology: Topology,
+    private readonly confirmTimeoutMs: number,
+    private readonly log: Logger,
+    private readonly onReturned: (reply: { routingKey: string; correlationId?: string }) => void,
+  ) {}
+
+  get connected(): boolean {
+    return this.channel !== undefined;
+  }
+
+  get blocked(): boolean {
+    return this.unblocked !== undefined;
+  }
+
+  /** amqplib's recovery `setup`, after every (re)connect. */
+  async setup(model: amqp.ChannelModel): Promise<void> {
+    await declareQueues(model, this.topology, [this.topology.replyQueue], this.log);
+    const ch = await model.createConfirmChannel();
+    watchChannel(ch, model, 'publish', this.log, () => this.channel === ch && !this.closing);
+    ch.on('return', (msg: amqp.Message) => {
+      const id = msg.properties.messageId as string | undefined;
+      if (id) this.returnedIds.add(id);
+      this.onReturned({ routingKey: msg.fields.routingKey, correlationId: msg.properties.correlationId });
+    });
+    this.channel = ch;
+    this.model = model;
+    this.up.resolve();
+  }
+
+  disconnected(): void {
+    this.channel = undefined;
+    this.model = undefined;
+    this.up = deferred();
+    this.unblock();
+  }
+
+  block(reason: string): void {
+    this.log.warn({ reason }, 'broker blocked publishing: holding replies until it unblocks');
+    this.unblocked ??= deferred();
+  }
+
+  unblock(): void {
+    this.unblocked?.resolve();
+    this.unblocked = undefined;
+  }
+
+  /**
+   * Publishes and resolves on the broker's confirm: 'returned' when the broker could not route it (it
+   * confirms those too). Rejects when the channel dies or no confirm comes in time.
+   */
+  async publish(reply: Reply): Promise<PublishResult> {
+    while (this.unblocked || this.drained || !this.channel) {
+      if (this.closing && !this.channel) throw new Error('broker closed');
+      await (this.unblocked?.promise ?? this.drained ?? this.up.promise);
+    }
+    const ch = this.channel;
+    const id = reply.properties.messageId;
+    return new Promise<PublishResult>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no publisher confirm within ${this.confirmTimeoutMs} ms`)), this.confirmTimeoutMs);
+      const onConfirm = (err: unknown) => {
+        clearTimeout(timer);
+        if (err) reject(err instanceof Error ? err : new Error(String(err)));
+        else resolve(this.returnedIds.delete(id) ? 'returned' : 'confirmed');
+      };
+      try {
+        const ok = ch.publish('', reply.routingKey, reply.body, { ...reply.properties, mandatory: reply.mandatory }, onConfirm);
+        // A channel whose connection drops with its buffer full never emits 'drain': stop waiting when it closes,
+        // or every later reply would wait on it for ever (seen: a broker restarted during a memory alarm).
+        if (!ok && !this.drained) this.drained = Promise.race([once(ch, 'drain'), once(ch, 'close')]).finally(() => (this.drained = undefined));
+      } catch (err) {
+        onConfirm(err);
+      }
+    });
+  }
+
+  /** A reply to REPLY_QUEUE came back unroutable: someone deleted it. Declare it again before republishing. */
+  async redeclareReplyQueue(): Promise<void> {
+    if (this.model) await declareQueues(this.model, this.topology, [this.topology.replyQueue], this.log).catch(() => {});
+  }
+
+  /** Whoever waits to publish stops waiting: publish() then fails fast instead of hanging a shutdown. */
+  close(): void {
+    this.closing = true;
+    this.up.resolve();
+    this.unblock();
+  }
+}
