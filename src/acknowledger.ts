@@ -2,7 +2,7 @@
  * What happens to an input once its outcome is known, decided in one place; and the bookkeeping that
  * lets many acks go as one `multiple` ack when every earlier delivery on the channel is settled too.
  */
-import type { QueueType } from './broker.js';
+import type { QueueType } from './topology.js';
 
 export type Settlement = 'ack' | 'requeue' | 'dead-letter';
 

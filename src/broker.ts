@@ -17,8 +17,6 @@ import { ReplyPublisher, type PublishResult } from './broker/publisher.js';
 
 export type { PublishResult };
 
-export type QueueType = 'quorum' | 'classic';
-
 /** How long close() waits after the last ack before closing the consume channel (see close()). */
 const ACK_SETTLE_GRACE_MS = 250;
 
@@ -31,8 +29,6 @@ export interface Delivery {
   redelivered: boolean;
   /** x-delivery-count on quorum queues: how many times it was delivered before. */
   deliveryCount: number;
-  /** For the latency histogram: the producer's timestamp (seconds) when it set one. */
-  timestamp?: number;
   readonly tag: number;
   /** Which consume channel it came on: acks are only valid on that one. */
   readonly channel: number;
@@ -249,7 +245,6 @@ function toDelivery(msg: amqp.ConsumeMessage, channel: number): Delivery {
     replyTo: p.replyTo || undefined,
     redelivered: msg.fields.redelivered,
     deliveryCount: typeof count === 'number' ? count : msg.fields.redelivered ? 1 : 0,
-    timestamp: typeof p.timestamp === 'number' ? p.timestamp : undefined,
     tag: msg.fields.deliveryTag,
     channel,
   };

@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { BootError } from './errors.js';
+import type { QueueType } from './topology.js';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const DEFAULTS_FILE = fileURLToPath(new URL('../config/default.json', import.meta.url));
@@ -71,7 +72,7 @@ export interface Config {
   };
   inputQueue: string;
   replyQueue: string;
-  queueType: 'quorum' | 'classic';
+  queueType: QueueType;
   deliveryLimit: number;
   modelDir: string;
   /** '' means the built-in ONNX entry script. */

@@ -4,29 +4,19 @@
  */
 import type { Server } from 'node:http';
 import { loadConfig } from './config.js';
-import { BUILT_IN_ENTRY_SCRIPT, resolveEntryScript, resolveModelDir } from './entry-script.js';
 import { Broker } from './broker.js';
 import { Consumer } from './consumer.js';
 import { startHttp } from './http.js';
 import { createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
-import { Scorer } from './scorer.js';
+import { Scorer, scorerOptions } from './scorer.js';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const log = createLogger(config.logLevel);
-  const entryScript = resolveEntryScript(config.entryScript);
-  const modelDir = resolveModelDir(config.modelDir);
-  log.info({ entryScript, modelDir }, 'loading entry script');
-  const scorer = await Scorer.start({
-    entryScript,
-    isolation: entryScript === BUILT_IN_ENTRY_SCRIPT ? 'thread' : 'process',
-    concurrency: config.concurrency,
-    context: { modelDir, maxTensorElements: config.maxTensorElements, ort: config.ort },
-    maxMessageBytes: config.maxMessageBytes,
-    runTimeoutMs: config.runTimeoutMs,
-    logger: log,
-  });
+  const options = scorerOptions(config, log);
+  log.info({ entryScript: options.entryScript, modelDir: options.context.modelDir }, 'loading entry script');
+  const scorer = await Scorer.start(options);
   log.info({ model: scorer.info.modelName, runBatch: scorer.info.hasRunBatch }, 'entry script ready');
 
   const broker = await Broker.connect(config, log).catch(async (err) => {

@@ -4,8 +4,9 @@
  * died under it: the consumer then leaves it to the broker's delivery limit rather than answering.
  */
 import type { Logger } from 'pino';
+import type { Config } from './config.js';
 import { ScoringError } from './errors.js';
-import type { InitContext } from './entry-script.js';
+import { BUILT_IN_ENTRY_SCRIPT, resolveEntryScript, resolveModelDir, type InitContext } from './entry-script.js';
 import type { Outcome } from './reply.js';
 import type { ScriptInfo } from './runtime/protocol.js';
 import { ScriptHost, type Isolation } from './script-host.js';
@@ -20,6 +21,23 @@ export interface ScorerOptions {
   maxMessageBytes: number;
   runTimeoutMs: number;
   logger: Logger;
+}
+
+/**
+ * The configured entry script and how to run it: the built-in ONNX script in worker threads (cheap, and
+ * never hung), a user's script in child processes (the only place a synchronous hang can be cut off).
+ */
+export function scorerOptions(config: Readonly<Config>, logger: Logger): ScorerOptions {
+  const entryScript = resolveEntryScript(config.entryScript);
+  return {
+    entryScript,
+    isolation: entryScript === BUILT_IN_ENTRY_SCRIPT ? 'thread' : 'process',
+    concurrency: config.concurrency,
+    context: { modelDir: resolveModelDir(config.modelDir), maxTensorElements: config.maxTensorElements, ort: config.ort },
+    maxMessageBytes: config.maxMessageBytes,
+    runTimeoutMs: config.runTimeoutMs,
+    logger,
+  };
 }
 
 export class Scorer {

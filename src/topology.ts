@@ -4,6 +4,8 @@
  */
 import { BootError } from './errors.js';
 
+export type QueueType = 'quorum' | 'classic';
+
 export interface Topology {
   inputQueue: string;
   replyQueue: string;
@@ -11,10 +13,10 @@ export interface Topology {
   inputArguments: Record<string, string | number>;
   /** Per queue, the arguments it is declared with. */
   argumentsOf(queue: string): Record<string, string | number>;
-  queueType: 'quorum' | 'classic';
+  queueType: QueueType;
 }
 
-export function topologyFor(c: { inputQueue: string; replyQueue: string; queueType: 'quorum' | 'classic'; deliveryLimit: number }): Topology {
+export function topologyFor(c: { inputQueue: string; replyQueue: string; queueType: QueueType; deliveryLimit: number }): Topology {
   const deadQueue = `${c.inputQueue}.dead`;
   const deadLetter = { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': deadQueue };
   const inputArguments: Record<string, string | number> =

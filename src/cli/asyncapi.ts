@@ -4,13 +4,14 @@
  * the command gathers the facts (config, the script's schemas) and writes the result.
  */
 import type { ErrorCode } from '../errors.js';
+import type { QueueType } from '../topology.js';
 
 export interface AsyncApiFacts {
   /** The broker URL; its credentials never reach the document. */
   url: string;
   inputQueue: string;
   replyQueue: string;
-  queueType: 'quorum' | 'classic';
+  queueType: QueueType;
   deliveryLimit: number;
   modelName: string;
   /** JSON Schema of `data` (the built-in ONNX script's from the model, or an entry script's export). */
