@@ -64,7 +64,7 @@ async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelRe
     bodies: model.bodies,
     count,
     env: { MODEL_DIR: model.modelDir, ...oursEnv },
-    nodeArgs: opts['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${model.name}-${Date.now()}.cpuprofile`] : [],
+    nodeArgs: opts['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
     readyText: '"msg":"consuming"',
     latency: [
       { fractionOfPeak: 0.5, seconds: latencySeconds },

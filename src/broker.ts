@@ -129,9 +129,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
     else for (const t of acks) ch.ack(tagged(t), false);
   }
 
-  /** Resolves on the broker's confirm; see broker/publisher.ts. */
-  publish(reply: Reply): Promise<PublishResult> {
-    return this.publisher.publish(reply);
+  /** Resolves once the broker has settled every reply; see broker/publisher.ts. */
+  publishAll(replies: readonly Reply[]): Promise<Array<PublishResult | Error>> {
+    return this.publisher.publishAll(replies);
   }
 
   redeclareReplyQueue(): Promise<void> {

@@ -7,7 +7,7 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { settlementFor, type Settlement } from './acknowledger.js';
 import { Batcher } from './batcher.js';
-import type { Broker, Delivery } from './broker.js';
+import type { Broker, Delivery, PublishResult } from './broker.js';
 import type { Config } from './config.js';
 import { ScoringError } from './errors.js';
 import { checkSize } from './message.js';
@@ -115,23 +115,45 @@ export class Consumer {
     return { results, scoringMs };
   }
 
+  /**
+   * Publishes the batch's replies at once and acks the inputs whose replies are confirmed; a reply
+   * that is not (returned, nacked, late) is retried on its own, and its input acked once it is.
+   */
   private async answer(batch: Received[], results: ItemResult[], scoringMs: number): Promise<void> {
-    const { scorer, metrics, config } = this.deps;
-
-    const settled = await Promise.all(
-      batch.map(async ({ delivery, receivedAt }, i) => {
-        const result = results[i];
-        if (!result.ok && result.code === 'CRASHED') return this.unanswered(delivery, result.message);
+    const { scorer, metrics, config, broker, logger } = this.deps;
+    const settled: Array<{ delivery: Delivery; settlement: Settlement }> = [];
+    const sending: Received[] = [];
+    const replies: Reply[] = [];
+    let errors = 0;
+    for (let i = 0; i < batch.length; i++) {
+      const { delivery } = batch[i];
+      const result = results[i];
+      if (!result.ok && result.code === 'CRASHED') settled.push(this.unanswered(delivery, result.message));
+      // Its channel has closed: the broker redelivers it, and a reply now would only be a duplicate.
+      else if (broker.isCurrent(delivery)) {
         const reply = buildReply(delivery, result, { replyQueue: config.replyQueue, modelName: scorer.info.modelName, scoringMs });
-        if (!result.ok) this.deps.logger.info({ correlationId: reply.correlationId, code: result.code, error: result.message }, 'error reply');
-        const answered = await this.sendReply(delivery, reply);
-        if (!answered) return undefined;
-        metrics.messages.inc({ status: result.ok ? 'ok' : 'error' });
-        metrics.endToEndSeconds.observe((performance.now() - receivedAt) / 1000);
-        return { delivery, settlement: 'ack' as Settlement };
-      }),
-    );
-    this.deps.broker.settle(settled.filter((s) => s !== undefined));
+        if (!result.ok) {
+          errors++;
+          logger.info({ correlationId: reply.correlationId, code: result.code, error: result.message }, 'error reply');
+        }
+        sending.push(batch[i]);
+        replies.push(reply);
+      }
+    }
+    const published = replies.length > 0 ? await broker.publishAll(replies) : [];
+    const retries: Array<Promise<void>> = [];
+    const answered = (item: Received) => {
+      metrics.endToEndSeconds.observe((performance.now() - item.receivedAt) / 1000);
+      settled.push({ delivery: item.delivery, settlement: 'ack' });
+    };
+    for (let k = 0; k < sending.length; k++) {
+      if (published[k] === 'confirmed') answered(sending[k]);
+      else retries.push(this.retryReply(sending[k].delivery, replies[k], published[k]).then((ok) => (ok ? answered(sending[k]) : undefined)));
+    }
+    if (retries.length > 0) await Promise.all(retries);
+    if (sending.length > errors) metrics.messages.inc({ status: 'ok' }, sending.length - errors);
+    if (errors > 0) metrics.messages.inc({ status: 'error' }, errors);
+    broker.settle(settled);
     metrics.inFlight.dec(batch.length);
   }
 
@@ -166,25 +188,26 @@ export class Consumer {
   }
 
   /**
-   * True once the reply is confirmed (or returned from a caller's replyTo that has gone: no one is
-   * left to answer). False when the input's channel died first: the broker redelivers it, and a reply
-   * now would only be a duplicate.
+   * Publishes one reply again until it is confirmed. True once it is (or once it came back from a
+   * caller's replyTo that has gone: no one is left to answer). False when the input's channel died
+   * first: the broker redelivers the input, and a reply now would only be a duplicate.
    */
-  private async sendReply(delivery: Delivery, reply: Reply): Promise<boolean> {
+  private async retryReply(delivery: Delivery, reply: Reply, first: PublishResult | Error): Promise<boolean> {
     const { broker, logger, metrics } = this.deps;
+    let result = first;
     for (let attempt = 1; ; attempt++) {
-      if (!broker.isCurrent(delivery)) return false;
-      try {
-        const result = await broker.publish(reply);
-        if (result === 'confirmed') return true;
+      if (result === 'confirmed') return true;
+      if (result === 'returned') {
         metrics.returnedReplies.inc();
         if (!reply.toReplyQueue) return true;
         // Our own reply queue was deleted: an input is never acked on a reply that went nowhere.
         await broker.redeclareReplyQueue();
-      } catch (err) {
-        logger.warn({ correlationId: reply.correlationId, attempt, err: (err as Error).message }, 'reply not confirmed; retrying');
+      } else {
+        logger.warn({ correlationId: reply.correlationId, attempt, err: result.message }, 'reply not confirmed; retrying');
         await new Promise((r) => setTimeout(r, Math.min(5000, 50 * 2 ** attempt)));
       }
+      if (!broker.isCurrent(delivery)) return false;
+      [result] = await broker.publishAll([reply]);
     }
   }
 }

@@ -5,7 +5,8 @@
 import { randomUUID } from 'node:crypto';
 import type { ErrorCode } from './errors.js';
 
-export type Outcome = { ok: true; body: string } | { ok: false; code: ErrorCode; message: string };
+/** A scored message: its reply body (the result's JSON, UTF-8) or what was wrong with it. */
+export type Outcome = { ok: true; body: Buffer } | { ok: false; code: ErrorCode; message: string };
 
 export interface ReplyAddress {
   correlationId?: string;
@@ -52,7 +53,7 @@ export function buildReply(
     toReplyQueue: !address.replyTo,
     mandatory: !address.replyTo?.startsWith('amq.rabbitmq.reply-to'),
     correlationId,
-    body: Buffer.from(outcome.ok ? outcome.body : JSON.stringify(outcome.message)),
+    body: outcome.ok ? outcome.body : Buffer.from(JSON.stringify(outcome.message)),
     properties: {
       persistent: true,
       contentType: 'application/json',

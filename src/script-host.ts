@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { BootError } from './errors.js';
 import type { InitContext } from './entry-script.js';
 import type { Outcome } from './reply.js';
-import { packBodies, type CallMethod, type FromRuntime, type ScriptInfo, type ToRuntime } from './runtime/protocol.js';
+import { packBodies, unpackOutcomes, type CallMethod, type FromRuntime, type ScriptInfo, type ToRuntime } from './runtime/protocol.js';
 
 const BOOTSTRAP = new URL('./runtime/bootstrap.mjs', import.meta.url);
 const PROJECT_NODE_MODULES = fileURLToPath(new URL('../node_modules', import.meta.url));
@@ -129,7 +129,7 @@ export class ScriptHost {
           isolate.kill();
           reject(new BootError(msg.message));
         } else if (this.pending?.id === msg.id && this.isolate === isolate) {
-          this.settle({ kind: 'done', outcomes: msg.outcomes });
+          this.settle({ kind: 'done', outcomes: unpackOutcomes(msg.outcomes) });
         }
       });
       let exited = false;

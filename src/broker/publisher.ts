@@ -79,31 +79,47 @@ export class ReplyPublisher {
   }
 
   /**
-   * Publishes and resolves on the broker's confirm: 'returned' when the broker could not route it (it
-   * confirms those too). Rejects when the channel dies or no confirm comes in time.
+   * Publishes the replies and resolves once each is settled, with one result per reply: 'confirmed',
+   * 'returned' (the broker could not route it, and confirms those too), or the Error that kept it from
+   * being confirmed (a nack, the channel died, no confirm in time). One deadline and one promise for
+   * the lot, not a timer and a promise per reply: those were a tenth of the consumer's thread.
    */
-  async publish(reply: Reply): Promise<PublishResult> {
+  async publishAll(replies: readonly Reply[]): Promise<Array<PublishResult | Error>> {
     while (this.unblocked || this.drained || !this.channel) {
-      if (this.closing && !this.channel) throw new Error('broker closed');
+      if (this.closing && !this.channel) return replies.map(() => new Error('broker closed'));
       await (this.unblocked?.promise ?? this.drained ?? this.up.promise);
     }
     const ch = this.channel;
-    const id = reply.properties.messageId;
-    return new Promise<PublishResult>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no publisher confirm within ${this.confirmTimeoutMs} ms`)), this.confirmTimeoutMs);
-      const onConfirm = (err: unknown) => {
+    const results: Array<PublishResult | Error | undefined> = new Array(replies.length);
+    let unsettled = replies.length;
+    return new Promise((resolve) => {
+      const finish = () => {
         clearTimeout(timer);
-        if (err) reject(err instanceof Error ? err : new Error(String(err)));
-        else resolve(this.returnedIds.delete(id) ? 'returned' : 'confirmed');
+        unsettled = -1;
+        const late = new Error(`no publisher confirm within ${this.confirmTimeoutMs} ms`);
+        resolve(results.map((r) => r ?? late));
       };
-      try {
-        const ok = ch.publish('', reply.routingKey, reply.body, { ...reply.properties, mandatory: reply.mandatory }, onConfirm);
-        // A channel whose connection drops with its buffer full never emits 'drain': stop waiting when it closes,
-        // or every later reply would wait on it for ever (seen: a broker restarted during a memory alarm).
-        if (!ok && !this.drained) this.drained = Promise.race([once(ch, 'drain'), once(ch, 'close')]).finally(() => (this.drained = undefined));
-      } catch (err) {
-        onConfirm(err);
+      const timer = setTimeout(finish, this.confirmTimeoutMs);
+      const settle = (i: number, result: PublishResult | Error) => {
+        if (unsettled < 0 || results[i] !== undefined) return;
+        results[i] = result;
+        if (--unsettled === 0) finish();
+      };
+      for (let i = 0; i < replies.length; i++) {
+        const reply = replies[i];
+        const id = reply.properties.messageId;
+        try {
+          const ok = ch.publish('', reply.routingKey, reply.body, { ...reply.properties, mandatory: reply.mandatory }, (err: unknown) =>
+            settle(i, err ? (err instanceof Error ? err : new Error(String(err))) : this.returnedIds.delete(id) ? 'returned' : 'confirmed'),
+          );
+          // A channel whose connection drops with its buffer full never emits 'drain': stop waiting when it closes,
+          // or every later reply would wait on it for ever (seen: a broker restarted during a memory alarm).
+          if (!ok && !this.drained) this.drained = Promise.race([once(ch, 'drain'), once(ch, 'close')]).finally(() => (this.drained = undefined));
+        } catch (err) {
+          settle(i, err as Error);
+        }
       }
+      if (replies.length === 0) finish();
     });
   }
 

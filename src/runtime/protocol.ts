@@ -1,5 +1,6 @@
 /** Messages between the consumer and the isolate (worker thread or child process) that runs the entry script. */
 import type { InitContext } from '../entry-script.js';
+import type { ErrorCode } from '../errors.js';
 import type { Outcome } from '../reply.js';
 
 export type CallMethod = 'run' | 'runBatch';
@@ -18,7 +19,10 @@ export type ToRuntime =
 export type FromRuntime =
   | { type: 'ready'; info: ScriptInfo }
   | { type: 'init-failed'; message: string }
-  | { type: 'result'; id: number; outcomes: Outcome[] };
+  | { type: 'result'; id: number; outcomes: PackedOutcomes };
+
+/** What the entry script made of one message, inside the isolate: reply JSON, or what was wrong. */
+export type Scored = { ok: true; json: string } | { ok: false; code: ErrorCode; message: string };
 
 /** Message bodies side by side in one buffer, each ending at `ends[i]`: one object to send, and a thread can take it without a copy. */
 export interface PackedBodies {
@@ -54,4 +58,54 @@ export function unpackBodies({ bytes, ends }: PackedBodies): Uint8Array[] {
     start = ends[i];
   }
   return bodies;
+}
+
+/**
+ * A call's outcomes as one buffer of reply bodies (UTF-8, encoded in the isolate, off the consumer's
+ * thread) plus the few failures: one object to send instead of a string and an object per message,
+ * and the consumer publishes views of the buffer as they are.
+ */
+export interface PackedOutcomes {
+  bodies: PackedBodies;
+  failures: Array<{ index: number; code: ErrorCode; message: string }>;
+}
+
+const encoder = new TextEncoder();
+
+export function packOutcomes(scored: readonly Scored[]): PackedOutcomes {
+  const failures: PackedOutcomes['failures'] = [];
+  const texts: string[] = new Array(scored.length);
+  for (let i = 0; i < scored.length; i++) {
+    const s = scored[i];
+    if (s.ok) texts[i] = s.json;
+    else {
+      texts[i] = '';
+      failures.push({ index: i, code: s.code, message: s.message });
+    }
+  }
+  const joined = texts.join('');
+  // A buffer of its own (not a slice of Node's shared pool), so a thread can take it over.
+  const bytes = encoder.encode(joined);
+  const ends = new Uint32Array(texts.length);
+  // Model output is ASCII (numbers and names): then a body's byte length is its string length.
+  const ascii = bytes.byteLength === joined.length;
+  let at = 0;
+  for (let i = 0; i < texts.length; i++) {
+    at += ascii ? texts[i].length : Buffer.byteLength(texts[i], 'utf8');
+    ends[i] = at;
+  }
+  return { bodies: { bytes, ends }, failures };
+}
+
+/** Outcomes whose bodies are views on the one buffer, no copies. */
+export function unpackOutcomes({ bodies, failures }: PackedOutcomes): Outcome[] {
+  const { bytes, ends } = bodies;
+  const outcomes: Outcome[] = new Array(ends.length);
+  let start = 0;
+  for (let i = 0; i < ends.length; i++) {
+    outcomes[i] = { ok: true, body: Buffer.from(bytes.buffer, bytes.byteOffset + start, ends[i] - start) };
+    start = ends[i];
+  }
+  for (const { index, code, message } of failures) outcomes[index] = { ok: false, code, message };
+  return outcomes;
 }

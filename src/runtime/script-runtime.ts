@@ -1,19 +1,18 @@
 /**
  * Runs inside the isolate: loads the entry script, calls init() once, then answers calls by parsing
- * each message and calling runBatch or run. Every per-item failure becomes that item's Outcome here,
+ * each message and calling runBatch or run. Every per-item failure becomes that item's outcome here,
  * so one bad message never fails its neighbours.
  */
 import { Worker, parentPort } from 'node:worker_threads';
 import { loadEntryScript, type EntryScript } from '../entry-script.js';
 import { ScoringError, replyText } from '../errors.js';
 import { dataText, parseMessage } from '../message.js';
-import type { Outcome } from '../reply.js';
 import { validateSchema } from '../schema.js';
 import { readNumericData } from './numeric-data.js';
-import { unpackBodies, type CallMethod, type FromRuntime, type ScriptInfo, type ToRuntime } from './protocol.js';
+import { packOutcomes, unpackBodies, type CallMethod, type FromRuntime, type Scored, type ScriptInfo, type ToRuntime } from './protocol.js';
 
-const send: (msg: FromRuntime) => void = parentPort
-  ? (msg) => parentPort!.postMessage(msg)
+const send: (msg: FromRuntime, transfer?: ArrayBuffer[]) => void = parentPort
+  ? (msg, transfer) => parentPort!.postMessage(msg, transfer)
   : (msg) => process.send!(msg);
 
 let script: EntryScript | undefined;
@@ -34,7 +33,8 @@ async function handle(msg: ToRuntime): Promise<void> {
     }
     return;
   }
-  send({ type: 'result', id: msg.id, outcomes: await call(script!, msg.method, unpackBodies(msg.bodies)) });
+  const outcomes = packOutcomes(await call(script!, msg.method, unpackBodies(msg.bodies)));
+  send({ type: 'result', id: msg.id, outcomes }, [outcomes.bodies.bytes.buffer as ArrayBuffer]);
 }
 
 function describe(s: EntryScript): ScriptInfo {
@@ -49,8 +49,8 @@ function describe(s: EntryScript): ScriptInfo {
   };
 }
 
-export async function call(s: EntryScript, method: CallMethod, bodies: Uint8Array[]): Promise<Outcome[]> {
-  const outcomes: Outcome[] = new Array(bodies.length);
+export async function call(s: EntryScript, method: CallMethod, bodies: Uint8Array[]): Promise<Scored[]> {
+  const outcomes: Scored[] = new Array(bodies.length);
   const valid: number[] = [];
   const values: unknown[] = [];
   bodies.forEach((body, i) => {
@@ -84,7 +84,7 @@ async function tryRunBatch(s: EntryScript, values: unknown[]): Promise<unknown[]
   return undefined;
 }
 
-async function runOne(s: EntryScript, value: unknown): Promise<Outcome> {
+async function runOne(s: EntryScript, value: unknown): Promise<Scored> {
   try {
     return toOutcome(await s.run(dataText(value)));
   } catch (err) {
@@ -92,16 +92,16 @@ async function runOne(s: EntryScript, value: unknown): Promise<Outcome> {
   }
 }
 
-function toOutcome(result: unknown): Outcome {
+function toOutcome(result: unknown): Scored {
   if (result instanceof Error) return failure(result);
   try {
-    return { ok: true, body: JSON.stringify(result) ?? 'null' };
+    return { ok: true, json: JSON.stringify(result) ?? 'null' };
   } catch (err) {
     return { ok: false, code: 'BAD_RESULT', message: `run returned a value JSON cannot carry: ${replyText(err)}` };
   }
 }
 
-function failure(err: unknown): Outcome {
+function failure(err: unknown): Scored {
   const code = err instanceof ScoringError ? err.code : 'RUN_FAILED';
   return { ok: false, code, message: replyText(err) };
 }

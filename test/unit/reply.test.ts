@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { buildReply, type Outcome } from '../../src/reply.js';
 
 const context = { replyQueue: 'scoring.replies', modelName: 'iris', scoringMs: 1.23456 };
-const ok: Outcome = { ok: true, body: '{"label":[0]}' };
+const ok: Outcome = { ok: true, body: Buffer.from('{"label":[0]}') };
 const failed: Outcome = { ok: false, code: 'SHAPE', message: "input 'float_input' expects shape [-1,4], got [1,3]" };
 
 test('a reply goes to the input replyTo when it has one', () => {
