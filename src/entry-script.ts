@@ -24,6 +24,12 @@ export interface EntryScript {
   runBatch?(items: string[]): unknown;
   /** Our extension: the data values already parsed, which saves a stringify and a parse per message. */
   runBatchParsed?(values: unknown[]): unknown;
+  /**
+   * Ours, with runBatchParsed: reads a body into a value of the script's own making (the built-in ONNX
+   * script: a tensor, straight from the bytes), or undefined to leave the body to the general parse.
+   * What it returns goes to runBatchParsed only; it is not used for scripts with an inputSchema.
+   */
+  readBody?(body: Uint8Array): unknown;
   modelName?: string;
   /** JSON Schema of `data`: documented in the AsyncAPI file and checked before run. */
   inputSchema?: object;
@@ -61,7 +67,7 @@ export async function loadEntryScript(path: string): Promise<EntryScript> {
       throw new BootError(`entry script ${path} must export a function ${name}(), found ${typeof exports[name]}`);
     }
   }
-  for (const name of ['runBatch', 'runBatchParsed'] as const) {
+  for (const name of ['runBatch', 'runBatchParsed', 'readBody'] as const) {
     if (exports[name] !== undefined && typeof exports[name] !== 'function') {
       throw new BootError(`entry script ${path}: ${name} must be a function, found ${typeof exports[name]}`);
     }

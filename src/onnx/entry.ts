@@ -7,18 +7,39 @@ import type { InitContext } from '../entry-script.js';
 import { ScoringError } from '../errors.js';
 import { loadModel, type LoadedModel } from './session.js';
 import { dataSchema, resultSchema } from './schema.js';
-import { buildInputs, canStack, splitOutputs, stackInputs, type Limits, type TensorData } from './tensors.js';
+import { readNumericTensor } from '../runtime/numeric-data.js';
+import { buildInputs, canStack, fitsSpec, splitOutputs, stackInputs, type Limits, type TensorData, type TensorSpec } from './tensors.js';
 
 let model: LoadedModel;
 let limits: Limits;
 let stackable = false;
+/** The model's one input, when it is float: bodies are read straight into its typed array. */
+let floatInput: (TensorSpec & { type: 'float32' | 'float64' }) | undefined;
 export let modelName = '';
+
+/** A message's inputs, already tensors (readBody). */
+class Prepared {
+  constructor(readonly inputs: Record<string, TensorData>) {}
+}
 
 export async function init(context: InitContext): Promise<void> {
   model = await loadModel(context);
   limits = { maxTensorElements: context.maxTensorElements };
   stackable = canStack(model.inputs);
   modelName = model.name;
+  const [only] = model.inputs;
+  floatInput = model.inputs.length === 1 && (only.type === 'float32' || only.type === 'float64') ? { ...only, type: only.type } : undefined;
+}
+
+/**
+ * Plain numeric data for a float model, read from the bytes into the tensor it becomes: no JSON.parse,
+ * no nested arrays. undefined for anything else, which the general path (buildInputs) checks and words.
+ */
+export function readBody(body: Uint8Array): Prepared | undefined {
+  if (!floatInput) return undefined;
+  const t = readNumericTensor(body, floatInput.type, limits.maxTensorElements);
+  if (!t || !fitsSpec(t.dims, floatInput)) return undefined;
+  return new Prepared({ [floatInput.name]: { type: floatInput.type, data: t.data, dims: t.dims } });
 }
 
 /** For documentation (AsyncAPI) only: the tensor checks below say more than a schema validator would. */
@@ -43,7 +64,7 @@ export async function runBatchParsed(values: unknown[]): Promise<unknown[]> {
   const feeds: Record<string, TensorData>[] = [];
   values.forEach((value, i) => {
     try {
-      feeds.push(buildInputs(value, model.inputs, limits));
+      feeds.push(value instanceof Prepared ? value.inputs : buildInputs(value, model.inputs, limits));
       good.push(i);
     } catch (err) {
       results[i] = err;

@@ -24,6 +24,11 @@ export function canStack(inputs: readonly TensorSpec[]): boolean {
   return inputs.length > 0 && inputs.every((s) => s.dims.length > 0 && isDynamic(s.dims[0]));
 }
 
+/** Whether a shape read from the bytes (runtime/numeric-data.ts) is one the input takes. */
+export function fitsSpec(dims: readonly number[], spec: TensorSpec): boolean {
+  return dims.length === spec.dims.length && dims.every((d, i) => isDynamic(spec.dims[i]) || d === spec.dims[i]);
+}
+
 /** data (already JSON.parse'd) → one TensorData per model input. */
 export function buildInputs(data: unknown, inputs: readonly TensorSpec[], limits: Limits): Record<string, TensorData> {
   const out: Record<string, TensorData> = {};

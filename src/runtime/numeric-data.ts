@@ -6,8 +6,9 @@
  *
  * Anything else (another key, a string, an exponent, more than 15 significant digits, a BOM, deeper
  * than MAX_ARRAY_DEPTH) gives undefined, and the body takes the general path, which also words every
- * error. So this never decides what is wrong with a message, and what it returns is exactly what
- * JSON.parse returns: a decimal with at most 15 digits and at most 22 after the point is an exact
+ * error. Two forms: nested arrays for entry scripts (readNumericData), and for the built-in ONNX
+ * script a typed array and its shape, with no arrays in between (readNumericTensor). So this never
+ * decides what is wrong with a message, and its values are exactly what JSON.parse returns: a decimal with at most 15 digits and at most 22 after the point is an exact
  * integer divided by an exact power of ten, which IEEE division rounds correctly (Clinger's fast path),
  * as JSON.parse does.
  */
@@ -26,8 +27,16 @@ const DATA_KEY = [QUOTE, 0x64, 0x61, 0x74, 0x61, QUOTE]; // "data"
 /** Thrown inside the reader to give up on the fast path; never escapes readNumericData. */
 const NOT_PLAIN = Symbol('not plain numeric data');
 
+/** Where a rectangular read puts its numbers: one growing buffer, reused from body to body. */
+let scratch = new Float64Array(4096);
+
 class Reader {
   at = 0;
+  /** Rectangular reads: the length of every array at each level, and how many numbers so far. */
+  readonly dims: number[] = [];
+  count = 0;
+  /** The level whose arrays hold the numbers, once one has been seen. */
+  private leaf = -1;
   constructor(private readonly b: Uint8Array) {}
 
   /** The next non-space byte, or undefined at the end. */
@@ -43,8 +52,17 @@ class Reader {
     this.at++;
   }
 
-  /** An array of arrays, or of numbers; a mix (never a tensor) is left to the general path. */
-  array(depth: number): unknown[] {
+  /** Past the ',' before the next item (true) or the ']' that ends the array (false). */
+  more(): boolean {
+    const c = this.skipSpace();
+    this.at++;
+    if (c === CLOSE_BRACKET) return false;
+    if (c !== COMMA) throw NOT_PLAIN; // an exponent lands here too
+    return true;
+  }
+
+  /** An array of arrays, or of numbers, as JSON.parse gives it (ragged rows too); a mix (never a tensor) is left to the general path. */
+  nested(depth: number): unknown[] {
     if (depth > MAX_ARRAY_DEPTH) throw NOT_PLAIN;
     this.at++; // the '['
     const c = this.skipSpace();
@@ -52,62 +70,105 @@ class Reader {
       this.at++;
       return [];
     }
-    if (c !== OPEN_BRACKET) return this.numbers();
     const out: unknown[] = [];
-    for (;;) {
-      out.push(this.array(depth + 1));
-      const next = this.skipSpace();
-      this.at++;
-      if (next === CLOSE_BRACKET) return out;
-      if (next !== COMMA || this.skipSpace() !== OPEN_BRACKET) throw NOT_PLAIN;
+    if (c === OPEN_BRACKET) {
+      do {
+        if (this.skipSpace() !== OPEN_BRACKET) throw NOT_PLAIN;
+        out.push(this.nested(depth + 1));
+      } while (this.more());
+    } else {
+      do out.push(this.number());
+      while (this.more());
     }
+    return out;
   }
 
   /**
-   * The rest of an array of numbers, up to its ']', in one loop with the index in a local: JSON's
-   * number grammar without an exponent, -?(0|[1-9][0-9]*)(\.[0-9]+)?, and JSON whitespace between.
+   * The same grammar, every array at a level as long as the first (a tensor's shape, recorded in
+   * `dims`), the numbers straight into `scratch`. Anything ragged is left to the general path.
    */
-  numbers(): number[] {
+  rectangular(level: number, maxElements: number): void {
+    if (level >= MAX_ARRAY_DEPTH) throw NOT_PLAIN;
+    this.at++; // the '['
+    const c = this.skipSpace();
+    let length = 0;
+    if (c === CLOSE_BRACKET) this.at++;
+    else if (c === OPEN_BRACKET) {
+      if (this.leaf >= 0 && level >= this.leaf) throw NOT_PLAIN;
+      do {
+        if (this.skipSpace() !== OPEN_BRACKET) throw NOT_PLAIN;
+        this.rectangular(level + 1, maxElements);
+        length++;
+      } while (this.more());
+    } else {
+      if (this.leaf < 0) this.leaf = level;
+      else if (this.leaf !== level) throw NOT_PLAIN;
+      do {
+        if (this.count >= maxElements) throw NOT_PLAIN;
+        if (this.count === scratch.length) {
+          const grown = new Float64Array(scratch.length * 2);
+          grown.set(scratch);
+          scratch = grown;
+        }
+        scratch[this.count++] = this.number();
+        length++;
+      } while (this.more());
+    }
+    // Arrays end innermost first, so a level's length is known from its first array on.
+    if (this.dims[level] === undefined) this.dims[level] = length;
+    else if (this.dims[level] !== length) throw NOT_PLAIN;
+  }
+
+  /** JSON's number grammar without an exponent, -?(0|[1-9][0-9]*)(\.[0-9]+)?, with the index in a local. */
+  number(): number {
     const b = this.b;
-    const out: number[] = [];
     let i = this.at;
-    for (;;) {
-      let c: number | undefined = b[i];
-      const negative = c === MINUS;
-      if (negative) c = b[++i];
-      let mantissa = 0;
-      let digits = 0;
-      let scale = 0;
-      if (c === ZERO) c = b[++i];
-      else if (c !== undefined && c > ZERO && c <= NINE) {
-        do {
-          mantissa = mantissa * 10 + (c - ZERO);
-          digits++;
-          c = b[++i];
-        } while (c !== undefined && c >= ZERO && c <= NINE);
-      } else throw NOT_PLAIN;
-      if (c === DOT) {
+    let c: number | undefined = b[i];
+    while (c === SPACE || c === LF || c === CR || c === TAB) c = b[++i];
+    const negative = c === MINUS;
+    if (negative) c = b[++i];
+    let mantissa = 0;
+    let digits = 0;
+    let scale = 0;
+    if (c === ZERO) c = b[++i];
+    else if (c !== undefined && c > ZERO && c <= NINE) {
+      do {
+        mantissa = mantissa * 10 + (c - ZERO);
+        digits++;
         c = b[++i];
-        if (c === undefined || c < ZERO || c > NINE) throw NOT_PLAIN;
-        do {
-          mantissa = mantissa * 10 + (c - ZERO);
-          digits++;
-          scale++;
-          c = b[++i];
-        } while (c !== undefined && c >= ZERO && c <= NINE);
-      }
-      // An exponent, or too many digits for exact arithmetic: JSON.parse decides.
-      if (digits > MAX_DIGITS || scale >= POW10.length) throw NOT_PLAIN;
-      const value = scale === 0 ? mantissa : mantissa / POW10[scale];
-      out.push(negative ? -value : value);
-      while (c === SPACE || c === LF || c === CR || c === TAB) c = b[++i];
-      if (c === CLOSE_BRACKET) {
-        this.at = i + 1;
-        return out;
-      }
-      if (c !== COMMA) throw NOT_PLAIN; // an exponent lands here too
+      } while (c !== undefined && c >= ZERO && c <= NINE);
+    } else throw NOT_PLAIN;
+    if (c === DOT) {
       c = b[++i];
-      while (c === SPACE || c === LF || c === CR || c === TAB) c = b[++i];
+      if (c === undefined || c < ZERO || c > NINE) throw NOT_PLAIN;
+      do {
+        mantissa = mantissa * 10 + (c - ZERO);
+        digits++;
+        scale++;
+        c = b[++i];
+      } while (c !== undefined && c >= ZERO && c <= NINE);
+    }
+    // An exponent, or too many digits for exact arithmetic: JSON.parse decides.
+    if (digits > MAX_DIGITS || scale >= POW10.length) throw NOT_PLAIN;
+    this.at = i;
+    const value = scale === 0 ? mantissa : mantissa / POW10[scale];
+    return negative ? -value : value;
+  }
+
+  /** `{"data": <read>}` and nothing after it. */
+  body<T>(read: () => T): T | undefined {
+    try {
+      this.expect(OPEN_BRACE);
+      this.skipSpace();
+      for (const code of DATA_KEY) if (this.b[this.at++] !== code) return undefined;
+      this.expect(COLON);
+      if (this.skipSpace() !== OPEN_BRACKET) return undefined;
+      const data = read();
+      this.expect(CLOSE_BRACE);
+      return this.skipSpace() === undefined ? data : undefined;
+    } catch (err) {
+      if (err === NOT_PLAIN) return undefined;
+      throw err;
     }
   }
 }
@@ -115,17 +176,28 @@ class Reader {
 /** The value under "data", or undefined when the body is not exactly `{"data": <arrays of numbers>}`. */
 export function readNumericData(body: Uint8Array): unknown[] | undefined {
   const r = new Reader(body);
-  try {
-    r.expect(OPEN_BRACE);
-    r.skipSpace();
-    for (const code of DATA_KEY) if (body[r.at++] !== code) return undefined;
-    r.expect(COLON);
-    if (r.skipSpace() !== OPEN_BRACKET) return undefined;
-    const data = r.array(1);
-    r.expect(CLOSE_BRACE);
-    return r.skipSpace() === undefined ? data : undefined;
-  } catch (err) {
-    if (err === NOT_PLAIN) return undefined;
-    throw err;
-  }
+  return r.body(() => r.nested(1));
+}
+
+/**
+ * The data of a body that is exactly `{"data": <rectangular arrays of numbers>}`, read straight into
+ * a typed array of the given type, with its shape; undefined for anything else (ragged, empty, over
+ * maxElements): the general path words those errors. At most 15 digits and no exponent keep every
+ * value below 1e15, well inside float32's range.
+ */
+export function readNumericTensor(
+  body: Uint8Array,
+  type: 'float32' | 'float64',
+  maxElements: number,
+): { dims: number[]; data: Float32Array | Float64Array } | undefined {
+  const r = new Reader(body);
+  const read = r.body(() => {
+    r.rectangular(0, maxElements);
+    return true;
+  });
+  if (!read) return undefined;
+  const { dims, count } = r;
+  if (count === 0 || dims.includes(0)) return undefined;
+  const values = scratch.subarray(0, count);
+  return { dims, data: type === 'float64' ? values.slice() : new Float32Array(values) };
 }

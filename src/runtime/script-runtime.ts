@@ -53,10 +53,13 @@ export async function call(s: EntryScript, method: CallMethod, bodies: Uint8Arra
   const outcomes: Scored[] = new Array(bodies.length);
   const valid: number[] = [];
   const values: unknown[] = [];
+  // What readBody makes, only runBatchParsed understands.
+  const readBody = method === 'runBatch' && s.runBatchParsed && !s.inputSchema ? s.readBody : undefined;
   bodies.forEach((body, i) => {
     try {
       // Number-only data (most tensor requests) is read without JSON.parse; anything else, errors included, the general way.
-      const value = (body.byteLength <= maxMessageBytes ? readNumericData(body) : undefined) ?? parseMessage(body, maxMessageBytes);
+      const fast = body.byteLength <= maxMessageBytes ? (readBody?.(body) ?? readNumericData(body)) : undefined;
+      const value = fast ?? parseMessage(body, maxMessageBytes);
       if (s.inputSchema) validateSchema(value, s.inputSchema);
       valid.push(i);
       values.push(value);
@@ -68,7 +71,8 @@ export async function call(s: EntryScript, method: CallMethod, bodies: Uint8Arra
 
   const batched = method === 'runBatch' ? await tryRunBatch(s, values) : undefined;
   for (let k = 0; k < valid.length; k++) {
-    outcomes[valid[k]] = batched ? toOutcome(batched[k]) : await runOne(s, values[k]);
+    if (batched) outcomes[valid[k]] = toOutcome(batched[k]);
+    else outcomes[valid[k]] = await runOne(s, readBody ? parseMessage(bodies[valid[k]], maxMessageBytes) : values[k]);
   }
   return outcomes;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { readNumericData } from '../../src/runtime/numeric-data.js';
+import { readNumericData, readNumericTensor } from '../../src/runtime/numeric-data.js';
 import { mulberry32 } from '../../scripts/train-iris.js';
 
 const bytes = (text: string) => Buffer.from(text, 'utf8');
@@ -80,4 +80,41 @@ test('a body that is not exactly {"data": arrays of plain numbers} is left to th
 test('empty arrays read as JSON.parse reads them (the tensor checks word the error)', () => {
   assert.deepStrictEqual(readNumericData(bytes('{"data":[]}')), []);
   assert.deepStrictEqual(readNumericData(bytes('{"data":[[], []]}')), [[], []]);
+});
+
+test("rectangular number-only data reads straight into a typed array: JSON.parse's values, flattened, and their shape", () => {
+  const next = mulberry32(13);
+  for (let n = 0; n < 500; n++) {
+    const dims = Array.from({ length: 1 + Math.floor(next() * 3) }, () => 1 + Math.floor(next() * 5));
+    const build = (level: number): string =>
+      `[${Array.from({ length: dims[level] }, () => (level === dims.length - 1 ? numberText(next) : build(level + 1))).join(', ')}]`;
+    const text = `{"data": ${build(0)}}`;
+    const flat = (JSON.parse(text).data as unknown[]).flat(dims.length) as number[];
+    const f64 = readNumericTensor(bytes(text), 'float64', 1 << 20);
+    assert.deepStrictEqual(f64, { dims, data: Float64Array.from(flat) }, text);
+    const f32 = readNumericTensor(bytes(text), 'float32', 1 << 20);
+    assert.deepStrictEqual(f32, { dims, data: Float32Array.from(flat) }, text);
+  }
+});
+
+test('a tensor read gives up on whatever the tensor checks must word: ragged, empty, over the cap', () => {
+  const none = [
+    '{"data":[[1,2],[3]]}',
+    '{"data":[[1],[2,3]]}',
+    '{"data":[[1],2]}',
+    '{"data":[1,[2]]}',
+    '{"data":[[[1]],[2]]}',
+    '{"data":[[1],[[2]]]}',
+    '{"data":[]}',
+    '{"data":[[],[]]}',
+    '{"data":[[[]],[[1]]]}',
+    '{"data":[1e5]}',
+    '{"data":[1],"id":2}',
+    `{"data":${'['.repeat(17)}1${']'.repeat(17)}}`,
+  ];
+  for (const text of none) assert.equal(readNumericTensor(bytes(text), 'float32', 100), undefined, text);
+  assert.equal(readNumericTensor(bytes('{"data":[[1,2],[3,4]]}'), 'float32', 3), undefined, 'over maxElements');
+  assert.deepStrictEqual(readNumericTensor(bytes('{"data":[[1,2],[3,4]]}'), 'float32', 4)?.dims, [2, 2], 'exactly maxElements');
+  // float32 overflows from about 3.4e38: 39 digits, which the reader leaves to the general path (at most 15).
+  assert.equal(readNumericTensor(bytes('{"data":[340282356779733660000000000000000000000]}'), 'float32', 10), undefined);
 });

@@ -1,0 +1,31 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { packBodies, packOutcomes, unpackBodies, unpackOutcomes } from '../../src/runtime/protocol.js';
+
+test('bodies packed into one buffer come back as the same bytes, in order', () => {
+  const bodies = ['{"data":[1]}', '', 'ünï', '{"data":[[2,3]]}'].map((t) => Buffer.from(t));
+  const unpacked = unpackBodies(packBodies(bodies));
+  assert.deepStrictEqual(unpacked.map((b) => Buffer.from(b).toString()), bodies.map((b) => b.toString()));
+});
+
+test('outcomes travel as one buffer of UTF-8 reply bodies plus the failures, each at its index', () => {
+  const packed = packOutcomes([
+    { ok: true, json: '{"label":[0]}' },
+    { ok: false, code: 'SHAPE', message: "input 'x' expects shape [-1,4], got [1,3]" },
+    { ok: true, json: '"ünïcode → here"' },
+    { ok: true, json: '[]' },
+  ]);
+  assert.equal(packed.bodies.bytes.byteOffset, 0, 'a buffer of its own, so a thread can take it over');
+  assert.equal(packed.bodies.bytes.buffer.byteLength, packed.bodies.bytes.byteLength);
+  const out = unpackOutcomes(packed);
+  assert.equal(out.length, 4);
+  assert.deepStrictEqual(out[1], { ok: false, code: 'SHAPE', message: "input 'x' expects shape [-1,4], got [1,3]" });
+  const bodies = out.map((o) => (o.ok ? o.body.toString('utf8') : undefined));
+  assert.deepStrictEqual(bodies, ['{"label":[0]}', undefined, '"ünïcode → here"', '[]']);
+  assert.ok(out[0].ok && Buffer.isBuffer(out[0].body), 'amqplib publishes Buffers');
+});
+
+test('ASCII-only outcomes take the short way to their byte offsets, with the same result', () => {
+  const out = unpackOutcomes(packOutcomes([{ ok: true, json: '1' }, { ok: true, json: '22' }, { ok: true, json: '333' }]));
+  assert.deepStrictEqual(out.map((o) => (o.ok ? o.body.toString() : '')), ['1', '22', '333']);
+});
