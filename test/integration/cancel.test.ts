@@ -18,10 +18,10 @@ after(async () => {
 });
 
 /** A consumer of its own on fresh queues, torn down after the file. */
-async function consumerOn(prefix: string): Promise<{ input: string; replies: string; consumer: ConsumerProcess }> {
+async function consumerOn(prefix: string, env: Record<string, string> = {}): Promise<{ input: string; replies: string; consumer: ConsumerProcess }> {
   const input = uniqueName(prefix);
   const replies = uniqueName(`${prefix}.replies`);
-  const consumer = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies });
+  const consumer = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies, ...env });
   cleanups.push(async () => {
     await consumer.stop('SIGKILL');
     await client.deleteQueues(...queuesOf(input, replies));
@@ -90,4 +90,24 @@ test('a reply whose replyTo queue is gone (the caller left) is logged with its c
   await new Promise((r) => setTimeout(r, 200));
   assert.equal(await consumer.stop('SIGTERM'), 0);
   assert.equal(await client.messageCount(input), 0, 'the input queue ends empty');
+});
+
+test('in one batch, replies that come back unroutable and replies that do not each get their own outcome: the rest are answered once, every input is acked', { timeout: 30_000 }, async () => {
+  // A long delay so all twenty are scored, and their replies published, as one batch.
+  const { input, replies, consumer } = await consumerOn('cancel.mixed', { MAX_BATCH_DELAY_MS: '500' });
+  const gone = uniqueName('cancel.mixed.gone');
+  const leaving = new Set([3, 11, 17]);
+  await client.publishMany(
+    input,
+    Array.from({ length: 20 }, (_, i) => ({ body: ROW, options: { correlationId: `m-${i}`, ...(leaving.has(i) ? { replyTo: gone } : {}) } })),
+  );
+  const got = await client.collect(replies, (rs) => rs.length >= 17, 10_000);
+  const ids = got.map((r) => r.correlationId).sort();
+  const expected = Array.from({ length: 20 }, (_, i) => i).filter((i) => !leaving.has(i)).map((i) => `m-${i}`).sort();
+  assert.deepEqual(ids, expected, 'each reply to REPLY_QUEUE arrives once; none of the unroutable ones does');
+  const returned = logLines(consumer.output(), 'reply returned unroutable').map((l) => l.correlationId).sort();
+  assert.deepEqual(returned, ['m-11', 'm-17', 'm-3']);
+  assert.equal(await consumer.stop('SIGTERM'), 0);
+  assert.equal(await client.messageCount(input), 0, 'every input is acked');
+  assert.equal(await client.messageCount(replies), 0, 'and no reply was sent twice');
 });
