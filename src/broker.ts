@@ -19,6 +19,8 @@ export type { PublishResult };
 
 /** How long close() waits after the last ack before closing the consume channel (see close()). */
 const ACK_SETTLE_GRACE_MS = 250;
+/** How long settled inputs wait for older ones, to go in one `multiple` ack, before each is acked on its own. */
+const ACK_HOLD_MS = 20;
 
 /** One input message, in the project's words. */
 export interface Delivery {
@@ -49,6 +51,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /** When the consume channel last sent acks or nacks: close() lets the broker apply them first. */
   private lastAckAt = 0;
   private window = new AckWindow();
+  private holdTimer: NodeJS.Timeout | undefined;
   private onDelivery: ((d: Delivery) => void) | undefined;
   private consumerTag: string | undefined;
   private consuming = false;
@@ -110,23 +113,31 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return d.channel === this.generation && this.consumeChannel !== undefined;
   }
 
-  /** Applies each settlement; acks go as one `multiple` ack when nothing older is still open. */
+  /** Applies each settlement; acks go as `multiple` acks, held briefly (ACK_HOLD_MS) while older inputs are open. */
   settle(items: ReadonlyArray<{ delivery: Delivery; settlement: Settlement }>): void {
     const ch = this.consumeChannel;
+    if (!ch || items.length === 0) return;
+    this.lastAckAt = Date.now();
     const acks: number[] = [];
-    if (items.length > 0) this.lastAckAt = Date.now();
     for (const { delivery, settlement } of items) {
-      if (!ch || !this.isCurrent(delivery)) continue;
+      if (!this.isCurrent(delivery)) continue;
       if (settlement === 'ack') acks.push(delivery.tag);
       else {
         ch.nack(tagged(delivery.tag), false, settlement === 'requeue');
         this.window.release(delivery.tag);
       }
     }
-    if (!ch || acks.length === 0) return;
     const upTo = this.window.settle(acks);
     if (upTo !== undefined) ch.ack(tagged(upTo), true);
-    else for (const t of acks) ch.ack(tagged(t), false);
+    if (this.window.heldCount > 0 && !this.holdTimer) this.holdTimer = setTimeout(() => this.ackHeld(ch), ACK_HOLD_MS);
+  }
+
+  /** Older inputs are still being scored: ack the held ones on their own rather than keep the broker's count of unacked up. */
+  private ackHeld(ch: amqp.Channel): void {
+    this.holdTimer = undefined;
+    if (ch !== this.consumeChannel) return; // a new channel: the broker redelivers the old one's inputs
+    this.lastAckAt = Date.now();
+    for (const t of this.window.takeHeld()) ch.ack(tagged(t), false);
   }
 
   /** Resolves once the broker has settled every reply; see broker/publisher.ts. */
@@ -146,6 +157,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     // And not at once: a quorum queue's channel that has many acks in flight holds the newest back until
     // the queue applies the older ones (RabbitMQ 3.10 rabbit_fifo_client, "slow" above 32 pending
     // commands); closing the channel then drops them. A short wait after the last ack lets them through.
+    clearTimeout(this.holdTimer);
+    if (this.consumeChannel && this.window.heldCount > 0) this.ackHeld(this.consumeChannel);
     const settleGraceMs = ACK_SETTLE_GRACE_MS - (Date.now() - this.lastAckAt);
     if (this.consumeChannel && settleGraceMs > 0) await new Promise((r) => setTimeout(r, settleGraceMs));
     await this.consumeChannel?.close().catch(() => {});
@@ -198,6 +211,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     watchChannel(ch, model, 'consume', this.log, () => this.consumeChannel === ch && !this.closing);
     await ch.prefetch(this.config.prefetch);
     this.generation++;
+    clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
     this.window = new AckWindow();
     this.consumeChannel = ch;
     if (this.onDelivery && this.resubscribe) await this.subscribe(ch);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AckWindow, settlementFor } from '../../src/acknowledger.js';
+import { mulberry32 } from '../../scripts/train-iris.js';
 
 test('an answered input is acked, whatever the queue and however often it came', () => {
   for (const queueType of ['quorum', 'classic'] as const) {
@@ -32,30 +33,73 @@ test('settling in order gives the highest tag, to ack with multiple', () => {
   assert.equal(w.size, 0);
 });
 
-test('settling out of order gives undefined until the gap closes', () => {
+test('tags settled out of order are held until the gap closes, then go in one multiple ack', () => {
   const w = windowOf(1, 2, 3, 4, 5);
   assert.equal(w.settle([2, 3]), undefined, '1 is still open');
   assert.equal(w.settle([5]), undefined);
-  assert.equal(w.size, 2);
-  // The caller acked 2, 3 and 5 one by one; a multiple ack up to 4 covers only 1 and 4, never a tag twice.
-  assert.equal(w.settle([1, 4]), 4);
+  assert.equal(w.heldCount, 3);
+  assert.equal(w.settle([1, 4]), 5, 'one multiple ack for all five');
   assert.equal(w.size, 0);
 });
 
-test('a multiple ack never reaches past the tags just settled', () => {
+test('held tags taken to ack one by one never become the tag of a later multiple ack', () => {
   const w = windowOf(1, 2, 3);
   assert.equal(w.settle([3]), undefined);
-  assert.equal(w.settle([1]), 1, 'not 3: tag 3 was already acked on its own');
-  assert.equal(w.settle([2]), 2);
+  assert.deepEqual(w.takeHeld(), [3]);
+  assert.equal(w.settle([1]), 1);
+  assert.equal(w.settle([2]), 2, 'not 3: RabbitMQ refuses a multiple ack on a tag already acked');
+  assert.equal(w.size, 0);
 });
 
-test('release() of a nacked tag unblocks later acks', () => {
+test('release() of a nacked tag unblocks the held acks', () => {
   const w = windowOf(1, 2, 3);
   assert.equal(w.settle([2, 3]), undefined, 'held back by 1');
   w.release(1); // nacked: the broker no longer counts it
+  assert.equal(w.settle([]), 3);
   assert.equal(w.size, 0);
   w.delivered(4);
   assert.equal(w.settle([4]), 4);
+});
+
+test('whatever the order of settling and taking, every ack is one RabbitMQ accepts and every tag is acked once', () => {
+  const next = mulberry32(5);
+  for (let run = 0; run < 300; run++) {
+    const w = new AckWindow();
+    const outstanding = new Set<number>(); // the broker's view of one channel
+    const ack = (tag: number, multiple: boolean) => {
+      assert.ok(outstanding.has(tag), `run ${run}: ack of tag ${tag}, which is not outstanding (PRECONDITION_FAILED)`);
+      if (multiple) for (const t of outstanding) if (t <= tag) outstanding.delete(t);
+      outstanding.delete(tag);
+    };
+    const unsettled: number[] = [];
+    let tag = 0;
+    for (let step = 0; step < 200; step++) {
+      const r = next();
+      if (r < 0.4 || unsettled.length === 0) {
+        w.delivered(++tag);
+        outstanding.add(tag);
+        unsettled.push(tag);
+      } else if (r < 0.9) {
+        const batch = unsettled.splice(Math.floor(next() * unsettled.length), 1 + Math.floor(next() * 4));
+        if (next() < 0.1) {
+          for (const t of batch) {
+            outstanding.delete(t); // nacked
+            w.release(t);
+          }
+          const upTo = w.settle([]);
+          if (upTo !== undefined) ack(upTo, true);
+        } else {
+          const upTo = w.settle(batch);
+          if (upTo !== undefined) ack(upTo, true);
+        }
+      } else for (const t of w.takeHeld()) ack(t, false);
+    }
+    const upTo = w.settle(unsettled.splice(0));
+    if (upTo !== undefined) ack(upTo, true);
+    for (const t of w.takeHeld()) ack(t, false);
+    assert.equal(outstanding.size, 0, `run ${run}: every delivery acked or nacked`);
+    assert.equal(w.size, 0);
+  }
 });
 
 test('a large window compacts and keeps its answers right', () => {
@@ -67,7 +111,7 @@ test('a large window compacts and keeps its answers right', () => {
   const order = (w as unknown as { order: number[] }).order;
   assert.ok(order.length <= n / 2 + 4097, `order holds ${order.length} tags`);
   assert.equal(w.settle([n]), undefined);
-  assert.equal(w.settle(Array.from({ length: n / 2 - 1 }, (_, i) => n / 2 + 1 + i)), n - 1);
+  assert.equal(w.settle(Array.from({ length: n / 2 - 1 }, (_, i) => n / 2 + 1 + i)), n, 'the held tag n goes with them');
   assert.equal(w.size, 0);
   for (let t = n + 1; t <= n + 10_000; t++) {
     w.delivered(t);
