@@ -67,7 +67,7 @@ export interface BrokerCeiling {
 }
 
 /** The no-op consumer at each prefetch; the best one is the ceiling. */
-export async function brokerCeiling(links: BenchLinks, model: BenchModel, count: number, prefetches: readonly number[], sampleReply: string): Promise<BrokerCeiling> {
+export async function brokerCeiling(links: BenchLinks, model: BenchModel, count: number, warmup: number, prefetches: readonly number[], sampleReply: string): Promise<BrokerCeiling> {
   const tried: BrokerCeiling['tried'] = [];
   let best: BrokerCeiling['best'] | undefined;
   for (const prefetch of prefetches) {
@@ -75,6 +75,7 @@ export async function brokerCeiling(links: BenchLinks, model: BenchModel, count:
       label: `${model.name}.noop.p${prefetch}`,
       bodies: model.bodies,
       count,
+      warmup,
       script: 'bench/noop-consumer.ts',
       env: { PREFETCH: String(prefetch), REPLY_BODY: sampleReply, CONNECTIONS: '2' },
       readyText: '"msg":"ready"',
@@ -87,6 +88,7 @@ export async function brokerCeiling(links: BenchLinks, model: BenchModel, count:
     label: `${model.name}.noop.contract`,
     bodies: model.bodies,
     count,
+    warmup,
     script: 'bench/noop-consumer.ts',
     env: { PREFETCH: String(best!.prefetch), REPLY_BODY: sampleReply, CONNECTIONS: '2', REPLY_PROPS: 'full', MODEL_NAME: model.name },
     readyText: '"msg":"ready"',

@@ -25,7 +25,13 @@ export interface BenchLinks {
 export interface DrainSpec {
   label: string;
   bodies: readonly Buffer[];
+  /** Messages measured. */
   count: number;
+  /**
+   * Messages answered before the measured ones, filled into the queue with them: a fresh process's boot,
+   * first prefetch window and JIT warm-up are left out of its rate and CPU. Default 10% of `count`.
+   */
+  warmup?: number;
   /** Script run as the consumer under test, relative to `cwd`; default src/main.ts. */
   script?: string;
   /** Where the process runs; default this project (another checkout, to compare versions). */
@@ -62,8 +68,10 @@ export interface LatencyResult {
 export interface DrainResult {
   label: string;
   msgPerS: number;
+  /** Replies received of `count` sent, the first `warmup` of them not measured. */
   received: number;
   count: number;
+  warmup: number;
   errors: number;
   duplicates: number;
   seconds: number;
@@ -85,22 +93,27 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
   let reader: ReplyReader | undefined;
   try {
     await declareQueues(links.publish, q, links.config);
-    await publisher.fill(q.input, spec.bodies, spec.count);
-    const tally = new Tally(spec.count);
+    const warmup = spec.warmup ?? Math.floor(spec.count / 10);
+    const total = warmup + spec.count;
+    await publisher.fill(q.input, spec.bodies, total);
+    const tally = new Tally(total);
     let onReply: (r: ReplySeen) => void = tally.onReply;
     reader = await ReplyReader.open(links.read, q.reply, (r) => onReply(r));
 
     const loadAvg = loadavg()[0];
     proc = startConsumer({ ...spec.env, AMQP_URL: links.url, INPUT_QUEUE: q.input, REPLY_QUEUE: q.reply }, { cwd: spec.cwd ?? ROOT, script: spec.script, nodeArgs: spec.nodeArgs });
     await proc.waitFor(spec.readyText, 60_000);
-    const cpuBefore = cpuSecondsOf(proc.child.pid!);
+    const pid = proc.child.pid!;
+    let cpuBefore = cpuSecondsOf(pid);
+    tally.onReached(warmup, () => (cpuBefore = cpuSecondsOf(pid)));
     const complete = await tally.within(spec.timeLimitMs ?? 120_000);
-    const cpuMsPerMsg = ((cpuSecondsOf(proc.child.pid!) - cpuBefore) * 1000) / Math.max(1, tally.received);
-    if (!complete && !spec.timeLimitMs) process.stderr.write(`bench: ${spec.label}: only ${tally.received} of ${spec.count} replies within the time limit\n`);
+    const cpuMsPerMsg = ((cpuSecondsOf(pid) - cpuBefore) * 1000) / Math.max(1, tally.received - warmup);
+    if (!complete && !spec.timeLimitMs) process.stderr.write(`bench: ${spec.label}: only ${tally.received} of ${total} replies within the time limit\n`);
+    const msgPerS = tally.steadyRatePerS(warmup);
 
     const latencies: LatencyResult[] = [];
     for (const [k, phase] of (complete ? (spec.latency ?? []) : []).entries()) {
-      const ratePerS = Math.round(phase.ratePerS ?? tally.steadyRatePerS() * (phase.fractionOfPeak ?? 0.5));
+      const ratePerS = Math.round(phase.ratePerS ?? msgPerS * (phase.fractionOfPeak ?? 0.5));
       const sent = Math.max(100, Math.round(ratePerS * phase.seconds));
       const prefix = `L${k}.`;
       const lt = new LatencyTally(sent, prefix);
@@ -124,10 +137,11 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
     const rss = proc.child.pid ? memoryOf(proc.child.pid) : undefined;
     return {
       label: spec.label,
-      msgPerS: tally.steadyRatePerS(),
+      msgPerS,
       timeline: tally.timeline(),
       received: tally.received,
-      count: spec.count,
+      count: total,
+      warmup,
       errors: tally.errors,
       duplicates: tally.duplicates,
       seconds: (tally.lastAt - tally.firstAt) / 1000,

@@ -159,6 +159,7 @@ export class Tally {
   lastAt = 0;
   readonly done: Promise<void>;
   private resolve!: () => void;
+  private reached: { count: number; fn: () => void } | undefined;
 
   constructor(
     readonly count: number,
@@ -186,15 +187,20 @@ export class Tally {
     this.arrivals[this.received] = r.at;
     if (this.received++ === 0) this.firstAt = r.at;
     this.lastAt = r.at;
+    if (this.received === this.reached?.count) this.reached.fn();
     if (this.received === this.count) this.resolve();
   }
 
+  /** Runs `fn` when the `count`th reply arrives. */
+  onReached(count: number, fn: () => void): void {
+    this.reached = { count, fn };
+  }
+
   /**
-   * Replies per second in the steady state: from the reply that makes `skip` of them (10%) to the last.
-   * Left out: the consumer's boot, the first prefetch window answered at once, and JIT warm-up.
+   * Replies per second from the reply that makes `from` of them (default 10%) to the last: the
+   * consumer's boot, the first prefetch window answered at once and JIT warm-up are left out.
    */
-  steadyRatePerS(skip = 0.1): number {
-    const from = Math.floor(this.received * skip);
+  steadyRatePerS(from = Math.floor(this.received / 10)): number {
     const n = this.received - 1 - from;
     return n > 0 ? (n * 1000) / (this.arrivals[this.received - 1] - this.arrivals[from]) : 0;
   }

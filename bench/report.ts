@@ -86,7 +86,7 @@ export function notes(results: readonly ModelResult[]): string {
       const [l, low] = r.ours.latencies;
       const [bl, blow] = r.brokerLatencies;
       return [
-        `${r.model}: ${r.count.toLocaleString('en-US')} messages per row; latency offered at ${l ? rate(l.offeredPerS) : '?'} msg/s (half of ours), ${l?.received ?? 0}/${l?.sent ?? 0} replies, max ${ms(l?.maxMs)} ms` +
+        `${r.model}: ${r.count.toLocaleString('en-US')} messages measured per row, after ${(r.ours.warmup ?? 0).toLocaleString('en-US')} answered first; latency offered at ${l ? rate(l.offeredPerS) : '?'} msg/s (half of ours), ${l?.received ?? 0}/${l?.sent ?? 0} replies, max ${ms(l?.maxMs)} ms` +
           (bl ? `; the no-op consumer at the same rate: p50 ${ms(bl.p50Ms)} ms, p99 ${ms(bl.p99Ms)} ms` : ''),
         `  at ${low ? rate(low.offeredPerS) : '?'} msg/s: this consumer p50 ${ms(low?.p50Ms)} ms, p99 ${ms(low?.p99Ms)} ms; the no-op consumer p50 ${ms(blow?.p50Ms)} ms, p99 ${ms(blow?.p99Ms)} ms; the load generator's own CPU ${l ? us(l.loadGeneratorCpuMsPerMsg) : '?'} per message`,
         `  broker ceiling by prefetch: ${r.broker.tried.map((t) => `${t.prefetch}: ${rate(t.msgPerS)}`).join(', ')}; compute by intra-op threads: ${r.compute.tried.map((t) => `${t.intraOpThreads}: ${rate(t.rowsPerS)}`).join(', ')}`,

@@ -7,7 +7,8 @@
  *   - this consumer as users start it (`node --import tsx src/main.ts`, defaults, env for the queues),
  * then a table on stdout and bench/results.json. `--soak` runs the memory soak instead.
  *
- * Options: --messages N (per row, default 50000), --models iris,mlp, --prefetch 512,1024,4096 (the
+ * Options: --messages N (measured per row, default 50000), --warmup N (answered first and not measured,
+ * default 20000; the hand-written consumer's is 10% of N), --models iris,mlp, --prefetch 512,1024,4096 (the
  * no-op consumer's sweep), --latency-seconds S, --hand-seconds S (the hand-written consumer drains
  * for at most this long: at about 1k msg/s it would take a minute per model), --set KEY=VALUE
  * (repeatable: config for this consumer only, for tuning runs), --only ours, --cpu-prof (profiles of
@@ -29,6 +30,7 @@ import { soak } from './soak.js';
 const { values: opts } = parseArgs({
   options: {
     messages: { type: 'string', default: '50000' },
+    warmup: { type: 'string', default: '20000' },
     models: { type: 'string', default: 'iris,mlp' },
     prefetch: { type: 'string', default: '512,1024,4096' },
     'latency-seconds': { type: 'string', default: '6' },
@@ -46,6 +48,7 @@ const url = process.env.AMQP_URL ?? 'amqp://guest:guest@localhost:5672';
 // The shipped defaults, as the consumer under test will read them (it gets no tuning env).
 const config = loadConfig({ AMQP_URL: url });
 const count = Number(opts.messages);
+const warmup = Number(opts.warmup);
 const oursEnv = Object.fromEntries(opts.set.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const log = (line: string) => process.stdout.write(`${line}\n`);
 const latencySeconds = Number(opts['latency-seconds']);
@@ -63,6 +66,7 @@ async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelRe
     label: `${model.name}.ours`,
     bodies: model.bodies,
     count,
+    warmup,
     env: { MODEL_DIR: model.modelDir, ...oursEnv },
     nodeArgs: opts['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
     readyText: '"msg":"consuming"',
@@ -76,7 +80,7 @@ async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelRe
   if (only === 'ours') return { model: model.name, count, compute, broker: { best: { ...ours, prefetch: 0 }, tried: [], withReplyContract: ours }, brokerLatencies: [], hand: ours, ours };
 
   log(`${model.name}: broker ceiling (no-op consumer, prefetch ${opts.prefetch})`);
-  const broker = await brokerCeiling(links, model, count, opts.prefetch.split(',').map(Number), compute.sampleReply);
+  const broker = await brokerCeiling(links, model, count, warmup, opts.prefetch.split(',').map(Number), compute.sampleReply);
   log(`  ${broker.tried.map((t) => `prefetch ${t.prefetch}: ${Math.round(t.msgPerS)} msg/s`).join(', ')}`);
   const brokerLatencies = (
     await drain(links, {
