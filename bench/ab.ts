@@ -1,0 +1,57 @@
+/**
+ * A/B tuning runs, outside the benchmark's table: drains this consumer (or another checkout of it) as
+ * `npm run bench` does, then offers a fixed rate, and prints msg/s, CPU per message (all threads,
+ * after the warm-up), p50/p99 at that rate and peak RSS. Each change in the README's "What was
+ * changed for speed" was measured this way, alternating the two checkouts.
+ *
+ *   node --import tsx bench/ab.ts [--models iris,mlp] [--runs 2] [--rate 10000] [--cwd ../other-checkout]
+ *                                 [--set KEY=VALUE]... [--node-arg --flag]...
+ */
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../src/config.js';
+import { drain } from './drain.js';
+import { connect } from './load.js';
+import { benchModels } from './models.js';
+
+const { values: opts } = parseArgs({
+  options: {
+    models: { type: 'string', default: 'iris,mlp' },
+    runs: { type: 'string', default: '2' },
+    rate: { type: 'string', default: '10000' },
+    messages: { type: 'string', default: '50000' },
+    cwd: { type: 'string' },
+    set: { type: 'string', multiple: true, default: [] },
+    'node-arg': { type: 'string', multiple: true, default: [] },
+  },
+});
+
+const url = process.env.AMQP_URL ?? 'amqp://guest:guest@localhost:5672';
+const models = (await benchModels()).filter((m) => opts.models.split(',').includes(m.name));
+const publish = await connect(url, 'bench/ab-load');
+const read = await connect(url, 'bench/ab-replies');
+const links = { url, runId: `${Date.now().toString(36)}.${randomBytes(2).toString('hex')}`, config: loadConfig({ AMQP_URL: url }), publish, read };
+const env = Object.fromEntries(opts.set.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+const rate = Number(opts.rate);
+try {
+  for (let run = 0; run < Number(opts.runs); run++) {
+    for (const m of models) {
+      const r = await drain(links, {
+        label: `ab.${m.name}`,
+        bodies: m.bodies,
+        count: Number(opts.messages),
+        env: { MODEL_DIR: m.modelDir, ...env },
+        cwd: opts.cwd,
+        nodeArgs: opts['node-arg'],
+        readyText: '"msg":"consuming"',
+        latency: [{ ratePerS: rate, seconds: 4 }],
+      });
+      const l = r.latencies[0];
+      const ms = (x: number | undefined) => x?.toFixed(1) ?? '?';
+      console.log(`${m.name}\t${Math.round(r.msgPerS)} msg/s\tCPU ${(r.cpuMsPerMsg * 1000).toFixed(1)} µs/msg\tat ${rate} msg/s p50 ${ms(l?.p50Ms)} p99 ${ms(l?.p99Ms)} ms\tpeak RSS ${r.rss?.peakMb.toFixed(0)} MB`);
+    }
+  }
+} finally {
+  await publish.close().catch(() => {});
+  await read.close().catch(() => {});
+}
