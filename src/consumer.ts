@@ -124,7 +124,6 @@ export class Consumer {
     const settled: Array<{ delivery: Delivery; settlement: Settlement }> = [];
     const sending: Received[] = [];
     const replies: Reply[] = [];
-    let errors = 0;
     for (let i = 0; i < batch.length; i++) {
       const { delivery } = batch[i];
       const result = results[i];
@@ -132,27 +131,25 @@ export class Consumer {
       // Its channel has closed: the broker redelivers it, and a reply now would only be a duplicate.
       else if (broker.isCurrent(delivery)) {
         const reply = buildReply(delivery, result, { replyQueue: config.replyQueue, modelName: scorer.info.modelName, scoringMs });
-        if (!result.ok) {
-          errors++;
-          logger.info({ correlationId: reply.correlationId, code: result.code, error: result.message }, 'error reply');
-        }
+        if (!result.ok) logger.info({ correlationId: reply.correlationId, code: result.code, error: result.message }, 'error reply');
         sending.push(batch[i]);
         replies.push(reply);
       }
     }
     const published = replies.length > 0 ? await broker.publishAll(replies) : [];
-    const retries: Array<Promise<void>> = [];
-    const answered = (item: Received) => {
-      metrics.endToEndSeconds.observe((performance.now() - item.receivedAt) / 1000);
-      settled.push({ delivery: item.delivery, settlement: 'ack' });
+    const answeredBy = { ok: 0, error: 0 };
+    const answered = (k: number) => {
+      answeredBy[replies[k].status]++;
+      metrics.endToEndSeconds.observe((performance.now() - sending[k].receivedAt) / 1000);
+      settled.push({ delivery: sending[k].delivery, settlement: 'ack' });
     };
+    const retries: Array<Promise<void>> = [];
     for (let k = 0; k < sending.length; k++) {
-      if (published[k] === 'confirmed') answered(sending[k]);
-      else retries.push(this.retryReply(sending[k].delivery, replies[k], published[k]).then((ok) => (ok ? answered(sending[k]) : undefined)));
+      if (published[k] === 'confirmed') answered(k);
+      else retries.push(this.retryReply(sending[k].delivery, replies[k], published[k]).then((ok) => (ok ? answered(k) : undefined)));
     }
     if (retries.length > 0) await Promise.all(retries);
-    if (sending.length > errors) metrics.messages.inc({ status: 'ok' }, sending.length - errors);
-    if (errors > 0) metrics.messages.inc({ status: 'error' }, errors);
+    for (const status of ['ok', 'error'] as const) if (answeredBy[status] > 0) metrics.messages.inc({ status }, answeredBy[status]);
     broker.settle(settled);
     metrics.inFlight.dec(batch.length);
   }

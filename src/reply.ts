@@ -25,6 +25,8 @@ export interface Reply {
    */
   mandatory: boolean;
   correlationId?: string;
+  /** The x-status header: the metrics count replies by it. */
+  status: 'ok' | 'error';
   body: Buffer;
   properties: {
     persistent: true;
@@ -42,8 +44,9 @@ export function buildReply(
   context: { replyQueue: string; modelName: string; scoringMs: number },
 ): Reply {
   const correlationId = address.correlationId || address.messageId || undefined;
+  const status = outcome.ok ? 'ok' : 'error';
   const headers: Record<string, string | number> = {
-    'x-status': outcome.ok ? 'ok' : 'error',
+    'x-status': status,
     'x-model': context.modelName,
     'x-scoring-ms': Math.round(context.scoringMs * 1000) / 1000,
   };
@@ -51,6 +54,7 @@ export function buildReply(
   return {
     routingKey: address.replyTo || context.replyQueue,
     toReplyQueue: !address.replyTo,
+    status,
     mandatory: !address.replyTo?.startsWith('amq.rabbitmq.reply-to'),
     correlationId,
     body: outcome.ok ? outcome.body : Buffer.from(JSON.stringify(outcome.message)),
