@@ -27,8 +27,10 @@ const DATA_KEY = [QUOTE, 0x64, 0x61, 0x74, 0x61, QUOTE]; // "data"
 /** Thrown inside the reader to give up on the fast path; never escapes readNumericData. */
 const NOT_PLAIN = Symbol('not plain numeric data');
 
-/** Where a rectangular read puts its numbers: one growing buffer, reused from body to body. */
+/** Where the numbers are read to: one buffer, reused from body to body, grown for a large one. */
 let scratch = new Float64Array(4096);
+/** A buffer grown past this (512 kB) is let go after its body: one huge message must not pin it for ever. */
+const SCRATCH_KEEP = 1 << 16;
 
 class Reader {
   at = 0;
@@ -193,7 +195,9 @@ class Reader {
 /** The value under "data", or undefined when the body is not exactly `{"data": <arrays of numbers>}`. */
 export function readNumericData(body: Uint8Array): unknown[] | undefined {
   const r = new Reader(body);
-  return r.body(() => r.nested(1));
+  const data = r.body(() => r.nested(1));
+  if (scratch.length > SCRATCH_KEEP) scratch = new Float64Array(4096);
+  return data;
 }
 
 /**
@@ -212,9 +216,9 @@ export function readNumericTensor(
     r.rectangular(0, maxElements);
     return true;
   });
-  if (!read) return undefined;
   const { dims, count } = r;
-  if (count === 0 || dims.includes(0)) return undefined;
   const values = scratch.subarray(0, count);
-  return { dims, data: type === 'float64' ? values.slice() : new Float32Array(values) };
+  const tensor = read && count > 0 && !dims.includes(0) ? { dims, data: type === 'float64' ? values.slice() : new Float32Array(values) } : undefined;
+  if (scratch.length > SCRATCH_KEEP) scratch = new Float64Array(4096);
+  return tensor;
 }

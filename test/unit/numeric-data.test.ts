@@ -118,3 +118,11 @@ test('a tensor read gives up on whatever the tensor checks must word: ragged, em
   // float32 overflows from about 3.4e38: 39 digits, which the reader leaves to the general path (at most 15).
   assert.equal(readNumericTensor(bytes('{"data":[340282356779733660000000000000000000000]}'), 'float32', 10), undefined);
 });
+
+test('a body larger than the reader keeps between bodies reads as well as a small one', () => {
+  const big = Array.from({ length: 200_000 }, (_, i) => (i % 1000) / 8);
+  const text = `{"data":[${big.join(',')}]}`;
+  assert.deepStrictEqual(readNumericData(bytes(text)), big);
+  assert.deepStrictEqual(readNumericTensor(bytes(text), 'float64', 1 << 20)?.data, Float64Array.from(big));
+  assert.deepStrictEqual(readNumericTensor(bytes('{"data":[[1.5,2],[3,4]]}'), 'float32', 10), { dims: [2, 2], data: Float32Array.of(1.5, 2, 3, 4) });
+});
