@@ -1,0 +1,74 @@
+/**
+ * One call from the consumer, inside the isolate: parse each message and call runBatch (or
+ * runBatchParsed) or run. Every per-item failure becomes that item's outcome here, so one bad message
+ * never fails its neighbours; a runBatch that throws is retried item by item to find the culprit.
+ */
+import type { EntryScript } from '../entry-script.js';
+import { ScoringError, replyText } from '../errors.js';
+import { dataText, parseMessage } from '../message.js';
+import { validateSchema } from '../schema.js';
+import { readNumericData } from './numeric-data.js';
+import type { CallMethod, Scored } from './protocol.js';
+
+export async function callScript(s: EntryScript, method: CallMethod, bodies: Uint8Array[], maxMessageBytes: number): Promise<Scored[]> {
+  const outcomes: Scored[] = new Array(bodies.length);
+  const valid: number[] = [];
+  const values: unknown[] = [];
+  // What readBody makes, only runBatchParsed understands.
+  const readBody = method === 'runBatch' && s.runBatchParsed && !s.inputSchema ? s.readBody : undefined;
+  bodies.forEach((body, i) => {
+    try {
+      // Number-only data (most tensor requests) is read without JSON.parse; anything else, errors included, the general way.
+      const fast = body.byteLength <= maxMessageBytes ? (readBody?.(body) ?? readNumericData(body)) : undefined;
+      const value = fast ?? parseMessage(body, maxMessageBytes);
+      if (s.inputSchema) validateSchema(value, s.inputSchema);
+      valid.push(i);
+      values.push(value);
+    } catch (err) {
+      outcomes[i] = failure(err);
+    }
+  });
+  if (valid.length === 0) return outcomes;
+
+  const batched = method === 'runBatch' ? await tryRunBatch(s, values) : undefined;
+  for (let k = 0; k < valid.length; k++) {
+    if (batched) outcomes[valid[k]] = toOutcome(batched[k]);
+    // A value readBody made is the script's own: run() gets the body's data text, read the general way.
+    else outcomes[valid[k]] = await runOne(s, () => (readBody ? parseMessage(bodies[valid[k]], maxMessageBytes) : values[k]));
+  }
+  return outcomes;
+}
+
+/** undefined when runBatch threw or broke its contract: the caller then runs item by item to find the culprit. */
+async function tryRunBatch(s: EntryScript, values: unknown[]): Promise<unknown[] | undefined> {
+  try {
+    const results = s.runBatchParsed ? await s.runBatchParsed(values) : await s.runBatch!(values.map(dataText));
+    if (Array.isArray(results) && results.length === values.length) return results;
+  } catch {
+    // fall through to item-by-item
+  }
+  return undefined;
+}
+
+async function runOne(s: EntryScript, value: () => unknown): Promise<Scored> {
+  try {
+    return toOutcome(await s.run(dataText(value())));
+  } catch (err) {
+    return failure(err);
+  }
+}
+
+function toOutcome(result: unknown): Scored {
+  if (result instanceof Error) return failure(result);
+  try {
+    return { ok: true, json: JSON.stringify(result) ?? 'null' };
+  } catch (err) {
+    return { ok: false, code: 'BAD_RESULT', message: `run returned a value JSON cannot carry: ${replyText(err)}` };
+  }
+}
+
+function failure(err: unknown): Scored {
+  const code = err instanceof ScoringError ? err.code : 'RUN_FAILED';
+  return { ok: false, code, message: replyText(err) };
+}
+

@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { EntryScript } from '../../src/entry-script.js';
+import { callScript } from '../../src/runtime/call-script.js';
+import type { Scored } from '../../src/runtime/protocol.js';
+
+const MAX = 1 << 20;
+const bodies = (...texts: string[]) => texts.map((t) => Buffer.from(t));
+const jsonOf = (s: Scored) => (s.ok ? JSON.parse(s.json) : { error: s.code });
+
+/** An entry script whose run echoes the data text it was given, and records every call. */
+function echoScript(extra: Partial<EntryScript> = {}): EntryScript & { calls: string[] } {
+  const calls: string[] = [];
+  return {
+    calls,
+    init: () => undefined,
+    run: (data: string) => {
+      calls.push(`run ${data}`);
+      if (data.includes('boom')) throw new Error('boom');
+      return { echo: JSON.parse(data) };
+    },
+    ...extra,
+  };
+}
+
+test('a bad body gets its own error and its neighbours are scored, in order', async () => {
+  const s = echoScript({ runBatch: (items: string[]) => items.map((t) => ({ echo: JSON.parse(t) })) });
+  const out = await callScript(s, 'runBatch', bodies('{"data":[1]}', 'not json', '{"nodata":1}', '{"data":"x"}'), MAX);
+  assert.deepEqual(out.map(jsonOf), [{ echo: [1] }, { error: 'BAD_JSON' }, { error: 'NO_DATA' }, { echo: 'x' }]);
+});
+
+test('a runBatch that throws is retried item by item with run, so only the culprit gets an error', async () => {
+  const s = echoScript({
+    runBatch: () => {
+      throw new Error('batch failed');
+    },
+  });
+  const out = await callScript(s, 'runBatch', bodies('{"data":1}', '{"data":"boom"}', '{"data":3}'), MAX);
+  assert.deepEqual(out.map(jsonOf), [{ echo: 1 }, { error: 'RUN_FAILED' }, { echo: 3 }]);
+  assert.deepEqual(s.calls, ['run 1', 'run "boom"', 'run 3']);
+});
+
+test("readBody's values go to runBatchParsed; run() and a failed batch get the body's data, read the general way", async () => {
+  const prepared = (body: Uint8Array) => ({ prepared: Buffer.from(body).toString() });
+  const seen: unknown[][] = [];
+  const s = echoScript({
+    readBody: prepared,
+    runBatchParsed: (values: unknown[]) => {
+      seen.push(values);
+      return values.map(() => 'batched');
+    },
+  });
+  assert.deepEqual((await callScript(s, 'runBatch', bodies('{"data":[1,2]}', '{"data":[3]}'), MAX)).map(jsonOf), ['batched', 'batched']);
+  assert.deepEqual(seen, [[{ prepared: '{"data":[1,2]}' }, { prepared: '{"data":[3]}' }]]);
+
+  // One message is scored with run(): never with readBody's value.
+  assert.deepEqual((await callScript(s, 'run', bodies('{"data":[4]}'), MAX)).map(jsonOf), [{ echo: [4] }]);
+
+  const failing = echoScript({
+    readBody: prepared,
+    runBatchParsed: () => {
+      throw new Error('batch failed');
+    },
+  });
+  assert.deepEqual((await callScript(failing, 'runBatch', bodies('{"data":[5]}', '{"data":[6]}'), MAX)).map(jsonOf), [{ echo: [5] }, { echo: [6] }]);
+  assert.deepEqual(failing.calls, ['run [5]', 'run [6]']);
+});
+
+test('a script with an inputSchema is never given readBody values: data is validated as parsed JSON', async () => {
+  let read = 0;
+  const s = echoScript({
+    readBody: () => (read++, { prepared: true }),
+    inputSchema: { type: 'array', items: { type: 'number' } },
+    runBatchParsed: (values: unknown[]) => values,
+  });
+  const out = await callScript(s, 'runBatch', bodies('{"data":[1,2]}', '{"data":["x"]}'), MAX);
+  assert.deepEqual(out.map(jsonOf), [[1, 2], { error: 'SCHEMA' }]);
+  assert.equal(read, 0);
+});
+
+test('an Error result becomes that item\'s error; a result JSON cannot carry is BAD_RESULT', async () => {
+  const s = echoScript({ runBatch: () => [new Error('bad row'), 10n, { ok: 1 }] });
+  const out = await callScript(s, 'runBatch', bodies('{"data":1}', '{"data":2}', '{"data":3}'), MAX);
+  assert.deepEqual(out.map(jsonOf), [{ error: 'RUN_FAILED' }, { error: 'BAD_RESULT' }, { ok: 1 }]);
+  assert.equal(!out[0].ok && out[0].message, 'bad row');
+});
+
+test('a body over MAX_MESSAGE_BYTES is TOO_LARGE and never parsed', async () => {
+  const read: string[] = [];
+  const s = echoScript({ readBody: (b: Uint8Array) => void read.push(Buffer.from(b).toString()), runBatchParsed: (v: unknown[]) => v });
+  const out = await callScript(s, 'runBatch', bodies('{"data":[1,2,3,4,5,6]}', '{"data":1}'), 12);
+  assert.deepEqual(out.map(jsonOf), [{ error: 'TOO_LARGE' }, 1]);
+  assert.deepEqual(read, ['{"data":1}']);
+});
