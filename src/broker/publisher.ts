@@ -96,8 +96,8 @@ export class ReplyPublisher {
       const finish = () => {
         clearTimeout(timer);
         unsettled = -1;
-        const late = new Error(`no publisher confirm within ${this.confirmTimeoutMs} ms`);
-        resolve(results.map((r) => r ?? late));
+        let late: Error | undefined; // made only when a confirm is missing: an Error captures a stack
+        resolve(results.map((r) => r ?? (late ??= new Error(`no publisher confirm within ${this.confirmTimeoutMs} ms`))));
       };
       const timer = setTimeout(finish, this.confirmTimeoutMs);
       const settle = (i: number, result: PublishResult | Error) => {

@@ -79,9 +79,7 @@ function buildOne(value: unknown, spec: TensorSpec, limits: Limits): TensorData 
     const got = deeper ? `rank ${dims.length + 1} or more (shape ${formatDims(dims).slice(0, -1)},...])` : `rank ${dims.length} (shape ${formatDims(dims)})`;
     throw new ScoringError('SHAPE', `input '${spec.name}' expects rank ${rank} (shape ${want}), got ${got}`);
   }
-  if (dims.some((d, i) => !isDynamic(spec.dims[i]) && d !== spec.dims[i])) {
-    throw new ScoringError('SHAPE', `input '${spec.name}' expects shape ${want}, got ${formatDims(dims)}`);
-  }
+  if (!fitsSpec(dims, spec)) throw new ScoringError('SHAPE', `input '${spec.name}' expects shape ${want}, got ${formatDims(dims)}`);
   let count = 1;
   for (const d of dims) count *= d; // each d ≤ body size, so the product stays exact long enough to compare
   if (count > limits.maxTensorElements) {

@@ -99,13 +99,7 @@ export function packOutcomes(scored: readonly Scored[]): PackedOutcomes {
 
 /** Outcomes whose bodies are views on the one buffer, no copies. */
 export function unpackOutcomes({ bodies, failures }: PackedOutcomes): Outcome[] {
-  const { bytes, ends } = bodies;
-  const outcomes: Outcome[] = new Array(ends.length);
-  let start = 0;
-  for (let i = 0; i < ends.length; i++) {
-    outcomes[i] = { ok: true, body: Buffer.from(bytes.buffer, bytes.byteOffset + start, ends[i] - start) };
-    start = ends[i];
-  }
+  const outcomes: Outcome[] = unpackBodies(bodies).map((b) => ({ ok: true, body: Buffer.from(b.buffer, b.byteOffset, b.byteLength) }));
   for (const { index, code, message } of failures) outcomes[index] = { ok: false, code, message };
   return outcomes;
 }
