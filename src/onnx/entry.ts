@@ -46,7 +46,7 @@ export function readBody(body: Uint8Array): Prepared | undefined {
 
 /** For documentation (AsyncAPI) only: the tensor checks below say more than a schema validator would. */
 export function apiSchemas(): { inputSchema: object; outputSchema: object } {
-  return { inputSchema: dataSchema(model.inputs), outputSchema: resultSchema(model.outputs) };
+  return { inputSchema: dataSchema(model.inputs), outputSchema: resultSchema(model.outputs, model.zipMaps) };
 }
 
 export async function run(data: string): Promise<unknown> {
@@ -110,9 +110,9 @@ function toMaps(rows: unknown, labels: readonly string[]): unknown {
 /** What init() decided, for the boot log: stacking, and outputs left out. */
 export function bootLog(): Array<{ msg: string; fields: Record<string, unknown> }> {
   const override = batching.stack ? 'set BATCHING=off to score one message per run' : 'set BATCHING=on to stack messages anyway';
-  const lines = [{ msg: batching.stack ? 'batching on' : 'batching off', fields: { batching: batching.stack ? 'on' : 'off', reason: batching.reason, override } }];
+  const lines: Array<{ msg: string; fields: Record<string, unknown> }> = [{ msg: batching.stack ? 'batching on' : 'batching off', fields: { batching: batching.stack ? 'on' : 'off', reason: batching.reason, override } }];
   if (model.dropped.length > 0) {
-    lines.push({ msg: 'outputs left out', fields: { outputs: model.dropped, reason: 'not tensors, which onnxruntime-node cannot return', override: 'export the model with tensor outputs' } } as never);
+    lines.push({ msg: 'outputs left out', fields: { outputs: model.dropped, reason: 'not tensors, which onnxruntime-node cannot return', override: 'export the model with tensor outputs' } });
   }
   return lines;
 }

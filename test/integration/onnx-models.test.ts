@@ -9,7 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { TestClient } from '../support/broker.js';
 import { TestConsumers } from '../support/consumer-process.js';
 import { freePort, scrape } from '../support/http.js';
-import { modelDir, numbers, orientation, seqFirstRnn } from '../support/onnx-models.js';
+import { modelDir, numbers, orientation, plainClassifier, seqFirstRnn, zipMapClassifier } from '../support/onnx-models.js';
 
 let client: TestClient;
 const consumers = new TestConsumers();
@@ -74,4 +74,19 @@ test('a sequence-first RNN: messages sent together are answered as if alone; the
     assert.equal(r?.status, 'ok', r?.body);
     assert.deepEqual(r.json(), await ortAlone(bytes, 'x', it.dims, it.flat), it.id);
   }
+});
+
+test('a skl2onnx classifier ending in ZipMap (string labels) boots and answers labels and {label: probability} lists as the model computes them', async () => {
+  const names = ['setosa', 'versicolor', 'virginica'];
+  const q = consumers.queuesFor('onnx.zipmap');
+  const c = consumers.startOn(q, { MODEL_DIR: modelDir('zipmap', zipMapClassifier(names)), CONCURRENCY: '1' });
+  await c.waitFor('"msg":"consuming"');
+  const row = numbers(4, 5).map((v) => Math.fround(v * 4));
+  const replies = await client.ask(q.input, q.replies, [{ id: 'z', body: { data: [row] } }]);
+  const r = replies.get('z');
+  assert.equal(r?.status, 'ok', r?.body);
+  const want = await ortAlone(plainClassifier([0, 1, 2]), 'float_input', [1, 4], row);
+  const p = (want.probabilities as number[][])[0];
+  const label = names[p.indexOf(Math.max(...p))];
+  assert.deepEqual(r.json(), { label: [label], output_probability: [{ setosa: p[0], versicolor: p[1], virginica: p[2] }] });
 });
