@@ -84,7 +84,7 @@ function wide(type: 'int64' | 'uint64', min: bigint, max: bigint, make: (n: numb
       throw WRONG_KIND;
     },
     toJson: (x) => (x as bigint >= -9007199254740991n && x as bigint <= 9007199254740991n ? Number(x) : String(x)),
-    jsonSchema: { oneOf: [{ type: 'integer' }, { type: 'string', pattern: '^-?[0-9]+$' }] },
+    jsonSchema: { type: ['integer', 'string'], pattern: '^-?[0-9]+$', description: 'a JSON integer up to 2^53-1 in magnitude, or a decimal string for any value' },
     sample: (r) => (r < 0.5 ? 0n : 1n),
   };
 }

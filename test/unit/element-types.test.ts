@@ -52,7 +52,7 @@ async function ortIdentity(type: ElementType, rows: unknown[][]): Promise<unknow
   const session = await ort.InferenceSession.create(identity(type));
   const out = await session.run({ x: new ort.Tensor(type, data as never, [rows.length, 2]) });
   await session.release();
-  const got = [...(out.y.data as ArrayLike<number | bigint | string>)].map((v) => info.toJson(v));
+  const got = Array.from(out.y.data as ArrayLike<number | bigint | string>).map((v) => info.toJson(v));
   return rows.map((_, k) => got.slice(k * 2, k * 2 + 2));
 }
 
