@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { TestClient } from '../support/broker.js';
-import { TestConsumers } from '../support/consumer-process.js';
+import { TestConsumers, bootFailure } from '../support/consumer-process.js';
 import { freePort, scrape } from '../support/http.js';
-import { modelDir, numbers, orientation, plainClassifier, seqFirstRnn, zipMapClassifier } from '../support/onnx-models.js';
+import { modelDir, numbers, orientation, plainClassifier, seqFirstRnn, twoOutputs, zipMapClassifier } from '../support/onnx-models.js';
 
 let client: TestClient;
 const consumers = new TestConsumers();
@@ -89,4 +89,15 @@ test('a skl2onnx classifier ending in ZipMap (string labels) boots and answers l
   const p = (want.probabilities as number[][])[0];
   const label = names[p.indexOf(Math.max(...p))];
   assert.deepEqual(r.json(), { label: [label], output_probability: [{ setosa: p[0], versicolor: p[1], virginica: p[2] }] });
+});
+
+test('OUTPUTS fetches only those outputs; an unknown name stops boot with one line', async () => {
+  const dir = modelDir('two', twoOutputs());
+  const q = consumers.queuesFor('onnx.outputs');
+  const c = consumers.startOn(q, { MODEL_DIR: dir, OUTPUTS: 'small', CONCURRENCY: '1' });
+  await c.waitFor('"msg":"consuming"');
+  const replies = await client.ask(q.input, q.replies, [{ id: 'o', body: { data: [[1, -2, 3, -4]] } }]);
+  assert.deepEqual(replies.get('o')?.json(), [[1, 0, 3, 0]]);
+  const bad = consumers.startOn(q, { MODEL_DIR: dir, OUTPUTS: 'small,probs', CONCURRENCY: '1' });
+  assert.match(await bootFailure(bad), /^scorer: boot failed: .*config OUTPUTS: the model has no output 'probs'; its outputs are 'small', 'big'$/);
 });
