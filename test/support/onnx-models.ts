@@ -187,3 +187,41 @@ export function twoOutputs(): Uint8Array {
     initializers: [floatInit('w', [4, 3], numbers(12, 9))],
   });
 }
+
+/** An image model of the size detectors take: x [N,3,640,640] → strided Conv → Relu → global average → [N,8]. */
+export function image640(): Uint8Array {
+  return encode({
+    nodes: [
+      node('Conv', ['x', 'w', 'b'], ['c'], { kernel_shape: ints([3, 3]), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]) }),
+      node('Relu', ['c'], ['r']),
+      node('GlobalAveragePool', ['r'], ['g']),
+      node('Flatten', ['g'], ['y']),
+    ],
+    inputs: [tensorInfo('x', 'float32', ['N', 3, 640, 640])],
+    outputs: [tensorInfo('y', 'float32', ['N', 8])],
+    initializers: [floatInit('w', [8, 3, 3, 3], numbers(216, 21)), floatInit('b', [8], numbers(8, 22))],
+  });
+}
+
+/**
+ * A 1x3x640x640 image as json.dumps writes float32 data: every value at full precision (up to 17
+ * significant digits, some with exponents), and the Float32Array it stands for.
+ */
+export function image640Body(seed = 640): { body: Buffer; tensor: Float32Array } {
+  const n = 3 * 640 * 640;
+  const values = numbers(n, seed).map((v, k) => Math.fround(k % 97 === 0 ? v * 1e-6 : v)); // 1e-6: repr writes 1.2345e-07
+  const rows: string[] = [];
+  for (let c = 0; c < 3; c++) {
+    const lines: string[] = [];
+    for (let y = 0; y < 640; y++) lines.push(`[${values.slice((c * 640 + y) * 640, (c * 640 + y + 1) * 640).map(pythonRepr).join(', ')}]`);
+    rows.push(`[${lines.join(', ')}]`);
+  }
+  return { body: Buffer.from(`{"data": [[${rows.join(', ')}]]}`), tensor: Float32Array.from(values) };
+}
+
+/** Python's repr of a float: the shortest round-trip digits (as JavaScript's), exponent form below 1e-4 and from 1e16. */
+function pythonRepr(x: number): string {
+  const js = String(x);
+  if (x !== 0 && Math.abs(x) < 1e-4 && !js.includes('e')) return x.toExponential().replace(/e-(\d)$/, 'e-0$1');
+  return js.replace(/e-(\d)$/, 'e-0$1');
+}
