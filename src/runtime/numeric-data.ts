@@ -13,8 +13,8 @@
  * or for a float32 tensor exactly the float Math.fround(JSON.parse(...)) gives:
  * - up to 15 significant digits and a power of ten up to 22: an exact integer times or divided by an
  *   exact power of ten, one IEEE rounding, the correctly rounded double (Clinger's fast path);
- * - for float32, up to 19 digits: the same arithmetic is off the true value by at most ~2 units in the
- *   last double place, so when every double within 4 units rounds to one float32 that float is the
+ * - for float32, up to 19 digits: the same arithmetic is off the true value by at most 12 roundings,
+ *   so when every double within 32 units in the last place rounds to one float32 that float is the
  *   answer (json.dumps of float32 data, 17 digits each, always lands here);
  * - anything else: the number's own text through Number(), which rounds correctly, as JSON.parse does.
  */
@@ -24,7 +24,7 @@ const MAX_ARRAY_DEPTH = 16;
 const EXACT_DIGITS = 15; // 10^15 < 2^53: the digits as an integer are exact
 const FLOAT32_DIGITS = 19;
 const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
-const NEAR = 2 ** -50; // 4 units in the last place of a double, relative
+const NEAR = 2 ** -47; // 32 units in the last place of a double, relative
 
 /** What a number is read for: exactly as JSON.parse (entry scripts' data), or a finite float64 / float32 tensor element. */
 const enum Target { Json, Float64, Float32 }
@@ -160,17 +160,14 @@ class Reader {
       let c = i < end ? b[i] : -1;
       const negative = c === MINUS;
       if (negative) c = ++i < end ? b[i] : -1;
-      // The significant digits: the first 15 in hi, the next ones in lo (exact while there are at most 19).
-      let hi = 0;
-      let lo = 0;
-      let loDigits = 0;
+      // The significant digits as one integer: exact up to 15 of them (10^15 < 2^53), a few roundings off after.
+      let mantissa = 0;
       let digits = 0;
       let scale = 0;
       if (c === ZERO) c = ++i < end ? b[i] : -1;
       else if (c > ZERO && c <= NINE) {
         do {
-          if (digits < EXACT_DIGITS) hi = hi * 10 + (c - ZERO);
-          else if (digits < FLOAT32_DIGITS) (lo = lo * 10 + (c - ZERO)), loDigits++;
+          mantissa = mantissa * 10 + (c - ZERO);
           digits++;
           c = ++i < end ? b[i] : -1;
         } while (c >= ZERO && c <= NINE);
@@ -179,11 +176,8 @@ class Reader {
         c = ++i < end ? b[i] : -1;
         if (c < ZERO || c > NINE) throw NOT_PLAIN;
         do {
-          if (digits > 0 || c !== ZERO) { // leading zeros of 0.000123 are not significant
-            if (digits < EXACT_DIGITS) hi = hi * 10 + (c - ZERO);
-            else if (digits < FLOAT32_DIGITS) (lo = lo * 10 + (c - ZERO)), loDigits++;
-            digits++;
-          }
+          mantissa = mantissa * 10 + (c - ZERO);
+          if (mantissa !== 0) digits++; // leading zeros of 0.000123 are not significant
           scale++;
           c = ++i < end ? b[i] : -1;
         } while (c >= ZERO && c <= NINE);
@@ -200,20 +194,21 @@ class Reader {
         } while (c >= ZERO && c <= NINE);
         if (down) exponent = -exponent;
       }
-      // value = (its significant digits as an integer) × 10^e; more than 19 digits go to Number().
+      // value = mantissa × 10^e
       const e = exponent - scale;
       let value: number;
       if (digits === 0) value = negative ? -0 : 0;
-      else if (digits <= EXACT_DIGITS && e >= -22 && e <= 22) {
-        value = e >= 0 ? hi * POW10[e] : hi / POW10[-e];
+      else if (e < -22 || e > 22) value = this.slow(start, i);
+      else {
+        value = e >= 0 ? mantissa * POW10[e] : mantissa / POW10[-e];
+        if (digits > EXACT_DIGITS) {
+          // Up to 19 digits the arithmetic is within 12 roundings of the true value: take it when every
+          // double that near rounds to one float32; otherwise (and for float64) the text decides.
+          const f = target === Target.Float32 && digits <= FLOAT32_DIGITS ? Math.fround(value) : NaN;
+          if (f !== f || Math.fround(value * (1 - NEAR)) !== f || Math.fround(value * (1 + NEAR)) !== f) value = Math.abs(this.slow(start, i));
+        }
         if (negative) value = -value;
-      } else if (target === Target.Float32 && digits <= FLOAT32_DIGITS && e >= -22 && e <= 22) {
-        const m = hi * POW10[loDigits] + lo;
-        value = e >= 0 ? m * POW10[e] : m / POW10[-e];
-        const f = Math.fround(value);
-        if (Math.fround(value * (1 - NEAR)) !== f || Math.fround(value * (1 + NEAR)) !== f) value = Math.abs(this.slow(start, i));
-        if (negative) value = -value;
-      } else value = this.slow(start, i);
+      }
       if (target === Target.Float32) {
         const f = Math.fround(value);
         if (f === Infinity || f === -Infinity) throw NOT_PLAIN; // the tensor checks word "outside the float32 range"

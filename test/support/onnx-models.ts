@@ -188,18 +188,28 @@ export function twoOutputs(): Uint8Array {
   });
 }
 
-/** An image model of the size detectors take: x [N,3,640,640] → strided Conv → Relu → global average → [N,8]. */
+/**
+ * An image model of the size detectors take, with a detector's stem of work (~0.65 G multiply-adds):
+ * x [N,3,640,640] → Conv 3→16 → Relu → Conv 16→32 stride 2 → Relu → global average → [N,32].
+ */
 export function image640(): Uint8Array {
   return encode({
     nodes: [
-      node('Conv', ['x', 'w', 'b'], ['c'], { kernel_shape: ints([3, 3]), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]) }),
-      node('Relu', ['c'], ['r']),
-      node('GlobalAveragePool', ['r'], ['g']),
+      node('Conv', ['x', 'w1', 'b1'], ['c1'], { kernel_shape: ints([3, 3]), pads: ints([1, 1, 1, 1]) }),
+      node('Relu', ['c1'], ['r1']),
+      node('Conv', ['r1', 'w2', 'b2'], ['c2'], { kernel_shape: ints([3, 3]), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]) }),
+      node('Relu', ['c2'], ['r2']),
+      node('GlobalAveragePool', ['r2'], ['g']),
       node('Flatten', ['g'], ['y']),
     ],
     inputs: [tensorInfo('x', 'float32', ['N', 3, 640, 640])],
-    outputs: [tensorInfo('y', 'float32', ['N', 8])],
-    initializers: [floatInit('w', [8, 3, 3, 3], numbers(216, 21)), floatInit('b', [8], numbers(8, 22))],
+    outputs: [tensorInfo('y', 'float32', ['N', 32])],
+    initializers: [
+      floatInit('w1', [16, 3, 3, 3], numbers(16 * 27, 21).map((v) => v / 3)),
+      floatInit('b1', [16], numbers(16, 22)),
+      floatInit('w2', [32, 16, 3, 3], numbers(32 * 144, 23).map((v) => v / 12)),
+      floatInit('b2', [32], numbers(32, 24)),
+    ],
   });
 }
 
