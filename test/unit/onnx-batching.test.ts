@@ -100,3 +100,19 @@ test('BATCHING=on stacks without verifying; BATCHING=off never stacks; a row-wis
   assert.equal(entry.bootLog()[0].msg, 'batching on');
   assert.match(String(entry.bootLog()[0].fields.reason), /verified/);
 });
+
+test('a model the check cannot run on generated inputs is scored one message per run, and the boot line says so', async () => {
+  // x [N, L] reshaped to rows of 5: L = 4 and L = 32, the sizes the check tries, are both refused.
+  const { encode, node, tensorInfo } = await import('../support/onnx-models.js');
+  const bytes = encode({
+    nodes: [node('Reshape', ['x', 'shape'], ['y'])],
+    inputs: [tensorInfo('x', 'float32', ['N', 'L'])],
+    outputs: [tensorInfo('y', 'float32', [-1, 5])],
+    initializers: [{ name: 'shape', dims: [2], dataType: 7, int64Data: [-1, 5] }],
+  });
+  await entry.init(context(modelDir('reshape5', bytes)));
+  const [line] = entry.bootLog();
+  assert.equal(line.msg, 'batching off');
+  assert.match(String(line.fields.reason), /^could not run the check: the model refused generated inputs/);
+  assert.deepEqual(await entry.runBatchParsed([[[1, 2, 3, 4, 5]], [[6, 7, 8, 9, 10]]]), [[[1, 2, 3, 4, 5]], [[6, 7, 8, 9, 10]]]);
+});
