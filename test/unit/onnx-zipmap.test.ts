@@ -66,7 +66,7 @@ test('OUTPUTS=output_probability answers only the ZipMap list', async () => {
   assert.deepEqual(answer, [{ 0: want.probabilities[0][0], 1: want.probabilities[0][1], 2: want.probabilities[0][2] }]);
 });
 
-test('a non-tensor output that is not a ZipMap is left out with a boot line naming it; with nothing else left, boot stops with how to export', () => {
+test('a non-tensor output that is not a ZipMap is left out with a boot line naming it; with nothing else left, boot stops with how to export', async () => {
   const seqOut = (extraTensor: boolean) => encode({
     nodes: [node('SequenceConstruct', ['x'], ['seq']), ...(extraTensor ? [node('Relu', ['x'], ['y'])] : [])],
     inputs: [tensorInfo('x', 'float32', ['N', 2])],
@@ -74,6 +74,10 @@ test('a non-tensor output that is not a ZipMap is left out with a boot line nami
   });
   const kept = rewriteModel(seqOut(true), { nonTensor: new Set(['seq']), keep: [] });
   assert.deepEqual(kept.dropped, ['seq']);
+  await entry.init(context(modelDir('seq-out', seqOut(true))));
+  const line = entry.bootLog().find((l) => l.msg === 'outputs left out');
+  assert.deepEqual(line?.fields.outputs, ['seq']);
+  assert.deepEqual(await entry.runBatchParsed([[[1, -2]]]), [[[1, 0]]], 'the tensor output is answered');
   assert.throws(() => rewriteModel(seqOut(false), { nonTensor: new Set(['seq']), keep: [] }), (err: unknown) => err instanceof BootError && /zipmap/i.test(err.message) && err.message.includes('seq'));
   void seqMapInfo;
 });
