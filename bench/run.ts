@@ -8,7 +8,9 @@
  * then a table on stdout and bench/results.json. `--soak` runs the memory soak instead.
  *
  * Options: --messages N (measured per row, default 50000), --warmup N (answered first and not measured,
- * default 20000; the hand-written consumer's is 10% of N), --models iris,mlp, --prefetch 512,1024,4096 (the
+ * default 20000; the hand-written consumer's is 10% of N), --models iris,mlp,image640 (image640: one 1x3x640x640
+ * image as JSON, end to end against onnxruntime alone, --large-tensor-runs N of them; `--models image640`
+ * runs that row alone), --prefetch 512,1024,4096 (the
  * no-op consumer's sweep), --latency-seconds S, --hand-seconds S (the hand-written consumer drains
  * for at most this long: at about 1k msg/s it would take a minute per model), --set KEY=VALUE
  * (repeatable: config for this consumer only, for tuning runs), --only ours, --cpu-prof (profiles of
@@ -26,12 +28,14 @@ import { connect } from './load.js';
 import { benchModels, ROOT, type BenchModel } from './models.js';
 import { notes, soakTable, table, targetLines, targetsOf, type ModelResult, type SoakResult } from './report.js';
 import { soak } from './soak.js';
+import { largeTensorRow, type LargeTensorResult } from './large-tensor.js';
 
 const { values: opts } = parseArgs({
   options: {
     messages: { type: 'string', default: '50000' },
     warmup: { type: 'string', default: '20000' },
-    models: { type: 'string', default: 'iris,mlp' },
+    models: { type: 'string', default: 'iris,mlp,image640' },
+    'large-tensor-runs': { type: 'string', default: '5' },
     prefetch: { type: 'string', default: '512,1024,4096' },
     'latency-seconds': { type: 'string', default: '6' },
     'hand-seconds': { type: 'string', default: '15' },
@@ -130,11 +134,18 @@ async function main(): Promise<void> {
     }
     const results: ModelResult[] = [];
     for (const model of models) results.push(await benchModel(links, model));
+    const largeTensor: LargeTensorResult | undefined = opts.models.split(',').includes('image640') ? await largeTensorRow(config, Number(opts['large-tensor-runs']), log) : undefined;
     const targets = targetsOf(results, config.maxBatchDelayMs, []);
-    log(`\n${table(results)}\n\n${notes(results)}\n\n${opts.only ? '' : targetLines(targets)}`);
+    if (largeTensor) {
+      const m = largeTensor;
+      targets.push({ model: 'image640', target: 'one 1x3x640x640 image as JSON end to end ≤ 2× onnxruntime alone', measured: `${m.endToEndMs.toFixed(0)} ms vs ${m.onnxruntimeMs.toFixed(0)} ms (${m.ratio.toFixed(1)}×)`, met: m.ratio <= 2 });
+    }
+    if (results.length > 0) log(`\n${table(results)}\n\n${notes(results)}`);
+    log(`\n${opts.only ? '' : targetLines(targets)}`);
     log(`\n${Object.keys(oursEnv).length ? `this consumer with ${JSON.stringify(oursEnv)}; ` : ''}defaults ${JSON.stringify(defaults)}; ${((Date.now() - started) / 1000).toFixed(0)} s`);
-    if (!opts.only && Object.keys(oursEnv).length === 0) {
-      writeFileSync(opts.out, JSON.stringify({ date: new Date().toISOString(), machine, defaults, messagesPerRow: count, results, targets }, null, 2) + '\n');
+    // The large-tensor row alone (--models image640) prints only: it would leave the record without its models.
+    if (!opts.only && Object.keys(oursEnv).length === 0 && results.length > 0) {
+      writeFileSync(opts.out, JSON.stringify({ date: new Date().toISOString(), machine, defaults, messagesPerRow: count, results, largeTensor, targets }, null, 2) + '\n');
       log(`wrote ${opts.out}`);
     }
   } finally {

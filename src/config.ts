@@ -42,6 +42,8 @@ export const configSchema = z.object({
   MAX_TENSOR_ELEMENTS: int(1, 1_000_000_000),
   ORT_INTRA_OP_THREADS: int(0, 64),
   ORT_GRAPH_OPTIMIZATION: z.enum(['disabled', 'basic', 'extended', 'all']),
+  BATCHING: z.enum(['auto', 'on', 'off']),
+  OUTPUTS: z.string().regex(/^[^,\s]*(\s*,\s*[^,\s]+)*$/, 'expected output names separated by commas, or nothing for every output'),
   CONFIRM_TIMEOUT_MS: int(100, 600_000),
   RECONNECT_INITIAL_DELAY_MS: int(1, 600_000),
   RECONNECT_MAX_DELAY_MS: int(1, 3_600_000),
@@ -85,6 +87,8 @@ export interface Config {
   maxMessageBytes: number;
   maxTensorElements: number;
   ort: { intraOpNumThreads: number; graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all' };
+  /** The built-in ONNX script: whether messages may share a run (BATCHING), which outputs to fetch (OUTPUTS; [] for all). */
+  onnx: { batching: 'auto' | 'on' | 'off'; outputs: string[] };
   shutdownGraceMs: number;
   logLevel: string;
   httpPort: number;
@@ -138,6 +142,7 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
     maxMessageBytes: c.MAX_MESSAGE_BYTES,
     maxTensorElements: c.MAX_TENSOR_ELEMENTS,
     ort: { intraOpNumThreads: c.ORT_INTRA_OP_THREADS, graphOptimizationLevel: c.ORT_GRAPH_OPTIMIZATION },
+    onnx: { batching: c.BATCHING, outputs: c.OUTPUTS.split(',').map((o) => o.trim()).filter((o) => o !== '') },
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     logLevel: c.LOG_LEVEL,
     httpPort: c.HTTP_PORT,

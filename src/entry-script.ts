@@ -16,6 +16,8 @@ export interface InitContext {
   modelDir: string;
   maxTensorElements: number;
   ort: { intraOpNumThreads: number; graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all' };
+  /** The built-in ONNX script's settings (BATCHING, OUTPUTS); absent means auto and every output. */
+  onnx?: { batching: 'auto' | 'on' | 'off'; outputs: string[] };
 }
 
 export interface EntryScript {
@@ -36,6 +38,8 @@ export interface EntryScript {
   outputSchema?: object;
   /** Schemas for documentation only, for scripts that check their own input (the built-in ONNX one). */
   apiSchemas?(): { inputSchema?: object; outputSchema?: object };
+  /** Ours: lines for the consumer's boot log, asked once after init(). */
+  bootLog?(): Array<{ msg: string; fields: Record<string, unknown> }>;
 }
 
 /** ENTRY_SCRIPT as configured → an absolute path, checked to exist; '' → the built-in ONNX script. */

@@ -18,6 +18,7 @@ async function main(): Promise<void> {
   log.info({ entryScript: options.entryScript, modelDir: options.context.modelDir }, 'loading entry script');
   const scorer = await Scorer.start(options);
   log.info({ model: scorer.info.modelName, runBatch: scorer.info.hasRunBatch }, 'entry script ready');
+  for (const line of scorer.info.bootLog ?? []) log.info(line.fields, line.msg);
 
   const broker = await Broker.connect(config, log).catch(async (err) => {
     await scorer.stop();

@@ -52,7 +52,7 @@ function checkDepth(text: string): void {
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {
       if (++depth > MAX_JSON_DEPTH) {
-        throw new ScoringError('TOO_DEEP', `message JSON is nested deeper than ${MAX_JSON_DEPTH} levels`);
+        throw new ScoringError('TOO_DEEP', `message JSON is nested deeper than ${MAX_JSON_DEPTH} levels (a fixed limit, not a setting: no tensor is that deep)`);
       }
     } else if (c === 0x5d || c === 0x7d) depth--;
   }

@@ -1,18 +1,20 @@
 /**
  * The built-in entry script, used when ENTRY_SCRIPT is unset: any ONNX model with tensor inputs,
- * no code. `data` is a nested array (single input) or an object keyed by input name; many messages
- * are stacked along the batch axis into one session run.
+ * no code. `data` is a nested array (single input) or an object keyed by input name; messages of one
+ * shape are stacked along the batch axis into one session run when batching.ts says that cannot change
+ * an answer.
  */
 import type { InitContext } from '../entry-script.js';
 import { ScoringError } from '../errors.js';
 import { loadModel, type LoadedModel } from './session.js';
 import { dataSchema, resultSchema } from './schema.js';
 import { readNumericTensor } from '../runtime/numeric-data.js';
-import { buildInputs, canStack, fitsSpec, splitOutputs, stackInputs, type Limits, type TensorData, type TensorSpec } from './tensors.js';
+import { buildInputs, fitsSpec, splitOutputs, type Limits, type TensorData, type TensorSpec } from './tensors.js';
+import { decideBatching, groupByShape, stack, type BatchingDecision } from './batching.js';
 
 let model: LoadedModel;
 let limits: Limits;
-let stackable = false;
+let batching: BatchingDecision = { stack: false, reason: 'not decided' };
 /** The model's one input, when it is float: bodies are read straight into its typed array. */
 let floatInput: (TensorSpec & { type: 'float32' | 'float64' }) | undefined;
 export let modelName = '';
@@ -25,8 +27,8 @@ class Prepared {
 export async function init(context: InitContext): Promise<void> {
   model = await loadModel(context);
   limits = { maxTensorElements: context.maxTensorElements };
-  stackable = canStack(model.inputs);
   modelName = model.name;
+  batching = await decideBatching(context.onnx?.batching ?? 'auto', model.inputs, outputNames(), (feeds) => model.run(feeds));
   const [only] = model.inputs;
   floatInput = model.inputs.length === 1 && (only.type === 'float32' || only.type === 'float64') ? { ...only, type: only.type } : undefined;
 }
@@ -44,7 +46,7 @@ export function readBody(body: Uint8Array): Prepared | undefined {
 
 /** For documentation (AsyncAPI) only: the tensor checks below say more than a schema validator would. */
 export function apiSchemas(): { inputSchema: object; outputSchema: object } {
-  return { inputSchema: dataSchema(model.inputs), outputSchema: resultSchema(model.outputs) };
+  return { inputSchema: dataSchema(model.inputs), outputSchema: resultSchema(model.outputs, model.zipMaps) };
 }
 
 export async function run(data: string): Promise<unknown> {
@@ -71,22 +73,48 @@ export async function runBatchParsed(values: unknown[]): Promise<unknown[]> {
     }
   });
   if (good.length === 0) return results;
-  if (!stackable) {
-    for (let k = 0; k < good.length; k++) results[good[k]] = await runSeparately(feeds[k]);
-    return results;
+  const groups = batching.stack ? groupByShape(feeds, model.inputs) : feeds.map((_, k) => [k]);
+  for (const group of groups) {
+    const answers = await runGroup(group.map((k) => feeds[k]));
+    group.forEach((k, j) => (results[good[k]] = answers[j]));
   }
-  const outputs = await model.run(stackInputs(feeds, model.inputs));
-  const rows = feeds.map((f) => f[model.inputs[0].name].dims[0]);
-  const perMessage = splitOutputs(outputs, model.outputs.map((o) => o.name), rows);
-  good.forEach((i, k) => (results[i] = perMessage[k]));
   return results;
 }
 
-async function runSeparately(feeds: Record<string, TensorData>): Promise<unknown> {
+/** One session run for messages of one shape; when a stacked run fails, each runs alone so only the culprit gets the error. */
+async function runGroup(feeds: Record<string, TensorData>[]): Promise<unknown[]> {
   try {
-    const outputs = await model.run(feeds);
-    return splitOutputs(outputs, model.outputs.map((o) => o.name), [1])[0];
+    const outputs = await model.run(stack(feeds, model.inputs));
+    const rows = feeds.length === 1 ? [1] : feeds.map((f) => f[model.inputs[0].name].dims[0]);
+    return splitOutputs(outputs, outputNames(), rows).map(withZipMaps);
   } catch (err) {
-    return err instanceof ScoringError ? err : new ScoringError('RUN_FAILED', `model run failed: ${(err as Error).message}`);
+    if (feeds.length > 1) return Promise.all(feeds.map(async (f) => (await runGroup([f]))[0]));
+    return [err instanceof ScoringError ? err : new ScoringError('RUN_FAILED', `model run failed: ${(err as Error).message}`)];
   }
 }
+
+/** A ZipMap output's rows of probabilities → one `{label: probability}` object per row, as Python's onnxruntime answers. */
+function withZipMaps(answer: unknown): unknown {
+  if (model.zipMaps.length === 0) return answer;
+  if (model.outputs.length === 1) return toMaps(answer, model.zipMaps[0].labels);
+  const out = answer as Record<string, unknown>;
+  for (const z of model.zipMaps) out[z.name] = toMaps(out[z.name], z.labels);
+  return out;
+}
+
+function toMaps(rows: unknown, labels: readonly string[]): unknown {
+  // fromEntries defines own properties: a label "__proto__" stays a label.
+  return (rows as number[][]).map((row) => Object.fromEntries(labels.map((label, i) => [label, row[i]])));
+}
+
+/** What init() decided, for the boot log: stacking, and outputs left out. */
+export function bootLog(): Array<{ msg: string; fields: Record<string, unknown> }> {
+  const override = batching.stack ? 'set BATCHING=off to score one message per run' : 'set BATCHING=on to stack messages anyway';
+  const lines: Array<{ msg: string; fields: Record<string, unknown> }> = [{ msg: batching.stack ? 'batching on' : 'batching off', fields: { batching: batching.stack ? 'on' : 'off', reason: batching.reason, override } }];
+  if (model.dropped.length > 0) {
+    lines.push({ msg: 'outputs left out', fields: { outputs: model.dropped, reason: 'not tensors, which onnxruntime-node cannot return', override: 'export the model with tensor outputs' } });
+  }
+  return lines;
+}
+
+const outputNames = (): string[] => model.outputs.map((o) => o.name);

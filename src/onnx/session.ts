@@ -1,17 +1,23 @@
 /** The only file that imports onnxruntime-node: model file discovery, session options, metadata. */
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { BootError } from '../errors.js';
 import type { InitContext } from '../entry-script.js';
 import type { ElementType, TensorData, TensorSpec } from './tensors.js';
+import { ELEMENT_TYPES, isElementType } from './element-types.js';
+import { rewriteModel, type ZipMapOutput } from './graph-rewrite.js';
 
-const SUPPORTED = new Set<string>(['float32', 'float64', 'int32', 'int64', 'bool']);
 
 export interface LoadedModel {
   name: string;
   inputs: TensorSpec[];
+  /** Outputs in the order the model lists them; a ZipMap output as the tensor of its probabilities. */
   outputs: TensorSpec[];
+  /** ZipMap outputs, which entry.ts turns into `{label: probability}` lists. */
+  zipMaps: ZipMapOutput[];
+  /** Non-tensor outputs the runtime cannot return, left out (for the boot log). */
+  dropped: string[];
   run(feeds: Record<string, TensorData>): Promise<Record<string, TensorData>>;
 }
 
@@ -31,25 +37,45 @@ export function findModelFile(modelDir: string): string {
 
 export async function loadModel(context: InitContext): Promise<LoadedModel> {
   const file = findModelFile(context.modelDir);
-  const session = await ort.InferenceSession.create(file, {
+  const options: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: context.ort.intraOpNumThreads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: context.ort.graphOptimizationLevel,
-  });
+  };
+  let session = await ort.InferenceSession.create(file, options);
+  const keep = context.onnx?.outputs ?? [];
+  const nonTensor = new Set(session.outputMetadata.filter((m) => !m.isTensor).map((m) => m.name));
+  let zipMaps: ZipMapOutput[] = [];
+  let dropped: string[] = [];
+  // Only a model that needs it is decoded and rewritten: a large one loads once, from its file.
+  if (nonTensor.size > 0 || keep.length > 0) {
+    const rewritten = rewriteModel(readFileSync(file), { nonTensor, keep });
+    await session.release();
+    session = await ort.InferenceSession.create(rewritten.bytes, options);
+    ({ zipMaps, dropped } = rewritten);
+  }
   const inputs = session.inputMetadata.map(toSpec);
-  const outputs = session.outputMetadata.map(toSpec);
+  const bySource = new Map(zipMaps.map((z) => [z.source, z]));
+  // A ZipMap's probabilities are answered under the ZipMap output's name, as Python's onnxruntime names them.
+  const outputs = session.outputMetadata.map(toSpec).map((s) => (bySource.has(s.name) ? { ...s, name: bySource.get(s.name)!.name } : s));
   return {
     name: basename(file, '.onnx'),
     inputs,
     outputs,
+    zipMaps,
+    dropped,
     async run(feeds) {
       const tensors: Record<string, ort.Tensor> = {};
-      for (const [k, t] of Object.entries(feeds)) tensors[k] = new ort.Tensor(t.type, t.data, t.dims);
+      for (const [k, t] of Object.entries(feeds)) tensors[k] = new ort.Tensor(t.type, t.data as ort.Tensor['data'], t.dims);
       const results = await session.run(tensors);
       const out: Record<string, TensorData> = {};
       for (const [k, t] of Object.entries(results)) {
         out[k] = { type: t.type as ElementType, data: t.data as TensorData['data'], dims: [...t.dims] };
+      }
+      for (const z of zipMaps) {
+        out[z.name] = out[z.source];
+        delete out[z.source];
       }
       return out;
     },
@@ -58,8 +84,8 @@ export async function loadModel(context: InitContext): Promise<LoadedModel> {
 
 function toSpec(meta: ort.InferenceSession.ValueMetadata): TensorSpec {
   if (!meta.isTensor) throw new BootError(`model value '${meta.name}' is not a tensor; the built-in entry script takes tensors only`);
-  if (!SUPPORTED.has(meta.type)) {
-    throw new BootError(`model value '${meta.name}' has element type ${meta.type}; the built-in entry script takes float32, float64, int32, int64 and bool`);
+  if (!isElementType(meta.type)) {
+    throw new BootError(`model value '${meta.name}' has element type ${meta.type}; the built-in entry script takes ${ELEMENT_TYPES.join(', ')}`);
   }
   return { name: meta.name, type: meta.type as ElementType, dims: meta.shape };
 }

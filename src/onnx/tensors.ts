@@ -6,8 +6,9 @@
 import { ScoringError } from '../errors.js';
 import { jsonType as withArticle } from '../message.js';
 
-export type ElementType = 'float32' | 'float64' | 'int32' | 'int64' | 'bool';
-export type TypedData = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array; // bool as Uint8Array
+import { ElementProblem, elementInfo, type Element, type ElementInfo, type ElementType, type TypedData } from './element-types.js';
+
+export type { ElementType, TypedData };
 export interface TensorSpec { name: string; type: ElementType; dims: ReadonlyArray<number | string> }
 export interface TensorData { type: ElementType; data: TypedData; dims: number[] }
 export interface Limits { maxTensorElements: number }
@@ -17,11 +18,6 @@ const isDynamic = (d: number | string): boolean => typeof d !== 'number' || d < 
 /** A dims list as the error messages print it: [-1,4] with dynamic dims as -1. */
 export function formatDims(dims: ReadonlyArray<number | string>): string {
   return `[${dims.map((d) => (isDynamic(d) ? -1 : d)).join(',')}]`;
-}
-
-/** Whether axis 0 of every input is dynamic, so messages can be stacked. */
-export function canStack(inputs: readonly TensorSpec[]): boolean {
-  return inputs.length > 0 && inputs.every((s) => s.dims.length > 0 && isDynamic(s.dims[0]));
 }
 
 /** Whether a shape read from the bytes (runtime/numeric-data.ts) is one the input takes. */
@@ -61,7 +57,7 @@ function pickSingle(data: Record<string, unknown>, spec: TensorSpec): unknown {
   throw new ScoringError('SHAPE', `input '${spec.name}' expects a nested array or {"${spec.name}": [...]}, got an object with ${shown}`);
 }
 
-interface Fill { spec: TensorSpec; dims: number[]; data: TypedData; pos: number; idx: number[] }
+interface Fill { spec: TensorSpec; info: ElementInfo; dims: number[]; data: TypedData; pos: number; idx: number[] }
 
 function buildOne(value: unknown, spec: TensorSpec, limits: Limits): TensorData {
   const rank = spec.dims.length;
@@ -83,9 +79,10 @@ function buildOne(value: unknown, spec: TensorSpec, limits: Limits): TensorData 
   let count = 1;
   for (const d of dims) count *= d; // each d ≤ body size, so the product stays exact long enough to compare
   if (count > limits.maxTensorElements) {
-    throw new ScoringError('TOO_MANY_ELEMENTS', `input '${spec.name}' has ${count} elements (shape ${formatDims(dims)}), over the cap of ${limits.maxTensorElements}`);
+    throw new ScoringError('TOO_MANY_ELEMENTS', `input '${spec.name}' has ${count} elements (shape ${formatDims(dims)}), over MAX_TENSOR_ELEMENTS (${limits.maxTensorElements})`);
   }
-  const f: Fill = { spec, dims, data: allocate(spec.type, count), pos: 0, idx: new Array<number>(rank).fill(0) };
+  const info = elementInfo(spec.type);
+  const f: Fill = { spec, info, dims, data: info.allocate(count), pos: 0, idx: new Array<number>(rank).fill(0) };
   if (rank === 0) fillLeaf([value], f);
   else fillLevel(value as unknown[], 0, f);
   return { type: spec.type, data: f.data, dims };
@@ -108,62 +105,18 @@ function fillLevel(node: unknown[], level: number, f: Fill): void {
   }
 }
 
-// One specialised loop per type keeps the per-element work to a typeof and a store.
+// One loop for every type: the table's fromJson is the per-element check and conversion.
 function fillLeaf(row: unknown[], f: Fill): void {
   const at = f.pos;
   const n = row.length;
-  switch (f.spec.type) {
-    case 'float32': {
-      const out = f.data as Float32Array;
-      for (let i = 0; i < n; i++) {
-        const v = row[i];
-        if (typeof v !== 'number') throw typeError(f, v, i);
-        const x = Math.fround(v);
-        if (x === Infinity || x === -Infinity) throw typeError(f, v, i, 'outside the float32 range');
-        out[at + i] = x;
-      }
-      break;
-    }
-    case 'float64': {
-      const out = f.data as Float64Array;
-      for (let i = 0; i < n; i++) {
-        const v = row[i];
-        if (typeof v !== 'number') throw typeError(f, v, i);
-        if (!Number.isFinite(v)) throw typeError(f, v, i, 'outside the float64 range'); // JSON.parse('1e400') is Infinity
-        out[at + i] = v;
-      }
-      break;
-    }
-    case 'int32': {
-      const out = f.data as Int32Array;
-      for (let i = 0; i < n; i++) {
-        const v = row[i];
-        if (typeof v !== 'number') throw typeError(f, v, i);
-        if ((v | 0) !== v) throw typeError(f, v, i, Number.isInteger(v) ? 'outside the int32 range' : 'not an integer');
-        out[at + i] = v;
-      }
-      break;
-    }
-    case 'int64': {
-      const out = f.data as BigInt64Array;
-      for (let i = 0; i < n; i++) {
-        const v = row[i];
-        if (typeof v !== 'number') throw typeError(f, v, i);
-        // Beyond 2^53 JSON.parse has already rounded the value, so we refuse rather than send a wrong id.
-        if (!Number.isSafeInteger(v)) throw typeError(f, v, i, Number.isInteger(v) ? 'not a safe integer (|n| > 2^53-1)' : 'not an integer');
-        out[at + i] = BigInt(v);
-      }
-      break;
-    }
-    case 'bool': {
-      const out = f.data as Uint8Array;
-      for (let i = 0; i < n; i++) {
-        const v = row[i];
-        if (v !== true && v !== false) throw typeError(f, v, i);
-        out[at + i] = v ? 1 : 0;
-      }
-      break;
-    }
+  const out = f.data as unknown as Element[];
+  const read = f.info.fromJson;
+  let i = 0;
+  try {
+    for (; i < n; i++) out[at + i] = read(row[i]);
+  } catch (err) {
+    if (err instanceof ElementProblem) throw typeError(f, row[i], i, err.why);
+    throw err;
   }
   f.pos = at + n;
 }
@@ -173,26 +126,8 @@ function typeError(f: Fill, v: unknown, i: number, why?: string): ScoringError {
   if (Array.isArray(v)) { // deeper than the rank in a row after the first: a shape problem, not a type one
     return new ScoringError('SHAPE', `input '${f.spec.name}' is ragged: ${path(at)} is an array, expected a ${f.spec.type} element (expects shape ${formatDims(f.spec.dims)})`);
   }
-  const got = typeof v === 'number' ? `number ${v}${why ? ` (${why})` : ''}` : jsonType(v);
+  const got = typeof v === 'number' ? `number ${v}${why ? ` (${why})` : ''}` : why ? `${jsonType(v)} (${why})` : jsonType(v);
   return new ScoringError('TYPE', `input '${f.spec.name}' expects ${f.spec.type} elements, got ${got}${at.length ? ` at ${path(at)}` : ''}`);
-}
-
-/** Concatenate several messages' inputs along axis 0 (the batch axis). Caller guarantees each is valid; dims beyond axis 0 equal. */
-export function stackInputs(items: readonly Record<string, TensorData>[], inputs: readonly TensorSpec[]): Record<string, TensorData> {
-  if (items.length === 1) return items[0];
-  const out: Record<string, TensorData> = {};
-  for (const { name, type } of inputs) {
-    const parts = items.map((it) => it[name]);
-    const total = parts.reduce((sum, p) => sum + p.data.length, 0);
-    const data = allocate(type, total);
-    let at = 0;
-    for (const p of parts) {
-      (data as Float64Array).set(p.data as Float64Array, at); // same element type on both sides; the cast only quiets the union
-      at += p.data.length;
-    }
-    out[name] = { type, data, dims: [parts.reduce((sum, p) => sum + p.dims[0], 0), ...parts[0].dims.slice(1)] };
-  }
-  return out;
 }
 
 /** Split batched outputs back per message, given each message's row count along axis 0. */
@@ -222,28 +157,23 @@ export function splitOutputs(outputs: Record<string, TensorData>, outputNames: r
 }
 
 function toJson(t: TensorData, offset: number, dims: number[]): unknown {
-  const conv: (v: number | bigint) => unknown =
-    t.type === 'bool' ? (v) => v !== 0 : t.type === 'int64' ? (v) => Number(v) : (v) => v;
-  const data = t.data as ArrayLike<number | bigint>;
-  if (dims.length === 0) return conv(data[offset]);
+  const info = elementInfo(t.type);
+  const numeric = t.type === 'float32' || t.type === 'float64' || t.type === 'int32' || t.type === 'int16' || t.type === 'int8' || t.type === 'uint8' || t.type === 'uint16' || t.type === 'uint32';
+  const conv = numeric ? undefined : info.toJson;
+  const data = t.data as ArrayLike<Element>;
+  if (dims.length === 0) return conv ? conv(data[offset]) : data[offset];
   const strides = dims.map((_, i) => dims.slice(i + 1).reduce((a, b) => a * b, 1));
   const last = dims.length - 1;
   const walk = (level: number, at: number): unknown[] => {
-    const out = new Array<unknown>(dims[level]);
-    for (let i = 0; i < dims[level]; i++) out[i] = level === last ? conv(data[at + i]) : walk(level + 1, at + i * strides[level]);
+    const n = dims[level];
+    const out = new Array<unknown>(n);
+    if (level === last) {
+      if (conv) for (let i = 0; i < n; i++) out[i] = conv(data[at + i]);
+      else for (let i = 0; i < n; i++) out[i] = data[at + i];
+    } else for (let i = 0; i < n; i++) out[i] = walk(level + 1, at + i * strides[level]);
     return out;
   };
   return walk(0, offset);
-}
-
-function allocate(type: ElementType, n: number): TypedData {
-  switch (type) {
-    case 'float32': return new Float32Array(n);
-    case 'float64': return new Float64Array(n);
-    case 'int32': return new Int32Array(n);
-    case 'int64': return new BigInt64Array(n);
-    case 'bool': return new Uint8Array(n);
-  }
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -14,8 +14,10 @@ export async function callScript(s: EntryScript, method: CallMethod, bodies: Uin
   const outcomes: Scored[] = new Array(bodies.length);
   const valid: number[] = [];
   const values: unknown[] = [];
-  // What readBody makes, only runBatchParsed understands.
-  const readBody = method === 'runBatch' && s.runBatchParsed && !s.inputSchema ? s.readBody : undefined;
+  // What readBody makes, only runBatchParsed understands. A script that reads bodies itself gets a
+  // batch of one that way too: run() would turn the tensor back into text to be parsed again.
+  const readBody = s.runBatchParsed && !s.inputSchema ? s.readBody : undefined;
+  const batch = method === 'runBatch' || (readBody !== undefined && bodies.length === 1);
   bodies.forEach((body, i) => {
     try {
       // Number-only data (most tensor requests) is read without JSON.parse; anything else, errors included, the general way.
@@ -30,7 +32,7 @@ export async function callScript(s: EntryScript, method: CallMethod, bodies: Uin
   });
   if (valid.length === 0) return outcomes;
 
-  const batched = method === 'runBatch' ? await tryRunBatch(s, values) : undefined;
+  const batched = batch ? await tryRunBatch(s, values) : undefined;
   for (let k = 0; k < valid.length; k++) {
     if (batched) outcomes[valid[k]] = toOutcome(batched[k]);
     // A value readBody made is the script's own: run() gets the body's data text, read the general way.

@@ -1,27 +1,38 @@
 /**
  * A fast path of parseMessage (message.ts) for the body nearly every tensor request is:
- * `{"data": <nested arrays of plain decimal numbers>}`, read straight from the bytes. On a 784-float
- * body it takes about a third of the time of TextDecoder + JSON.parse, which were half of an MLP
- * isolate's time in the benchmark's profile.
+ * `{"data": <nested arrays of JSON numbers>}`, read straight from the bytes. On a 784-float body it
+ * takes about a third of the time of TextDecoder + JSON.parse, which were half of an MLP isolate's
+ * time in the benchmark's profile.
  *
- * Anything else (another key, a string, an exponent, more than 15 significant digits, a BOM, deeper
- * than MAX_ARRAY_DEPTH) gives undefined, and the body takes the general path, which also words every
- * error. Two forms: nested arrays for entry scripts (readNumericData), and for the built-in ONNX
- * script a typed array and its shape, with no arrays in between (readNumericTensor). So this never
- * decides what is wrong with a message, and its values are exactly what JSON.parse returns: a decimal with at most 15 digits and at most 22 after the point is an exact
- * integer divided by an exact power of ten, which IEEE division rounds correctly (Clinger's fast path),
- * as JSON.parse does.
+ * Anything else (another key, a string, a BOM, deeper than MAX_ARRAY_DEPTH) gives undefined, and the
+ * body takes the general path, which also words every error. Two forms: nested arrays for entry
+ * scripts (readNumericData), and for the built-in ONNX script a typed array and its shape, with no
+ * arrays in between (readNumericTensor). So this never decides what is wrong with a message.
+ *
+ * Every JSON number is read (any digit count, exponents), each to exactly the double JSON.parse gives,
+ * or for a float32 tensor exactly the float Math.fround(JSON.parse(...)) gives:
+ * - up to 15 significant digits and a power of ten up to 22: an exact integer times or divided by an
+ *   exact power of ten, one IEEE rounding, the correctly rounded double (Clinger's fast path);
+ * - for float32, up to 19 digits: the same arithmetic is off the true value by at most 12 roundings,
+ *   so when every double within 32 units in the last place rounds to one float32 that float is the
+ *   answer (json.dumps of float32 data, 17 digits each, always lands here);
+ * - anything else: the number's own text through Number(), which rounds correctly, as JSON.parse does.
  */
 
 /** Well under message.ts's MAX_JSON_DEPTH (64), which the general path enforces. */
 const MAX_ARRAY_DEPTH = 16;
-const MAX_DIGITS = 15;
+const EXACT_DIGITS = 15; // 10^15 < 2^53: the digits as an integer are exact
+const FLOAT32_DIGITS = 19;
 const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
+const NEAR = 2 ** -47; // 32 units in the last place of a double, relative
+
+/** What a number is read for: exactly as JSON.parse (entry scripts' data), or a finite float64 / float32 tensor element. */
+const enum Target { Json, Float64, Float32 }
 
 // Character codes.
 const SPACE = 0x20, TAB = 0x09, LF = 0x0a, CR = 0x0d;
 const OPEN_BRACE = 0x7b, CLOSE_BRACE = 0x7d, OPEN_BRACKET = 0x5b, CLOSE_BRACKET = 0x5d;
-const QUOTE = 0x22, COLON = 0x3a, COMMA = 0x2c, MINUS = 0x2d, DOT = 0x2e, ZERO = 0x30, NINE = 0x39;
+const QUOTE = 0x22, COLON = 0x3a, COMMA = 0x2c, MINUS = 0x2d, PLUS = 0x2b, DOT = 0x2e, ZERO = 0x30, NINE = 0x39, LOWER_E = 0x65, UPPER_E = 0x45;
 const DATA_KEY = [QUOTE, 0x64, 0x61, 0x74, 0x61, QUOTE]; // "data"
 
 /** Thrown inside the reader to give up on the fast path; never escapes readNumericData. */
@@ -39,7 +50,17 @@ class Reader {
   count = 0;
   /** The level whose arrays hold the numbers, once one has been seen. */
   private leaf = -1;
-  constructor(private readonly b: Uint8Array) {}
+  private text: Buffer | undefined;
+  constructor(
+    private readonly b: Uint8Array,
+    private readonly target: Target,
+  ) {}
+
+  /** A number's own text, for the numbers arithmetic cannot read exactly. */
+  private slow(start: number, end: number): number {
+    this.text ??= Buffer.from(this.b.buffer, this.b.byteOffset, this.b.byteLength);
+    return Number(this.text.toString('latin1', start, end));
+  }
 
   /** The next non-space byte, or undefined at the end. */
   skipSpace(): number | undefined {
@@ -117,12 +138,13 @@ class Reader {
 
   /**
    * The numbers of an array, from its first up to its ']', appended to `scratch`; returns how many.
-   * JSON's number grammar without an exponent, -?(0|[1-9][0-9]*)(\.[0-9]+)?, and JSON whitespace
-   * between, in one loop with everything in locals: this loop is most of an MLP isolate's parsing.
+   * JSON's number grammar, -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, and JSON whitespace between,
+   * in one loop with everything in locals: this loop is most of an MLP isolate's parsing.
    */
   numbers(maxElements: number): number {
     const b = this.b;
     const end = b.length;
+    const target = this.target;
     let out = scratch;
     let count = this.count;
     const first = count;
@@ -134,9 +156,11 @@ class Reader {
         grown.set(out);
         out = scratch = grown;
       }
+      const start = i;
       let c = i < end ? b[i] : -1;
       const negative = c === MINUS;
       if (negative) c = ++i < end ? b[i] : -1;
+      // The significant digits as one integer: exact up to 15 of them (10^15 < 2^53), a few roundings off after.
       let mantissa = 0;
       let digits = 0;
       let scale = 0;
@@ -153,22 +177,50 @@ class Reader {
         if (c < ZERO || c > NINE) throw NOT_PLAIN;
         do {
           mantissa = mantissa * 10 + (c - ZERO);
-          digits++;
+          if (mantissa !== 0) digits++; // leading zeros of 0.000123 are not significant
           scale++;
           c = ++i < end ? b[i] : -1;
         } while (c >= ZERO && c <= NINE);
       }
-      // An exponent, or too many digits for exact arithmetic: JSON.parse decides.
-      if (digits > MAX_DIGITS || scale >= POW10.length) throw NOT_PLAIN;
-      const value = scale === 0 ? mantissa : mantissa / POW10[scale];
-      out[count++] = negative ? -value : value;
+      let exponent = 0;
+      if (c === LOWER_E || c === UPPER_E) {
+        c = ++i < end ? b[i] : -1;
+        const down = c === MINUS;
+        if (down || c === PLUS) c = ++i < end ? b[i] : -1;
+        if (c < ZERO || c > NINE) throw NOT_PLAIN;
+        do {
+          if (exponent < 1e9) exponent = exponent * 10 + (c - ZERO); // far past any double's range; Number() decides
+          c = ++i < end ? b[i] : -1;
+        } while (c >= ZERO && c <= NINE);
+        if (down) exponent = -exponent;
+      }
+      // value = mantissa × 10^e
+      const e = exponent - scale;
+      let value: number;
+      if (digits === 0) value = negative ? -0 : 0;
+      else if (e < -22 || e > 22) value = this.slow(start, i);
+      else {
+        value = e >= 0 ? mantissa * POW10[e] : mantissa / POW10[-e];
+        if (digits > EXACT_DIGITS) {
+          // Up to 19 digits the arithmetic is within 12 roundings of the true value: take it when every
+          // double that near rounds to one float32; otherwise (and for float64) the text decides.
+          const f = target === Target.Float32 && digits <= FLOAT32_DIGITS ? Math.fround(value) : NaN;
+          if (f !== f || Math.fround(value * (1 - NEAR)) !== f || Math.fround(value * (1 + NEAR)) !== f) value = Math.abs(this.slow(start, i));
+        }
+        if (negative) value = -value;
+      }
+      if (target === Target.Float32) {
+        const f = Math.fround(value);
+        if (f === Infinity || f === -Infinity) throw NOT_PLAIN; // the tensor checks word "outside the float32 range"
+      } else if (target === Target.Float64 && (value === Infinity || value === -Infinity)) throw NOT_PLAIN;
+      out[count++] = value;
       while (c === SPACE || c === LF || c === CR || c === TAB) c = ++i < end ? b[i] : -1;
       if (c === CLOSE_BRACKET) {
         this.at = i + 1;
         this.count = count;
         return count - first;
       }
-      if (c !== COMMA) throw NOT_PLAIN; // an exponent lands here too
+      if (c !== COMMA) throw NOT_PLAIN;
       c = ++i < end ? b[i] : -1;
       while (c === SPACE || c === LF || c === CR || c === TAB) c = ++i < end ? b[i] : -1;
     }
@@ -194,7 +246,7 @@ class Reader {
 
 /** The value under "data", or undefined when the body is not exactly `{"data": <arrays of numbers>}`. */
 export function readNumericData(body: Uint8Array): unknown[] | undefined {
-  const r = new Reader(body);
+  const r = new Reader(body, Target.Json);
   const data = r.body(() => r.nested(1));
   if (scratch.length > SCRATCH_KEEP) scratch = new Float64Array(4096);
   return data;
@@ -203,15 +255,14 @@ export function readNumericData(body: Uint8Array): unknown[] | undefined {
 /**
  * The data of a body that is exactly `{"data": <rectangular arrays of numbers>}`, read straight into
  * a typed array of the given type, with its shape; undefined for anything else (ragged, empty, over
- * maxElements): the general path words those errors. At most 15 digits and no exponent keep every
- * value below 1e15, well inside float32's range.
+ * maxElements, a value outside the type's range): the general path words those errors.
  */
 export function readNumericTensor(
   body: Uint8Array,
   type: 'float32' | 'float64',
   maxElements: number,
 ): { dims: number[]; data: Float32Array | Float64Array } | undefined {
-  const r = new Reader(body);
+  const r = new Reader(body, type === 'float32' ? Target.Float32 : Target.Float64);
   const read = r.body(() => {
     r.rectangular(0, maxElements);
     return true;

@@ -10,6 +10,8 @@ export interface ScriptInfo {
   hasRunBatch: boolean;
   inputSchema?: object;
   outputSchema?: object;
+  /** Lines the script wants in the boot log (the built-in ONNX script: whether batching is on, and why). */
+  bootLog?: Array<{ msg: string; fields: Record<string, unknown> }>;
 }
 
 export type ToRuntime =

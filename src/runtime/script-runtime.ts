@@ -43,6 +43,7 @@ function describe(s: EntryScript): ScriptInfo {
     hasRunBatch: typeof s.runBatch === 'function' || typeof s.runBatchParsed === 'function',
     ...(inputSchema ? { inputSchema } : {}),
     ...(outputSchema ? { outputSchema } : {}),
+    ...(typeof s.bootLog === 'function' ? { bootLog: s.bootLog() } : {}),
   };
 }
 

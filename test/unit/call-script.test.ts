@@ -53,8 +53,10 @@ test("readBody's values go to runBatchParsed; run() and a failed batch get the b
   assert.deepEqual((await callScript(s, 'runBatch', bodies('{"data":[1,2]}', '{"data":[3]}'), MAX)).map(jsonOf), ['batched', 'batched']);
   assert.deepEqual(seen, [[{ prepared: '{"data":[1,2]}' }, { prepared: '{"data":[3]}' }]]);
 
-  // One message is scored with run(): never with readBody's value.
-  assert.deepEqual((await callScript(s, 'run', bodies('{"data":[4]}'), MAX)).map(jsonOf), [{ echo: [4] }]);
+  // A batch of one takes the same path: run() would turn readBody's tensor back into text.
+  assert.deepEqual((await callScript(s, 'run', bodies('{"data":[4]}'), MAX)).map(jsonOf), ['batched']);
+  assert.deepEqual(seen[1], [{ prepared: '{"data":[4]}' }]);
+  assert.deepEqual(s.calls, [], 'run() is never called');
 
   const failing = echoScript({
     readBody: prepared,

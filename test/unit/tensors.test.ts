@@ -2,9 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ScoringError, type ErrorCode } from '../../src/errors.js';
 import {
-  buildInputs, canStack, formatDims, splitOutputs, stackInputs,
+  buildInputs, formatDims, splitOutputs,
   type ElementType, type TensorData, type TensorSpec,
 } from '../../src/onnx/tensors.js';
+import { canStack, stack as stackInputs } from '../../src/onnx/batching.js';
 
 const limits = { maxTensorElements: 1_000_000 };
 const spec = (type: ElementType = 'float32', dims: (number | string)[] = ['N', 4], name = 'float_input'): TensorSpec => ({ name, type, dims });
@@ -118,7 +119,7 @@ test('int64 rejects integers beyond Number.MAX_SAFE_INTEGER and non-integers', (
 });
 
 test('the element cap is checked from the shape before anything is allocated', () => {
-  fails(() => buildInputs([[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4]], iris, { maxTensorElements: 10 }), 'TOO_MANY_ELEMENTS', "input 'float_input'", '12 elements', 'cap of 10');
+  fails(() => buildInputs([[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4]], iris, { maxTensorElements: 10 }), 'TOO_MANY_ELEMENTS', "input 'float_input'", '12 elements', 'over MAX_TENSOR_ELEMENTS (10)');
   // One long first row claims 1e6 × 1e6 elements; the cap fires before a 4 TB typed array is attempted.
   const row = new Array(1_000_000).fill(0);
   const hostile = new Array(1_000_000).fill([]);
