@@ -11,12 +11,15 @@ import { dataSchema, resultSchema } from './schema.js';
 import { readNumericTensor } from '../runtime/numeric-data.js';
 import { buildInputs, fitsSpec, splitOutputs, type Limits, type TensorData, type TensorSpec } from './tensors.js';
 import { decideBatching, groupByShape, stack, type BatchingDecision } from './batching.js';
+import { ElementProblem, elementInfo, type TypedData } from './element-types.js';
 
 let model: LoadedModel;
 let limits: Limits;
 let batching: BatchingDecision = { stack: false, reason: 'not decided' };
-/** The model's one input, when it is float: bodies are read straight into its typed array. */
-let floatInput: (TensorSpec & { type: 'float32' | 'float64' }) | undefined;
+/** The model's one input, when it is numeric: bodies are read straight into its typed array. */
+let numericInput: TensorSpec | undefined;
+/** Types read as doubles, then checked and stored element by element (int64, uint64 and float16 take the general path). */
+const VIA_DOUBLES = new Set(['int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32']);
 export let modelName = '';
 
 /** A message's inputs, already tensors (readBody). */
@@ -30,7 +33,7 @@ export async function init(context: InitContext): Promise<void> {
   modelName = model.name;
   batching = await decideBatching(context.onnx?.batching ?? 'auto', model.inputs, outputNames(), (feeds) => model.run(feeds));
   const [only] = model.inputs;
-  floatInput = model.inputs.length === 1 && (only.type === 'float32' || only.type === 'float64') ? { ...only, type: only.type } : undefined;
+  numericInput = model.inputs.length === 1 && (only.type === 'float32' || only.type === 'float64' || VIA_DOUBLES.has(only.type)) ? only : undefined;
 }
 
 /**
@@ -38,10 +41,26 @@ export async function init(context: InitContext): Promise<void> {
  * no nested arrays. undefined for anything else, which the general path (buildInputs) checks and words.
  */
 export function readBody(body: Uint8Array): Prepared | undefined {
-  if (!floatInput) return undefined;
-  const t = readNumericTensor(body, floatInput.type, limits.maxTensorElements);
-  if (!t || !fitsSpec(t.dims, floatInput)) return undefined;
-  return new Prepared({ [floatInput.name]: { type: floatInput.type, data: t.data, dims: t.dims } });
+  const spec = numericInput;
+  if (!spec) return undefined;
+  const float = spec.type === 'float32' || spec.type === 'float64';
+  const t = readNumericTensor(body, spec.type === 'float32' ? 'float32' : 'float64', limits.maxTensorElements);
+  if (!t || !fitsSpec(t.dims, spec)) return undefined;
+  const data = float ? t.data : asIntegers(t.data, spec);
+  return data && new Prepared({ [spec.name]: { type: spec.type, data, dims: t.dims } });
+}
+
+/** Doubles → the input's integer array, or undefined at the first value the table refuses (the general path words it). */
+function asIntegers(values: Float32Array | Float64Array, spec: TensorSpec): TypedData | undefined {
+  const info = elementInfo(spec.type);
+  const out = info.allocate(values.length) as Int32Array;
+  try {
+    for (let i = 0; i < values.length; i++) out[i] = info.fromJson(values[i]) as number;
+  } catch (err) {
+    if (err instanceof ElementProblem) return undefined;
+    throw err;
+  }
+  return out;
 }
 
 /** For documentation (AsyncAPI) only: the tensor checks below say more than a schema validator would. */

@@ -143,7 +143,6 @@ class Reader {
    */
   numbers(maxElements: number): number {
     const b = this.b;
-    const end = b.length;
     const target = this.target;
     let out = scratch;
     let count = this.count;
@@ -157,40 +156,41 @@ class Reader {
         out = scratch = grown;
       }
       const start = i;
-      let c = i < end ? b[i] : -1;
+      // Past the end b[i] is undefined, which no comparison below accepts: the body then is not plain.
+      let c: number = b[i];
       const negative = c === MINUS;
-      if (negative) c = ++i < end ? b[i] : -1;
+      if (negative) c = b[++i];
       // The significant digits as one integer: exact up to 15 of them (10^15 < 2^53), a few roundings off after.
       let mantissa = 0;
       let digits = 0;
       let scale = 0;
-      if (c === ZERO) c = ++i < end ? b[i] : -1;
+      if (c === ZERO) c = b[++i];
       else if (c > ZERO && c <= NINE) {
         do {
           mantissa = mantissa * 10 + (c - ZERO);
           digits++;
-          c = ++i < end ? b[i] : -1;
+          c = b[++i];
         } while (c >= ZERO && c <= NINE);
       } else throw NOT_PLAIN;
       if (c === DOT) {
-        c = ++i < end ? b[i] : -1;
-        if (c < ZERO || c > NINE) throw NOT_PLAIN;
+        c = b[++i];
+        if (!(c >= ZERO && c <= NINE)) throw NOT_PLAIN; // also past the end, where c is undefined
         do {
           mantissa = mantissa * 10 + (c - ZERO);
           if (mantissa !== 0) digits++; // leading zeros of 0.000123 are not significant
           scale++;
-          c = ++i < end ? b[i] : -1;
+          c = b[++i];
         } while (c >= ZERO && c <= NINE);
       }
       let exponent = 0;
       if (c === LOWER_E || c === UPPER_E) {
-        c = ++i < end ? b[i] : -1;
+        c = b[++i];
         const down = c === MINUS;
-        if (down || c === PLUS) c = ++i < end ? b[i] : -1;
-        if (c < ZERO || c > NINE) throw NOT_PLAIN;
+        if (down || c === PLUS) c = b[++i];
+        if (!(c >= ZERO && c <= NINE)) throw NOT_PLAIN; // also past the end, where c is undefined
         do {
           if (exponent < 1e9) exponent = exponent * 10 + (c - ZERO); // far past any double's range; Number() decides
-          c = ++i < end ? b[i] : -1;
+          c = b[++i];
         } while (c >= ZERO && c <= NINE);
         if (down) exponent = -exponent;
       }
@@ -214,15 +214,15 @@ class Reader {
         if (f === Infinity || f === -Infinity) throw NOT_PLAIN; // the tensor checks word "outside the float32 range"
       } else if (target === Target.Float64 && (value === Infinity || value === -Infinity)) throw NOT_PLAIN;
       out[count++] = value;
-      while (c === SPACE || c === LF || c === CR || c === TAB) c = ++i < end ? b[i] : -1;
+      while (c === SPACE || c === LF || c === CR || c === TAB) c = b[++i];
       if (c === CLOSE_BRACKET) {
         this.at = i + 1;
         this.count = count;
         return count - first;
       }
       if (c !== COMMA) throw NOT_PLAIN;
-      c = ++i < end ? b[i] : -1;
-      while (c === SPACE || c === LF || c === CR || c === TAB) c = ++i < end ? b[i] : -1;
+      c = b[++i];
+      while (c === SPACE || c === LF || c === CR || c === TAB) c = b[++i];
     }
   }
 

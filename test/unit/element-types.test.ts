@@ -83,3 +83,16 @@ test('float16 bits: rounding to nearest even straight from the double, subnormal
   for (const [x, bits] of cases) assert.equal(toFloat16Bits(x), bits, `${x} → 0x${bits.toString(16)}`);
   for (let bits = 0; bits < 0x7c00; bits++) assert.equal(toFloat16Bits(fromFloat16Bits(bits)), bits, `every finite half round-trips (0x${bits.toString(16)})`);
 });
+
+test('integer inputs read straight from the bytes hold what the general path holds; a value out of range is left to it, which words the error', async () => {
+  for (const type of ['uint8', 'int8', 'int16', 'uint16', 'int32', 'uint32'] as const) {
+    await entry.init(context(modelDir(`identity-${type}`, identity(type))));
+    const rows = CASES[type].rows;
+    const prepared = entry.readBody(Buffer.from(JSON.stringify({ data: rows })));
+    assert.ok(prepared, `${type}: read from the bytes`);
+    assert.deepEqual(await entry.runBatchParsed([prepared]), await entry.runBatchParsed([rows]));
+    for (const [bad] of CASES[type].bad) {
+      if (typeof bad === 'number') assert.equal(entry.readBody(Buffer.from(JSON.stringify({ data: [[rows[0][0], bad]] }))), undefined, `${type} ${bad}`);
+    }
+  }
+});

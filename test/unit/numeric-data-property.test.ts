@@ -126,3 +126,8 @@ test('numbers at the edges: float32 halfway cases, subnormals, huge digit counts
   ];
   for (const e of edges) check(`{"data":[${e}]}`, true);
 });
+
+test('a body cut off at any byte is never read (the end of the buffer inside a number included)', () => {
+  const texts = ['{"data":[[1.5e-3, -0.25, 12345678901234567890, 3E+2]]}', '{"data": [0.10000000149011612, 1e400]}', '{"data":[-0.0]}'];
+  for (const text of texts) for (let k = 0; k < text.length; k++) check(text.slice(0, k), false);
+});
