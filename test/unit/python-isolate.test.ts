@@ -16,7 +16,18 @@ import type { CallMethod } from '../../src/runtime/protocol.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'scorer-python-isolate-'));
 const modelDir = join(dir, 'model');
-const logger = pino({ level: 'silent' });
+/** The log lines of every isolate started here, to find their Python processes by pid. */
+const logged: Array<{ msg: string; pythonPid?: number; python?: string }> = [];
+const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line)) });
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const SCRIPTS: Record<string, string> = {
   'echo/score.py': `
@@ -208,8 +219,12 @@ describe('timeouts and crashes', () => {
   });
   after(() => host.close());
 
-  test('a run stuck in time.sleep is cut off at its deadline, and the next call is answered by a fresh process', async () => {
+  test('a run stuck in time.sleep is cut off at its deadline, its process killed, and the next call is answered by a fresh process', async () => {
+    const started = logged.filter((l) => l.msg === 'python isolate started').length;
     assert.deepEqual(await host.call('run', [msg('sleep')], 500), { kind: 'timeout' });
+    const hung = logged.filter((l) => l.msg === 'python isolate started')[started - 1].pythonPid!;
+    for (let i = 0; i < 100 && alive(hung); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(alive(hung), false, 'the hung process is gone');
     assert.deepEqual((await call(host, 'run', ['after'])).map(json), ['after']);
   });
 
