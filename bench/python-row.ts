@@ -22,7 +22,7 @@ export interface PythonRowResult {
   pika: DrainResult;
   vsPika: number;
   overhead: {
-    /** The seed's run() on one bench row, called in a loop inside Python. */
+    /** The seed's run() on one bench row, called in a loop inside an isolate's Python process. */
     runInPythonUs: number;
     /** The same run() through the isolate (frame out, run, frame back), one message per call. */
     runThroughIsolateUs: number;
@@ -57,7 +57,7 @@ def run(data):
 `;
 
 const TRAIN = `
-import json, os, sys, timeit
+import json, os, sys
 import joblib
 import numpy as np
 from sklearn.datasets import load_digits
@@ -66,15 +66,23 @@ from sklearn.linear_model import LogisticRegression
 work = sys.argv[1]
 X, y = load_digits(return_X_y=True)
 joblib.dump(LogisticRegression(max_iter=2000).fit(X[:1500], y[:1500]), os.path.join(work, 'model', 'sklearn_mnist_model.pkl'))
-rows = X[1500:1516].tolist()
-os.environ['AZUREML_MODEL_DIR'] = os.path.join(work, 'model')
-sys.path.insert(0, work)
+print(json.dumps({'rows': X[1500:1516].tolist()}))
+`;
+
+// The seed's run() timed in a loop inside an isolate's process, so it is measured in the same window as the calls.
+const TIMED = `
+import time
 import score
-score.init()
-texts = [json.dumps([r]) for r in rows]
-n = 2000
-seconds = timeit.timeit(lambda: [score.run(t) for t in texts], number=n // len(texts))
-print(json.dumps({'rows': rows, 'runUs': seconds / n * 1e6}))
+
+def init():
+    score.init()
+
+def run(data):
+    n = 200
+    started = time.perf_counter()
+    for _ in range(n):
+        score.run(data)
+    return (time.perf_counter() - started) / n * 1e6
 `;
 
 const NOOP = `
@@ -99,8 +107,9 @@ export async function pythonRow(links: BenchLinks, options: { count: number; war
   mkdirSync(join(work, 'model'), { recursive: true });
   writeFileSync(join(work, 'score.py'), SEED_SCRIPT);
   writeFileSync(join(work, 'noop.py'), NOOP);
+  writeFileSync(join(work, 'timed.py'), TIMED);
   writeFileSync(join(work, 'train.py'), TRAIN);
-  const trained = JSON.parse(execFileSync(python, [join(work, 'train.py'), work], { encoding: 'utf8' })) as { rows: number[][]; runUs: number };
+  const trained = JSON.parse(execFileSync(python, [join(work, 'train.py'), work], { encoding: 'utf8' })) as { rows: number[][] };
   const bodies = trained.rows.map((row) => Buffer.from(JSON.stringify({ data: [row] })));
   const modelDir = join(work, 'model');
 
@@ -126,11 +135,11 @@ export async function pythonRow(links: BenchLinks, options: { count: number; war
     timeLimitMs: options.handSeconds * 1000,
   });
   options.log(`  ${Math.round(pika.msgPerS)} msg/s`);
-  const overhead = await isolateOverhead(work, modelDir, python, bodies, trained.runUs, links.config.maxBatchSize);
+  const overhead = await isolateOverhead(work, modelDir, python, bodies, links.config.maxBatchSize);
   return { python, ours, pika, vsPika: ours.msgPerS / pika.msgPerS, overhead };
 }
 
-async function isolateOverhead(work: string, modelDir: string, python: string, bodies: Buffer[], runInPythonUs: number, batchSize: number): Promise<PythonRowResult['overhead']> {
+async function isolateOverhead(work: string, modelDir: string, python: string, bodies: Buffer[], batchSize: number): Promise<PythonRowResult['overhead']> {
   const start = (script: string) =>
     ScriptHost.start({
       entryScript: join(work, script),
@@ -150,15 +159,19 @@ async function isolateOverhead(work: string, modelDir: string, python: string, b
   // Three alternating rounds, the fastest of each kind kept: on a shared machine the slower ones measure the neighbours.
   const seed = await start('score.py');
   const noop = await start('noop.py');
-  const rounds: number[][] = [[], [], []];
+  const timed = await start('timed.py');
+  const rounds: number[][] = [[], [], [], []];
   for (let round = 0; round < 3; round++) {
+    const r = await timed.call('run', [bodies[round % bodies.length]], 60_000);
+    rounds[3].push(r.kind === 'done' && r.outcomes[0].ok ? Number(r.outcomes[0].body.toString()) : NaN);
     rounds[0].push(await perCall(seed, 'run', 1, 1000));
     rounds[1].push(await perCall(noop, 'run', 1, 2000));
     rounds[2].push(await perCall(noop, 'runBatch', batchSize, 100));
   }
   await seed.close();
   await noop.close();
-  const [runThroughIsolateUs, noopPerCallUs, noopBatchedPerMsgUs] = rounds.map((r) => Math.min(...r));
+  await timed.close();
+  const [runThroughIsolateUs, noopPerCallUs, noopBatchedPerMsgUs, runInPythonUs] = rounds.map((r) => Math.min(...r));
   return { runInPythonUs, runThroughIsolateUs, noopPerCallUs, noopBatchedPerMsgUs, batchSize };
 }
 
