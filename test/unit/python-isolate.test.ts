@@ -4,9 +4,11 @@
  * The interpreter is PYTHON's default, `python3` on PATH: stdlib-only scripts.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { BootError } from '../../src/errors.js';
@@ -233,6 +235,48 @@ describe('timeouts and crashes', () => {
     assert.equal(r.kind, 'crash');
     assert.match((r as { reason: string }).reason, /python process exited with code 1/);
     assert.deepEqual((await call(host, 'run', ['again'])).map(json), ['again']);
+  });
+});
+
+describe('the lifetime of a Python process', () => {
+  test('Ctrl-C (SIGINT to the process group) leaves a Python process serving: the consumer decides when it stops', async () => {
+    const host = await start('faults/score.py');
+    try {
+      const pid = logged.filter((l) => l.msg === 'python isolate started').at(-1)!.pythonPid!;
+      process.kill(pid, 'SIGINT');
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual((await call(host, 'run', ['still here'])).map(json), ['still here']);
+      assert.ok(alive(pid), 'the same process answered');
+    } finally {
+      await host.close();
+    }
+  });
+
+  test('a Python process whose consumer is killed (SIGKILL) while its run hangs is killed too, not left an orphan', async () => {
+    const harness = join(dir, 'orphan-harness.mts'); // .mts: an ES module outside any package.json, for its top-level await
+    writeFileSync(
+      harness,
+      `import { ScriptHost } from ${JSON.stringify(new URL('../../src/script-host.ts', import.meta.url).pathname)};
+const host = await ScriptHost.start({ entryScript: ${JSON.stringify(join(dir, 'faults/score.py'))}, isolation: 'python', python: 'python3',
+  context: { modelDir: ${JSON.stringify(modelDir)}, maxTensorElements: 1, ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all' } },
+  maxMessageBytes: 1 << 20, logger: { info: (o: object) => console.log(JSON.stringify(o)), warn() {}, error() {} } as never });
+void host.call('run', [Buffer.from('{"data":"sleep"}')], 3_600_000);
+`,
+    );
+    const child = spawn(process.execPath, ['--import', 'tsx', harness], { cwd: fileURLToPath(new URL('../..', import.meta.url)), stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    const pid = await new Promise<number>((resolve, reject) => {
+      child.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        const m = /"pythonPid":(\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      child.on('exit', () => reject(new Error(`harness exited: ${out}`)));
+    });
+    await new Promise((r) => setTimeout(r, 300)); // the run is under way
+    child.kill('SIGKILL');
+    for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(alive(pid), false, 'the Python process died with its consumer');
   });
 });
 
