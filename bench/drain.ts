@@ -34,6 +34,8 @@ export interface DrainSpec {
   warmup?: number;
   /** Script run as the consumer under test, relative to `cwd`; default src/main.ts. */
   script?: string;
+  /** The program that runs `script`, when not node (a Python baseline). */
+  command?: string;
   /** Where the process runs; default this project (another checkout, to compare versions). */
   cwd?: string;
   env: Record<string, string>;
@@ -101,7 +103,7 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
     reader = await ReplyReader.open(links.read, q.reply, (r) => onReply(r));
 
     const loadAvg = loadavg()[0];
-    proc = startConsumer({ ...spec.env, AMQP_URL: links.url, INPUT_QUEUE: q.input, REPLY_QUEUE: q.reply }, { cwd: spec.cwd ?? ROOT, script: spec.script, nodeArgs: spec.nodeArgs });
+    proc = startConsumer({ ...spec.env, AMQP_URL: links.url, INPUT_QUEUE: q.input, REPLY_QUEUE: q.reply }, { cwd: spec.cwd ?? ROOT, script: spec.script, nodeArgs: spec.nodeArgs, command: spec.command });
     await proc.waitFor(spec.readyText, 60_000);
     const pid = proc.child.pid!;
     let cpuBefore = cpuSecondsOf(pid);

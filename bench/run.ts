@@ -5,12 +5,14 @@
  *   - the compute ceiling (InferenceSession.run in a loop, no broker),
  *   - the hand-written consumer (bench/hand-consumer.ts, prefetch 1),
  *   - this consumer as users start it (`node --import tsx src/main.ts`, defaults, env for the queues),
- * then a table on stdout and bench/results.json. `--soak` runs the memory soak instead.
+ * then the Python row (bench/python-row.ts: the seed's score.py behind this consumer and behind pika),
+ * then a table on stdout and bench/results.json (`--models python` alone: bench/results.python.json). `--soak` runs the memory soak instead.
  *
  * Options: --messages N (measured per row, default 50000), --warmup N (answered first and not measured,
- * default 20000; the hand-written consumer's is 10% of N), --models iris,mlp,image640 (image640: one 1x3x640x640
- * image as JSON, end to end against onnxruntime alone, --large-tensor-runs N of them; `--models image640`
- * runs that row alone), --prefetch 512,1024,4096 (the
+ * default 20000; the hand-written consumer's is 10% of N), --models iris,mlp,image640,python (image640: one
+ * 1x3x640x640 image as JSON, end to end against onnxruntime alone, --large-tensor-runs N of them; python: the
+ * seed's score.py behind this consumer and behind pika; `--models image640` or `--models python` runs that row
+ * alone), --prefetch 512,1024,4096 (the
  * no-op consumer's sweep), --latency-seconds S, --hand-seconds S (the hand-written consumer drains
  * for at most this long: at about 1k msg/s it would take a minute per model), --set KEY=VALUE
  * (repeatable: config for this consumer only, for tuning runs), --only ours, --cpu-prof (profiles of
@@ -26,6 +28,7 @@ import { brokerCeiling, computeCeiling } from './ceilings.js';
 import { drain, type BenchLinks, type DrainResult } from './drain.js';
 import { connect } from './load.js';
 import { benchModels, ROOT, type BenchModel } from './models.js';
+import { pythonLines, pythonRow, type PythonRowResult } from './python-row.js';
 import { notes, soakTable, table, targetLines, targetsOf, type ModelResult, type SoakResult } from './report.js';
 import { soak } from './soak.js';
 import { largeTensorRow, type LargeTensorResult } from './large-tensor.js';
@@ -34,7 +37,7 @@ const { values: opts } = parseArgs({
   options: {
     messages: { type: 'string', default: '50000' },
     warmup: { type: 'string', default: '20000' },
-    models: { type: 'string', default: 'iris,mlp,image640' },
+    models: { type: 'string', default: 'iris,mlp,image640,python' },
     'large-tensor-runs': { type: 'string', default: '5' },
     prefetch: { type: 'string', default: '512,1024,4096' },
     'latency-seconds': { type: 'string', default: '6' },
@@ -135,17 +138,28 @@ async function main(): Promise<void> {
     const results: ModelResult[] = [];
     for (const model of models) results.push(await benchModel(links, model));
     const largeTensor: LargeTensorResult | undefined = opts.models.split(',').includes('image640') ? await largeTensorRow(config, Number(opts['large-tensor-runs']), log) : undefined;
+    let python: PythonRowResult | undefined;
+    if (opts.models.split(',').includes('python')) {
+      python = await pythonRow(links, { count: Math.min(count, 20_000), warmup: Math.min(warmup, 2000), handSeconds: Number(opts['hand-seconds']), log });
+    }
     const targets = targetsOf(results, config.maxBatchDelayMs, []);
     if (largeTensor) {
       const m = largeTensor;
       targets.push({ model: 'image640', target: 'one 1x3x640x640 image as JSON end to end ≤ 2× onnxruntime alone', measured: `${m.endToEndMs.toFixed(0)} ms vs ${m.onnxruntimeMs.toFixed(0)} ms (${m.ratio.toFixed(1)}×)`, met: m.ratio <= 2 });
     }
+    if (python) targets.push({ model: 'py', target: '≥ 4× the pika consumer (seed score.py)', measured: `${python.vsPika.toFixed(1)}×`, met: python.vsPika >= 4 });
     if (results.length > 0) log(`\n${table(results)}\n\n${notes(results)}`);
+    if (python) log(`\n${pythonLines(python)}`);
     log(`\n${opts.only ? '' : targetLines(targets)}`);
+    if (python && results.length === 0) {
+      const file = opts.out.replace(/\.json$/, '.python.json');
+      writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), machine, defaults, python, targets }, null, 2) + '\n');
+      log(`wrote ${file}`);
+    }
     log(`\n${Object.keys(oursEnv).length ? `this consumer with ${JSON.stringify(oursEnv)}; ` : ''}defaults ${JSON.stringify(defaults)}; ${((Date.now() - started) / 1000).toFixed(0)} s`);
-    // The large-tensor row alone (--models image640) prints only: it would leave the record without its models.
+    // A row alone (--models image640 or python) leaves results.json as it is: it would lose its models.
     if (!opts.only && Object.keys(oursEnv).length === 0 && results.length > 0) {
-      writeFileSync(opts.out, JSON.stringify({ date: new Date().toISOString(), machine, defaults, messagesPerRow: count, results, largeTensor, targets }, null, 2) + '\n');
+      writeFileSync(opts.out, JSON.stringify({ date: new Date().toISOString(), machine, defaults, messagesPerRow: count, results, largeTensor, python, targets }, null, 2) + '\n');
       log(`wrote ${opts.out}`);
     }
   } finally {

@@ -33,6 +33,7 @@ export const configSchema = z.object({
   DELIVERY_LIMIT: int(1, 1000),
   MODEL_DIR: path,
   ENTRY_SCRIPT: path,
+  PYTHON: z.string().min(1, 'expected an interpreter name on PATH or its path'),
   PREFETCH: int(1, 65535),
   CONCURRENCY: int(1, 64),
   MAX_BATCH_SIZE: int(1, 4096),
@@ -79,6 +80,8 @@ export interface Config {
   modelDir: string;
   /** '' means the built-in ONNX entry script. */
   entryScript: string;
+  /** The interpreter of a .py entry script: a name looked up on PATH, or a path (a venv's bin/python). */
+  python: string;
   prefetch: number;
   concurrency: number;
   maxBatchSize: number;
@@ -134,6 +137,7 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
     deliveryLimit: c.DELIVERY_LIMIT,
     modelDir: c.MODEL_DIR,
     entryScript: c.ENTRY_SCRIPT,
+    python: c.PYTHON,
     prefetch: c.PREFETCH,
     concurrency: c.CONCURRENCY,
     maxBatchSize: c.MAX_BATCH_SIZE,

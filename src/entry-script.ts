@@ -9,7 +9,7 @@ import { tsImport } from 'tsx/esm/api';
 import { BootError } from './errors.js';
 
 export const BUILT_IN_ENTRY_SCRIPT = fileURLToPath(new URL('./onnx/entry.ts', import.meta.url));
-const EXTENSIONS = new Set(['.ts', '.mts', '.js', '.mjs', '.cjs', '.cts']);
+const EXTENSIONS = new Set(['.ts', '.mts', '.js', '.mjs', '.cjs', '.cts', '.py']);
 
 /** What init() is given: scripts written for Azure ML ignore it and read AZUREML_MODEL_DIR instead. */
 export interface InitContext {
@@ -47,7 +47,7 @@ export function resolveEntryScript(configured: string, cwd = process.cwd()): str
   if (!configured) return BUILT_IN_ENTRY_SCRIPT;
   const path = isAbsolute(configured) ? configured : resolve(cwd, configured);
   if (!EXTENSIONS.has(extname(path))) {
-    throw new BootError(`ENTRY_SCRIPT ${path}: expected a .ts, .mts, .js or .mjs module`);
+    throw new BootError(`ENTRY_SCRIPT ${path}: expected a .ts, .mts, .js or .mjs module, or a .py script`);
   }
   if (!existsSync(path)) throw new BootError(`ENTRY_SCRIPT ${path}: no such file`);
   return path;

@@ -21,17 +21,21 @@ export interface ScorerOptions {
   maxMessageBytes: number;
   runTimeoutMs: number;
   logger: Logger;
+  /** PYTHON: the interpreter of a .py entry script. */
+  python?: string;
 }
 
 /**
  * The configured entry script and how to run it: the built-in ONNX script in worker threads (cheap, and
- * never hung), a user's script in child processes (the only place a synchronous hang can be cut off).
+ * never hung), a user's script in child processes (the only place a synchronous hang can be cut off): a
+ * .py script in PYTHON processes.
  */
 export function scorerOptions(config: Readonly<Config>, logger: Logger): ScorerOptions {
   const entryScript = resolveEntryScript(config.entryScript);
   return {
     entryScript,
-    isolation: entryScript === BUILT_IN_ENTRY_SCRIPT ? 'thread' : 'process',
+    isolation: entryScript === BUILT_IN_ENTRY_SCRIPT ? 'thread' : entryScript.endsWith('.py') ? 'python' : 'process',
+    python: config.python,
     concurrency: config.concurrency,
     context: { modelDir: resolveModelDir(config.modelDir), maxTensorElements: config.maxTensorElements, ort: config.ort, onnx: config.onnx },
     maxMessageBytes: config.maxMessageBytes,

@@ -13,11 +13,12 @@ import { BootError } from './errors.js';
 import type { InitContext } from './entry-script.js';
 import type { Outcome } from './reply.js';
 import { packBodies, unpackOutcomes, type CallMethod, type FromRuntime, type ScriptInfo, type ToRuntime } from './runtime/protocol.js';
+import { spawnPythonIsolate } from './isolate/python-isolate.js';
 
 const BOOTSTRAP = new URL('./runtime/bootstrap.mjs', import.meta.url);
 const PROJECT_NODE_MODULES = fileURLToPath(new URL('../node_modules', import.meta.url));
 
-export type Isolation = 'thread' | 'process';
+export type Isolation = 'thread' | 'process' | 'python';
 export type CallResult = { kind: 'done'; outcomes: Outcome[] } | { kind: 'timeout' } | { kind: 'crash'; reason: string };
 
 export interface HostOptions {
@@ -26,6 +27,8 @@ export interface HostOptions {
   context: InitContext;
   maxMessageBytes: number;
   logger: Logger;
+  /** The interpreter of a 'python' isolate (PYTHON). */
+  python?: string;
 }
 
 /** A worker thread or a child process behind one interface. */
@@ -38,7 +41,8 @@ interface Isolate {
   onExit(fn: (reason: string) => void): void;
 }
 
-function spawnIsolate(isolation: Isolation, env: NodeJS.ProcessEnv): Isolate {
+function spawnIsolate(isolation: Isolation, env: NodeJS.ProcessEnv, options: HostOptions): Isolate {
+  if (isolation === 'python') return spawnPythonIsolate(env, { python: options.python ?? 'python3', logger: options.logger });
   if (isolation === 'thread') {
     const worker = new Worker(BOOTSTRAP, { env });
     return {
@@ -116,7 +120,7 @@ export class ScriptHost {
       // the rest of our packages when compiled to CommonJS; runtime/resolve-fallback.mjs does it for ESM.
       NODE_PATH: [PROJECT_NODE_MODULES, process.env.NODE_PATH].filter(Boolean).join(delimiter),
     };
-    const isolate = spawnIsolate(isolation, env);
+    const isolate = spawnIsolate(isolation, env, this.options);
     this.isolate = isolate;
     return new Promise<void>((resolve, reject) => {
       let initialised = false;
@@ -156,7 +160,7 @@ export class ScriptHost {
     const old = this.isolate;
     this.settle(result);
     if (result.kind === 'timeout') {
-      if (this.options.isolation === 'process') old.kill();
+      if (this.options.isolation !== 'thread') old.kill();
       else old.onMessage(() => old.kill()); // a thread may be inside onnxruntime: end it once its call returns
     }
     this.options.logger.warn({ reason: result.kind === 'crash' ? result.reason : 'run timed out' }, 'replacing entry-script isolate');

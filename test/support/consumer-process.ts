@@ -31,11 +31,14 @@ export interface StartOptions {
   script?: string;
   /** Extra node flags before the script, e.g. --cpu-prof. */
   nodeArgs?: string[];
+  /** Run `script` with this program instead of node (the benchmark's pika baseline: a python3). */
+  command?: string;
 }
 
 export function startConsumer(env: Record<string, string>, options: StartOptions = {}): ConsumerProcess {
   // node itself, not the tsx wrapper: a SIGKILL must reach the consumer, not a parent that leaves it running.
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', options.script ?? 'src/main.ts'], {
+  const argv = options.command ? [options.script!] : [...(options.nodeArgs ?? []), '--import', 'tsx', options.script ?? 'src/main.ts'];
+  const child = spawn(options.command ?? process.execPath, argv, {
     cwd: options.cwd ?? ROOT,
     env: { ...process.env, AMQP_URL, HTTP_PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -47,6 +47,27 @@ function dockerfile(): Array<{ op: string; args: string }> {
     });
 }
 
+/** The Dockerfile's stages in order: base image, name, and their instructions after FROM. */
+function stagesOf(steps = dockerfile()): Array<{ from: string; name?: string; steps: Array<{ op: string; args: string }> }> {
+  const stages: Array<{ from: string; name?: string; steps: Array<{ op: string; args: string }> }> = [];
+  for (const step of steps) {
+    if (step.op === 'FROM') {
+      const [from, as, name] = step.args.split(/\s+/);
+      stages.push({ from, name: as?.toUpperCase() === 'AS' ? name : undefined, steps: [] });
+    } else stages.at(-1)?.steps.push(step);
+  }
+  return stages;
+}
+
+/** The instructions of a stage and of the stages it builds on, in order. */
+function lineage(name: string): Array<{ op: string; args: string }> {
+  const stages = stagesOf();
+  const stage = stages.find((s) => s.name === name);
+  assert.ok(stage, `a stage named ${name}`);
+  const parent = stages.find((s) => s.name === stage.from);
+  return [...(parent?.name ? lineage(parent.name) : []), ...stage.steps];
+}
+
 test('the scorer service builds from this folder with a Dockerfile that exists', () => {
   const build = typeof scorer.build === 'string' ? { context: scorer.build } : scorer.build!;
   const context = join(ROOT, build.context);
@@ -111,9 +132,12 @@ test('the Dockerfile builds on a Node LTS slim image in several stages', () => {
       return [name, value];
     }),
   );
-  const froms = steps.filter((s) => s.op === 'FROM').map((s) => s.args.split(/\s+/)[0].replace(/\$\{(\w+)\}/g, (_, n: string) => args[n] ?? ''));
+  const stages = stagesOf(steps);
+  const froms = stages.map((s) => s.from.replace(/\$\{(\w+)\}/g, (_, n: string) => args[n] ?? ''));
   assert.ok(froms.length >= 2, 'multi-stage');
-  for (const image of froms) {
+  // A stage may build on an earlier one (the python image on the app stage); the others are node slim images.
+  const earlier = (image: string, i: number) => stages.slice(0, i).some((s) => s.name === image);
+  for (const image of froms.filter((image, i) => !earlier(image, i))) {
     const m = /^node:(\d+)(?:\.\d+)*-(?:[\w.]+-)?slim$/.exec(image);
     assert.ok(m, `${image} is a node slim image`);
     const major = Number(m[1]);
@@ -145,4 +169,38 @@ test('the Dockerfile installs production dependencies with the .npmrc in place, 
   for (const step of steps.filter((s) => s.op === 'COPY' && !s.args.startsWith('--from'))) {
     for (const source of step.args.split(/\s+/).slice(0, -1)) assert.ok(existsSync(join(ROOT, source)), `COPY source ${source} exists`);
   }
+});
+
+test('the default image (the last stage) has no Python; the python target adds Debian\'s python3 and a virtual environment that PYTHON names, and runs the consumer the same way', () => {
+  const stages = stagesOf();
+  const last = stages.at(-1)!;
+  assert.equal(last.name, 'runtime', 'a plain `docker build` makes the image without Python');
+  assert.ok(!lineage('runtime').some((s) => s.op === 'RUN' && /python/i.test(s.args)), 'no Python in the default image');
+
+  const python = lineage('python');
+  const install = python.find((s) => s.op === 'RUN' && /apt-get install\b/.test(s.args));
+  assert.ok(install, 'python3 from Debian');
+  assert.match(install.args, /\bpython3\b/);
+  assert.match(install.args, /\$\{?PYTHON_APT_PACKAGES\}?/, "the script's Debian packages are a build argument");
+  const venv = /python3 -m venv --system-site-packages (\S+)/.exec(install.args)?.[1];
+  assert.ok(venv, 'a virtual environment that also sees the Debian packages');
+  const env = python.filter((s) => s.op === 'ENV').map((s) => s.args).join(' ');
+  assert.match(env, new RegExp(`\\bPYTHON=${venv}/bin/python\\b`), 'PYTHON names the venv interpreter');
+  assert.ok(CONFIG_KEYS.includes('PYTHON'), 'PYTHON is a config key');
+  const user = python.filter((s) => s.op === 'USER').at(-1);
+  assert.ok(user && !/^(root|0)(:|$)/.test(user.args), 'the python image runs as a non-root user');
+  const cmds = stages.filter((s) => s.name === 'python' || s.name === 'runtime').map((s) => s.steps.filter((x) => x.op === 'CMD').at(-1)?.args);
+  assert.deepEqual(cmds.map((c) => JSON.parse(c!)), [['node', '--import', 'tsx', 'src/main.ts'], ['node', '--import', 'tsx', 'src/main.ts']]);
+});
+
+test('compose builds the default image unless SCORER_TARGET names the python one, with only build arguments the Dockerfile declares', () => {
+  const build = scorer.build as { target?: string; args?: Record<string, string> };
+  const target = /^\$\{SCORER_TARGET:-(\w+)\}$/.exec(build.target ?? '')?.[1];
+  assert.equal(target, 'runtime');
+  const names = new Set(stagesOf().map((s) => s.name));
+  assert.ok(names.has('python'), 'the python target exists');
+  const declared = new Set(dockerfile().filter((s) => s.op === 'ARG').map((s) => s.args.split('=')[0]));
+  for (const arg of Object.keys(build.args ?? {})) assert.ok(declared.has(arg), `build arg ${arg} is an ARG of the Dockerfile`);
+  const example = read('.env.example');
+  for (const name of ['SCORER_TARGET', ...Object.keys(build.args ?? {})]) assert.match(example, new RegExp(`^${name}=`, 'm'), `.env.example shows ${name}`);
 });

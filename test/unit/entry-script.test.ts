@@ -3,7 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { pino } from 'pino';
+import { loadConfig } from '../../src/config.js';
 import { BUILT_IN_ENTRY_SCRIPT, loadEntryScript, resolveEntryScript, resolveModelDir } from '../../src/entry-script.js';
+import { scorerOptions } from '../../src/scorer.js';
 import { BootError } from '../../src/errors.js';
 
 // Outside the repository, as a user's script would be: no package.json, no tsconfig, no node_modules.
@@ -41,10 +44,10 @@ test('a missing ENTRY_SCRIPT file is refused, naming the path', () => {
   assert.throws(() => resolveEntryScript(missing), (err: unknown) => err instanceof BootError && err.message === `ENTRY_SCRIPT ${missing}: no such file`);
 });
 
-test('an ENTRY_SCRIPT that is not a JavaScript or TypeScript module is refused', () => {
-  const py = script('score.py', 'def run(data): pass\n');
-  assert.throws(() => resolveEntryScript(py), (err: unknown) => err instanceof BootError && err.message.includes(py) && err.message.includes('.ts, .mts, .js or .mjs'));
-  for (const ok of ['a.ts', 'a.mts', 'a.js', 'a.mjs']) {
+test('an ENTRY_SCRIPT that is not a JavaScript or TypeScript module, nor a Python script, is refused', () => {
+  const rb = script('score.rb', 'def run(data) end\n');
+  assert.throws(() => resolveEntryScript(rb), (err: unknown) => err instanceof BootError && err.message.includes(rb) && err.message.includes('.ts, .mts, .js or .mjs module, or a .py script'));
+  for (const ok of ['a.ts', 'a.mts', 'a.js', 'a.mjs', 'a.py']) {
     const path = script(ok, '');
     assert.equal(resolveEntryScript(path), path);
   }
@@ -102,4 +105,14 @@ test('a script that does not compile or throws while loading is refused with one
   await refusesToLoad(script('syntax.ts', 'export function init( {\n'), 'failed to load');
   await refusesToLoad(script('throws.ts', 'throw new Error("no licence file\\nsecond line");\nexport function init() {}\nexport function run() {}\n'), 'failed to load', 'no licence file');
   await refusesToLoad(script('missing-import.ts', 'import { x } from "./not-here.js";\nexport function init() {}\nexport function run() { return x; }\n'), 'failed to load');
+});
+
+test('a .py ENTRY_SCRIPT runs in Python processes with the PYTHON interpreter; a TypeScript one in node processes, the built-in one in threads', () => {
+  const logger = pino({ level: 'silent' });
+  const options = (env: Record<string, string>) => scorerOptions(loadConfig({ AMQP_URL: 'amqp://localhost', ...env }), logger);
+  const py = script('iso.py', '');
+  assert.deepEqual([options({ ENTRY_SCRIPT: py }).isolation, options({ ENTRY_SCRIPT: py }).python], ['python', 'python3']);
+  assert.equal(options({ ENTRY_SCRIPT: py, PYTHON: '/opt/venv/bin/python' }).python, '/opt/venv/bin/python');
+  assert.equal(options({ ENTRY_SCRIPT: script('iso.ts', '') }).isolation, 'process');
+  assert.equal(options({}).isolation, 'thread');
 });

@@ -1,0 +1,312 @@
+/**
+ * A Python entry script in its isolate, driven through ScriptHost as the scorer drives it, no broker:
+ * the contract of init/run/run_batch, what a script is refused for at load, timeouts and crashes.
+ * The interpreter is PYTHON's default, `python3` on PATH: stdlib-only scripts.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { pino } from 'pino';
+import { BootError } from '../../src/errors.js';
+import type { Outcome } from '../../src/reply.js';
+import { ScriptHost } from '../../src/script-host.js';
+import type { CallMethod } from '../../src/runtime/protocol.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'scorer-python-isolate-'));
+const modelDir = join(dir, 'model');
+/** The log lines of every isolate started here, to find their Python processes by pid. */
+const logged: Array<{ msg: string; pythonPid?: number; python?: string }> = [];
+const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line)) });
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const SCRIPTS: Record<string, string> = {
+  'echo/score.py': `
+import json, os, sys
+import helper
+
+model_name = 'echo-model'
+input_schema = {'type': 'object'}
+output_schema = {'type': 'object', 'required': ['text']}
+state = {}
+
+def init():
+    print('init prints to stdout, which must not reach the frames')
+    with open(os.path.join('.', 'models', 'local.txt')) as f:
+        state['local'] = f.read().strip()
+
+def run(data):
+    print('run prints too')
+    value = json.loads(data)
+    if value.get('raise'):
+        raise ValueError('row %s refused' % value['raise'])
+    if value.get('bare'):
+        raise KeyError
+    if value.get('nan'):
+        return float('nan')
+    if value.get('set'):
+        return {1, 2}
+    return {'type': type(data).__name__, 'text': data, 'helper': helper.twice(2), 'local': state['local'],
+            'AZUREML_MODEL_DIR': os.environ['AZUREML_MODEL_DIR'], 'MODEL_DIR': os.environ['MODEL_DIR'], 'unicode': 'ü\\u2028'}
+`,
+  'echo/helper.py': `
+def twice(x):
+    return 2 * x
+`,
+  'echo/models/local.txt': 'from the folder next to the script\n',
+  'batch/score.py': `
+import json
+
+def init():
+    pass
+
+def run(data):
+    return {'via': 'run', 'value': json.loads(data)}
+
+def run_batch(items):
+    values = [json.loads(i) for i in items]
+    if 'boom' in values:
+        raise RuntimeError('run_batch exploded')
+    if 'short' in values:
+        return values[:-1]
+    return [ValueError('item %s refused' % v) if v == 'bad' else {'via': 'run_batch', 'value': v, 'batch': len(values)} for v in values]
+`,
+  'faults/score.py': `
+import json, os, time
+
+def init():
+    pass
+
+def run(data):
+    value = json.loads(data)
+    if value == 'sleep':
+        time.sleep(3600)
+    if value == 'exit':
+        os._exit(1)
+    return value
+`,
+  'no-run.py': 'def init():\n    pass\n\ndef score(data):\n    return data\n',
+  'run-not-callable.py': 'def init():\n    pass\n\nrun = 3\n',
+  'bad-batch.py': 'def init():\n    pass\n\ndef run(data):\n    return data\n\nrun_batch = []\n',
+  'bad-schema.py': 'def init():\n    pass\n\ndef run(data):\n    return data\n\ninput_schema = [1]\n',
+  'unusable-schema.py': "def init():\n    pass\n\ndef run(data):\n    return data\n\ninput_schema = {'type': 'no-such-type'}\n",
+  'init-raises.py': "def init():\n    raise FileNotFoundError('sklearn_mnist_model.pkl is missing')\n\ndef run(data):\n    return data\n",
+  'import-fails.py': 'import no_such_package_here\n\ndef init():\n    pass\n\ndef run(data):\n    return data\n',
+  'syntax.py': 'def init(:\n',
+};
+
+before(() => {
+  mkdirSync(modelDir);
+  for (const [file, source] of Object.entries(SCRIPTS)) {
+    mkdirSync(join(dir, file, '..'), { recursive: true });
+    writeFileSync(join(dir, file), source);
+  }
+});
+
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function start(script: string, python = 'python3'): Promise<ScriptHost> {
+  return ScriptHost.start({
+    entryScript: join(dir, script),
+    isolation: 'python',
+    context: { modelDir, maxTensorElements: 1000, ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all' } },
+    maxMessageBytes: 1 << 20,
+    logger,
+    python,
+  });
+}
+
+const msg = (data: unknown) => Buffer.from(JSON.stringify({ data }));
+
+async function call(host: ScriptHost, method: CallMethod, data: unknown[], timeoutMs = 20_000): Promise<Outcome[]> {
+  const r = await host.call(method, data.map(msg), timeoutMs);
+  assert.equal(r.kind, 'done', JSON.stringify(r));
+  return (r as { outcomes: Outcome[] }).outcomes;
+}
+
+const json = (o: Outcome): unknown => {
+  assert.ok(o.ok, JSON.stringify(o));
+  return JSON.parse(o.body.toString('utf8'));
+};
+const failure = (o: Outcome) => (o.ok ? { ok: true, body: o.body.toString() } : { code: o.code, message: o.message });
+
+describe('a Python entry script', () => {
+  let echo: ScriptHost;
+  before(async () => {
+    echo = await start('echo/score.py');
+  });
+  after(() => echo.close());
+
+  test('run gets the data text as a str, in the folder of the script with its helpers importable and its model folder in the environment', async () => {
+    const [rows, object] = await call(echo, 'run', [{ rows: [[1, 2.5]] }, { a: 'ü', b: null }]);
+    assert.deepEqual(json(rows), {
+      type: 'str',
+      text: '{"rows":[[1,2.5]]}',
+      helper: 4,
+      local: 'from the folder next to the script',
+      AZUREML_MODEL_DIR: modelDir,
+      MODEL_DIR: modelDir,
+      unicode: 'ü\u2028',
+    });
+    assert.equal((json(object) as { text: string }).text, '{"a":"ü","b":null}');
+  });
+
+  test('its model_name, input_schema and output_schema are what the consumer reports; it has no run_batch', () => {
+    assert.deepEqual(echo.info, { modelName: 'echo-model', hasRunBatch: false, inputSchema: { type: 'object' }, outputSchema: { type: 'object', required: ['text'] } });
+  });
+
+  test("an exception's message is the RUN_FAILED reply; a bare exception is named by its type", async () => {
+    const outcomes = await call(echo, 'run', [{ raise: 7 }, { bare: true }]);
+    assert.deepEqual(outcomes.map(failure), [
+      { code: 'RUN_FAILED', message: 'row 7 refused' },
+      { code: 'RUN_FAILED', message: 'KeyError' },
+    ]);
+  });
+
+  test('a value JSON cannot carry (NaN, a set) is BAD_RESULT, saying why', async () => {
+    const outcomes = await call(echo, 'run', [{ nan: true }, { set: true }]);
+    assert.deepEqual(outcomes.map(failure), [
+      { code: 'BAD_RESULT', message: 'run returned a value JSON cannot carry: Out of range float values are not JSON compliant' },
+      { code: 'BAD_RESULT', message: 'run returned a value JSON cannot carry: Object of type set is not JSON serializable' },
+    ]);
+  });
+
+  test('a message that is not JSON, or fails input_schema, is answered without reaching Python, next to one that does', async () => {
+    const r = await echo.call('run', [Buffer.from('{"data": '), msg([1]), msg({})], 20_000);
+    assert.equal(r.kind, 'done');
+    const [bad, schema, good] = (r as { outcomes: Outcome[] }).outcomes;
+    assert.equal(!bad.ok && bad.code, 'BAD_JSON');
+    assert.deepEqual(failure(schema), { code: 'SCHEMA', message: 'data must be object' });
+    assert.equal((json(good) as { text: string }).text, '{}');
+  });
+});
+
+describe('run_batch', () => {
+  let host: ScriptHost;
+  before(async () => {
+    host = await start('batch/score.py');
+  });
+  after(() => host.close());
+
+  test('gets every item of a batch in one call; an item it returns as an Exception gets its own RUN_FAILED reply', async () => {
+    assert.equal(host.info.hasRunBatch, true);
+    const outcomes = await call(host, 'runBatch', [1, 'bad', 3]);
+    assert.deepEqual(json(outcomes[0]), { via: 'run_batch', value: 1, batch: 3 });
+    assert.deepEqual(failure(outcomes[1]), { code: 'RUN_FAILED', message: 'item bad refused' });
+    assert.deepEqual(json(outcomes[2]), { via: 'run_batch', value: 3, batch: 3 });
+  });
+
+  test('that raises, or returns the wrong number of results, is retried item by item with run', async () => {
+    for (const culprit of ['boom', 'short']) {
+      const outcomes = await call(host, 'runBatch', [1, culprit, 3]);
+      assert.deepEqual(outcomes.map(json), [1, culprit, 3].map((value) => ({ via: 'run', value })), culprit);
+    }
+  });
+});
+
+describe('timeouts and crashes', () => {
+  let host: ScriptHost;
+  before(async () => {
+    host = await start('faults/score.py');
+  });
+  after(() => host.close());
+
+  test('a run stuck in time.sleep is cut off at its deadline, its process killed, and the next call is answered by a fresh process', async () => {
+    const started = logged.filter((l) => l.msg === 'python isolate started').length;
+    assert.deepEqual(await host.call('run', [msg('sleep')], 500), { kind: 'timeout' });
+    const hung = logged.filter((l) => l.msg === 'python isolate started')[started - 1].pythonPid!;
+    for (let i = 0; i < 100 && alive(hung); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(alive(hung), false, 'the hung process is gone');
+    assert.deepEqual((await call(host, 'run', ['after'])).map(json), ['after']);
+  });
+
+  test('a process that dies under a message is a crash, and the next call is answered by a fresh process', async () => {
+    const r = await host.call('run', [msg('exit')], 20_000);
+    assert.equal(r.kind, 'crash');
+    assert.match((r as { reason: string }).reason, /python process exited with code 1/);
+    assert.deepEqual((await call(host, 'run', ['again'])).map(json), ['again']);
+  });
+});
+
+describe('the lifetime of a Python process', () => {
+  test('Ctrl-C (SIGINT to the process group) leaves a Python process serving: the consumer decides when it stops', async () => {
+    const host = await start('faults/score.py');
+    try {
+      const pid = logged.filter((l) => l.msg === 'python isolate started').at(-1)!.pythonPid!;
+      process.kill(pid, 'SIGINT');
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual((await call(host, 'run', ['still here'])).map(json), ['still here']);
+      assert.ok(alive(pid), 'the same process answered');
+    } finally {
+      await host.close();
+    }
+  });
+
+  test('a Python process whose consumer is killed (SIGKILL) while its run hangs is killed too, not left an orphan', async () => {
+    const harness = join(dir, 'orphan-harness.mts'); // .mts: an ES module outside any package.json, for its top-level await
+    writeFileSync(
+      harness,
+      `import { ScriptHost } from ${JSON.stringify(new URL('../../src/script-host.ts', import.meta.url).pathname)};
+const host = await ScriptHost.start({ entryScript: ${JSON.stringify(join(dir, 'faults/score.py'))}, isolation: 'python', python: 'python3',
+  context: { modelDir: ${JSON.stringify(modelDir)}, maxTensorElements: 1, ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all' } },
+  maxMessageBytes: 1 << 20, logger: { info: (o: object) => console.log(JSON.stringify(o)), warn() {}, error() {} } as never });
+void host.call('run', [Buffer.from('{"data":"sleep"}')], 3_600_000);
+`,
+    );
+    const child = spawn(process.execPath, ['--import', 'tsx', harness], { cwd: fileURLToPath(new URL('../..', import.meta.url)), stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    const pid = await new Promise<number>((resolve, reject) => {
+      child.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        const m = /"pythonPid":(\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      child.on('exit', () => reject(new Error(`harness exited: ${out}`)));
+    });
+    await new Promise((r) => setTimeout(r, 300)); // the run is under way
+    child.kill('SIGKILL');
+    for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(alive(pid), false, 'the Python process died with its consumer');
+  });
+});
+
+describe('a script that cannot start stops boot with one line', { concurrency: true }, () => {
+  const cases: Array<[string, RegExp]> = [
+    ['no-run.py', /^entry script \S+no-run\.py must define a function run\(\), found nothing$/],
+    ['run-not-callable.py', /^entry script \S+ must define a function run\(\), found int$/],
+    ['bad-batch.py', /^entry script \S+: run_batch must be a function, found list$/],
+    ['bad-schema.py', /^entry script \S+: input_schema must be a dict \(a JSON Schema\), found list$/],
+    ['unusable-schema.py', /^entry script input_schema is not a usable JSON Schema: schema is invalid: data\/type must be equal to one of the allowed values/],
+    ['init-raises.py', /^entry script init\(\) failed: FileNotFoundError: sklearn_mnist_model\.pkl is missing$/],
+    ['import-fails.py', /^entry script \S+ failed to load: ModuleNotFoundError: No module named 'no_such_package_here'$/],
+    ['syntax.py', /^entry script \S+ failed to load: SyntaxError: .*syntax\.py, line 1\)$/],
+  ];
+  for (const [script, line] of cases) {
+    test(script, async () => {
+      await assert.rejects(start(script), (err: unknown) => {
+        assert.ok(err instanceof BootError);
+        assert.match(err.message, line);
+        return true;
+      });
+    });
+  }
+
+  test('an interpreter that does not exist is named, with the setting to change', async () => {
+    await assert.rejects(start('faults/score.py', 'python3.missing-here'), (err: unknown) => {
+      assert.ok(err instanceof BootError);
+      assert.equal(err.message, 'entry script could not start: PYTHON python3.missing-here: no such interpreter (not on PATH nor a file); set PYTHON to a Python 3 interpreter');
+      return true;
+    });
+  });
+});
