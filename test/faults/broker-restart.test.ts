@@ -36,7 +36,10 @@ function pollReadyz(port: number): { stop(): Array<{ status: number; at: number;
       let error: string | undefined;
       const status = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2000) }).then(
         (r) => r.status,
-        (err: Error) => ((error = `${err.message}${err.cause ? ` (${String((err.cause as Error).message ?? err.cause)})` : ''}`), 0),
+        (err: Error) => {
+          error = `${err.message}${err.cause ? ` (${String((err.cause as Error).message ?? err.cause)})` : ''}`;
+          return 0;
+        },
       );
       if (seen.at(-1)?.status !== status) seen.push({ status, at: Date.now(), error });
       await new Promise((r) => setTimeout(r, 50));

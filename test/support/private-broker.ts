@@ -115,7 +115,7 @@ async function startOnce(options: PrivateBrokerOptions): Promise<PrivateBroker> 
       : []),
     ...(options.config ?? []),
   ];
-  writeFileSync(join(dir, 'rabbitmq.conf'), conf.join('\n') + '\n');
+  writeFileSync(join(dir, 'rabbitmq.conf'), `${conf.join('\n')}\n`);
 
   const env: NodeJS.ProcessEnv = {
     ...process.env,

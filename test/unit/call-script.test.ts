@@ -69,7 +69,10 @@ test("readBody's values go to runBatchParsed; run() and a failed batch get the b
 test('a script with an inputSchema is never given readBody values: data is validated as parsed JSON', async () => {
   let read = 0;
   const s = echoScript({
-    readBody: () => (read++, { prepared: true }),
+    readBody: () => {
+      read++;
+      return { prepared: true };
+    },
     inputSchema: { type: 'array', items: { type: 'number' } },
     runBatchParsed: (values: unknown[]) => values,
   });
