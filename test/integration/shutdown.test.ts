@@ -101,6 +101,8 @@ test('SIGINT (Ctrl-C) stops the consumer the same graceful way: in-flight inputs
   // Nobody reads either queue now: each input has its reply, or (not taken, or taken and let go) waits in the queue again.
   const answered = await client.messageCount(replies);
   assert.ok(answered >= 1, 'it answered before it stopped');
+  const settledBy = Date.now() + 10_000;
+  while (answered + (await client.messageCount(input)) < ids.length && Date.now() < settledBy) await new Promise((r) => setTimeout(r, 50));
   assert.equal(answered + (await client.messageCount(input)), ids.length, 'each input answered once, or waiting in the queue');
 });
 
@@ -130,5 +132,8 @@ test('a shutdown that outlasts SHUTDOWN_GRACE_MS exits 1, logging why, and the u
   assert.equal(await consumer.closed, 1, `exit 1 once the grace period is over; output:\n${consumer.output().slice(-2000)}`);
   assert.ok(consumer.output().includes('shutdown grace period over; exiting with messages still in flight'), 'it logged why');
   assert.ok(!consumer.output().includes('"msg":"stopped"'), 'not the graceful stop');
+  // The broker requeues it once it sees the dead process's connection close: a moment after the exit.
+  const requeuedBy = Date.now() + 10_000;
+  while ((await client.messageCount(input)) !== 1 && Date.now() < requeuedBy) await new Promise((r) => setTimeout(r, 50));
   assert.equal(await client.messageCount(input), 1, 'the input it had not answered is back in the queue for the next consumer');
 });
