@@ -132,7 +132,7 @@ async function main(): Promise<void> {
       const soaks: SoakResult[] = [];
       for (const model of models) soaks.push(await soak(links, model, Number(opts['soak-messages'])));
       log(`\n${soakTable(soaks)}\n\n${targetLines(targetsOf([], config.maxBatchDelayMs, soaks))}`);
-      writeFileSync(opts.out.replace(/\.json$/, '.soak.json'), JSON.stringify({ date: new Date().toISOString(), machine, defaults, soak: soaks }, null, 2) + '\n');
+      writeFileSync(opts.out.replace(/\.json$/, '.soak.json'), `${JSON.stringify({ date: new Date().toISOString(), machine, defaults, soak: soaks }, null, 2)}\n`);
       return;
     }
     const results: ModelResult[] = [];
@@ -159,7 +159,7 @@ async function main(): Promise<void> {
     log(`\n${Object.keys(oursEnv).length ? `this consumer with ${JSON.stringify(oursEnv)}; ` : ''}defaults ${JSON.stringify(defaults)}; ${((Date.now() - started) / 1000).toFixed(0)} s`);
     // A row alone (--models image640 or python) leaves results.json as it is: it would lose its models.
     if (!opts.only && Object.keys(oursEnv).length === 0 && results.length > 0) {
-      writeFileSync(opts.out, JSON.stringify({ date: new Date().toISOString(), machine, defaults, messagesPerRow: count, results, largeTensor, python, targets }, null, 2) + '\n');
+      writeFileSync(opts.out, `${JSON.stringify({ date: new Date().toISOString(), machine, defaults, messagesPerRow: count, results, largeTensor, python, targets }, null, 2) }\n`);
       log(`wrote ${opts.out}`);
     }
   } finally {

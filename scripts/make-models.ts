@@ -63,7 +63,7 @@ export async function makeIrisModel(outDir: string): Promise<IrisResult> {
       classes: [...CLASSES],
       seed: IRIS_SEED,
     };
-    await writeFile(path.join(outDir, 'iris.json'), JSON.stringify(meta, null, 2) + '\n');
+    await writeFile(path.join(outDir, 'iris.json'), `${JSON.stringify(meta, null, 2)}\n`);
     return { path: file, testAccuracy, tsTestAccuracy };
   } finally {
     await session.release();

@@ -143,8 +143,12 @@ export class CliBroker {
     const DIRECT = 'amq.rabbitmq.reply-to';
     return new Promise<ReplyMessage | undefined>((resolve, reject) => {
       const timer = setTimeout(() => resolve(undefined), timeoutMs);
-      this.lost = (why) => (clearTimeout(timer), reject(new Error(why)));
-      this.onReturn(() => (clearTimeout(timer), reject(new Error(`queue '${queue}' does not exist: start a consumer first (it declares the queue)`))));
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        reject(err);
+      };
+      this.lost = (why) => fail(new Error(why));
+      this.onReturn(() => fail(new Error(`queue '${queue}' does not exist: start a consumer first (it declares the queue)`)));
       void this.publisher
         .consume(
           DIRECT,
@@ -160,7 +164,7 @@ export class CliBroker {
           this.publish(queue, body, { correlationId, replyTo: DIRECT });
           return this.waitForConfirms();
         })
-        .catch((err: Error) => (clearTimeout(timer), reject(err)));
+        .catch(fail);
     });
   }
 

@@ -127,15 +127,21 @@ test('a memory alarm mid-run holds the replies without dropping any: the consume
   assert.ok(first.answered > 0 && first.answered < N, 'the alarm came mid-run');
   assert.equal(last.answered, first.answered, 'no reply gets through while the broker blocks publishing');
   assert.equal(last.ready, first.ready, 'the consumer takes no new input while its replies are held');
-  assert.ok(last.inFlight > 0 && last.inFlight <= PREFETCH, `it holds its unanswered inputs, no more than PREFETCH (${last.inFlight})`);
+  // The broker delivers up to PREFETCH unacked inputs and no more; none is acked while its reply is held.
+  assert.equal(last.inFlight, PREFETCH, 'it holds exactly PREFETCH unanswered inputs');
   assert.equal(last.states.publish, 'blocked', 'the reply connection is the one blocked');
   assert.notEqual(last.states.consume, 'blocked', 'the consuming connection (acks) is not blocked');
   assert.equal(logLines(out, 'broker disconnected').length, 0, 'neither connection was lost during the alarm');
   assert.equal(logLines(out, 'broker blocked publishing: holding replies until it unblocks').length, 1, 'it logged the block');
   assert.equal(logLines(out, 'broker unblocked publishing').length, 1, 'and the unblock');
-  assert.ok(firstAfter !== undefined && firstAfter - clearedAt < 5000, 'replies flow again soon after the alarm clears');
+  assert.ok(firstAfter !== undefined, 'replies flow again once the alarm clears');
   assert.ok(all, `every input answered (${watcher.answered(ids)} of ${N})`);
   assert.deepEqual(missing, [], 'no input without a reply');
+  // Both connections were kept, so nothing was redelivered: no input is answered twice, unless the alarm outlasted
+  // CONFIRM_TIMEOUT_MS (30 s by default; a loaded machine's rabbitmqctl can take that long) and the replies in flight
+  // were published again after it: at most PREFETCH of them (README, "Duplicates").
+  if (clearedAt - alarmAt < 30_000) assert.equal(duplicated, 0, 'no input answered twice');
+  else assert.ok(duplicated <= PREFETCH, `at most PREFETCH inputs answered twice (${duplicated})`);
   assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
 });
 
@@ -174,4 +180,7 @@ test('a broker restarted while a memory alarm holds a full reply buffer: every i
   report(t, `restart during a memory alarm with a full reply buffer: N=${N}, lost=${missing.length}, duplicated=${duplicated}`);
   assert.ok(all, `every input answered after the restart (${w.answered(ids)} of ${N})`);
   assert.deepEqual(missing, []);
+  // A reply that got out before the restart, whose input's ack was lost with it, is sent again after the redelivery
+  // (README, "Duplicates"; measured here: one batch of 2048). One fault: no input is answered more than twice.
+  assert.ok(ids.every((id) => w.of(id).length <= 2), `one restart answers an input twice at most (${duplicated} duplicates)`);
 });

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { WatchedRun, idsOf, logLines, numbered, report } from '../support/faults.js';
+import { freePort, scrapeUntil } from '../support/http.js';
 
 // A user's entry script that takes its own process down on one input: it runs in a child process.
 const SCRIPT = `
@@ -30,7 +31,8 @@ for (const queueType of ['quorum', 'classic'] as const) {
     t.after(() => run.close());
     const { client, input, watcher } = run;
     const dead = `${input}.dead`;
-    const consumer = run.start({ QUEUE_TYPE: queueType, DELIVERY_LIMIT: '2', ENTRY_SCRIPT: join(dir, 'score.ts') });
+    const port = await freePort();
+    const consumer = run.start({ QUEUE_TYPE: queueType, DELIVERY_LIMIT: '2', ENTRY_SCRIPT: join(dir, 'score.ts'), HTTP_PORT: String(port) });
     await consumer.waitFor('"msg":"consuming"');
 
     const good = numbered('good', 200, (i) => ({ data: i }));
@@ -76,6 +78,10 @@ for (const queueType of ['quorum', 'classic'] as const) {
       assert.equal(death.reason, 'rejected');
       assert.equal(deathsSeen, 2, 'the script process died twice');
     }
+    // Every death but the last requeued it; the last one (the broker's limit, or the consumer's reject) dead-lettered it.
+    const m = await scrapeUntil(port, (s) => s.get('scorer_dead_lettered_total') === 1 && s.get('scorer_requeued_total') === deathsSeen - 1);
+    assert.equal(m.get('scorer_requeued_total'), deathsSeen - 1, 'scorer_requeued_total counts the deaths before the last');
+    assert.equal(m.get('scorer_dead_lettered_total'), 1, 'scorer_dead_lettered_total counts the poison message once');
     assert.equal(watcher.of('poison').length, 0, 'the poison message got no reply');
     assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
     report(t, `poison (${queueType}): ${ids.length} good answered, poison dead-lettered after ${deathsSeen} deaths, x-death reason=${death.reason}, x-delivery-counts seen=[${counts.join(',')}]`);

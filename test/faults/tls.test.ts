@@ -34,6 +34,9 @@ async function makeCertificates(): Promise<void> {
   };
   await sign('server', '/CN=localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
   await sign('client', '/CN=scorer', 'extendedKeyUsage=clientAuth\n');
+  // A CA that signed nothing here: trusting only it, the consumer must refuse the broker's certificate.
+  await openssl('req', '-x509', ...newKey, '-keyout', 'other-ca.key', '-out', 'other-ca.pem', '-days', '2', '-subj', '/CN=another CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
 }
 
 before(async () => {
@@ -88,7 +91,21 @@ test('without a client certificate the broker refuses the connection and boot fa
   const c = consumerWith({ INPUT_QUEUE: uniqueName('tls.nocert'), REPLY_QUEUE: uniqueName('tls.nocert.replies'), AMQP_CA_FILE: file('ca.pem') });
   const line = await bootFailure(c);
   t.diagnostic(line);
-  assert.match(line, /^scorer: boot failed: broker amqps:\/\/guest:\*\*\*@localhost:\d+/);
+  // Refused by the broker's TLS listener for want of a certificate, not a port that did not answer.
+  assert.match(line, /^scorer: boot failed: broker amqps:\/\/guest:\*\*\*@localhost:\d+ unreachable: .*alert certificate required/);
+});
+
+test('a broker certificate that AMQP_CA_FILE does not vouch for is refused: boot fails in one line naming the verification failure', { timeout: 60_000 }, async (t) => {
+  const c = consumerWith({
+    INPUT_QUEUE: uniqueName('tls.otherca'),
+    REPLY_QUEUE: uniqueName('tls.otherca.replies'),
+    AMQP_CA_FILE: file('other-ca.pem'),
+    AMQP_CERT_FILE: file('client.pem'),
+    AMQP_KEY_FILE: file('client.key'),
+  });
+  const line = await bootFailure(c);
+  t.diagnostic(line);
+  assert.match(line, /^scorer: boot failed: broker amqps:\/\/guest:\*\*\*@localhost:\d+ unreachable: .*(unable to get local issuer certificate|unable to verify|self[- ]signed)/);
 });
 
 test('a certificate file that does not exist stops boot with one line naming AMQP_CERT_FILE and the path', { timeout: 60_000 }, async (t) => {

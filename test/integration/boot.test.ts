@@ -3,7 +3,7 @@
  * exit, having touched no message.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -81,6 +81,21 @@ describe('a boot that cannot succeed', { concurrency: true }, () => {
   test('an entry script without run() stops boot with one line naming run()', async () => {
     const path = script('no-run.ts', 'export function init(): void {}\nexport function score(data: string) { return data; }\n');
     await bootFails({ ENTRY_SCRIPT: path }, /^scorer: boot failed: entry script .*no-run\.ts must export a function run\(\), found undefined$/);
+  });
+
+  test('a model folder with several .onnx files stops boot with one line naming them: it will not guess which to score with', async () => {
+    const models = join(dir, 'two-models');
+    mkdirSync(models, { recursive: true });
+    copyFileSync('models/iris.onnx', join(models, 'iris.onnx'));
+    copyFileSync('models/iris.onnx', join(models, 'iris-v2.onnx'));
+    await bootFails({ MODEL_DIR: models }, new RegExp(`^scorer: boot failed: entry script init\\(\\) failed: model folder ${models.replace(/[.]/g, '\\.')} must hold exactly one \\.onnx file, found 2: (iris\\.onnx, iris-v2\\.onnx|iris-v2\\.onnx, iris\\.onnx)$`));
+  });
+
+  test('a model folder with no .onnx file stops boot with one line saying so', async () => {
+    const empty = join(dir, 'no-models');
+    mkdirSync(empty, { recursive: true });
+    writeFileSync(join(empty, 'README.txt'), 'not a model');
+    await bootFails({ MODEL_DIR: empty }, /^scorer: boot failed: entry script init\(\) failed: model folder .*no-models must hold exactly one \.onnx file, found 0$/);
   });
 
   test('a bad config value (PREFETCH=0) stops boot with the one-line config error', async () => {

@@ -177,7 +177,7 @@ test('a runBatch that throws falls back to run() for each item of the batch', as
   assert.ok(viaRun.some((b) => b.n === 2), 'the item that made runBatch throw is answered by run()');
   assert.ok(viaRun.length > 1, 'its batch neighbours are answered by run() too');
   assert.ok(viaRun.every((b) => b.batchThrows >= 1), 'run() was the fallback after runBatch threw');
-  bodies.forEach((b, i) => assert.equal(b.n, i));
+  for (const [i, b] of bodies.entries()) assert.equal(b.n, i);
 });
 
 test('the ported Azure ML example (models/score.ts) answers iris rows through the broker', async () => {

@@ -1,19 +1,21 @@
 /** The consumer's HTTP side against a running consumer: health, readiness, and Prometheus metrics. */
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { TestClient } from '../support/broker.js';
-import { TestConsumers } from '../support/consumer-process.js';
+import { TestClient, uniqueName } from '../support/broker.js';
+import { TestConsumers, type ConsumerProcess } from '../support/consumer-process.js';
 import { freePort, get, scrape, scrapeUntil } from '../support/http.js';
 
 const consumers = new TestConsumers();
 const { input, replies } = consumers.queuesFor('http');
 let client: TestClient;
 let port: number;
+let withHttp: ConsumerProcess;
 
 before(async () => {
   client = await TestClient.connect();
   port = await freePort();
-  consumers.startOn({ input, replies }, { HTTP_PORT: String(port) });
+  withHttp = consumers.startOn({ input, replies }, { HTTP_PORT: String(port) });
   await consumers.allConsuming();
 });
 
@@ -23,6 +25,42 @@ after(async () => {
 });
 
 const count = (m: Map<string, number>, sample: string) => m.get(sample) ?? 0;
+
+/** The TCP ports process `pid` listens on: its socket inodes, looked up in /proc/net/tcp{,6} in state LISTEN (0A). */
+function listeningPorts(pid: number): number[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let link = '';
+    try {
+      link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1];
+    if (inode) inodes.add(inode);
+  }
+  const ports: number[] = [];
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[3] === '0A' && inodes.has(cols[9])) ports.push(Number.parseInt(cols[1].split(':')[1], 16));
+    }
+  }
+  return ports;
+}
+
+test('HTTP_PORT=0 turns HTTP off: the consumer consumes and answers, and listens on no port', { timeout: 60_000 }, async () => {
+  // The consumer of this file, on its HTTP_PORT: the check sees a listener when there is one.
+  assert.deepEqual(listeningPorts(withHttp.child.pid!), [port]);
+
+  const q = consumers.queuesFor('http.off');
+  const c = consumers.startOn(q, { HTTP_PORT: '0' });
+  await c.waitFor('"msg":"consuming"');
+  const got = await client.ask(q.input, q.replies, [{ id: 'http-off', body: { data: [[5.1, 3.5, 1.4, 0.2]] } }]);
+  assert.equal(got.get('http-off')?.status, 'ok');
+  assert.deepEqual(listeningPorts(c.child.pid!), [], 'no listening socket');
+  assert.ok(!c.output().includes('http listening'), 'and no "http listening" line');
+});
 
 test('/healthz answers 200 while the process is alive', async () => {
   const res = await get(port, '/healthz');
@@ -69,6 +107,18 @@ test('/metrics counts ok and error replies by status, and fills the latency and 
   const batched = count(after, 'scorer_batch_size_sum') - count(before, 'scorer_batch_size_sum');
   assert.equal(batched, 8, 'every input was in exactly one scored batch');
   assert.equal(after.get('scorer_in_flight'), 0);
+});
+
+test('a reply the broker returns (its replyTo queue is gone) counts in scorer_returned_replies_total', async () => {
+  const before = await scrape(port);
+  const gone = uniqueName('http.gone');
+  await client.publishMany(
+    input,
+    Array.from({ length: 3 }, (_, i) => ({ body: { data: [[5.1, 3.5, 1.4, 0.2]] }, options: { correlationId: `gone-${i}`, replyTo: gone } })),
+  );
+  const name = 'scorer_returned_replies_total';
+  const after = await scrapeUntil(port, (m) => count(m, name) - count(before, name) >= 3 && m.get('scorer_in_flight') === 0);
+  assert.equal(count(after, name) - count(before, name), 3);
 });
 
 test('/metrics carries the reconnect, dead-letter and returned-reply counters, and the process metrics', async () => {

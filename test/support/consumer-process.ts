@@ -68,7 +68,13 @@ export function startConsumer(env: Record<string, string>, options: StartOptions
       if (out.includes(text)) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`consumer did not log "${text}" within ${timeoutMs} ms; output:\n${out.slice(-3000)}`)), timeoutMs);
-        waiters.push({ text, resolve: () => (clearTimeout(timer), resolve()) });
+        waiters.push({
+          text,
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+        });
         void exited.then((code) => {
           clearTimeout(timer);
           reject(new Error(`consumer exited (${code}) before logging "${text}"; output:\n${out.slice(-3000)}`));

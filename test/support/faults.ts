@@ -312,7 +312,7 @@ export async function connectionsNamed(namePrefix: string): Promise<BrokerConnec
   for (const line of stdout.split('\n')) {
     const pid = /^(<[^>]+>)/.exec(line)?.[1];
     const name = /\{"connection_name","((?:[^"\\]|\\.)*)"\}/.exec(line)?.[1];
-    if (pid && name !== undefined && name.startsWith(namePrefix)) found.push({ pid, connectionName: name });
+    if (pid && name?.startsWith(namePrefix)) found.push({ pid, connectionName: name });
   }
   return found;
 }

@@ -115,7 +115,7 @@ async function startOnce(options: PrivateBrokerOptions): Promise<PrivateBroker> 
       : []),
     ...(options.config ?? []),
   ];
-  writeFileSync(join(dir, 'rabbitmq.conf'), conf.join('\n') + '\n');
+  writeFileSync(join(dir, 'rabbitmq.conf'), `${conf.join('\n')}\n`);
 
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -126,6 +126,8 @@ async function startOnce(options: PrivateBrokerOptions): Promise<PrivateBroker> 
     RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
     RABBITMQ_LOG_BASE: join(dir, 'log'),
     RABBITMQ_PID_FILE: join(dir, 'rabbit.pid'),
+    // An Erlang VM that dies (a rabbitmqctl call after stop() removed this folder) writes its dump here, not in the work tree.
+    ERL_CRASH_DUMP: join(dir, 'erl_crash.dump'),
     RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
     RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq.conf'),
     RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, 'advanced.config'),

@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type * as amqp from 'amqplib';
-import { AMQP_URL, TestClient, uniqueName } from './broker.js';
+import { AMQP_URL, type TestClient, uniqueName } from './broker.js';
 
 const rabbitmqctl = (...args: string[]) => promisify(execFile)('rabbitmqctl', args, { timeout: 30_000 });
 

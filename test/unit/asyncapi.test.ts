@@ -7,6 +7,7 @@ import { dataSchema, resultSchema } from '../../src/onnx/schema.js';
 import { loadModel } from '../../src/onnx/session.js';
 
 // The document's JSON, walked by path.
+// biome-ignore lint/suspicious/noExplicitAny: a walked JSON document; the assertions check its shape
 type Json = Record<string, any>;
 let doc: Json;
 

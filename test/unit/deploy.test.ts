@@ -9,6 +9,7 @@ import { CONFIG_KEYS, EXTRA_ENV, PROJECT_ROOT, loadConfig } from '../../src/conf
 const DIR = join(PROJECT_ROOT, 'deploy', 'kubernetes');
 const KNOWN_ENV = new Set<string>([...CONFIG_KEYS, ...EXTRA_ENV]);
 
+// biome-ignore lint/suspicious/noExplicitAny: parsed YAML manifests; the assertions check their shape
 type Doc = { kind: string; metadata: { name: string }; [k: string]: any };
 const docs: Doc[] = readdirSync(DIR)
   .filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml')
