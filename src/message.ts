@@ -32,7 +32,23 @@ export function parseMessage(body: Uint8Array, maxMessageBytes: number): unknown
     throw new ScoringError('NOT_OBJECT', `message body must be a JSON object {"data": ...}, got ${jsonType(parsed)}`);
   }
   if (!Object.hasOwn(parsed, 'data')) throw new ScoringError('NO_DATA', 'message body has no "data" key');
-  return (parsed as { data: unknown }).data;
+  const data = (parsed as { data: unknown }).data;
+  // JSON.parse reads a literal beyond a double (1e400) as Infinity, which JSON.stringify would pass on as null.
+  if (MAYBE_BEYOND_DOUBLE.test(text)) checkFinite(data, 'data');
+  return data;
+}
+
+/** Only a literal with a 3-digit exponent or 309+ digits can overflow a double: the walk runs only then. */
+const MAYBE_BEYOND_DOUBLE = /[eE][+]?\d{3}|\d{309}/;
+
+function checkFinite(value: unknown, at: string): void {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) {
+      throw new ScoringError('BAD_JSON', `message body has a number out of range at ${at}: JSON numbers must fit a double (about ±1.8e308)`);
+    }
+  } else if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) checkFinite(v, Array.isArray(value) ? `${at}[${k}]` : `${at}.${k}`);
+  }
 }
 
 /** The seed's `run(data)` gets the JSON text of the data value. */

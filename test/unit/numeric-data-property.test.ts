@@ -100,7 +100,10 @@ function check(text: string, shouldRead: boolean): void {
     for (let k = 0; k < expected.data.length; k++) assert.ok(Object.is(f32.data[k], expected.data[k]), `element ${k}: ${f32.data[k]} vs ${expected.data[k]} in ${text}`);
   }
   if (f64 !== undefined) assert.deepStrictEqual([...f64.data], (want.data as unknown[]).flat(10), text);
-  if (shouldRead) {
+  // A number beyond a double (1e400) is left to the general path, which answers BAD_JSON naming it.
+  const finite = [want.data].flat(20).every((v) => typeof v !== "number" || Number.isFinite(v));
+  if (!finite) assert.equal(nested, undefined, `a number beyond a double is left to the general path: ${text}`);
+  if (shouldRead && finite) {
     assert.notEqual(nested, undefined, `every valid number-only body is read: ${text}`);
     if (asFloat32(want.data)) assert.notEqual(f32, undefined, `every finite rectangular body is read as float32: ${text}`);
   }

@@ -118,7 +118,8 @@ test('a tensor read gives up on whatever the tensor checks must word: ragged, em
   assert.equal(readNumericTensor(bytes('{"data":[340282356779733660000000000000000000000]}'), 'float32', 10), undefined);
   assert.equal(readNumericTensor(bytes('{"data":[3.5e38]}'), 'float32', 10), undefined);
   assert.equal(readNumericTensor(bytes('{"data":[1e400]}'), 'float64', 10), undefined);
-  assert.deepStrictEqual(readNumericData(bytes('{"data":[1e400]}')), [Infinity], 'as JSON.parse reads it');
+  // JSON.parse makes it Infinity, which a script would get as null: the general path answers BAD_JSON instead.
+  assert.equal(readNumericData(bytes('{"data":[1e400]}')), undefined, 'left to the general path');
 });
 
 test('a body larger than the reader keeps between bodies reads as well as a small one', () => {
