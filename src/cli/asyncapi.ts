@@ -32,6 +32,8 @@ export const ERROR_CODES: Record<ErrorCode, string> = {
   SHAPE: 'wrong rank, dimension, raggedness or an empty array',
   TYPE: 'wrong element type or a value out of range',
   TOO_MANY_ELEMENTS: 'a tensor over MAX_TENSOR_ELEMENTS',
+  BAD_BINARY: 'a .npy, safetensors or image body that is truncated, malformed or lies about its size',
+  CONTENT_TYPE: 'a contentType the entry script does not take',
   RUN_FAILED: 'the entry script threw; the reply is its message',
   TIMEOUT: 'run did not return within RUN_TIMEOUT_MS',
   BAD_RESULT: 'run returned something JSON cannot carry',
