@@ -18,12 +18,22 @@ export interface InitContext {
   ort: { intraOpNumThreads: number; graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all' };
 }
 
+/**
+ * run's second argument: the message's contentType (application/json when it had none) and headers.
+ * A script may return `{ contentType, body: Uint8Array }` for a binary reply (isolate/binary-calls.ts).
+ */
+export interface ScriptMeta {
+  contentType: string;
+  headers: Record<string, unknown>;
+}
+
 export interface EntryScript {
   init(context: InitContext): unknown;
-  run(data: string): unknown;
-  runBatch?(items: string[]): unknown;
-  /** Our extension: the data values already parsed, which saves a stringify and a parse per message. */
-  runBatchParsed?(values: unknown[]): unknown;
+  /** `data`: the JSON text of "data" for a JSON message; the body's bytes for any other contentType. */
+  run(data: string | Uint8Array, meta?: ScriptMeta): unknown;
+  runBatch?(items: Array<string | Uint8Array>, metas?: ScriptMeta[]): unknown;
+  /** Our extension: the data values already parsed (a binary body as its bytes), which saves a stringify and a parse per message. */
+  runBatchParsed?(values: unknown[], metas?: ScriptMeta[]): unknown;
   /**
    * Ours, with runBatchParsed: reads a body into a value of the script's own making (the built-in ONNX
    * script: a tensor, straight from the bytes), or undefined to leave the body to the general parse.
