@@ -7,6 +7,7 @@ import { extname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { tsImport } from 'tsx/esm/api';
 import { BootError } from './errors.js';
+import type { ImagePreprocessing } from './isolate/image.js';
 
 export const BUILT_IN_ENTRY_SCRIPT = fileURLToPath(new URL('./onnx/entry.ts', import.meta.url));
 const EXTENSIONS = new Set(['.ts', '.mts', '.js', '.mjs', '.cjs', '.cts']);
@@ -16,6 +17,8 @@ export interface InitContext {
   modelDir: string;
   maxTensorElements: number;
   ort: { intraOpNumThreads: number; graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all' };
+  /** IMAGE_*: how the built-in script makes an image body into its input (isolate/image.ts). */
+  image?: ImagePreprocessing;
 }
 
 /**

@@ -33,7 +33,7 @@ export function scorerOptions(config: Readonly<Config>, logger: Logger): ScorerO
     entryScript,
     isolation: entryScript === BUILT_IN_ENTRY_SCRIPT ? 'thread' : 'process',
     concurrency: config.concurrency,
-    context: { modelDir: resolveModelDir(config.modelDir), maxTensorElements: config.maxTensorElements, ort: config.ort },
+    context: { modelDir: resolveModelDir(config.modelDir), maxTensorElements: config.maxTensorElements, ort: config.ort, image: config.image },
     maxMessageBytes: config.maxMessageBytes,
     runTimeoutMs: config.runTimeoutMs,
     logger,
