@@ -76,3 +76,72 @@ export function elementCount(dims: readonly number[], cap: number): number {
   }
   return n;
 }
+
+/**
+ * Which element types convert to which without changing any value (numpy's "safe" casting, less the
+ * int64/uint64 → float64 casts numpy allows, which round above 2^53). A body of the first type is
+ * converted for an input of the second; any other mismatch is refused.
+ */
+const EXACT_CASTS: Readonly<Record<BinaryElementType, readonly BinaryElementType[]>> = {
+  bool: ['uint8', 'int8', 'uint16', 'int16', 'uint32', 'int32', 'uint64', 'int64', 'float16', 'float32', 'float64'],
+  uint8: ['uint16', 'int16', 'uint32', 'int32', 'uint64', 'int64', 'float16', 'float32', 'float64'],
+  int8: ['int16', 'int32', 'int64', 'float16', 'float32', 'float64'],
+  uint16: ['uint32', 'int32', 'uint64', 'int64', 'float32', 'float64'],
+  int16: ['int32', 'int64', 'float32', 'float64'],
+  uint32: ['uint64', 'int64', 'float64'],
+  int32: ['int64', 'float64'],
+  uint64: [],
+  int64: [],
+  float16: ['float32', 'float64'],
+  float32: ['float64'],
+  float64: [],
+};
+
+export function convertsExactly(from: BinaryElementType, to: BinaryElementType): boolean {
+  return from === to || EXACT_CASTS[from].includes(to);
+}
+
+/** The types that convert exactly to `to`, itself first: for an error that says what to send instead. */
+export function typesConvertingTo(to: BinaryElementType): BinaryElementType[] {
+  return [to, ...ELEMENT_TYPES.map((t) => t.type).filter((t) => t !== to && EXACT_CASTS[t].includes(to))];
+}
+
+/** `t` as `to` (one copy); the caller has checked convertsExactly. */
+export function convertTensor(t: BinaryTensor, to: BinaryElementType): BinaryTensor {
+  if (t.type === to) return t;
+  const info = byType.get(to)!;
+  const n = t.data.length;
+  const out = new info.array(n);
+  const read: (i: number) => number = t.type === 'float16' ? (i) => halfToFloat((t.data as Uint16Array)[i]) : (i) => Number(t.data[i]);
+  if (to === 'int64' || to === 'uint64') {
+    const big = out as BigInt64Array | BigUint64Array;
+    for (let i = 0; i < n; i++) big[i] = BigInt(read(i));
+  } else if (to === 'float16') {
+    // Only from bool, uint8 and int8: every one of their values is a float16 with these exact bits.
+    const half = out as Uint16Array;
+    for (let i = 0; i < n; i++) half[i] = floatToHalfExact(read(i));
+  } else {
+    const num = out as Float64Array;
+    for (let i = 0; i < n; i++) num[i] = read(i);
+  }
+  return { type: to, data: out, dims: t.dims };
+}
+
+/** IEEE 754 half-precision bits → the number. */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** An integer of magnitude under 2048 → its half-precision bits (exact for those). */
+function floatToHalfExact(v: number): number {
+  if (v === 0) return 0;
+  const sign = v < 0 ? 0x8000 : 0;
+  const a = Math.abs(v);
+  const e = Math.floor(Math.log2(a));
+  return sign | ((e + 15) << 10) | Math.round((a / 2 ** e - 1) * 1024);
+}
