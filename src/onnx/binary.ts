@@ -74,7 +74,8 @@ function fit(t: BinaryTensor, spec: TensorSpec, what: string): TensorData {
   }
   if (!fitsSpec(t.dims, spec)) throw new ScoringError('SHAPE', `input '${spec.name}' expects shape ${want}, got ${formatDims(t.dims)}`);
   if (!convertsExactly(t.type, spec.type)) {
-    throw new ScoringError('TYPE', `input '${spec.name}' expects ${spec.type} elements, got ${what} of ${t.type}; send ${typesConvertingTo(spec.type).join(' or ')}`);
+    const others = typesConvertingTo(spec.type).slice(1);
+    throw new ScoringError('TYPE', `input '${spec.name}' expects ${spec.type} elements, got ${what} of ${t.type}; send ${spec.type}${others.length ? ` (or ${others.join(', ')}, converted exactly)` : ''}`);
   }
   return convertTensor(t, spec.type) as TensorData;
 }
