@@ -217,3 +217,15 @@ test('a larger image is resized (cover) into an NHWC model as sharp resizes it, 
   const want = await sharp(png).resize(8, 6, { fit: 'cover' }).raw().toBuffer();
   assert.deepEqual([...(t.data as Float32Array)], [...want]);
 });
+
+test('a large .npy (many frames, handed to the isolate without a copy) is answered as onnxruntime answers it', async () => {
+  const rows = 20_000;
+  const body = npySave(`(np.arange(${rows * 4}, dtype=np.float32).reshape(${rows}, 4) % 7)`);
+  assert.ok(body.length > 64 * 1024);
+  const replies = await ask(q.iris, [{ id: 'large', body, contentType: NPY }]);
+  const got = ok(replies.get('large')) as { label: number[] };
+  const session = await ort.InferenceSession.create('models/iris.onnx');
+  const x = Float32Array.from({ length: rows * 4 }, (_, i) => i % 7);
+  const direct = await session.run({ float_input: new ort.Tensor('float32', x, [rows, 4]) });
+  assert.deepEqual(got.label, [...(direct.label.data as BigInt64Array)].map(Number));
+});

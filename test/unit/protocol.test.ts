@@ -49,3 +49,13 @@ test('a binary reply travels beside JSON ones and comes back with its content ty
   assert.equal(out[1].contentType, 'application/x-npy');
   assert.deepStrictEqual(out[2], { ok: false, code: 'SHAPE', message: 'no' });
 });
+
+test('one large body that owns its buffer is sent as it is, not copied; a slice of a larger buffer is copied', () => {
+  const big = Buffer.concat([Buffer.alloc(70_000, 1), Buffer.alloc(10, 2)]); // what amqplib makes of a multi-frame body
+  const packed = packBodies([big]);
+  assert.equal(packed.bytes, big, 'no copy');
+  assert.deepEqual(unpackBodies(packed)[0].byteLength, big.byteLength);
+  const slice = Buffer.alloc(200_000).subarray(8, 100_008);
+  assert.notEqual(packBodies([slice]).bytes.buffer, slice.buffer, 'a view on a larger buffer is copied: the whole buffer would travel');
+  assert.notEqual(packBodies([big, Buffer.from('x')]).bytes, big, 'several bodies are packed together');
+});
