@@ -14,18 +14,20 @@ import { readNpy } from '../../src/isolate/npy.js';
 import { readSafetensors, writeSafetensors } from '../../src/isolate/safetensors.js';
 import { FLOAT, INT64, buildModel, encodeModel, node, valueInfo, Int } from '../../scripts/onnx-writer.js';
 import { TestClient, type PublishOptions, type ReceivedReply } from '../support/broker.js';
-import { TestConsumers, type ConsumerQueues } from '../support/consumer-process.js';
+import { TestConsumers, bootFailure, type ConsumerQueues } from '../support/consumer-process.js';
 import { npyLoad, npySave } from '../support/numpy.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'scorer-binary-'));
 let client: TestClient;
 const consumers = new TestConsumers();
 const q: Record<'iris' | 'ids' | 'pair' | 'nchw' | 'nhwc', ConsumerQueues> = {} as never;
+const modelDirs: Record<string, string> = {};
 
 function modelDir(name: string, graph: Parameters<typeof buildModel>[0]): string {
   const d = join(dir, name);
   mkdirSync(d);
   writeFileSync(join(d, `${name}.onnx`), encodeModel(buildModel(graph)));
+  modelDirs[name] = d;
   return d;
 }
 
@@ -228,4 +230,11 @@ test('a large .npy (many frames, handed to the isolate without a copy) is answer
   const x = Float32Array.from({ length: rows * 4 }, (_, i) => i % 7);
   const direct = await session.run({ float_input: new ort.Tensor('float32', x, [rows, 4]) });
   assert.deepEqual(got.label, [...(direct.label.data as BigInt64Array)].map(Number));
+});
+
+test('image settings that contradict the model stop the boot with one line naming the key, before any message', async () => {
+  const wrongSize = consumers.startOn(consumers.queuesFor('binary.boot'), { MODEL_DIR: modelDirs.nhwc, IMAGE_SIZE: '10x10' });
+  assert.match(await bootFailure(wrongSize), /config IMAGE_SIZE: input 'pixels' takes 8x6 images \(shape \[1,6,8,3\]\), got 10x10/);
+  const badStd = consumers.startOn(consumers.queuesFor('binary.boot'), { MODEL_DIR: modelDirs.nchw, IMAGE_STD: '1,0,1' });
+  assert.match(await bootFailure(badStd), /config IMAGE_STD: expected non-zero numbers/);
 });
