@@ -16,6 +16,9 @@ WORKDIR /app
 # (the CPU binaries ship inside the package).
 COPY .npmrc package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+# sharp (images) ships libvips as a platform package (@img/sharp-linux-x64 on this glibc image): fail the
+# build here, not at the first image, if the registry did not give it one.
+RUN node -e "require('sharp')"
 
 # What both images share: the consumer, its dependencies and the demo model.
 FROM node:${NODE_MAJOR}-slim AS app

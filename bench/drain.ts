@@ -25,6 +25,8 @@ export interface BenchLinks {
 export interface DrainSpec {
   label: string;
   bodies: readonly Buffer[];
+  /** The bodies' contentType; default application/json. */
+  contentType?: string;
   /** Messages measured. */
   count: number;
   /**
@@ -90,7 +92,7 @@ export interface DrainResult {
 
 export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainResult> {
   const q = uniqueQueues(links.runId, spec.label);
-  const publisher = await Publisher.open(links.publish);
+  const publisher = await Publisher.open(links.publish, spec.contentType);
   let proc: ConsumerProcess | undefined;
   let reader: ReplyReader | undefined;
   try {

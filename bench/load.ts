@@ -51,12 +51,16 @@ export class Publisher {
   private wake: (() => void) | undefined;
   failed = 0;
 
-  private constructor(private readonly ch: amqp.ConfirmChannel) {}
+  private constructor(
+    private readonly ch: amqp.ConfirmChannel,
+    private readonly contentType: string,
+  ) {}
 
-  static async open(conn: amqp.ChannelModel): Promise<Publisher> {
+  /** `contentType`: the bodies' type (binary rows send .npy). */
+  static async open(conn: amqp.ChannelModel, contentType = 'application/json'): Promise<Publisher> {
     const ch = await conn.createConfirmChannel();
     ch.on('error', () => {});
-    return new Publisher(ch);
+    return new Publisher(ch, contentType);
   }
 
   /** Sends `count` messages, ids `${prefix}${i}`, and resolves once the broker has confirmed them all. */
@@ -100,7 +104,7 @@ export class Publisher {
   private async send(queue: string, body: Buffer, correlationId: string): Promise<void> {
     while (this.outstanding >= 2000) await new Promise<void>((r) => (this.wake = r));
     this.outstanding++;
-    const ok = this.ch.sendToQueue(queue, body, { persistent: true, correlationId, contentType: 'application/json' }, (err) => {
+    const ok = this.ch.sendToQueue(queue, body, { persistent: true, correlationId, contentType: this.contentType }, (err) => {
       if (err) this.failed++;
       this.outstanding--;
       if (this.outstanding < 1000 && this.wake) {

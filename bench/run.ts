@@ -16,7 +16,8 @@
  * no-op consumer's sweep), --latency-seconds S, --hand-seconds S (the hand-written consumer drains
  * for at most this long: at about 1k msg/s it would take a minute per model), --set KEY=VALUE
  * (repeatable: config for this consumer only, for tuning runs), --only ours, --cpu-prof (profiles of
- * this consumer in bench/work/prof), --soak [--soak-messages N].
+ * this consumer in bench/work/prof), --soak [--soak-messages N], --binary (only the binary-payload rows,
+ * bench/binary.ts, written to bench/results.binary.json).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -24,6 +25,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
+import { binaryRows, binaryTable } from './binary.js';
 import { brokerCeiling, computeCeiling } from './ceilings.js';
 import { drain, type BenchLinks, type DrainResult } from './drain.js';
 import { connect } from './load.js';
@@ -46,6 +48,7 @@ const { values: opts } = parseArgs({
     only: { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     soak: { type: 'boolean', default: false },
+    binary: { type: 'boolean', default: false },
     'soak-messages': { type: 'string', default: '200000' },
     out: { type: 'string', default: join(ROOT, 'bench', 'results.json') },
   },
@@ -133,6 +136,13 @@ async function main(): Promise<void> {
       for (const model of models) soaks.push(await soak(links, model, Number(opts['soak-messages'])));
       log(`\n${soakTable(soaks)}\n\n${targetLines(targetsOf([], config.maxBatchDelayMs, soaks))}`);
       writeFileSync(opts.out.replace(/\.json$/, '.soak.json'), `${JSON.stringify({ date: new Date().toISOString(), machine, defaults, soak: soaks }, null, 2)}\n`);
+      return;
+    }
+    if (opts.binary) {
+      const mlp = (await benchModels()).find((m) => m.name === 'mlp')!;
+      const r = await binaryRows(links, mlp, count, warmup, log);
+      log(`\n${binaryTable(r)}\n\n${((Date.now() - started) / 1000).toFixed(0)} s`);
+      writeFileSync(opts.out.replace(/\.json$/, '.binary.json'), JSON.stringify({ date: new Date().toISOString(), machine, defaults, messagesPerRow: count, ...r }, null, 2) + '\n');
       return;
     }
     const results: ModelResult[] = [];

@@ -28,6 +28,9 @@ export interface Delivery {
   correlationId?: string;
   messageId?: string;
   replyTo?: string;
+  /** Binary payloads (issue 14): the message's contentType and headers reach the entry script. */
+  contentType?: string;
+  headers?: Record<string, unknown>;
   redelivered: boolean;
   /** x-delivery-count on quorum queues: how many times it was delivered before. */
   deliveryCount: number;
@@ -258,6 +261,8 @@ function toDelivery(msg: amqp.ConsumeMessage, channel: number): Delivery {
     correlationId: p.correlationId || undefined,
     messageId: p.messageId || undefined,
     replyTo: p.replyTo || undefined,
+    contentType: p.contentType || undefined,
+    headers: p.headers && Object.keys(p.headers).length > 0 ? p.headers : undefined,
     redelivered: msg.fields.redelivered,
     deliveryCount: typeof count === 'number' ? count : msg.fields.redelivered ? 1 : 0,
     tag: msg.fields.deliveryTag,

@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { BootError } from './errors.js';
+import type { ImagePreprocessing } from './isolate/image.js';
 import type { QueueType } from './topology.js';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -15,6 +16,9 @@ export const DEFAULTS_FILE = fileURLToPath(new URL('../config/default.json', imp
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const name = z.string().min(1).max(255);
 const path = z.string();
+const NUMBER = String.raw`-?\d+(?:\.\d+)?(?:e-?\d+)?`;
+const NUMBER_OR_FRACTION = new RegExp(String.raw`^\d+(?:\.\d+)?(?:e-?\d+)?(?:/\d+(?:\.\d+)?)?$`);
+const NUMBER_LIST = new RegExp(`^${NUMBER}(?:,${NUMBER}){0,2}$`);
 
 /** Keyed by environment variable: the names users type are the names errors print. */
 export const configSchema = z.object({
@@ -52,6 +56,16 @@ export const configSchema = z.object({
   SHUTDOWN_GRACE_MS: int(0, 3_600_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   HTTP_PORT: int(0, 65535),
+  // Images for the built-in ONNX script (issue 14): how a decoded image becomes the model's input.
+  IMAGE_SIZE: z.string().regex(/^(|[1-9]\d{0,4}x[1-9]\d{0,4})$/, 'expected WIDTHxHEIGHT (e.g. 640x640), or empty to take the model\'s fixed size'),
+  IMAGE_RESIZE: z.enum(['fill', 'cover', 'contain']),
+  IMAGE_CHANNEL_ORDER: z.enum(['rgb', 'bgr']),
+  IMAGE_LAYOUT: z.enum(['auto', 'nchw', 'nhwc']),
+  IMAGE_SCALE: z.string().regex(NUMBER_OR_FRACTION, 'expected a positive number or fraction, e.g. 1/255 or 0.0039'),
+  IMAGE_MEAN: z.string().regex(NUMBER_LIST, 'expected one number, or one per channel separated by commas, e.g. 0.485,0.456,0.406'),
+  IMAGE_STD: z.string().regex(NUMBER_LIST, 'expected one number, or one per channel separated by commas, e.g. 0.229,0.224,0.225'),
+  IMAGE_PAD_VALUE: int(0, 255),
+  IMAGE_MAX_INPUT_PIXELS: int(1, 1_000_000_000),
 });
 
 export type ConfigKey = keyof z.infer<typeof configSchema>;
@@ -92,6 +106,7 @@ export interface Config {
   ort: { intraOpNumThreads: number; graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all' };
   /** The built-in ONNX script: whether messages may share a run (BATCHING), which outputs to fetch (OUTPUTS; [] for all). */
   onnx: { batching: 'auto' | 'on' | 'off'; outputs: string[] };
+  image: ImagePreprocessing;
   shutdownGraceMs: number;
   logLevel: string;
   httpPort: number;
@@ -147,10 +162,32 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
     maxTensorElements: c.MAX_TENSOR_ELEMENTS,
     ort: { intraOpNumThreads: c.ORT_INTRA_OP_THREADS, graphOptimizationLevel: c.ORT_GRAPH_OPTIMIZATION },
     onnx: { batching: c.BATCHING, outputs: c.OUTPUTS.split(',').map((o) => o.trim()).filter((o) => o !== '') },
+    image: imagePreprocessing(c),
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     logLevel: c.LOG_LEVEL,
     httpPort: c.HTTP_PORT,
   });
+}
+
+/** IMAGE_* as numbers; a zero in IMAGE_STD or a scale of 0 is refused here, at boot. */
+function imagePreprocessing(c: z.infer<typeof configSchema>): ImagePreprocessing {
+  const [w, h] = c.IMAGE_SIZE ? c.IMAGE_SIZE.split('x').map(Number) : [];
+  const [num, den = 1] = c.IMAGE_SCALE.split('/').map(Number);
+  const scale = num / den;
+  if (!(scale > 0) || !Number.isFinite(scale)) throw new BootError(`config IMAGE_SCALE: expected a positive number or fraction, got ${JSON.stringify(c.IMAGE_SCALE)}`);
+  const std = c.IMAGE_STD.split(',').map(Number);
+  if (std.some((s) => s === 0)) throw new BootError(`config IMAGE_STD: expected non-zero numbers (each value is divided by it), got ${JSON.stringify(c.IMAGE_STD)}`);
+  return {
+    ...(w ? { size: { width: w, height: h } } : {}),
+    resize: c.IMAGE_RESIZE,
+    channelOrder: c.IMAGE_CHANNEL_ORDER,
+    layout: c.IMAGE_LAYOUT,
+    scale,
+    mean: c.IMAGE_MEAN.split(',').map(Number),
+    std,
+    padValue: c.IMAGE_PAD_VALUE,
+    maxInputPixels: c.IMAGE_MAX_INPUT_PIXELS,
+  };
 }
 
 function readSecretFile(key: string, file: string): string {

@@ -13,6 +13,7 @@ import { ScoringError } from './errors.js';
 import { checkSize } from './message.js';
 import type { Metrics } from './metrics.js';
 import { buildReply, type Reply } from './reply.js';
+import type { BodyMeta } from './runtime/protocol.js';
 import type { ItemResult, Scorer } from './scorer.js';
 
 export type ConsumerState = 'created' | 'running' | 'stopping' | 'stopped';
@@ -168,7 +169,7 @@ export class Consumer {
       }
     });
     if (toScore.length > 0) {
-      const scored = await this.deps.scorer.score(toScore.map((i) => batch[i].delivery.body));
+      const scored = await this.deps.scorer.score(toScore.map((i) => batch[i].delivery.body), bodyMetas(toScore.map((i) => batch[i].delivery)));
       toScore.forEach((i, k) => (results[i] = scored[k]));
     }
     return results;
@@ -207,4 +208,10 @@ export class Consumer {
       [result] = await broker.publishAll([reply]);
     }
   }
+}
+
+/** Binary payloads (issue 14): each body's contentType and headers for the entry script; none when no delivery has either. */
+function bodyMetas(deliveries: readonly Delivery[]): Array<BodyMeta | undefined> | undefined {
+  if (!deliveries.some((d) => d.contentType || d.headers)) return undefined;
+  return deliveries.map((d) => (d.contentType || d.headers ? { contentType: d.contentType, headers: d.headers } : undefined));
 }

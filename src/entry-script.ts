@@ -7,6 +7,7 @@ import { extname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { tsImport } from 'tsx/esm/api';
 import { BootError } from './errors.js';
+import type { ImagePreprocessing } from './isolate/image.js';
 
 export const BUILT_IN_ENTRY_SCRIPT = fileURLToPath(new URL('./onnx/entry.ts', import.meta.url));
 const EXTENSIONS = new Set(['.ts', '.mts', '.js', '.mjs', '.cjs', '.cts', '.py']);
@@ -18,14 +19,26 @@ export interface InitContext {
   ort: { intraOpNumThreads: number; graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all' };
   /** The built-in ONNX script's settings (BATCHING, OUTPUTS); absent means auto and every output. */
   onnx?: { batching: 'auto' | 'on' | 'off'; outputs: string[] };
+  /** IMAGE_*: how the built-in script makes an image body into its input (isolate/image.ts). */
+  image?: ImagePreprocessing;
+}
+
+/**
+ * run's second argument: the message's contentType (application/json when it had none) and headers.
+ * A script may return `{ contentType, body: Uint8Array }` for a binary reply (isolate/binary-calls.ts).
+ */
+export interface ScriptMeta {
+  contentType: string;
+  headers: Record<string, unknown>;
 }
 
 export interface EntryScript {
   init(context: InitContext): unknown;
-  run(data: string): unknown;
-  runBatch?(items: string[]): unknown;
-  /** Our extension: the data values already parsed, which saves a stringify and a parse per message. */
-  runBatchParsed?(values: unknown[]): unknown;
+  /** `data`: the JSON text of "data" for a JSON message; the body's bytes for any other contentType. */
+  run(data: string | Uint8Array, meta?: ScriptMeta): unknown;
+  runBatch?(items: Array<string | Uint8Array>, metas?: ScriptMeta[]): unknown;
+  /** Our extension: the data values already parsed (a binary body as its bytes), which saves a stringify and a parse per message. */
+  runBatchParsed?(values: unknown[], metas?: ScriptMeta[]): unknown;
   /**
    * Ours, with runBatchParsed: reads a body into a value of the script's own making (the built-in ONNX
    * script: a tensor, straight from the bytes), or undefined to leave the body to the general parse.

@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'SHAPE' // wrong rank, dimension or ragged array
   | 'TYPE' // wrong element type
   | 'TOO_MANY_ELEMENTS' // a tensor over the element cap
+  | 'BAD_BINARY' // a binary body (.npy, safetensors, image) that is truncated, malformed or lies about its size
+  | 'CONTENT_TYPE' // a contentType the entry script does not take
   | 'RUN_FAILED' // the entry script threw
   | 'TIMEOUT' // the entry script did not return within RUN_TIMEOUT_MS
   | 'BAD_RESULT'; // the entry script returned something JSON cannot carry

@@ -5,8 +5,8 @@
 import { randomUUID } from 'node:crypto';
 import type { ErrorCode } from './errors.js';
 
-/** A scored message: its reply body (the result's JSON, UTF-8) or what was wrong with it. */
-export type Outcome = { ok: true; body: Buffer } | { ok: false; code: ErrorCode; message: string };
+/** A scored message: its reply body (the result's JSON, UTF-8, or bytes of `contentType`) or what was wrong with it. */
+export type Outcome = { ok: true; body: Buffer; contentType?: string } | { ok: false; code: ErrorCode; message: string };
 
 export interface ReplyAddress {
   correlationId?: string;
@@ -30,7 +30,8 @@ export interface Reply {
   body: Buffer;
   properties: {
     persistent: true;
-    contentType: 'application/json';
+    /** application/json, or a binary reply's own type (an entry script's, or one asked for by x-reply-content-type). */
+    contentType: string;
     messageId: string;
     correlationId?: string;
     timestamp: number;
@@ -60,7 +61,8 @@ export function buildReply(
     body: outcome.ok ? outcome.body : Buffer.from(JSON.stringify(outcome.message)),
     properties: {
       persistent: true,
-      contentType: 'application/json',
+      // Error replies are always JSON strings, whatever the request asked for.
+      contentType: (outcome.ok && outcome.contentType) || 'application/json',
       // Our own id per reply: a returned (unroutable) reply is matched to its publish by it.
       messageId: randomUUID(),
       ...(correlationId === undefined ? {} : { correlationId }),

@@ -8,7 +8,7 @@ import type { Config } from './config.js';
 import { ScoringError } from './errors.js';
 import { BUILT_IN_ENTRY_SCRIPT, resolveEntryScript, resolveModelDir, type InitContext } from './entry-script.js';
 import type { Outcome } from './reply.js';
-import type { ScriptInfo } from './runtime/protocol.js';
+import type { BodyMeta, ScriptInfo } from './runtime/protocol.js';
 import { ScriptHost, type Isolation } from './script-host.js';
 
 export type ItemResult = Outcome | { ok: false; code: 'CRASHED'; message: string };
@@ -37,7 +37,7 @@ export function scorerOptions(config: Readonly<Config>, logger: Logger): ScorerO
     isolation: entryScript === BUILT_IN_ENTRY_SCRIPT ? 'thread' : entryScript.endsWith('.py') ? 'python' : 'process',
     python: config.python,
     concurrency: config.concurrency,
-    context: { modelDir: resolveModelDir(config.modelDir), maxTensorElements: config.maxTensorElements, ort: config.ort, onnx: config.onnx },
+    context: { modelDir: resolveModelDir(config.modelDir), maxTensorElements: config.maxTensorElements, ort: config.ort, onnx: config.onnx, image: config.image },
     maxMessageBytes: config.maxMessageBytes,
     runTimeoutMs: config.runTimeoutMs,
     logger,
@@ -69,19 +69,20 @@ export class Scorer {
     return this.hosts[0].info;
   }
 
-  async score(bodies: Uint8Array[]): Promise<ItemResult[]> {
+  /** `metas`: each body's contentType and headers, where any has them (binary payloads). */
+  async score(bodies: Uint8Array[], metas?: Array<BodyMeta | undefined>): Promise<ItemResult[]> {
     const host = this.idle.pop();
     if (!host) throw new Error('Scorer.score called with every isolate busy: the caller must bound concurrency');
     try {
       if (this.info.hasRunBatch && bodies.length > 1) {
-        const r = await host.call('runBatch', bodies, this.runTimeoutMs);
+        const r = await host.call('runBatch', bodies, this.runTimeoutMs, metas);
         if (r.kind === 'done') return r.outcomes;
         if (r.kind === 'crash') return bodies.map(() => crashed(r.reason));
         // A batch that hung: run its items one by one, each with its own deadline, to find the one that hangs.
       }
       const results: ItemResult[] = [];
-      for (const body of bodies) {
-        const r = await host.call('run', [body], this.runTimeoutMs);
+      for (const [i, body] of bodies.entries()) {
+        const r = await host.call('run', [body], this.runTimeoutMs, metas && [metas[i]]);
         results.push(r.kind === 'done' ? r.outcomes[0] : r.kind === 'crash' ? crashed(r.reason) : this.timedOut());
       }
       return results;

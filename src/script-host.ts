@@ -12,8 +12,8 @@ import type { Logger } from 'pino';
 import { BootError } from './errors.js';
 import type { InitContext } from './entry-script.js';
 import type { Outcome } from './reply.js';
-import { packBodies, unpackOutcomes, type CallMethod, type FromRuntime, type ScriptInfo, type ToRuntime } from './runtime/protocol.js';
 import { spawnPythonIsolate } from './isolate/python-isolate.js';
+import { packBodies, unpackOutcomes, type BodyMeta, type CallMethod, type FromRuntime, type ScriptInfo, type ToRuntime } from './runtime/protocol.js';
 
 const BOOTSTRAP = new URL('./runtime/bootstrap.mjs', import.meta.url);
 const PROJECT_NODE_MODULES = fileURLToPath(new URL('../node_modules', import.meta.url));
@@ -92,14 +92,14 @@ export class ScriptHost {
   }
 
   /** One call at a time per host; the consumer's queue guarantees it. */
-  async call(method: CallMethod, bodies: Uint8Array[], timeoutMs: number): Promise<CallResult> {
+  async call(method: CallMethod, bodies: Uint8Array[], timeoutMs: number, metas?: Array<BodyMeta | undefined>): Promise<CallResult> {
     await this.ready;
     const id = this.nextId++;
     return new Promise<CallResult>((resolve) => {
       const timer = setTimeout(() => this.fail({ kind: 'timeout' }), timeoutMs);
       this.pending = { id, resolve, timer };
       const packed = packBodies(bodies);
-      this.isolate.send({ type: 'call', id, method, bodies: packed }, [packed.bytes.buffer as ArrayBuffer]);
+      this.isolate.send({ type: 'call', id, method, bodies: packed, ...(metas ? { metas } : {}) }, [packed.bytes.buffer as ArrayBuffer]);
     });
   }
 

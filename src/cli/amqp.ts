@@ -7,6 +7,7 @@ import { redactUrl } from '../config.js';
 
 export interface ReplyMessage {
   correlationId?: string;
+  contentType?: string;
   headers: Record<string, unknown>;
   body: Buffer;
 }
@@ -14,6 +15,9 @@ export interface ReplyMessage {
 export interface Published {
   correlationId: string;
   replyTo: string;
+  /** Default application/json; a file's own type for binary payloads. */
+  contentType?: string;
+  headers?: Record<string, unknown>;
 }
 
 /** An abandoned run's reply queue removes itself after a week unused (no consumer, not declared again). */
@@ -93,7 +97,8 @@ export class CliBroker {
     return this.publisher.sendToQueue(queue, body, {
       persistent: true,
       mandatory: true,
-      contentType: 'application/json',
+      contentType: p.contentType ?? 'application/json',
+      ...(p.headers ? { headers: p.headers } : {}),
       correlationId: p.correlationId,
       messageId: p.correlationId,
       replyTo: p.replyTo,
@@ -139,7 +144,7 @@ export class CliBroker {
    * One request and its reply over direct reply-to (`amq.rabbitmq.reply-to`): no queue to declare or
    * delete. At-most-once, which is fine for one interactive request.
    */
-  async request(queue: string, body: Buffer, correlationId: string, timeoutMs: number): Promise<ReplyMessage | undefined> {
+  async request(queue: string, body: Buffer, correlationId: string, timeoutMs: number, extra: Pick<Published, 'contentType' | 'headers'> = {}): Promise<ReplyMessage | undefined> {
     const DIRECT = 'amq.rabbitmq.reply-to';
     return new Promise<ReplyMessage | undefined>((resolve, reject) => {
       const timer = setTimeout(() => resolve(undefined), timeoutMs);
@@ -161,7 +166,7 @@ export class CliBroker {
           { noAck: true },
         )
         .then(() => {
-          this.publish(queue, body, { correlationId, replyTo: DIRECT });
+          this.publish(queue, body, { correlationId, replyTo: DIRECT, ...extra });
           return this.waitForConfirms();
         })
         .catch(fail);
@@ -176,5 +181,5 @@ export class CliBroker {
 }
 
 function toReply(m: amqp.ConsumeMessage): ReplyMessage {
-  return { correlationId: m.properties.correlationId || undefined, headers: m.properties.headers ?? {}, body: m.content };
+  return { correlationId: m.properties.correlationId || undefined, contentType: m.properties.contentType || undefined, headers: m.properties.headers ?? {}, body: m.content };
 }

@@ -32,6 +32,8 @@ export const ERROR_CODES: Record<ErrorCode, string> = {
   SHAPE: 'wrong rank, dimension, raggedness or an empty array',
   TYPE: 'wrong element type or a value out of range',
   TOO_MANY_ELEMENTS: 'a tensor over MAX_TENSOR_ELEMENTS',
+  BAD_BINARY: 'a .npy, safetensors or image body that is truncated, malformed or lies about its size',
+  CONTENT_TYPE: 'a contentType the entry script does not take',
   RUN_FAILED: 'the entry script threw; the reply is its message',
   TIMEOUT: 'run did not return within RUN_TIMEOUT_MS',
   BAD_RESULT: 'run returned something JSON cannot carry',
@@ -66,21 +68,26 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
         address: f.inputQueue,
         title: 'Scoring requests',
         description: `INPUT_QUEUE, a durable ${f.queueType} queue${f.queueType === 'quorum' ? ` with x-delivery-limit ${f.deliveryLimit}` : ''}; dead-letters to ${deadQueue}.`,
-        messages: { scoreRequest: ref('components/messages/scoreRequest') },
+        messages: {
+          scoreRequest: ref('components/messages/scoreRequest'),
+          scoreRequestNpy: ref('components/messages/scoreRequestNpy'),
+          scoreRequestSafetensors: ref('components/messages/scoreRequestSafetensors'),
+          scoreRequestImage: ref('components/messages/scoreRequestImage'),
+        },
         bindings: queueBinding(f.inputQueue),
       },
       replies: {
         address: f.replyQueue,
         title: 'Replies',
         description: 'REPLY_QUEUE, durable: replies to requests without a replyTo.',
-        messages: { scoreResult: ref('components/messages/scoreResult'), scoreError: ref('components/messages/scoreError') },
+        messages: replyMessages(),
         bindings: queueBinding(f.replyQueue),
       },
       callerReplyTo: {
         address: null,
         title: "The caller's replyTo",
         description: "A request's replyTo queue (its own queue, or amq.rabbitmq.reply-to): the same reply messages go there.",
-        messages: { scoreResult: ref('components/messages/scoreResult'), scoreError: ref('components/messages/scoreError') },
+        messages: replyMessages(),
       },
       deadLetters: {
         address: deadQueue,
@@ -96,11 +103,11 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
         title: 'Score a request',
         summary: 'Consume a request, score its data, publish one reply (to replyTo, else to the replies queue), then ack.',
         channel: ref('channels/requests'),
-        messages: [ref('channels/requests/messages/scoreRequest')],
+        messages: ['scoreRequest', 'scoreRequestNpy', 'scoreRequestSafetensors', 'scoreRequestImage'].map((m) => ref(`channels/requests/messages/${m}`)),
         reply: {
           address: { location: '$message.header#/replyTo', description: "the request's replyTo property; without one, the replies queue" },
           channel: ref('channels/replies'),
-          messages: [ref('channels/replies/messages/scoreResult'), ref('channels/replies/messages/scoreError')],
+          messages: replyNames.map((m) => ref(`channels/replies/messages/${m}`)),
         },
       },
       sendReply: {
@@ -108,13 +115,13 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
         title: 'Reply',
         summary: 'Persistent, published with mandatory and confirmed by the broker before the request is acked.',
         channel: ref('channels/replies'),
-        messages: [ref('channels/replies/messages/scoreResult'), ref('channels/replies/messages/scoreError')],
+        messages: replyNames.map((m) => ref(`channels/replies/messages/${m}`)),
       },
       sendReplyToCaller: {
         action: 'send',
         title: "Reply to the caller's replyTo",
         channel: ref('channels/callerReplyTo'),
-        messages: [ref('channels/callerReplyTo/messages/scoreResult'), ref('channels/callerReplyTo/messages/scoreError')],
+        messages: replyNames.map((m) => ref(`channels/callerReplyTo/messages/${m}`)),
       },
     },
     components: {
@@ -128,11 +135,36 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
           summary: 'A UTF-8 JSON object whose "data" key holds the input; other keys are ignored.',
           contentType: 'application/json',
           correlationId: ref('components/correlationIds/request'),
+          headers: requestHeaders(),
           payload: {
             type: 'object',
             required: ['data'],
             properties: { data: f.inputSchema ?? { description: 'any JSON value: the entry script decides' } },
           },
+        },
+        scoreRequestNpy: binaryRequest(
+          'NumPy .npy request',
+          'One array as numpy.save writes it (little-endian, C order; big-endian and Fortran order are converted), for a single-input model: dtype and shape from its header, checked as JSON data is. A user entry script gets the bytes.',
+          'application/x-npy',
+        ),
+        scoreRequestSafetensors: binaryRequest(
+          'safetensors request',
+          'Named tensors in the safetensors layout (8-byte header length, JSON header, little-endian data), one per model input, by input name.',
+          'application/x-safetensors',
+        ),
+        scoreRequestImage: binaryRequest(
+          'Image request',
+          'image/png, image/jpeg or image/webp (the contentType says which): decoded, resized and laid out into the image model\'s input with the IMAGE_* preprocessing.',
+          'image/png',
+        ),
+        scoreResultBinary: {
+          name: 'scoreResultBinary',
+          title: 'Binary result',
+          summary: 'Sent when the request asked for it with x-reply-content-type: the single output as .npy, or every output by name as safetensors; the contentType says which. A user entry script may return { contentType, body } for a reply of its own type.',
+          contentType: 'application/x-npy',
+          correlationId: ref('components/correlationIds/request'),
+          headers: replyHeaders('ok'),
+          payload: { type: 'string', format: 'binary', contentMediaType: 'application/x-npy' },
         },
         scoreResult: {
           name: 'scoreResult',
@@ -167,6 +199,37 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
         },
       },
     },
+  };
+}
+
+const replyNames = ['scoreResult', 'scoreResultBinary', 'scoreError'];
+
+function replyMessages(): Record<string, object> {
+  return Object.fromEntries(replyNames.map((m) => [m, { $ref: `#/components/messages/${m}` }]));
+}
+
+function requestHeaders(): object {
+  return {
+    type: 'object',
+    properties: {
+      'x-reply-content-type': {
+        type: 'string',
+        enum: ['application/json', 'application/x-npy', 'application/x-safetensors'],
+        description: 'built-in ONNX script: the reply as .npy (a model with one output) or safetensors (outputs by name) instead of JSON; error replies stay JSON strings',
+      },
+    },
+  };
+}
+
+function binaryRequest(title: string, summary: string, contentType: string): object {
+  return {
+    name: title.split(' ')[0].toLowerCase(),
+    title,
+    summary: `${summary} Counted against MAX_MESSAGE_BYTES, and each tensor against MAX_TENSOR_ELEMENTS, from its header before anything is allocated.`,
+    contentType,
+    correlationId: { $ref: '#/components/correlationIds/request' },
+    headers: requestHeaders(),
+    payload: { type: 'string', format: 'binary', contentMediaType: contentType },
   };
 }
 

@@ -39,14 +39,15 @@ const program = new Command('scorer')
 
 program
   .command('submit')
-  .description('Send every line of a JSON Lines file as a scoring request and write the replies, in input order, to --out.')
-  .argument('<input>', 'JSON Lines file, one request per line')
+  .description('Send every line of a JSON Lines file, or every file of a folder or glob, as a scoring request and write the replies, in input order, to --out.')
+  .argument('<input>', 'JSON Lines file (one request per line), or a folder or quoted glob of files (one request per file, e.g. "images/*.png")')
   .requiredOption('-o, --out <file>', 'results file (JSON Lines); its state file is <file>.state.json while the run is unfinished')
   .addOption(urlOption())
   .addOption(queueOption())
   .option('--max-in-flight <n>', 'lines sent and not yet written, at most', integer('--max-in-flight', 1, 65_000), 1000)
   .option('--rate <n>', 'messages per second at most (0: no limit)', integer('--rate', 0, 10_000_000), 0)
   .option('--idle-timeout <s>', 'stop (resumable) when no reply comes for this long (0: wait for ever)', integer('--idle-timeout', 0, 31_536_000), 300)
+  .option('--content-type <type>', 'for files: the content type of every file (default: from each extension: .npy, .safetensors, .png, .jpg, .webp, .json)')
   .option('--resume', 'finish an interrupted run: keep what --out holds, do not send again what was sent, collect the rest from the same reply queue')
   .option('--no-progress', 'no progress output')
   .addHelpText(
@@ -59,17 +60,22 @@ Output lines, in input order, one per non-blank input line ("line" is its 1-base
   {"line": 1, "status": "ok", "result": <reply body>}
   {"line": 2, "status": "error", "error": "<one line>", "code": "<x-error-code>"}
 
+A folder (recursively, dot-files left out) or a glob: one message per file, in the order of the sorted
+file names, each with the content type of its extension (or --content-type); its result records add
+"file", the name relative to the folder: {"line": 1, "file": "cats/1.png", "status": "ok", ...}.
+
 Each request carries correlationId "<run id>:<line>" and replyTo "scorer.submit.<run id>", a durable
 queue of the run's own, deleted when the run completes. Interrupted (Ctrl-C, a kill, a lost connection)?
 Run the same command with --resume. Exit code: 0 when every line has a result (errors included), 1 when
 stopped, 130 on Ctrl-C.`,
   )
-  .action(async (input: string, opts: { out: string; url?: string; queue: string; maxInFlight: number; rate: number; idleTimeout: number; resume?: boolean; progress: boolean }) => {
+  .action(async (input: string, opts: { out: string; url?: string; queue: string; maxInFlight: number; rate: number; idleTimeout: number; contentType?: string; resume?: boolean; progress: boolean }) => {
     const controller = new AbortController();
     process.once('SIGINT', () => controller.abort());
     process.exitCode = await submit(
       {
         input,
+        ...(opts.contentType ? { contentType: opts.contentType } : {}),
         out: opts.out,
         url: opts.url ?? config.amqp.url,
         queue: opts.queue,
@@ -87,12 +93,17 @@ stopped, 130 on Ctrl-C.`,
 program
   .command('send')
   .description('Send one request and print its reply: the body on stdout, the status on stderr. Exit 1 on an error reply or a timeout.')
-  .argument('<json>', 'the request: {"data": ...}, or any other JSON value, sent wrapped as {"data": <json>}')
+  .argument('[json]', 'the request: {"data": ...}, or any other JSON value, sent wrapped as {"data": <json>}')
+  .option('-f, --file <path>', 'send this file instead: .npy, .safetensors, .png, .jpg, .webp as they are, .json as a request')
+  .option('--content-type <type>', "the file's content type (default: from its extension)")
+  .option('--reply-content-type <type>', 'ask for a binary reply: application/x-npy or application/x-safetensors (header x-reply-content-type)')
+  .option('-o, --out <file>', 'write the reply body to this file instead of stdout')
   .addOption(urlOption())
   .addOption(queueOption())
   .option('--timeout <s>', 'seconds to wait for the reply', integer('--timeout', 1, 86_400), 30)
-  .action(async (json: string, opts: { url?: string; queue: string; timeout: number }) => {
-    process.exitCode = await send(json, { url: opts.url ?? config.amqp.url, queue: opts.queue, timeoutMs: opts.timeout * 1000 }, io);
+  .action(async (json: string | undefined, opts: { url?: string; queue: string; timeout: number; file?: string; contentType?: string; replyContentType?: string; out?: string }) => {
+    const { url, timeout, ...rest } = opts;
+    process.exitCode = await send(json, { ...rest, url: url ?? config.amqp.url, timeoutMs: timeout * 1000 }, io);
   });
 
 program

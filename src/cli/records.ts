@@ -40,23 +40,25 @@ export interface ResultRecord {
  * `{"line": n, "status": "ok", "result": <reply body>}` or `{"line": n, "status": "error", "error":
  * "<reply text>", "code": "<x-error-code>"}`.
  */
-export function resultRecord(line: number, reply: { headers: Record<string, unknown>; body: Buffer }): ResultRecord {
+export function resultRecord(line: number, reply: { headers: Record<string, unknown>; body: Buffer }, file?: string): ResultRecord {
   const status = reply.headers['x-status'];
   const text = reply.body.toString('utf8');
   let body: unknown;
   try {
     body = JSON.parse(text);
   } catch {
-    return errorRecord(line, `reply body is not JSON: ${text.slice(0, 200)}`);
+    return errorRecord(line, `reply body is not JSON: ${text.slice(0, 200)}`, undefined, file);
   }
-  if (status === 'ok') return { text: `{"line":${line},"status":"ok","result":${text}}\n`, ok: true };
+  // A folder's results name their file: `{"line": 3, "file": "b/cat.png", ...}`.
+  const named = file === undefined ? '' : `"file":${JSON.stringify(file)},`;
+  if (status === 'ok') return { text: `{"line":${line},${named}"status":"ok","result":${text}}\n`, ok: true };
   const code = reply.headers['x-error-code'];
   const message = typeof body === 'string' ? body : status === 'error' ? text : `reply without an x-status header: ${text.slice(0, 200)}`;
-  return errorRecord(line, message, typeof code === 'string' ? code : undefined);
+  return errorRecord(line, message, typeof code === 'string' ? code : undefined, file);
 }
 
-export function errorRecord(line: number, error: string, code?: string): ResultRecord {
-  return { text: `${JSON.stringify({ line, status: 'error', error, ...(code ? { code } : {}) })}\n`, ok: false };
+export function errorRecord(line: number, error: string, code?: string, file?: string): ResultRecord {
+  return { text: `${JSON.stringify({ line, ...(file === undefined ? {} : { file }), status: 'error', error, ...(code ? { code } : {}) })}\n`, ok: false };
 }
 
 export interface WrittenResults {

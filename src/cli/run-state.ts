@@ -17,6 +17,8 @@ export interface RunState {
   /** Every non-blank input line up to this one has been sent (publisher-confirmed) or answered locally. */
   sentThrough: number;
   startedAt: string;
+  /** A folder's or glob's sorted file names, digested: resuming over changed files would mislabel results. */
+  digest?: string;
 }
 
 export const statePathFor = (out: string): string => `${out}.state.json`;
@@ -55,6 +57,7 @@ export function startOrResume(
   input: string,
   statePath: string,
   stderr: NodeJS.WritableStream,
+  digest?: string,
 ): { state: RunState; written: WrittenResults } {
   const existing = readState(statePath);
   if (!o.resume) {
@@ -69,11 +72,13 @@ export function startOrResume(
       replyQueue: `scorer.submit.${runId}`,
       sentThrough: 0,
       startedAt: new Date().toISOString(),
+      ...(digest ? { digest } : {}),
     };
     return { state, written: { lastLine: 0, ok: 0, errors: 0, validLength: 0 } };
   }
   if (!existing) throw new Error(`nothing to resume: no ${statePath} (the run finished, or never started)`);
   if (existing.input !== input) throw new Error(`${statePath} is a run of ${existing.input}, not of ${input}`);
+  if (existing.digest !== digest) throw new Error(`the files of ${input} are not the ones the run in ${statePath} started with: restore them, or start a new run with another --out`);
   if (existing.queue !== o.queue) throw new Error(`${statePath} is a run on queue '${existing.queue}', not '${o.queue}'`);
   const written = existsSync(o.out) ? readWrittenResults(readFileSync(o.out, 'utf8')) : { lastLine: 0, ok: 0, errors: 0, validLength: 0 };
   const fd = openSync(o.out, existsSync(o.out) ? 'r+' : 'w');

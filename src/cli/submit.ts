@@ -9,17 +9,19 @@
  *   those publishes: a resumed run never sends again a line at or below that mark, nor one that has a
  *   result; at most the last unconfirmed chunk is sent twice, and its second reply is dropped.
  */
-import { closeSync, createReadStream, existsSync, openSync, writeSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { createInterface } from 'node:readline';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { CliBroker, type ReplyMessage } from './amqp.js';
 import { InOrder } from './in-order.js';
+import { openInput, type InputSource } from './inputs.js';
 import { createProgress, type Progress } from './progress.js';
-import { correlationIdFor, errorRecord, lineOf, prepareLine, resultRecord, type WrittenResults } from './records.js';
+import { correlationIdFor, errorRecord, lineOf, resultRecord, type WrittenResults } from './records.js';
 import { removeState, startOrResume, statePathFor, writeState, type RunState } from './run-state.js';
 
 export interface SubmitOptions {
+  /** A JSON Lines file, or a folder or glob of files (one message each). */
   input: string;
+  /** For files: the content type of every file, instead of one from each file's extension. */
+  contentType?: string;
   out: string;
   url: string;
   queue: string;
@@ -45,11 +47,9 @@ const PREFETCH_SLACK = 64;
 
 /** Resolves with the exit code: 0 when every line has a result, 1 when stopped (resumable), 130 on SIGINT. */
 export async function submit(o: SubmitOptions, io: Output): Promise<number> {
-  const input = resolve(o.input);
-  if (!existsSync(input)) throw new Error(`input ${o.input}: no such file`);
+  const source = await openInput(o.input, o.contentType);
   const statePath = statePathFor(o.out);
-  const { state, written } = startOrResume(o, input, statePath, io.stderr);
-  const total = await countLines(input);
+  const { state, written } = startOrResume(o, source.id, statePath, io.stderr, source.digest);
   const broker = await CliBroker.connect(o.url, `scorer-submit/${state.runId}`);
   try {
     if ((await broker.queueDepth(o.queue)) === undefined) {
@@ -57,17 +57,10 @@ export async function submit(o: SubmitOptions, io: Output): Promise<number> {
     }
     await broker.declareRunQueue(state.replyQueue);
     writeState(statePath, state);
-    return await new Run(o, io, broker, state, statePath, written, total, input).run();
+    return await new Run(o, io, broker, state, statePath, written, source).run();
   } finally {
     await broker.close();
   }
-}
-
-/** Non-blank lines: the progress bar's total. */
-async function countLines(path: string): Promise<number> {
-  let n = 0;
-  for await (const line of createInterface({ input: createReadStream(path), crlfDelay: Infinity })) if (line.trim()) n++;
-  return n;
 }
 
 type Ack = () => void;
@@ -94,6 +87,7 @@ class Run {
   private handledThrough: number;
   /** Lines handled since the mark last moved. */
   private unflushed = 0;
+  private readonly total: number;
 
   constructor(
     private readonly o: SubmitOptions,
@@ -102,9 +96,10 @@ class Run {
     private readonly state: RunState,
     private readonly statePath: string,
     private readonly written: WrittenResults,
-    private readonly total: number,
-    private readonly input: string,
+    private readonly source: InputSource,
   ) {
+    const total = source.total;
+    this.total = total;
     this.order = new InOrder<Ack>(written.lastLine, state.sentThrough);
     this.stopped = new Promise((r) => (this.onStopped = () => r(undefined)));
     this.handledThrough = state.sentThrough;
@@ -151,46 +146,40 @@ class Run {
     const { o, order, written, state } = this;
     // Lines up to here were sent by an interrupted run: wait for their replies, do not send them again.
     const sentBefore = state.sentThrough;
-    let line = 0;
-    const lines = createInterface({ input: createReadStream(this.input), crlfDelay: Infinity });
-    try {
-      for await (const text of lines) {
-        line++;
-        if (this.stopReason) break;
-        if (line <= written.lastLine) continue;
-        if (!text.trim()) {
-          this.handled(line);
-          continue;
-        }
-        const prepared = prepareLine(text);
-        if (line > sentBefore) {
-          while (order.pending >= o.maxInFlight && !this.stopReason) {
-            await this.flushConfirms();
-            // Results may have come in during the flush: wait only if there is still no room.
-            if (order.pending >= o.maxInFlight) await this.nextWake();
-          }
-          await this.pace();
-          if (this.stopReason) break;
-        }
-        order.expect(line);
-        if ('error' in prepared) {
-          // Not sent: the consumer would answer the same (BAD_JSON), and nothing could be wrapped.
-          const record = errorRecord(line, prepared.error, 'BAD_JSON');
-          order.resolve(line, record.text, false);
-          this.scheduleWrite();
-        } else if (line > sentBefore) {
-          this.sent++;
-          const ok = this.broker.publish(o.queue, prepared.body, { correlationId: correlationIdFor(state.runId, line), replyTo: state.replyQueue });
-          if (!ok) await this.untilStopped(this.broker.drain());
-        } else {
-          // Sent by the interrupted run: its reply may be here already, waiting for this line to be reached.
-          this.scheduleWrite();
-        }
+    // The source's iterator is closed by the loop's exit (break, return or throw).
+    for await (const item of this.source.items(written.lastLine)) {
+      const { line } = item;
+      if (this.stopReason) break;
+      if (line <= written.lastLine) continue;
+      if (item.blank) {
         this.handled(line);
-        if (this.unflushed >= CONFIRM_CHUNK) await this.flushConfirms();
+        continue;
       }
-    } finally {
-      lines.close();
+      if (line > sentBefore) {
+        while (order.pending >= o.maxInFlight && !this.stopReason) {
+          await this.flushConfirms();
+          // Results may have come in during the flush: wait only if there is still no room.
+          if (order.pending >= o.maxInFlight) await this.nextWake();
+        }
+        await this.pace();
+        if (this.stopReason) break;
+      }
+      order.expect(line);
+      if ('error' in item) {
+        // Not sent: the consumer would answer the same, and nothing could be wrapped.
+        const record = errorRecord(line, item.error, item.code, this.source.nameOf?.(line));
+        order.resolve(line, record.text, false);
+        this.scheduleWrite();
+      } else if (line > sentBefore) {
+        this.sent++;
+        const ok = this.broker.publish(o.queue, item.body, { correlationId: correlationIdFor(state.runId, line), replyTo: state.replyQueue, contentType: item.contentType });
+        if (!ok) await this.untilStopped(this.broker.drain());
+      } else {
+        // Sent by the interrupted run: its reply may be here already, waiting for this line to be reached.
+        this.scheduleWrite();
+      }
+      this.handled(line);
+      if (this.unflushed >= CONFIRM_CHUNK) await this.flushConfirms();
     }
     await this.flushConfirms(true);
   }
@@ -236,7 +225,7 @@ class Run {
       ack();
       return;
     }
-    const record = resultRecord(line, reply);
+    const record = resultRecord(line, reply, this.source.nameOf?.(line));
     if (this.order.resolve(line, record.text, record.ok, ack) === 'duplicate') {
       this.duplicates++;
       ack();

@@ -4,11 +4,12 @@
  * shape are stacked along the batch axis into one session run when batching.ts says that cannot change
  * an answer.
  */
-import type { InitContext } from '../entry-script.js';
+import type { InitContext, ScriptMeta } from '../entry-script.js';
 import { ScoringError } from '../errors.js';
 import { loadModel, type LoadedModel } from './session.js';
 import { dataSchema, resultSchema } from './schema.js';
 import { readNumericTensor } from '../runtime/numeric-data.js';
+import { binaryReply, imagePlanFor, readBinaryInputs, replyTypeOf, sliceOutputs, type BinaryModel } from './binary.js';
 import { buildInputs, fitsSpec, splitOutputs, type Limits, type TensorData, type TensorSpec } from './tensors.js';
 import { decideBatching, groupByShape, stack, type BatchingDecision } from './batching.js';
 import { ElementProblem, elementInfo, type TypedData } from './element-types.js';
@@ -18,6 +19,8 @@ let limits: Limits;
 let batching: BatchingDecision = { stack: false, reason: 'not decided' };
 /** The model's one input, when it is numeric: bodies are read straight into its typed array. */
 let numericInput: TensorSpec | undefined;
+/** .npy, safetensors and image bodies, and binary replies (onnx/binary.ts). */
+let binaryModel: BinaryModel;
 /** Types read as doubles, then checked and stored element by element (int64, uint64 and float16 take the general path). */
 const VIA_DOUBLES = new Set(['int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32']);
 export let modelName = '';
@@ -34,6 +37,7 @@ export async function init(context: InitContext): Promise<void> {
   batching = await decideBatching(context.onnx?.batching ?? 'auto', model.inputs, outputNames(), (feeds) => model.run(feeds));
   const [only] = model.inputs;
   numericInput = model.inputs.length === 1 && (only.type === 'float32' || only.type === 'float64' || VIA_DOUBLES.has(only.type)) ? only : undefined;
+  binaryModel = { inputs: model.inputs, outputs: model.outputs, limits, image: imagePlanFor(model.inputs, context.image) };
 }
 
 /**
@@ -68,46 +72,65 @@ export function apiSchemas(): { inputSchema: object; outputSchema: object } {
   return { inputSchema: dataSchema(model.inputs), outputSchema: resultSchema(model.outputs, model.zipMaps) };
 }
 
-export async function run(data: string): Promise<unknown> {
-  const [result] = await runBatchParsed([JSON.parse(data)]);
+/** A binary body (its bytes) goes as it is, JSON data as its parsed value. */
+const valueOf = (data: string | Uint8Array): unknown => (typeof data === 'string' ? JSON.parse(data) : data);
+
+export async function run(data: string | Uint8Array, meta?: ScriptMeta): Promise<unknown> {
+  const [result] = await runBatchParsed([valueOf(data)], meta && [meta]);
   if (result instanceof Error) throw result;
   return result;
 }
 
-export async function runBatch(items: string[]): Promise<unknown[]> {
-  return runBatchParsed(items.map((t) => JSON.parse(t)));
+export async function runBatch(items: Array<string | Uint8Array>, metas?: ScriptMeta[]): Promise<unknown[]> {
+  return runBatchParsed(items.map(valueOf), metas);
 }
 
 /** One result per value, in order; a value that fails its checks gets its own Error and is left out of the run. */
-export async function runBatchParsed(values: unknown[]): Promise<unknown[]> {
+export async function runBatchParsed(values: unknown[], metas?: ScriptMeta[]): Promise<unknown[]> {
   const results: unknown[] = new Array(values.length);
   const good: number[] = [];
   const feeds: Record<string, TensorData>[] = [];
-  values.forEach((value, i) => {
+  /** Per good message: the binary reply type it asked for, or undefined for JSON. */
+  const replyTypes: Array<string | undefined> = [];
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i];
     try {
-      feeds.push(value instanceof Prepared ? value.inputs : buildInputs(value, model.inputs, limits));
+      const replyType = replyTypeOf(metas?.[i], model.outputs);
+      feeds.push(
+        value instanceof Prepared
+          ? value.inputs
+          : value instanceof Uint8Array
+            ? await readBinaryInputs(value, metas?.[i]?.contentType ?? '', binaryModel)
+            : buildInputs(value, model.inputs, limits),
+      );
+      replyTypes.push(replyType);
       good.push(i);
     } catch (err) {
       results[i] = err;
     }
-  });
+  }
   if (good.length === 0) return results;
   const groups = batching.stack ? groupByShape(feeds, model.inputs) : feeds.map((_, k) => [k]);
   for (const group of groups) {
-    const answers = await runGroup(group.map((k) => feeds[k]));
+    const answers = await runGroup(group.map((k) => feeds[k]), group.map((k) => replyTypes[k]));
     group.forEach((k, j) => (results[good[k]] = answers[j]));
   }
   return results;
 }
 
-/** One session run for messages of one shape; when a stacked run fails, each runs alone so only the culprit gets the error. */
-async function runGroup(feeds: Record<string, TensorData>[]): Promise<unknown[]> {
+/**
+ * One session run for messages of one shape, each answered as JSON or as the binary type it asked for;
+ * when a stacked run fails, each runs alone so only the culprit gets the error.
+ */
+async function runGroup(feeds: Record<string, TensorData>[], replyTypes: Array<string | undefined>): Promise<unknown[]> {
   try {
     const outputs = await model.run(stack(feeds, model.inputs));
     const rows = feeds.length === 1 ? [1] : feeds.map((f) => f[model.inputs[0].name].dims[0]);
-    return splitOutputs(outputs, outputNames(), rows).map(withZipMaps);
+    const json = replyTypes.some((t) => t === undefined) ? splitOutputs(outputs, outputNames(), rows).map(withZipMaps) : [];
+    const slices = replyTypes.some((t) => t !== undefined) ? sliceOutputs(outputs, outputNames(), rows) : [];
+    return replyTypes.map((t, k) => (t ? binaryReply(t, slices[k], outputNames()) : json[k]));
   } catch (err) {
-    if (feeds.length > 1) return Promise.all(feeds.map(async (f) => (await runGroup([f]))[0]));
+    if (feeds.length > 1) return Promise.all(feeds.map(async (f, k) => (await runGroup([f], [replyTypes[k]]))[0]));
     return [err instanceof ScoringError ? err : new ScoringError('RUN_FAILED', `model run failed: ${(err as Error).message}`)];
   }
 }

@@ -16,21 +16,44 @@ export interface ScriptInfo {
 
 export type ToRuntime =
   | { type: 'init'; entryScript: string; context: InitContext; maxMessageBytes: number }
-  | { type: 'call'; id: number; method: CallMethod; bodies: PackedBodies };
+  | { type: 'call'; id: number; method: CallMethod; bodies: PackedBodies; metas?: Array<BodyMeta | undefined> };
 
 export type FromRuntime =
   | { type: 'ready'; info: ScriptInfo }
   | { type: 'init-failed'; message: string }
   | { type: 'result'; id: number; outcomes: PackedOutcomes };
 
-/** What the entry script made of one message, inside the isolate: reply JSON, or what was wrong. */
-export type Scored = { ok: true; json: string } | { ok: false; code: ErrorCode; message: string };
+/**
+ * A message's contentType and headers, as its entry script sees them (the second argument of run).
+ * Sent only for messages that have either, so a plain JSON message costs nothing more.
+ */
+export interface BodyMeta {
+  contentType?: string;
+  headers?: Record<string, unknown>;
+}
 
-/** Message bodies side by side in one buffer, each ending at `ends[i]`: one object to send, and a thread can take it without a copy. */
+/** What the entry script made of one message, inside the isolate: reply JSON, reply bytes of a content type, or what was wrong. */
+export type Scored =
+  | { ok: true; json: string }
+  | { ok: true; bytes: Uint8Array; contentType: string }
+  | { ok: false; code: ErrorCode; message: string };
+
+/**
+ * Message bodies side by side in one buffer, each ending at `ends[i]`: one object to send, and a thread
+ * can take it without a copy. With `align`, each body starts at the next multiple of it, so a binary
+ * tensor inside a body can be viewed as a typed array in place.
+ */
 export interface PackedBodies {
   bytes: Uint8Array;
   ends: Uint32Array;
+  align?: number;
 }
+
+/** Room for any element type's typed-array view. */
+const BODY_ALIGN = 8;
+/** Below this a body is a slice of a shared pool (and cheap to copy); above it, it may own its buffer. */
+const OWN_BUFFER_MIN_BYTES = 64 * 1024;
+const alignUp = (n: number, align: number | undefined): number => (align ? Math.ceil(n / align) * align : n);
 
 /**
  * Copies the bodies into one fresh buffer. Sent as they are, each body (a slice of amqplib's socket
@@ -38,24 +61,33 @@ export interface PackedBodies {
  * 15% of the consumer's thread in the benchmark's first profile.
  */
 export function packBodies(bodies: readonly Uint8Array[]): PackedBodies {
+  // One large body that owns its whole buffer (amqplib assembles a multi-frame body into a fresh one):
+  // sent as it is, so a 5 MB tensor is copied once between the socket and the model (by amqplib), not twice.
+  // The thread takes the buffer over: the caller must not read that body again.
+  const [only] = bodies;
+  if (bodies.length === 1 && only.byteLength >= OWN_BUFFER_MIN_BYTES && only.byteOffset === 0 && only.buffer instanceof ArrayBuffer && only.buffer.byteLength === only.byteLength) {
+    return { bytes: only, ends: Uint32Array.of(only.byteLength), align: BODY_ALIGN };
+  }
   let total = 0;
-  for (const b of bodies) total += b.byteLength;
+  for (const b of bodies) total = alignUp(total, BODY_ALIGN) + b.byteLength;
   const bytes = new Uint8Array(total);
   const ends = new Uint32Array(bodies.length);
   let at = 0;
   for (let i = 0; i < bodies.length; i++) {
+    at = alignUp(at, BODY_ALIGN);
     bytes.set(bodies[i], at);
     at += bodies[i].byteLength;
     ends[i] = at;
   }
-  return { bytes, ends };
+  return { bytes, ends, align: BODY_ALIGN };
 }
 
 /** Views on the packed buffer, no copies. */
-export function unpackBodies({ bytes, ends }: PackedBodies): Uint8Array[] {
+export function unpackBodies({ bytes, ends, align }: PackedBodies): Uint8Array[] {
   const bodies: Uint8Array[] = new Array(ends.length);
   let start = 0;
   for (let i = 0; i < ends.length; i++) {
+    start = alignUp(start, align);
     bodies[i] = bytes.subarray(start, ends[i]);
     start = ends[i];
   }
@@ -70,16 +102,19 @@ export function unpackBodies({ bytes, ends }: PackedBodies): Uint8Array[] {
 export interface PackedOutcomes {
   bodies: PackedBodies;
   failures: Array<{ index: number; code: ErrorCode; message: string }>;
+  /** The few replies that are not JSON: their content types, by index. */
+  binary?: Array<{ index: number; contentType: string }>;
 }
 
 const encoder = new TextEncoder();
 
 export function packOutcomes(scored: readonly Scored[]): PackedOutcomes {
+  if (scored.some((s) => s.ok && 'bytes' in s)) return packMixedOutcomes(scored);
   const failures: PackedOutcomes['failures'] = [];
   const texts: string[] = new Array(scored.length);
   for (let i = 0; i < scored.length; i++) {
     const s = scored[i];
-    if (s.ok) texts[i] = s.json;
+    if (s.ok) texts[i] = (s as { json: string }).json;
     else {
       texts[i] = '';
       failures.push({ index: i, code: s.code, message: s.message });
@@ -99,9 +134,28 @@ export function packOutcomes(scored: readonly Scored[]): PackedOutcomes {
   return { bodies: { bytes, ends }, failures };
 }
 
+/** Some replies are bytes (binary replies): each body encoded on its own, then packed like input bodies. */
+function packMixedOutcomes(scored: readonly Scored[]): PackedOutcomes {
+  const failures: PackedOutcomes['failures'] = [];
+  const binary: NonNullable<PackedOutcomes['binary']> = [];
+  const parts = scored.map((s, index) => {
+    if (!s.ok) {
+      failures.push({ index, code: s.code, message: s.message });
+      return new Uint8Array(0);
+    }
+    if ('bytes' in s) {
+      binary.push({ index, contentType: s.contentType });
+      return s.bytes;
+    }
+    return encoder.encode(s.json);
+  });
+  return { bodies: packBodies(parts), failures, binary };
+}
+
 /** Outcomes whose bodies are views on the one buffer, no copies. */
-export function unpackOutcomes({ bodies, failures }: PackedOutcomes): Outcome[] {
+export function unpackOutcomes({ bodies, failures, binary }: PackedOutcomes): Outcome[] {
   const outcomes: Outcome[] = unpackBodies(bodies).map((b) => ({ ok: true, body: Buffer.from(b.buffer, b.byteOffset, b.byteLength) }));
   for (const { index, code, message } of failures) outcomes[index] = { ok: false, code, message };
+  for (const { index, contentType } of binary ?? []) (outcomes[index] as { contentType?: string }).contentType = contentType;
   return outcomes;
 }

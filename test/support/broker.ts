@@ -19,6 +19,9 @@ export interface ReceivedReply {
   status?: string;
   headers: Record<string, unknown>;
   body: string;
+  /** The reply's bytes and contentType as they came (binary replies). */
+  content: Buffer;
+  contentType?: string;
   json(): unknown;
 }
 
@@ -26,6 +29,7 @@ export interface PublishOptions {
   correlationId?: string;
   messageId?: string;
   replyTo?: string;
+  contentType?: string;
   headers?: Record<string, unknown>;
 }
 
@@ -86,6 +90,8 @@ export class TestClient {
             status: m.properties.headers?.['x-status'],
             headers: m.properties.headers ?? {},
             body,
+            content: m.content,
+            contentType: m.properties.contentType,
             json: () => JSON.parse(body),
           });
           if (done(replies)) finish();

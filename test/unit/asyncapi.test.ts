@@ -104,3 +104,15 @@ test('without a schema from the entry script, data and result are documented as 
   assert.equal(bare.components.messages.scoreRequest.payload.properties.data.type, undefined);
   assert.ok(bare.components.messages.scoreResult.payload.description);
 });
+
+test('binary requests (.npy, safetensors, images) and binary results are documented with their content types and x-reply-content-type', () => {
+  const m = doc.components.messages;
+  assert.equal(m.scoreRequestNpy.contentType, 'application/x-npy');
+  assert.equal(m.scoreRequestSafetensors.contentType, 'application/x-safetensors');
+  assert.match(m.scoreRequestImage.summary, /image\/png, image\/jpeg or image\/webp/);
+  assert.match(m.scoreRequestNpy.summary, /MAX_MESSAGE_BYTES.*MAX_TENSOR_ELEMENTS/);
+  assert.equal(m.scoreRequestNpy.payload.format, 'binary');
+  assert.deepEqual(m.scoreRequest.headers.properties['x-reply-content-type'].enum, ['application/json', 'application/x-npy', 'application/x-safetensors']);
+  assert.ok(doc.channels.replies.messages.scoreResultBinary);
+  assert.ok(doc.operations.score.messages.some((r: { $ref: string }) => r.$ref.endsWith('/scoreRequestImage')));
+});

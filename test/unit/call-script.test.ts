@@ -6,7 +6,7 @@ import type { Scored } from '../../src/runtime/protocol.js';
 
 const MAX = 1 << 20;
 const bodies = (...texts: string[]) => texts.map((t) => Buffer.from(t));
-const jsonOf = (s: Scored) => (s.ok ? JSON.parse(s.json) : { error: s.code });
+const jsonOf = (s: Scored) => (!s.ok ? { error: s.code } : 'json' in s ? JSON.parse(s.json) : { bytes: [...s.bytes], contentType: s.contentType });
 
 /** An entry script whose run echoes the data text it was given, and records every call. */
 function echoScript(extra: Partial<EntryScript> = {}): EntryScript & { calls: string[] } {
@@ -135,4 +135,46 @@ test('a number beyond a double ({"data":[1e400]}) is a BAD_JSON error naming it,
   assert.deepEqual(out.map(jsonOf), [{ error: 'BAD_JSON' }, { error: 'BAD_JSON' }, { error: 'BAD_JSON' }]);
   for (const o of out) assert.match(!o.ok ? o.message : '', /out of range/);
   assert.deepEqual(s.calls, [], 'run() was not called');
+});
+
+test('a binary message reaches run as its bytes with its content type and headers; a JSON one as its data text', async () => {
+  const seen: unknown[] = [];
+  const s: EntryScript = {
+    init: () => undefined,
+    run: (data, meta) => {
+      seen.push([data instanceof Uint8Array ? [...data] : data, meta]);
+      return 'ok';
+    },
+  };
+  const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47]);
+  await callScript(s, 'run', [png], MAX, [{ contentType: 'image/png', headers: { 'x-camera': 'a' } }]);
+  await callScript(s, 'run', bodies('{"data":[1]}'), MAX);
+  await callScript(s, 'run', bodies('{"data":[2]}'), MAX, [{ contentType: 'application/json; charset=utf-8' }]);
+  assert.deepEqual(seen, [
+    [[0x89, 0x50, 0x4e, 0x47], { contentType: 'image/png', headers: { 'x-camera': 'a' } }],
+    ['[1]', { contentType: 'application/json', headers: {} }],
+    ['[2]', { contentType: 'application/json; charset=utf-8', headers: {} }],
+  ]);
+});
+
+test('runBatch gets bytes and text side by side, with one meta per item; binary bodies skip JSON parsing and inputSchema', async () => {
+  let got: unknown;
+  const s: EntryScript = {
+    init: () => undefined,
+    run: () => 'unused',
+    inputSchema: { type: 'array' },
+    runBatch: (items, metas) => {
+      got = [items.map((i) => (i instanceof Uint8Array ? 'bytes' : i)), metas!.map((m) => m.contentType)];
+      return items.map(() => 1);
+    },
+  };
+  const out = await callScript(s, 'runBatch', [Buffer.from('{"data":[1]}'), Buffer.from('not json at all')], MAX, [undefined, { contentType: 'application/x-npy' }]);
+  assert.deepEqual(out.map(jsonOf), [1, 1]);
+  assert.deepEqual(got, [['[1]', 'bytes'], ['application/json', 'application/x-npy']]);
+});
+
+test('a script returning { contentType, body: Uint8Array } makes a binary reply; without a contentType it is an error', async () => {
+  const s: EntryScript = { init: () => undefined, run: (data) => (data === '1' ? { contentType: 'application/x-npy', body: new Uint8Array([7, 8]) } : { body: new Uint8Array([1]) }) };
+  assert.deepEqual((await callScript(s, 'run', bodies('{"data":1}'), MAX)).map(jsonOf), [{ bytes: [7, 8], contentType: 'application/x-npy' }]);
+  assert.deepEqual((await callScript(s, 'run', bodies('{"data":2}'), MAX)).map(jsonOf), [{ error: 'BAD_RESULT' }]);
 });

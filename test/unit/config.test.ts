@@ -166,3 +166,19 @@ test('a defaults file can be given, and is validated like the environment', () =
   writeFileSync(file, JSON.stringify({ ...defaults, PREFETCH: -1 }));
   assert.throws(() => loadConfig({}, file), /config PREFETCH: expected an integer from 1 to 65535, got -1/);
 });
+
+test('IMAGE_* settings load as numbers; a bad one stops boot naming the key, the rule and the value', () => {
+  const d = loadConfig({}).image;
+  assert.deepEqual(d, { resize: 'fill', channelOrder: 'rgb', layout: 'auto', scale: 1 / 255, mean: [0], std: [1], padValue: 0, maxInputPixels: 40_000_000 });
+  const c = loadConfig({ IMAGE_SIZE: '640x480', IMAGE_SCALE: '0.5', IMAGE_MEAN: '0.485,0.456,0.406', IMAGE_STD: '0.229,0.224,0.225', IMAGE_CHANNEL_ORDER: 'bgr', IMAGE_RESIZE: 'contain', IMAGE_LAYOUT: 'nhwc' }).image;
+  assert.deepEqual(c.size, { width: 640, height: 480 });
+  assert.equal(c.scale, 0.5);
+  assert.deepEqual(c.mean, [0.485, 0.456, 0.406]);
+  assert.equal(c.channelOrder, 'bgr');
+  refuses({ IMAGE_SIZE: '640' }, 'config IMAGE_SIZE: expected WIDTHxHEIGHT', '"640"');
+  refuses({ IMAGE_SCALE: '-1' }, 'config IMAGE_SCALE: expected a positive number or fraction', '"-1"');
+  refuses({ IMAGE_SCALE: '1/0' }, 'config IMAGE_SCALE', '"1/0"');
+  refuses({ IMAGE_MEAN: '0.5;0.5' }, 'config IMAGE_MEAN: expected one number, or one per channel', '"0.5;0.5"');
+  refuses({ IMAGE_STD: '1,0,1' }, 'config IMAGE_STD: expected non-zero numbers', '"1,0,1"');
+  refuses({ IMAGE_RESIZE: 'stretch' }, 'config IMAGE_RESIZE: expected one of "fill", "cover", "contain"', '"stretch"');
+});

@@ -165,6 +165,8 @@ test('the Dockerfile installs production dependencies with the .npmrc in place, 
   assert.deepEqual(JSON.parse(cmd!.args), ['node', '--import', 'tsx', 'src/main.ts']);
   const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string> };
   assert.ok(pkg.dependencies.tsx, 'tsx is a runtime dependency, so npm ci --omit=dev keeps it');
+  assert.ok(pkg.dependencies.sharp, 'sharp (images) is a runtime dependency');
+  assert.ok(steps.slice(install + 1).some((s) => s.op === 'RUN' && /require\('sharp'\)/.test(s.args)), 'the build loads sharp after npm ci, so a missing platform binary fails it');
 
   for (const step of steps.filter((s) => s.op === 'COPY' && !s.args.startsWith('--from'))) {
     for (const source of step.args.split(/\s+/).slice(0, -1)) assert.ok(existsSync(join(ROOT, source)), `COPY source ${source} exists`);

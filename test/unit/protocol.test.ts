@@ -29,3 +29,33 @@ test('ASCII-only outcomes take the short way to their byte offsets, with the sam
   const out = unpackOutcomes(packOutcomes([{ ok: true, json: '1' }, { ok: true, json: '22' }, { ok: true, json: '333' }]));
   assert.deepStrictEqual(out.map((o) => (o.ok ? o.body.toString() : '')), ['1', '22', '333']);
 });
+
+test('each packed body starts on an 8-byte boundary, so a tensor inside it can be viewed in place', () => {
+  const unpacked = unpackBodies(packBodies([Buffer.from('abc'), Buffer.from('defgh'), Buffer.from('')]));
+  assert.deepStrictEqual(unpacked.map((b) => Buffer.from(b).toString()), ['abc', 'defgh', '']);
+  for (const b of unpacked) assert.equal(b.byteOffset % 8, 0);
+});
+
+test('a binary reply travels beside JSON ones and comes back with its content type', () => {
+  const out = unpackOutcomes(packOutcomes([
+    { ok: true, json: '[1]' },
+    { ok: true, bytes: new Uint8Array([0x93, 0x4e]), contentType: 'application/x-npy' },
+    { ok: false, code: 'SHAPE', message: 'no' },
+  ]));
+  assert.ok(out[0].ok && out[1].ok);
+  assert.equal(out[0].body.toString(), '[1]');
+  assert.equal(out[0].contentType, undefined);
+  assert.deepStrictEqual([...out[1].body], [0x93, 0x4e]);
+  assert.equal(out[1].contentType, 'application/x-npy');
+  assert.deepStrictEqual(out[2], { ok: false, code: 'SHAPE', message: 'no' });
+});
+
+test('one large body that owns its buffer is sent as it is, not copied; a slice of a larger buffer is copied', () => {
+  const big = Buffer.concat([Buffer.alloc(70_000, 1), Buffer.alloc(10, 2)]); // what amqplib makes of a multi-frame body
+  const packed = packBodies([big]);
+  assert.equal(packed.bytes, big, 'no copy');
+  assert.deepEqual(unpackBodies(packed)[0].byteLength, big.byteLength);
+  const slice = Buffer.alloc(200_000).subarray(8, 100_008);
+  assert.notEqual(packBodies([slice]).bytes.buffer, slice.buffer, 'a view on a larger buffer is copied: the whole buffer would travel');
+  assert.notEqual(packBodies([big, Buffer.from('x')]).bytes, big, 'several bodies are packed together');
+});

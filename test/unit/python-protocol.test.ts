@@ -79,7 +79,7 @@ test('bad messages get the codes and words a TypeScript script isolate gives the
   ];
   const schema = { anyOf: [{ type: 'array' }, { type: 'object' }, { type: 'string', maxLength: 1000 }] };
   const seen: string[] = [];
-  const tsScript: EntryScript = { init() {}, run: (d) => (seen.push(d), d), inputSchema: schema };
+  const tsScript: EntryScript = { init() {}, run: (d) => (seen.push(d as string), d), inputSchema: schema };
   const ts = await callScript(tsScript, 'run', bodies, 150);
   const items = readItems(bodies, 150, schema);
   assert.deepEqual(items.texts, seen, 'Python gets the same data texts run() gets in a TypeScript isolate');

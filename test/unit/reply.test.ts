@@ -67,3 +67,12 @@ test('replies are mandatory (an unroutable one comes back), except to direct rep
   assert.equal(buildReply({ replyTo: 'callers.queue' }, ok, context).mandatory, true);
   assert.equal(buildReply({ replyTo: 'amq.rabbitmq.reply-to.g1h2AA5yZXQAAAAA' }, ok, context).mandatory, false);
 });
+
+test("a binary outcome's reply carries its content type and its bytes as they are; an error reply stays a JSON string", () => {
+  const npy: Outcome = { ok: true, body: Buffer.from([0x93, 0x4e, 0x55]), contentType: 'application/x-npy' };
+  const reply = buildReply({ correlationId: 'c' }, npy, context);
+  assert.equal(reply.properties.contentType, 'application/x-npy');
+  assert.deepEqual([...reply.body], [0x93, 0x4e, 0x55]);
+  const err = buildReply({ correlationId: 'c' }, failed, context);
+  assert.equal(err.properties.contentType, 'application/json');
+});

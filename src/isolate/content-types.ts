@@ -1,0 +1,32 @@
+/**
+ * Which bodies are JSON, and the binary content types the project knows (CONTRACT §2, §5). A message
+ * with no contentType is JSON, as every message was before binary payloads.
+ */
+import { NPY_CONTENT_TYPE } from './npy.js';
+import { SAFETENSORS_CONTENT_TYPE } from './safetensors.js';
+
+export const JSON_CONTENT_TYPE = 'application/json';
+
+/** The media type alone, lower-cased: "Image/PNG; q=1" → "image/png". */
+export function mediaType(contentType: string | undefined): string {
+  return (contentType ?? '').split(';', 1)[0].trim().toLowerCase();
+}
+
+/** No contentType, application/json, text/json and any +json type (application/vnd.x+json) are JSON. */
+export function isJsonContentType(contentType: string | undefined): boolean {
+  const t = mediaType(contentType);
+  return t === '' || t === JSON_CONTENT_TYPE || t === 'text/json' || t.endsWith('+json');
+}
+
+export const IMAGE_CONTENT_TYPES = ['image/png', 'image/jpeg', 'image/webp'] as const;
+
+/** The binary types the built-in ONNX script reads, and the file extensions the CLI sends them for. */
+export const CONTENT_TYPE_BY_EXTENSION: Readonly<Record<string, string>> = {
+  '.json': JSON_CONTENT_TYPE,
+  '.npy': NPY_CONTENT_TYPE,
+  '.safetensors': SAFETENSORS_CONTENT_TYPE,
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.webp': 'image/webp',
+};
