@@ -34,6 +34,11 @@ export async function openConnection(
     // Nagle off: frames are coalesced per event-loop turn instead (coalesceWrites), and a lone reply or
     // ack must not wait for the broker's delayed TCP ack.
     noDelay: true,
+    // A deadline on every attempt, reconnects included: amqplib's socket timeout runs from the TCP
+    // connect to the end of the AMQP handshake (then it is cleared), so a peer that accepts and never
+    // answers fails the attempt, and recovery tries the next. (It is an idle timeout: each byte the
+    // peer sends restarts it.)
+    timeout: a.connectTimeoutMs,
     ...tlsOptions(a),
     recovery: {
       initialDelay: a.reconnectInitialDelayMs,
