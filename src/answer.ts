@@ -131,6 +131,27 @@ export function unansweredSettlement(redelivered: boolean, queueType: QueueType)
 
 const REFUSALS = new Set<Stage>(['nacked', 'returned']);
 
+/**
+ * Retries logged at warn at most once per reason every RETRY_LOG_EVERY_MS, with the count since the
+ * last line: a full REPLY_QUEUE once wrote 180 lines a second. The metric counts every one.
+ */
+const RETRY_LOG_EVERY_MS = 10_000;
+class RetryLog {
+  private readonly last = new Map<PublishResult, { at: number; since: number }>();
+
+  note(logger: Logger, why: PublishResult, d: Delivery): void {
+    const now = Date.now();
+    const entry = this.last.get(why);
+    if (entry && now - entry.at < RETRY_LOG_EVERY_MS) {
+      entry.since++;
+      return;
+    }
+    logger.warn({ correlationId: idOf(d), why, retriesSinceLastLine: entry?.since ?? 0 }, 'reply not taken by the broker; retrying');
+    this.last.set(why, { at: now, since: 0 });
+  }
+}
+const retryLog = new RetryLog();
+
 /** Settles (as 'none') the deliveries whose channel has closed and returns the rest: stale work is not scored. */
 export function dropStale(deliveries: readonly Delivery[], o: AnswerOptions): Delivery[] {
   const current: Delivery[] = [];
@@ -191,6 +212,7 @@ async function followUp(item: ScoredItem, reply: Reply, first: PublishResult, o:
     if (fate.kind === 'settle') return settle([settled(item, fate, reply)], o);
     if (fate.kind === 'error-reply') return errorReply(item, reply, fate.reason, o);
     o.onRetry(stage as PublishResult);
+    retryLog.note(o.logger, stage as PublishResult, item.delivery);
     if (fate.redeclare) await o.broker.redeclareReplyQueue().catch(() => {});
     await sleep(o.backoffMs(attempt));
     if (!o.broker.isCurrent(item.delivery)) return settle([final(item, 'stale', o)], o);

@@ -98,7 +98,7 @@ test('the table: every stage has its fate', () => {
   assert.deepEqual(fateOf('stale', FRESH, RULES), { kind: 'settle', settlement: 'none', reason: 'stale' });
   assert.deepEqual(fateOf('crashed', FRESH, RULES), { kind: 'settle', settlement: 'requeue', reason: 'crashed' });
   assert.deepEqual(fateOf('crashed', { ...FRESH, redelivered: true }, { ...RULES, queueType: 'classic' }), { kind: 'settle', settlement: 'dead-letter', reason: 'crashed' });
-  assert.deepEqual(fateOf('crashed', { ...FRESH, redelivered: true }, RULES).kind === 'settle' && fateOf('crashed', { ...FRESH, redelivered: true }, RULES).settlement, 'requeue');
+  assert.deepEqual(fateOf('crashed', { ...FRESH, redelivered: true }, RULES), { kind: 'settle', settlement: 'requeue', reason: 'crashed' });
   assert.deepEqual(fateOf('returned', { ...FRESH, toReplyQueue: false }, RULES), { kind: 'settle', settlement: 'ack', reason: 'caller gone' });
   assert.deepEqual(fateOf('returned', { ...FRESH, refusals: 1 }, RULES), { kind: 'retry', refusal: true, redeclare: true });
   assert.deepEqual(fateOf('returned', { ...FRESH, refusals: 3 }, RULES), { kind: 'settle', settlement: 'dead-letter', reason: 'reply queue returns' });
@@ -238,14 +238,14 @@ test('property: every delivery settled exactly once, never acked before its repl
     };
     const o = options(broker, { replyAttempts: 1 + Math.floor(rand() * 4), giveUpMs: 100 + Math.floor(rand() * 2000) });
     const n = 1 + Math.floor(rand() * 12);
-    const items = Array.from({ length: n }, (_, i) => {
+    const items: ScoredItem[] = Array.from({ length: n }, (_, i): ScoredItem => {
       const d = delivery(`r${run}-${i}`, { replyTo: rand() < 0.3 ? 'caller' : undefined, channel: rand() < 0.1 ? 0 : broker.generation });
       const r = rand();
       const result: ItemResult = r < 0.1 ? { ok: false, code: 'CRASHED', message: 'x' } : r < 0.2 ? { ok: false, code: 'RUN_FAILED', message: 'x' } : OK;
       return scored(d, result);
     });
     await answer(items, o);
-    for (const { delivery: d } of items) {
+    for (const { delivery: d } of items as ScoredItem[]) {
       const id = d.correlationId!;
       const mine = o.settled.filter((s) => s.delivery === d);
       assert.equal(mine.length, 1, `run ${run} ${id}: settled exactly once`);
