@@ -6,9 +6,10 @@
  * - An input is acked only once its reply is confirmed (or returned from a caller's replyTo: no one
  *   is left to answer), and only on the channel it came on; a confirmed input is acked at once,
  *   whatever its neighbours in the batch do.
- * - Transient failures (no confirm in time, channel or connection gone, publishing blocked) are
- *   retried with backoff while the input is still ours, up to REPLY_GIVE_UP_MS, then the input is
- *   requeued for another consumer.
+ * - A confirm not in by CONFIRM_TIMEOUT_MS is waited for longer, not published again (on a slow link
+ *   a copy only adds to the queue ahead of the confirms). A reply whose channel or connection went,
+ *   or that could not be sent (publishing blocked), is published again with backoff. Both while the
+ *   input is still ours, up to REPLY_GIVE_UP_MS; then the input is requeued for another consumer.
  * - Refusals (nacked: a queue full with reject-publish; REPLY_QUEUE returning it) are retried
  *   REPLY_ATTEMPTS times in all, then the input is dead-lettered. A reply over the broker's
  *   max_message_size is refused for good at once: a short error reply goes in its place, and the
@@ -30,6 +31,9 @@ export interface AnswerBroker {
   publishAll(replies: readonly Reply[]): Promise<PublishResult[]>;
   settle(items: ReadonlyArray<{ delivery: Delivery; settlement: Settlement }>): void;
   redeclareReplyQueue(): Promise<void>;
+  /** The eventual outcome of a reply reported 'late', if the broker gives it within `waitMs`; else 'late'. */
+  awaitLate(reply: Reply, waitMs: number): Promise<PublishResult>;
+  forgetLate(reply: Reply): void;
 }
 
 export interface ScoredItem {
@@ -209,10 +213,22 @@ async function followUp(item: ScoredItem, reply: Reply, first: PublishResult, o:
   for (let attempt = 1; ; attempt++) {
     if (REFUSALS.has(stage)) refusals++;
     const fate = fateOf(stage, { ...facts(item, reply), refusals, elapsedMs: now() - started }, o);
-    if (fate.kind === 'settle') return settle([settled(item, fate, reply)], o);
+    if (fate.kind === 'settle') {
+      if (stage === 'late') o.broker.forgetLate(reply);
+      return settle([settled(item, fate, reply)], o);
+    }
     if (fate.kind === 'error-reply') return errorReply(item, reply, fate.reason, o);
     o.onRetry(stage as PublishResult);
     retryLog.note(o.logger, stage as PublishResult, item.delivery);
+    if (stage === 'late') {
+      // Not published again: its confirm is still to come (or its channel's close), and a copy would be a duplicate.
+      stage = await o.broker.awaitLate(reply, o.backoffMs(attempt)).catch((): PublishResult => 'lost');
+      if (!o.broker.isCurrent(item.delivery)) {
+        o.broker.forgetLate(reply);
+        return settle([final(item, 'stale', o)], o);
+      }
+      continue;
+    }
     if (fate.redeclare) await o.broker.redeclareReplyQueue().catch(() => {});
     await sleep(o.backoffMs(attempt));
     if (!o.broker.isCurrent(item.delivery)) return settle([final(item, 'stale', o)], o);

@@ -47,6 +47,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private generation = 0;
   private consumeState: ConsumeState = { name: 'down' };
   private demand: Demand = 'none';
+  /** The prefetch the next consumer is made with, and the one the channel has now. */
+  private nextPrefetch: number;
+  private channelPrefetch = 0;
   /** consume and cancel calls, one at a time, each making the state match the demand. */
   private reconciling: Promise<void> = Promise.resolve();
   private onDelivery: ((d: Delivery) => void) | undefined;
@@ -58,6 +61,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     private readonly log: Logger,
   ) {
     super();
+    this.nextPrefetch = config.prefetch;
     this.topology = topologyFor(config);
     this.publisher = new ReplyPublisher(this.topology, config.amqp.confirmTimeoutMs, log, (r) => this.emit('returned', r));
   }
@@ -102,8 +106,31 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return this.demand === 'deliveries' ? this.want('paused') : this.reconciling;
   }
 
-  resume(): Promise<void> {
-    return this.demand === 'paused' ? this.want('deliveries') : this.reconciling;
+  /**
+   * Takes deliveries again. `prefetch`: the new consumer's own limit (basic.qos before basic.consume
+   * applies to the consumers made after it), so what arrives after a pause fits the byte budget.
+   */
+  resume(prefetch = this.config.prefetch): Promise<void> {
+    if (this.demand !== 'paused') return this.reconciling;
+    this.nextPrefetch = Math.max(1, Math.min(this.config.prefetch, Math.floor(prefetch)));
+    return this.want('deliveries');
+  }
+
+  /** The prefetch of the consumer now (lowered by resume() after a pause). */
+  get prefetch(): number {
+    return this.channelPrefetch;
+  }
+
+  /**
+   * Consumes again with a higher prefetch, once bodies are small again after a pause lowered it: a
+   * consumer's prefetch is fixed when it is made, so this is cancel, basic.qos, consume.
+   */
+  raisePrefetch(prefetch: number): Promise<void> {
+    const n = Math.min(this.config.prefetch, Math.floor(prefetch));
+    if (this.demand !== 'deliveries' || n <= this.channelPrefetch) return this.reconciling;
+    this.nextPrefetch = n;
+    void this.want('paused');
+    return this.want('deliveries');
   }
 
   /** Deliveries already on their way are still handed over: they are ours to answer. */
@@ -128,6 +155,14 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   redeclareReplyQueue(): Promise<void> {
     return this.publisher.redeclareReplyQueue();
+  }
+
+  awaitLate(reply: Reply, waitMs: number): Promise<PublishResult> {
+    return this.publisher.awaitLate(reply, waitMs);
+  }
+
+  forgetLate(reply: Reply): void {
+    this.publisher.forgetLate(reply);
   }
 
   async close(): Promise<void> {
@@ -212,6 +247,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     let generation = -1;
     watchChannel(ch, model, 'consume', this.log, () => this.acks()?.generation === generation && this.consumeState.name !== 'closed');
     await ch.prefetch(this.config.prefetch);
+    this.channelPrefetch = this.config.prefetch;
+    this.nextPrefetch = this.config.prefetch;
     this.acks()?.lost();
     generation = ++this.generation;
     if (this.consumeState.name === 'closed') return;
@@ -221,6 +258,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   private async subscribe(s: { channel: amqp.Channel; acks: ChannelAcks }): Promise<void> {
     const { channel: ch, acks } = s;
+    if (this.channelPrefetch !== this.nextPrefetch) {
+      await ch.prefetch(this.nextPrefetch);
+      this.channelPrefetch = this.nextPrefetch;
+    }
     const { consumerTag } = await ch.consume(this.topology.inputQueue, (msg) => {
       if (msg === null) return this.onCancelled(ch);
       acks.delivered(msg.fields.deliveryTag);
@@ -228,7 +269,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     });
     if (this.acks() !== acks) return; // the channel went while the consume was on its way
     this.toConsume({ name: 'consuming', channel: ch, acks, consumerTag }, 'consume-ok');
-    this.log.info({ queue: this.topology.inputQueue, prefetch: this.config.prefetch }, 'consuming');
+    this.log.info({ queue: this.topology.inputQueue, prefetch: this.channelPrefetch }, 'consuming');
     // Asked to pause or stop meanwhile: reconcile again.
     if (this.demand !== 'deliveries') void this.want(this.demand);
   }

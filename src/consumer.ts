@@ -50,6 +50,8 @@ export class Consumer {
   private heldBytes = 0;
   /** Date.now() of the last settlement, or of the first input held since nothing was: see progress. */
   private lastProgressAt = Date.now();
+  /** A moving average of body sizes, for the prefetch of a consumer resumed after a pause. */
+  private bodyBytesAverage = 0;
 
   constructor(private readonly deps: ConsumerDeps) {
     const { config, broker, logger, metrics } = deps;
@@ -121,9 +123,13 @@ export class Consumer {
     if (this.held === 0) this.lastProgressAt = Date.now();
     this.held++;
     this.heldBytes += delivery.body.byteLength;
+    this.bodyBytesAverage = this.bodyBytesAverage === 0 ? delivery.body.byteLength : 0.9 * this.bodyBytesAverage + 0.1 * delivery.body.byteLength;
     metrics.inFlight.inc();
     metrics.inFlightBytes.set(this.heldBytes);
-    if (this.heldBytes >= config.maxInFlightBytes) void broker.pause();
+    if (this.heldBytes >= config.maxInFlightBytes && !broker.state.paused) {
+      logger.info({ heldBytes: this.heldBytes, maxInFlightBytes: config.maxInFlightBytes }, 'byte budget spent: taking no new deliveries until some are settled');
+      void broker.pause();
+    }
     if (idMayBeAltered(delivery)) {
       logger.warn({ correlationId: delivery.correlationId, messageId: delivery.messageId }, 'correlation or message id is not valid UTF-8; the reply carries it as the broker client decoded it');
     }
@@ -162,7 +168,13 @@ export class Consumer {
     metrics.inFlight.dec(items.length);
     metrics.inFlightBytes.set(this.heldBytes);
     this.lastProgressAt = Date.now();
-    if (this.heldBytes < config.maxInFlightBytes * RESUME_AT && this.state === 'running') void broker.resume();
+    if (this.heldBytes < config.maxInFlightBytes * RESUME_AT && this.state === 'running' && broker.state.paused) {
+      // The new consumer may take what fits in the budget at the bodies' recent size, no more.
+      void broker.resume((config.maxInFlightBytes - this.heldBytes) / Math.max(1, this.bodyBytesAverage));
+    } else if (broker.prefetch < config.prefetch && this.state === 'running' && !broker.state.paused) {
+      const affordable = (config.maxInFlightBytes - this.heldBytes) / Math.max(1, this.bodyBytesAverage);
+      if (affordable >= 2 * broker.prefetch) void broker.raisePrefetch(affordable);
+    }
   }
 
   /**

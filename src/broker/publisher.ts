@@ -49,6 +49,8 @@ export class ReplyPublisher {
   /** The broker's max_message_size, once a reply over it has closed the channel: later ones are not sent. */
   private maxMessageBytes = Infinity;
   private readonly returnedIds = new Set<string>();
+  /** Replies reported 'late' whose confirm may still come (it does, or the channel's close fails it): by messageId. */
+  private readonly late = new Map<string, { promise: Promise<PublishResult>; resolve: (r: PublishResult) => void }>();
 
   constructor(
     private readonly topology: Topology,
@@ -122,12 +124,23 @@ export class ReplyPublisher {
         unsettled = -1;
         const out = results as PublishResult[];
         // Every slot is visited (an Array's map skips holes: that left the unconfirmed ones undefined).
-        for (let i = 0; i < out.length; i++) if (out[i] === undefined) out[i] = 'late';
+        for (let i = 0; i < out.length; i++) {
+          if (out[i] !== undefined) continue;
+          out[i] = 'late';
+          let done!: (r: PublishResult) => void;
+          const promise = new Promise<PublishResult>((r) => (done = r));
+          this.late.set(replies[i].properties.messageId, { promise, resolve: done });
+        }
         resolve(out);
       };
       const timer = setTimeout(finish, this.confirmTimeoutMs);
       const settle = (i: number, result: PublishResult) => {
-        if (unsettled < 0 || results[i] !== undefined) return;
+        if (unsettled < 0) {
+          // A confirm after the deadline: whoever waits on it in awaitLate() gets it.
+          this.late.get(replies[i].properties.messageId)?.resolve(result);
+          return;
+        }
+        if (results[i] !== undefined) return;
         results[i] = result;
         if (--unsettled === 0) finish();
       };
@@ -151,6 +164,28 @@ export class ReplyPublisher {
       }
       if (unsettled === 0) finish();
     });
+  }
+
+  /**
+   * The outcome of a reply publishAll() reported 'late', once the broker gives it within `waitMs`,
+   * else 'late' again. Waiting costs nothing; publishing again on a slow link only adds to the
+   * queue ahead of the confirms, and makes a duplicate of every reply that was merely slow. The
+   * confirm comes, or the channel's close (a heartbeat timeout on a dead link) fails it as 'lost'.
+   */
+  async awaitLate(reply: Reply, waitMs: number): Promise<PublishResult> {
+    const id = reply.properties.messageId;
+    const entry = this.late.get(id);
+    if (!entry) return 'lost';
+    let timer: NodeJS.Timeout | undefined;
+    const result = await Promise.race([entry.promise, new Promise<PublishResult>((r) => (timer = setTimeout(() => r('late'), waitMs)))]);
+    clearTimeout(timer);
+    if (result !== 'late') this.late.delete(id);
+    return result;
+  }
+
+  /** Stops keeping a late reply's outcome: its input is settled some other way. */
+  forgetLate(reply: Reply): void {
+    this.late.delete(reply.properties.messageId);
   }
 
   /** A reply to REPLY_QUEUE came back unroutable: someone deleted it. Declare it again before republishing. */

@@ -18,7 +18,8 @@ const silent = pino({ level: 'silent' });
 /** Each reply's publishes answered by `script(correlationId, attempt)`; records every publish and settlement. */
 class FakeBroker implements AnswerBroker {
   generation = 1;
-  readonly publishes: Array<{ reply: Reply; result: PublishResult }> = [];
+  /** Every outcome the broker gave, of a publish or (wait) of a wait for a late one's confirm. */
+  readonly publishes: Array<{ reply: Reply; result: PublishResult; wait?: boolean }> = [];
   readonly settlements: Array<{ delivery: Delivery; settlement: Settlement; current: boolean }> = [];
   redeclared = 0;
   private readonly attempts = new Map<string, number>();
@@ -50,6 +51,24 @@ class FakeBroker implements AnswerBroker {
     this.redeclared++;
   }
 
+  /** A late reply's eventual outcome: the script's next answer for it, without a publish. */
+  readonly waits: string[] = [];
+  /** The test's clock: a wait for a late confirm takes its time on it. */
+  sleep: (ms: number) => Promise<void> = async () => {};
+  async awaitLate(reply: Reply, waitMs: number): Promise<PublishResult> {
+    await this.sleep(waitMs);
+    const id = reply.correlationId!;
+    const attempt = (this.attempts.get(id) ?? 0) + 1;
+    this.attempts.set(id, attempt);
+    this.waits.push(id);
+    this.onPublish();
+    const result = this.script(id, attempt, reply);
+    this.publishes.push({ reply, result, wait: true });
+    return result;
+  }
+
+  forgetLate(): void {}
+
   of(id: string): Settlement[] {
     return this.settlements.filter((s) => s.delivery.correlationId === id).map((s) => s.settlement);
   }
@@ -66,11 +85,11 @@ function scored(d: Delivery, result: ItemResult = OK): ScoredItem {
   return { delivery: d, result, scoringMs: 1 };
 }
 
-function options(broker: AnswerBroker, extra: Partial<AnswerOptions> = {}): AnswerOptions & { settled: Settled[]; retries: PublishResult[] } {
+function options(broker: FakeBroker, extra: Partial<AnswerOptions> = {}): AnswerOptions & { settled: Settled[]; retries: PublishResult[] } {
   let clock = 0;
   const settled: Settled[] = [];
   const retries: PublishResult[] = [];
-  return {
+  const o: AnswerOptions & { settled: Settled[]; retries: PublishResult[] } = {
     broker,
     replyQueue: 'replies',
     modelName: 'm',
@@ -88,6 +107,8 @@ function options(broker: AnswerBroker, extra: Partial<AnswerOptions> = {}): Answ
     retries,
     ...extra,
   };
+  broker.sleep = o.sleep!;
+  return o;
 }
 
 const RULES = { queueType: 'quorum' as const, replyAttempts: 3, giveUpMs: 1000 };
@@ -178,6 +199,8 @@ test('a late or lost reply is retried with growing delays, and its input requeue
     const recovers = new FakeBroker((_, attempt) => (attempt < 3 ? stage : 'confirmed'));
     await answer([scored(delivery('a'))], options(recovers));
     assert.deepEqual(recovers.of('a'), ['ack']);
+    // A late reply is waited for, not published again (a copy would be a duplicate); a lost one is published again.
+    assert.equal(recovers.publishes.filter((p) => !p.wait).length, stage === 'late' ? 1 : 3);
     const delays: number[] = [];
     const never = new FakeBroker(() => stage);
     let clock = 0;
@@ -210,8 +233,14 @@ test('a retry stops when the input channel closes: no reply again, no ack', asyn
     },
   });
   await answer([scored(delivery('a'))], o);
-  assert.equal(broker.publishes.length, 1);
+  assert.equal(broker.publishes.filter((p) => !p.wait).length, 1, 'published once');
   assert.deepEqual(o.settled.map((s) => s.settlement), ['none']);
+  // And a lost one: not published again once its channel has gone.
+  const lost = new FakeBroker(() => 'lost');
+  const o2 = options(lost, { sleep: async () => void (lost.generation = 2) });
+  await answer([scored(delivery('b'))], o2);
+  assert.equal(lost.publishes.length, 1);
+  assert.deepEqual(o2.settled.map((s) => s.settlement), ['none']);
 });
 
 test('confirmed inputs are acked at once, while a neighbour is still retried', async () => {
