@@ -52,7 +52,8 @@ test("a reply over the broker's max_message_size: a short error reply instead, t
     const ids = Array.from({ length: N }, (_, i) => `limits-${i}`);
     const started = Date.now();
     await client.publishMany(input, ids.map((id, i) => ({ body: { data: { big: BIG.has(i) } }, options: { correlationId: id } })));
-    assert.ok(await watcher.waitAll(ids, 60_000), `every input answered (${watcher.answered(ids)} of ${N})`);
+    const all = await watcher.waitAll(ids, 60_000);
+    assert.ok(all, `every input answered (${watcher.answered(ids)} of ${N}; missing ${watcher.tally(ids).missing.join(', ')}); consumer said:\n${consumer.output().split('\n').filter((l) => /"level":[45]/.test(l)).slice(-15).join('\n')}`);
     const answeredMs = Date.now() - started;
     await watcher.quiet(1000);
     for (const i of BIG) {
