@@ -123,8 +123,8 @@ export class Consumer {
     const { metrics, config, logger, broker } = this.deps;
     if (this.held === 0) this.lastProgressAt = Date.now();
     this.held++;
-    this.heldBytes += delivery.body.byteLength;
-    this.bodyBytesAverage = this.bodyBytesAverage === 0 ? delivery.body.byteLength : 0.9 * this.bodyBytesAverage + 0.1 * delivery.body.byteLength;
+    this.heldBytes += delivery.bytes;
+    this.bodyBytesAverage = this.bodyBytesAverage === 0 ? delivery.bytes : 0.9 * this.bodyBytesAverage + 0.1 * delivery.bytes;
     metrics.inFlight.inc();
     metrics.inFlightBytes.set(this.heldBytes);
     if (this.heldBytes >= config.maxInFlightBytes && !broker.state.paused) {
@@ -150,7 +150,7 @@ export class Consumer {
     let error = 0;
     for (const { delivery, settlement, reason, reply } of items) {
       this.held--;
-      this.heldBytes -= delivery.body.byteLength;
+      this.heldBytes -= delivery.bytes;
       if (settlement === 'ack' && reply) {
         if (reply.status === 'ok') ok++;
         else error++;

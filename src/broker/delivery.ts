@@ -7,6 +7,8 @@ import type * as amqp from 'amqplib';
 
 export interface Delivery {
   body: Buffer;
+  /** The body's size as delivered: a large body is handed to its isolate without a copy, which empties `body`. */
+  readonly bytes: number;
   correlationId?: string;
   messageId?: string;
   replyTo?: string;
@@ -29,6 +31,7 @@ export function toDelivery(msg: amqp.ConsumeMessage, generation: number): Delive
   const count = p.headers?.['x-delivery-count'];
   return {
     body: msg.content,
+    bytes: msg.content.byteLength,
     correlationId: p.correlationId || undefined,
     messageId: p.messageId || undefined,
     replyTo: p.replyTo || undefined,

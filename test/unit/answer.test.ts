@@ -76,7 +76,7 @@ class FakeBroker implements AnswerBroker {
 
 let tag = 0;
 function delivery(id: string, extra: Partial<Delivery> = {}): Delivery {
-  return { body: Buffer.from('{"data":1}'), correlationId: id, redelivered: false, deliveryCount: 0, tag: ++tag, channel: 1, ...extra };
+  return { body: Buffer.from('{"data":1}'), bytes: 10, correlationId: id, redelivered: false, deliveryCount: 0, tag: ++tag, channel: 1, ...extra };
 }
 
 const OK: ItemResult = { ok: true, body: Buffer.from('[1]') };
