@@ -11,13 +11,14 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freeTcpPort, startPrivateBroker, type PrivateBroker } from './private-broker.js';
 
-export const HAPROXY_BIN = process.env.HAPROXY_BIN ?? 'haproxy';
+/** Debian installs it in /usr/sbin, which a non-root PATH may lack. */
+export const HAPROXY_BIN = process.env.HAPROXY_BIN ?? (existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : 'haproxy');
 
 export interface ClusterOptions {
   /** Three unless told (a quorum queue needs a majority: three nodes survive one loss). */
