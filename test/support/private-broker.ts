@@ -224,11 +224,10 @@ async function startOnce(options: PrivateBrokerOptions): Promise<PrivateBroker> 
   const kill = async (): Promise<void> => {
     if (!running()) return;
     // The Erlang VM itself (beam.smp), as a crash or the OOM killer would; the shell around it then exits.
-    const vmPid = Number(readFileSync(env.RABBITMQ_PID_FILE!, 'utf8').trim());
     try {
-      process.kill(vmPid, 'SIGKILL');
+      process.kill(Number(readFileSync(env.RABBITMQ_PID_FILE!, 'utf8').trim()), 'SIGKILL');
     } catch {
-      /* already gone */
+      // No pid file yet, or already gone: the group kill below takes whatever is there.
     }
     await Promise.race([exited, within(5000)]);
     // epmd helpers and anything else left of the group.
