@@ -15,7 +15,8 @@ export type ErrorCode =
   | 'TOO_MANY_ELEMENTS' // a tensor over the element cap
   | 'RUN_FAILED' // the entry script threw
   | 'TIMEOUT' // the entry script did not return within RUN_TIMEOUT_MS
-  | 'BAD_RESULT'; // the entry script returned something JSON cannot carry
+  | 'BAD_RESULT' // the entry script returned something JSON cannot carry
+  | 'REPLY_TOO_LARGE'; // the reply is over the broker's max_message_size: this short one says so
 
 export class ScoringError extends Error {
   override readonly name = 'ScoringError';

@@ -35,6 +35,7 @@ export const ERROR_CODES: Record<ErrorCode, string> = {
   RUN_FAILED: 'the entry script threw; the reply is its message',
   TIMEOUT: 'run did not return within RUN_TIMEOUT_MS',
   BAD_RESULT: 'run returned something JSON cannot carry',
+  REPLY_TOO_LARGE: "the reply is over the broker's max_message_size; the input is dead-lettered",
 };
 
 const AMQP_BINDING_VERSION = '0.3.0';
