@@ -33,6 +33,8 @@ export const configSchema = z.object({
   DELIVERY_LIMIT: int(1, 1000),
   MODEL_DIR: path,
   ENTRY_SCRIPT: path,
+  RELOAD_TIMEOUT_MS: int(1000, 3_600_000),
+  MODEL_WATCH_MS: int(0, 3_600_000),
   PREFETCH: int(1, 65535),
   CONCURRENCY: int(1, 64),
   MAX_BATCH_SIZE: int(1, 4096),
@@ -89,6 +91,10 @@ export interface Config {
   modelDir: string;
   /** '' means the built-in ONNX entry script. */
   entryScript: string;
+  /** A reload whose new isolates have not booted and answered within this is given up (the old model serves on). */
+  reloadTimeoutMs: number;
+  /** Reload once the model folder (or the entry script) has been quiet this long after a change; 0: no file watch. */
+  modelWatchMs: number;
   prefetch: number;
   concurrency: number;
   maxBatchSize: number;
@@ -156,6 +162,8 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
     deliveryLimit: c.DELIVERY_LIMIT,
     modelDir: c.MODEL_DIR,
     entryScript: c.ENTRY_SCRIPT,
+    reloadTimeoutMs: c.RELOAD_TIMEOUT_MS,
+    modelWatchMs: c.MODEL_WATCH_MS,
     prefetch: c.PREFETCH,
     concurrency: c.CONCURRENCY,
     maxBatchSize: c.MAX_BATCH_SIZE,

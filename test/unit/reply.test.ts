@@ -67,3 +67,9 @@ test('replies are mandatory (an unroutable one comes back), except to direct rep
   assert.equal(buildReply({ replyTo: 'callers.queue' }, ok, context).mandatory, true);
   assert.equal(buildReply({ replyTo: 'amq.rabbitmq.reply-to.g1h2AA5yZXQAAAAA' }, ok, context).mandatory, false);
 });
+
+test('the reply carries x-model-version when the scored batch had one, and no such header otherwise', () => {
+  assert.equal(buildReply({}, ok, { ...context, modelVersion: 'iris/3' }).properties.headers['x-model-version'], 'iris/3');
+  assert.equal(buildReply({}, failed, { ...context, modelVersion: '0123456789ab' }).properties.headers['x-model-version'], '0123456789ab');
+  assert.equal('x-model-version' in buildReply({}, ok, context).properties.headers, false);
+});
