@@ -6,15 +6,18 @@
 import type { Server } from 'node:http';
 import { loadConfig, settingWarnings } from './config.js';
 import { Broker } from './broker.js';
+import { BUILT_IN_ENTRY_SCRIPT, resolveModelDir } from './entry-script.js';
 import { Consumer } from './consumer.js';
 import { startHttp } from './http.js';
 import { createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { ModelSwitch } from './model-switch.js';
+import { watchModel, type ModelWatch } from './model-watch.js';
 import { scorerOptions } from './scorer.js';
 
 interface Parts {
   scorer?: ModelSwitch;
+  watch?: ModelWatch;
   broker?: Broker;
   consumer?: Consumer;
   http?: Server;
@@ -49,6 +52,7 @@ async function main(): Promise<void> {
       process.exit(1);
     }, config.shutdownGraceMs).unref();
     await booting.catch(() => {});
+    parts.watch?.stop();
     await parts.consumer?.stop();
     await parts.broker?.close();
     await parts.scorer?.stop();
@@ -71,6 +75,10 @@ async function main(): Promise<void> {
     metrics.showModel(scorer.model);
     log.info({ model: scorer.info.modelName, version: scorer.model.version, runBatch: scorer.info.hasRunBatch }, 'entry script ready');
     onReload = (trigger) => void scorer.reload(trigger);
+    if (config.modelWatchMs > 0) {
+      const script = options.entryScript === BUILT_IN_ENTRY_SCRIPT ? undefined : options.entryScript;
+      parts.watch = watchModel(resolveModelDir(config.modelDir), script, config.modelWatchMs, (changed) => onReload?.(`file changed: ${changed}`), log);
+    }
     if (stopping) return;
     parts.broker = await Broker.connect(config, log).catch(async (err) => {
       await scorer.stop();

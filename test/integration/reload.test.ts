@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type * as amqp from 'amqplib';
 import * as ort from 'onnxruntime-node';
-import { FLOAT, buildModel, encodeModel, floatTensor, node, valueInfo } from '../../scripts/onnx-writer.js';
+import { FLOAT, INT64, buildModel, encodeModel, floatTensor, node, valueInfo } from '../../scripts/onnx-writer.js';
 import { TestClient, type ReceivedReply } from '../support/broker.js';
 import { TestConsumers, type ConsumerProcess } from '../support/consumer-process.js';
 import { freePort, get, scrape, scrapeUntil } from '../support/http.js';
@@ -26,6 +26,19 @@ function addModel(c: number): Uint8Array {
       initializers: [floatTensor('c', [1, 2], [c, c])],
       inputs: [valueInfo('x', FLOAT, ['N', 2])],
       outputs: [valueInfo('y', FLOAT, ['N', 2])],
+    }),
+  );
+}
+
+/** Loads (N is symbolic, so no shape check at load), but no input of its declared shape [N,2] can be reshaped to [3]. */
+function unrunnableModel(): Uint8Array {
+  return encodeModel(
+    buildModel({
+      name: 'add',
+      nodes: [node('Reshape', ['x', 'shape'], ['y'])],
+      initializers: [{ name: 'shape', dims: [1], dataType: INT64, int64Data: [3] }],
+      inputs: [valueInfo('x', FLOAT, ['N', 2])],
+      outputs: [valueInfo('y', FLOAT, [3])],
     }),
   );
 }
@@ -192,6 +205,19 @@ test('a broken new model (a corrupt .onnx) leaves the old one serving: POST /rel
   rmSync(join(modelDir, '3'), { recursive: true });
 });
 
+test('a new model that loads but cannot answer an input of its own input shape is caught before the switch: 422, the old one serves on', async () => {
+  putVersion('3', unrunnableModel());
+  const res = await fetch(`http://127.0.0.1:${port}/reload`, { method: 'POST' });
+  assert.equal(res.status, 422);
+  const body = (await res.json()) as { reason: string; serving: { version: string } };
+  assert.match(body.reason, /could not answer a generated input of its input shape: .*reshape/i);
+  assert.equal(body.serving.version, 'add/2');
+  const { replies } = await ask(1);
+  assert.equal([...replies.values()][0].headers['x-model-version'], 'add/2');
+  assert.equal((await scrape(port)).get('scorer_reload_failures_total'), 2);
+  rmSync(join(modelDir, '3'), { recursive: true });
+});
+
 test('POST /reload switches to the new highest version and answers 200 with both versions', async () => {
   putVersion('4', MODELS['add/4']);
   const res = await fetch(`http://127.0.0.1:${port}/reload`, { method: 'POST' });
@@ -220,4 +246,22 @@ test('a flat model folder is versioned by its model file: x-model-version is the
   await c.waitFor('"msg":"consuming"');
   const replies = await client.ask(fq.input, fq.replies, [{ id: 'f-1', body: { data: inputOf(1) } }]);
   assert.equal(replies.get('f-1')!.headers['x-model-version'], createHash('sha256').update(MODELS['add/1']).digest('hex').slice(0, 12));
+});
+
+test('with MODEL_WATCH_MS set, a new version folder is picked up on its own once the folder is quiet', async () => {
+  const watched = join(root, 'watched');
+  mkdirSync(join(watched, '1'), { recursive: true });
+  writeFileSync(join(watched, '1', 'add.onnx'), MODELS['add/1']);
+  const wq = consumers.queuesFor('reload.watch');
+  const c = consumers.startOn(wq, { MODEL_DIR: watched, MODEL_WATCH_MS: '300' });
+  await c.waitFor('"msg":"consuming"');
+  mkdirSync(join(watched, '.incoming'));
+  writeFileSync(join(watched, '.incoming', 'add.onnx'), MODELS['add/2']);
+  renameSync(join(watched, '.incoming'), join(watched, '2'));
+  await c.waitFor('"msg":"model switched"');
+  assert.match(c.output(), /"trigger":"file changed: [^"]*".*"to":"watched\/2"/);
+  const replies = await client.ask(wq.input, wq.replies, [{ id: 'w-1', body: { data: inputOf(1) } }]);
+  const r = replies.get('w-1')!;
+  assert.equal(r.headers['x-model-version'], 'watched/2');
+  assert.deepEqual(r.json(), (await expected('add/2', [1])).get(1));
 });
