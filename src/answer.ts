@@ -246,7 +246,17 @@ async function errorReply(item: ScoredItem, tooBig: Reply, reason: SettleReason,
   const { delivery } = item;
   const message = `the reply (${tooBig.body.byteLength} bytes) is over the broker's max_message_size; the input is dead-lettered to the input queue's dead-letter queue`;
   const reply = buildReply(delivery, { ok: false, code: 'REPLY_TOO_LARGE', message }, { replyQueue: o.replyQueue, modelName: item.model?.name ?? o.modelName, modelVersion: item.model?.version, scoringMs: item.scoringMs });
-  const [result] = await safePublish(o, [reply]);
+  const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  // A few tries, with backoff: the big reply has just closed the publish channel, and the first try often meets it closing.
+  let [result] = await safePublish(o, [reply]);
+  for (let attempt = 1; attempt < o.replyAttempts && result !== 'confirmed' && result !== 'returned' && o.broker.isCurrent(delivery); attempt++) {
+    if (result === 'late') result = await o.broker.awaitLate(reply, o.backoffMs(attempt)).catch((): PublishResult => 'lost');
+    else {
+      await sleep(o.backoffMs(attempt));
+      [result] = await safePublish(o, [reply]);
+    }
+  }
+  if (result === 'late') o.broker.forgetLate(reply);
   const sent = result === 'confirmed' || result === 'returned';
   o.logger.warn({ correlationId: idOf(delivery), replyBytes: tooBig.body.byteLength, errorReply: sent ? 'sent' : result }, 'reply refused for good; input dead-lettered');
   settle([settled(item, { kind: 'settle', settlement: 'dead-letter', reason }, sent ? reply : undefined)], o);

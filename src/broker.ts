@@ -129,7 +129,6 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const n = Math.min(this.config.prefetch, Math.floor(prefetch));
     if (this.demand !== 'deliveries' || n <= this.channelPrefetch) return this.reconciling;
     this.nextPrefetch = n;
-    void this.want('paused');
     return this.want('deliveries');
   }
 
@@ -193,6 +192,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
     else if (s.name === 'consuming' && this.demand !== 'deliveries') {
       this.toConsume({ name: 'idle', channel: s.channel, acks: s.acks }, this.demand);
       await s.channel.cancel(s.consumerTag).catch(() => {});
+    } else if (s.name === 'consuming' && this.nextPrefetch !== this.channelPrefetch) {
+      // A consumer's prefetch is fixed when it is made: cancel, basic.qos, consume.
+      const idle = { name: 'idle' as const, channel: s.channel, acks: s.acks };
+      this.toConsume(idle, 'new prefetch');
+      await s.channel.cancel(s.consumerTag).catch(() => {});
+      if (this.consumeState === idle) await this.subscribe(idle);
     }
   }
 
@@ -246,9 +251,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const ch = await model.createChannel();
     let generation = -1;
     watchChannel(ch, model, 'consume', this.log, () => this.acks()?.generation === generation && this.consumeState.name !== 'closed');
-    await ch.prefetch(this.config.prefetch);
-    this.channelPrefetch = this.config.prefetch;
-    this.nextPrefetch = this.config.prefetch;
+    // Cautious at first: as many of the largest bodies as fit in the byte budget. Deliveries the broker
+    // sent before a pause reaches it still arrive, so a first prefetch of PREFETCH could overshoot the
+    // budget by hundreds of MiB; the consumer raises it once it has seen how large the bodies are.
+    const first = Math.max(1, Math.min(this.config.prefetch, Math.floor(this.config.maxInFlightBytes / this.config.maxMessageBytes)));
+    await ch.prefetch(first);
+    this.channelPrefetch = first;
+    this.nextPrefetch = first;
     this.acks()?.lost();
     generation = ++this.generation;
     if (this.consumeState.name === 'closed') return;

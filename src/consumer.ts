@@ -186,6 +186,8 @@ export class Consumer {
   private schedule(batch: Received[], priority = 0): void {
     const work = this.scoring
       .add(() => this.scoreAndAnswer(batch), { priority })
+      // The isolate is free once scoring is done; the answers (confirms, retries) go on outside the queue.
+      .then(async (answering) => void (await Promise.all(answering ?? [])))
       .catch((err: Error) => {
         // answer() settles every item whatever happens; reaching here is a bug in scoring: the inputs stay unacked for redelivery.
         this.deps.logger.error({ err: err.message }, 'batch failed');
@@ -197,12 +199,13 @@ export class Consumer {
   /**
    * Stale inputs (their channel has closed: the broker has them back) are dropped before scoring.
    * Over-size bodies are answered here, before any copy reaches the entry script. Items the script
-   * answers one at a time are answered as each is done; a runBatch batch once it returns.
+   * answers one at a time are answered as each is done; a runBatch batch once it returns. Resolves
+   * when scoring is done, with the answers still under way.
    */
-  private async scoreAndAnswer(received: Received[]): Promise<void> {
+  private async scoreAndAnswer(received: Received[]): Promise<Array<Promise<void>>> {
     const { metrics, scorer, config } = this.deps;
     const batch = dropStale(received.map((r) => r.delivery), this.answerOptions);
-    if (batch.length === 0) return;
+    if (batch.length === 0) return [];
     const answering: Array<Promise<void>> = [];
     const started = performance.now();
     const answerNow = (items: ScoredItem[]) => answering.push(answer(items, this.answerOptions));
@@ -241,6 +244,6 @@ export class Consumer {
       metrics.scoringSeconds.observe(scoringMs / 1000);
       metrics.batchSize.observe(toScore.length);
     }
-    await Promise.all(answering);
+    return answering;
   }
 }

@@ -214,7 +214,7 @@ test('a late or lost reply is retried with growing delays, and its input requeue
 });
 
 test('a reply over the broker max size is answered with a short error reply and its input dead-lettered', async () => {
-  const broker = new FakeBroker((_, __, reply) => (reply.body.byteLength > 100 ? 'too-large' : 'confirmed'));
+  const broker = new FakeBroker((_, __, reply) => (reply.body.byteLength > 500 ? 'too-large' : 'confirmed'));
   const o = options(broker);
   await answer([scored(delivery('a'), { ok: true, body: Buffer.alloc(1000, 0x31) })], o);
   assert.equal(broker.publishes.length, 2);
