@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -265,3 +265,55 @@ test('with MODEL_WATCH_MS set, a new version folder is picked up on its own once
   assert.equal(r.headers['x-model-version'], 'watched/2');
   assert.deepEqual(r.json(), (await expected('add/2', [1])).get(1));
 });
+
+/** A user's entry script whose run() waits until the test writes `release` into the model folder. */
+const HELD_SCRIPT = `
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+let answer = '';
+export function init() { answer = readFileSync(join(process.env.MODEL_DIR!, 'answer.txt'), 'utf8'); }
+export async function run(data: string) {
+  const dir = process.env.MODEL_DIR!;
+  writeFileSync(join(dir, 'started'), '');
+  for (let i = 0; i < 3000 && answer === 'A' && !existsSync(join(dir, 'release')); i++) await new Promise((r) => setTimeout(r, 20));
+  return { answer, data: JSON.parse(data) };
+}
+`;
+
+test('a batch still in the old isolates is answered there with the old version, no later batch waits for it, and the old isolates are retired only after it', async () => {
+  const held = join(root, 'held');
+  for (const [v, answer] of [['1', 'A'], ['2', 'B']] as const) {
+    mkdirSync(join(held, `.${v}`), { recursive: true });
+    writeFileSync(join(held, `.${v}`, 'answer.txt'), answer);
+  }
+  renameSync(join(held, '.1'), join(held, '1'));
+  const script = join(root, 'held-script.ts');
+  writeFileSync(script, HELD_SCRIPT);
+  const hq = consumers.queuesFor('reload.held');
+  const hport = await freePort();
+  const c = consumers.startOn(hq, { MODEL_DIR: held, ENTRY_SCRIPT: script, CONCURRENCY: '2', RUN_TIMEOUT_MS: '120000', HTTP_PORT: String(hport) });
+  await c.waitFor('"msg":"consuming"');
+  const { got, stop } = await collectAll(client, hq.replies);
+  try {
+    await client.publish(hq.input, { data: 'first' }, { correlationId: 'held-A' });
+    await until('the first input to be in run()', () => existsSync(join(held, '1', 'started')));
+    renameSync(join(held, '.2'), join(held, '2'));
+    const res = await fetch(`http://127.0.0.1:${hport}/reload`, { method: 'POST' });
+    assert.equal(res.status, 200, 'the switch does not wait for the batch in the old isolate');
+    await client.publish(hq.input, { data: 'second' }, { correlationId: 'after-B' });
+    await until('the reply to the input sent after the switch', () => got.has('after-B'));
+    assert.equal(got.get('after-B')!.headers['x-model-version'], 'held/2');
+    assert.deepEqual(got.get('after-B')!.json(), { answer: 'B', data: 'second' });
+    assert.equal(got.has('held-A'), false, 'the first input is still being scored by the old model');
+    assert.doesNotMatch(c.output(), /old model retired/, 'the old isolates are kept while they hold a batch');
+    writeFileSync(join(held, '1', 'release'), '');
+    await until('the reply to the held input', () => got.has('held-A'));
+    assert.equal(got.get('held-A')!.headers['x-model-version'], 'held/1', 'the reply names the version that scored it');
+    assert.deepEqual(got.get('held-A')!.json(), { answer: 'A', data: 'first' });
+    await c.waitFor('old model retired: its batches were scored');
+  } finally {
+    writeFileSync(join(held, '1', 'release'), '');
+    await stop();
+  }
+});
+
