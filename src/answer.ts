@@ -19,7 +19,7 @@ import type { Logger } from 'pino';
 import type { Settlement } from './broker/acks.js';
 import type { Delivery } from './broker/delivery.js';
 import type { PublishResult } from './broker/publisher.js';
-import type { ItemResult } from './scorer.js';
+import type { ItemResult, ModelId } from './scorer.js';
 import { buildReply, type Outcome, type Reply } from './reply.js';
 import type { QueueType } from './topology.js';
 
@@ -40,6 +40,8 @@ export interface ScoredItem {
   delivery: Delivery;
   result: ItemResult;
   scoringMs: number;
+  /** The model that scored it (or that was serving, for an input answered unscored): its reply's x-model and x-model-version. */
+  model?: ModelId;
 }
 
 /** Why an input left us, for logs and the refused/dead-lettered metrics. */
@@ -183,7 +185,7 @@ export async function answer(items: readonly ScoredItem[], o: AnswerOptions): Pr
       o.logger.warn({ correlationId: idOf(delivery), deliveryCount: delivery.deliveryCount, reason: result.message }, 'entry script died under an input');
       settledNow.push(final(item, 'crashed', o));
     } else {
-      const reply = buildReply(delivery, result as Outcome, { replyQueue: o.replyQueue, modelName: o.modelName, scoringMs: item.scoringMs });
+      const reply = buildReply(delivery, result as Outcome, { replyQueue: o.replyQueue, modelName: item.model?.name ?? o.modelName, modelVersion: item.model?.version, scoringMs: item.scoringMs });
       if (!result.ok) o.logger.info({ correlationId: reply.correlationId, code: result.code, error: result.message }, 'error reply');
       sending.push({ item, reply });
     }
@@ -243,7 +245,7 @@ async function followUp(item: ScoredItem, reply: Reply, first: PublishResult, o:
 async function errorReply(item: ScoredItem, tooBig: Reply, reason: SettleReason, o: AnswerOptions): Promise<void> {
   const { delivery } = item;
   const message = `the reply (${tooBig.body.byteLength} bytes) is over the broker's max_message_size; the input is dead-lettered to the input queue's dead-letter queue`;
-  const reply = buildReply(delivery, { ok: false, code: 'REPLY_TOO_LARGE', message }, { replyQueue: o.replyQueue, modelName: o.modelName, scoringMs: item.scoringMs });
+  const reply = buildReply(delivery, { ok: false, code: 'REPLY_TOO_LARGE', message }, { replyQueue: o.replyQueue, modelName: item.model?.name ?? o.modelName, modelVersion: item.model?.version, scoringMs: item.scoringMs });
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   // A few tries, with backoff: the big reply has just closed the publish channel, and the first try often meets it closing.
   let [result] = await safePublish(o, [reply]);

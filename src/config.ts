@@ -24,8 +24,8 @@ const NUMBER_LIST = new RegExp(`^${NUMBER}(?:,${NUMBER}){0,2}$`);
 export const configSchema = z.object({
   AMQP_URL: z
     .string()
-    .regex(/^amqps?:\/\/\S+$/, 'expected an amqp:// or amqps:// URL')
-    .describe('broker URL'),
+    .refine((v) => splitAmqpUrls(v).every((u) => /^amqps?:\/\/\S+$/.test(u) && URL.canParse(u)), 'expected an amqp:// or amqps:// URL, or several separated by commas')
+    .describe('broker URL, or several comma-separated: a reconnect tries the next'),
   AMQP_CA_FILE: path,
   AMQP_CERT_FILE: path,
   AMQP_KEY_FILE: path,
@@ -38,6 +38,8 @@ export const configSchema = z.object({
   MODEL_DIR: path,
   ENTRY_SCRIPT: path,
   PYTHON: z.string().min(1, 'expected an interpreter name on PATH or its path'),
+  RELOAD_TIMEOUT_MS: int(1000, 3_600_000),
+  MODEL_WATCH_MS: int(0, 3_600_000),
   PREFETCH: int(1, 65535),
   CONCURRENCY: int(1, 64),
   MAX_BATCH_SIZE: int(1, 4096),
@@ -83,7 +85,10 @@ export const EXTRA_ENV = ['AZUREML_MODEL_DIR', 'AMQP_URL_FILE'] as const;
 
 export interface Config {
   amqp: {
+    /** The first of `urls`: for one-off connections (the CLI) that do not rotate. */
     url: string;
+    /** Every broker address AMQP_URL lists, in its order; the consumer's connections move to the next on each failure. */
+    urls: string[];
     caFile: string;
     certFile: string;
     keyFile: string;
@@ -105,6 +110,10 @@ export interface Config {
   entryScript: string;
   /** The interpreter of a .py entry script: a name looked up on PATH, or a path (a venv's bin/python). */
   python: string;
+  /** A reload whose new isolates have not booted and answered within this is given up (the old model serves on). */
+  reloadTimeoutMs: number;
+  /** Reload once the model folder (or the entry script) has been quiet this long after a change; 0: no file watch. */
+  modelWatchMs: number;
   prefetch: number;
   concurrency: number;
   maxBatchSize: number;
@@ -156,7 +165,8 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
   }
   return deepFreeze({
     amqp: {
-      url: c.AMQP_URL,
+      url: splitAmqpUrls(c.AMQP_URL)[0],
+      urls: splitAmqpUrls(c.AMQP_URL),
       caFile: c.AMQP_CA_FILE,
       certFile: c.AMQP_CERT_FILE,
       keyFile: c.AMQP_KEY_FILE,
@@ -175,6 +185,8 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
     modelDir: c.MODEL_DIR,
     entryScript: c.ENTRY_SCRIPT,
     python: c.PYTHON,
+    reloadTimeoutMs: c.RELOAD_TIMEOUT_MS,
+    modelWatchMs: c.MODEL_WATCH_MS,
     prefetch: c.PREFETCH,
     concurrency: c.CONCURRENCY,
     maxBatchSize: c.MAX_BATCH_SIZE,
@@ -240,9 +252,26 @@ function ruleOf(issue: z.core.$ZodIssue): string {
   return issue.message;
 }
 
-/** The broker password never reaches a log line or an error: not even in a URL that lacks its scheme or has an '@' in the password. */
+/**
+ * AMQP_URL's addresses. A comma splits only where an amqp:// or amqps:// URL follows, so a comma inside
+ * a password (unescaped, as people paste them) stays part of it.
+ */
+export function splitAmqpUrls(value: string): string[] {
+  return value
+    .split(/,(?=\s*amqps?:\/\/)/i)
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
+}
+
+/**
+ * The broker password never reaches a log line or an error: not even in a URL that lacks its scheme or
+ * has an '@' in the password, and in every address of a list.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/^((?:[a-z][a-z0-9+.-]*:)?\/*)([^:@/]*):([^/]*)@/i, '$1$2:***@');
+  return url
+    .split(/(,\s*)(?=amqps?:\/\/)/i)
+    .map((part) => part.replace(/^((?:[a-z][a-z0-9+.-]*:)?\/*)([^:@/]*):([^/]*)@/i, '$1$2:***@'))
+    .join('');
 }
 
 function deepFreeze<T extends object>(value: T): Readonly<T> {

@@ -20,7 +20,8 @@ export type ConsumerState = 'created' | 'running' | 'stopping' | 'stopped';
 
 export interface ConsumerDeps {
   broker: Broker;
-  scorer: Scorer;
+  /** A Scorer, or the ModelSwitch that holds the current one (src/model-switch.ts). */
+  scorer: Pick<Scorer, 'info' | 'model' | 'score' | 'stop'>;
   config: Readonly<Config>;
   logger: Logger;
   metrics: Metrics;
@@ -217,20 +218,20 @@ export class Consumer {
         toScore.push(delivery);
       } catch (err) {
         const e = err as ScoringError;
-        early.push({ delivery, result: { ok: false, code: e.code, message: e.message }, scoringMs: 0 });
+        early.push({ delivery, result: { ok: false, code: e.code, message: e.message }, scoringMs: 0, model: scorer.model });
       }
     }
     if (early.length > 0) answerNow(early);
     if (toScore.length > 0) {
       const results: Array<ItemResult | undefined> = new Array(toScore.length).fill(undefined);
-      const done = await scorer.score(
+      const { results: done, model } = await scorer.score(
         toScore.map((d) => d.body),
         bodyMetas(toScore),
         {
           // One at a time: each item answered as soon as it is scored.
-          onItem: (i, result) => {
+          onItem: (i, result, model) => {
             results[i] = result;
-            answerNow([{ delivery: toScore[i], result, scoringMs: performance.now() - started }]);
+            answerNow([{ delivery: toScore[i], result, scoringMs: performance.now() - started, model }]);
           },
           // Its channel closed while earlier items ran: not worth an isolate's time.
           skip: (i) => !this.deps.broker.isCurrent(toScore[i]),
@@ -239,7 +240,7 @@ export class Consumer {
       const scoringMs = performance.now() - started;
       const rest: ScoredItem[] = [];
       done.forEach((result, i) => {
-        if (results[i] === undefined) rest.push({ delivery: toScore[i], result, scoringMs });
+        if (results[i] === undefined) rest.push({ delivery: toScore[i], result, scoringMs, model });
       });
       if (rest.length > 0) answerNow(rest);
       metrics.scoringSeconds.observe(scoringMs / 1000);

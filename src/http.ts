@@ -4,6 +4,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { Metrics } from './metrics.js';
+import type { ReloadResult } from './model-switch.js';
 
 export interface Probes {
   ready(): boolean;
@@ -48,7 +49,11 @@ export class LivenessWatch {
   }
 }
 
-export async function startHttp(port: number, probes: Probes, metrics: Metrics, livenessTimeoutMs: number): Promise<Server> {
+/**
+ * `reload`: POST /reload loads the model again (src/model-switch.ts). Nothing authenticates it but
+ * who can reach the port: keep HTTP_PORT inside the pod's network (README, "Changing the model").
+ */
+export async function startHttp(port: number, probes: Probes, metrics: Metrics, livenessTimeoutMs: number, reload?: (trigger: string) => Promise<ReloadResult>): Promise<Server> {
   const liveness = new LivenessWatch(probes.well, livenessTimeoutMs);
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -66,6 +71,12 @@ export async function startHttp(port: number, probes: Probes, metrics: Metrics, 
         (text) => send(res, 200, metrics.registry.contentType, text),
         (err: Error) => send(res, 500, 'text/plain', err.message),
       );
+      return;
+    }
+    if (path === '/reload' && reload) {
+      if (req.method !== 'POST') return void res.writeHead(405, { allow: 'POST', 'content-type': 'text/plain' }).end('POST only\n');
+      // 200: the new model serves; 422: it could not, the old one serves on, and `reason` says why.
+      void reload('POST /reload').then((r) => send(res, r.ok ? 200 : 422, 'application/json', JSON.stringify(r)));
       return;
     }
     send(res, 404, 'text/plain', 'not found\n');

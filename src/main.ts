@@ -6,14 +6,18 @@
 import type { Server } from 'node:http';
 import { loadConfig, settingWarnings } from './config.js';
 import { Broker } from './broker.js';
+import { BUILT_IN_ENTRY_SCRIPT, resolveModelDir } from './entry-script.js';
 import { Consumer } from './consumer.js';
 import { startHttp } from './http.js';
 import { createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
-import { Scorer, scorerOptions } from './scorer.js';
+import { ModelSwitch } from './model-switch.js';
+import { watchModel, type ModelWatch } from './model-watch.js';
+import { scorerOptions } from './scorer.js';
 
 interface Parts {
-  scorer?: Scorer;
+  scorer?: ModelSwitch;
+  watch?: ModelWatch;
   broker?: Broker;
   consumer?: Consumer;
   http?: Server;
@@ -28,6 +32,10 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     onSignal?.(signal);
   });
 }
+// SIGHUP loads the model again (its default would end the process). During boot there is nothing to
+// reload: boot is loading what the folder holds now.
+let onReload: ((trigger: string) => void) | undefined;
+process.on('SIGHUP', () => onReload?.('SIGHUP'));
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -44,6 +52,7 @@ async function main(): Promise<void> {
       process.exit(1);
     }, config.shutdownGraceMs).unref();
     await booting.catch(() => {});
+    parts.watch?.stop();
     await parts.consumer?.stop();
     await parts.broker?.close();
     await parts.scorer?.stop();
@@ -54,19 +63,29 @@ async function main(): Promise<void> {
 
   const boot = (async () => {
     const options = scorerOptions(config, log);
-    log.info({ entryScript: options.entryScript, modelDir: options.context.modelDir }, 'loading entry script');
-    parts.scorer = await Scorer.start(options);
-    log.info({ model: parts.scorer.info.modelName, runBatch: parts.scorer.info.hasRunBatch }, 'entry script ready');
-    for (const line of parts.scorer.info.bootLog ?? []) log.info(line.fields, line.msg);
-    if (stopping) return;
+    log.info({ entryScript: options.entryScript, modelDir: options.context.modelDir, version: options.modelVersion }, 'loading entry script');
+    const metrics = new Metrics();
+    parts.scorer = await ModelSwitch.start(options, {
+      resolve: () => scorerOptions(config, log),
+      reloadTimeoutMs: config.reloadTimeoutMs,
+      logger: log,
+      onReload: (r) => (r.ok ? (metrics.reloads.inc(), metrics.showModel(r.to)) : metrics.reloadFailures.inc()),
+    });
     const scorer = parts.scorer;
+    metrics.showModel(scorer.model);
+    log.info({ model: scorer.info.modelName, version: scorer.model.version, runBatch: scorer.info.hasRunBatch }, 'entry script ready');
+    onReload = (trigger) => void scorer.reload(trigger);
+    if (config.modelWatchMs > 0) {
+      const script = options.entryScript === BUILT_IN_ENTRY_SCRIPT ? undefined : options.entryScript;
+      parts.watch = watchModel(resolveModelDir(config.modelDir), script, config.modelWatchMs, (changed) => onReload?.(`file changed: ${changed}`), log);
+    }
+    if (stopping) return;
     parts.broker = await Broker.connect(config, log).catch(async (err) => {
       await scorer.stop();
       throw err;
     });
     if (stopping) return;
     const broker = parts.broker;
-    const metrics = new Metrics();
     const consumer = new Consumer({ broker, scorer, config, logger: log, metrics });
     parts.consumer = consumer;
     if (config.httpPort) {
@@ -78,7 +97,7 @@ async function main(): Promise<void> {
         },
         state: () => ({ ...broker.state, ...consumer.progress }),
       };
-      parts.http = await startHttp(config.httpPort, probes, metrics, config.livenessTimeoutMs);
+      parts.http = await startHttp(config.httpPort, probes, metrics, config.livenessTimeoutMs, (trigger) => scorer.reload(trigger));
       log.info({ port: config.httpPort }, 'http listening');
     }
     if (stopping) return;

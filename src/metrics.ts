@@ -37,6 +37,16 @@ export class Metrics {
   readonly requeued = new Counter({ name: 'scorer_requeued_total', help: 'Inputs requeued because the entry script died under them', registers: [this.registry] });
   readonly returnedReplies = new Counter({ name: 'scorer_returned_replies_total', help: 'Replies the broker could not route (the caller had gone)', registers: [this.registry] });
 
+  readonly modelInfo = new Gauge({ name: 'scorer_model_info', help: 'The model serving now: 1 for its name and version (x-model-version)', labelNames: ['model', 'version'] as const, registers: [this.registry] });
+  readonly reloads = new Counter({ name: 'scorer_reloads_total', help: 'Model reloads that switched to a new model', registers: [this.registry] });
+  readonly reloadFailures = new Counter({ name: 'scorer_reload_failures_total', help: 'Model reloads that failed: the old model serves on (the log says why)', registers: [this.registry] });
+
+  /** Only the serving model is shown: a switch removes the old one's series. */
+  showModel(model: { name: string; version: string }): void {
+    this.modelInfo.reset();
+    this.modelInfo.set({ model: model.name, version: model.version }, 1);
+  }
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
   }

@@ -42,7 +42,7 @@ export interface Reply {
 export function buildReply(
   address: ReplyAddress,
   outcome: Outcome,
-  context: { replyQueue: string; modelName: string; scoringMs: number },
+  context: { replyQueue: string; modelName: string; modelVersion?: string; scoringMs: number },
 ): Reply {
   const correlationId = address.correlationId || address.messageId || undefined;
   const status = outcome.ok ? 'ok' : 'error';
@@ -51,6 +51,7 @@ export function buildReply(
     'x-model': context.modelName,
     'x-scoring-ms': Math.round(context.scoringMs * 1000) / 1000,
   };
+  if (context.modelVersion !== undefined) headers['x-model-version'] = context.modelVersion;
   if (!outcome.ok) headers['x-error-code'] = outcome.code;
   return {
     routingKey: address.replyTo || context.replyQueue,

@@ -9,14 +9,27 @@ import { ScoringError } from './errors.js';
 import { BUILT_IN_ENTRY_SCRIPT, resolveEntryScript, resolveModelDir, type InitContext } from './entry-script.js';
 import type { Outcome } from './reply.js';
 import type { BodyMeta, ScriptInfo } from './runtime/protocol.js';
+import { resolveModelVersion, type ModelVersion } from './model-version.js';
 import { ScriptHost, type Isolation } from './script-host.js';
 
 /** CRASHED: the isolate died under it. SKIPPED: not scored, since `skip` said its input is no longer ours. */
 export type ItemResult = Outcome | { ok: false; code: 'CRASHED' | 'SKIPPED'; message: string };
 
+/** The model that scored a batch: its name (x-model) and version (x-model-version). */
+export interface ModelId {
+  name: string;
+  version: string;
+}
+
+/** A batch's results and the model that scored them: a reply says the version that actually scored it. */
+export interface ScoredBatch {
+  results: ItemResult[];
+  model: ModelId;
+}
+
 export interface ScoreHooks {
   /** Called as each item is scored when the script answers them one at a time (run), not for a runBatch call. */
-  onItem?(index: number, result: ItemResult): void;
+  onItem?(index: number, result: ItemResult, model: ModelId): void;
   /** Asked before each item run on its own: true leaves it unscored (SKIPPED). */
   skip?(index: number): boolean;
 }
@@ -28,6 +41,8 @@ export interface ScorerOptions {
   context: InitContext;
   maxMessageBytes: number;
   runTimeoutMs: number;
+  /** The version of the model in `context.modelDir` (src/model-version.ts). */
+  modelVersion: string;
   logger: Logger;
   /** PYTHON: the interpreter of a .py entry script. */
   python?: string;
@@ -38,14 +53,15 @@ export interface ScorerOptions {
  * never hung), a user's script in child processes (the only place a synchronous hang can be cut off): a
  * .py script in PYTHON processes.
  */
-export function scorerOptions(config: Readonly<Config>, logger: Logger): ScorerOptions {
+export function scorerOptions(config: Readonly<Config>, logger: Logger, model: ModelVersion = resolveModelVersion(resolveModelDir(config.modelDir), logger)): ScorerOptions {
   const entryScript = resolveEntryScript(config.entryScript);
   return {
     entryScript,
     isolation: entryScript === BUILT_IN_ENTRY_SCRIPT ? 'thread' : entryScript.endsWith('.py') ? 'python' : 'process',
     python: config.python,
     concurrency: config.concurrency,
-    context: { modelDir: resolveModelDir(config.modelDir), maxTensorElements: config.maxTensorElements, ort: config.ort, onnx: config.onnx, image: config.image },
+    modelVersion: model.version,
+    context: { modelDir: model.dir, maxTensorElements: config.maxTensorElements, ort: config.ort, onnx: config.onnx, image: config.image },
     maxMessageBytes: config.maxMessageBytes,
     runTimeoutMs: config.runTimeoutMs,
     logger,
@@ -58,34 +74,40 @@ export class Scorer {
   private constructor(
     private readonly hosts: ScriptHost[],
     private readonly runTimeoutMs: number,
+    private readonly version: string,
   ) {
     this.idle = [...hosts];
   }
 
   static async start(options: ScorerOptions): Promise<Scorer> {
-    const { concurrency, runTimeoutMs, ...hostOptions } = options;
+    const { concurrency, runTimeoutMs, modelVersion, ...hostOptions } = options;
     const started = await Promise.allSettled(Array.from({ length: concurrency }, () => ScriptHost.start(hostOptions)));
     const failed = started.find((s) => s.status === 'rejected');
     if (failed) {
       await Promise.all(started.map((s) => (s.status === 'fulfilled' ? s.value.close() : undefined)));
       throw (failed as PromiseRejectedResult).reason;
     }
-    return new Scorer(started.map((s) => (s as PromiseFulfilledResult<ScriptHost>).value), runTimeoutMs);
+    return new Scorer(started.map((s) => (s as PromiseFulfilledResult<ScriptHost>).value), runTimeoutMs, modelVersion);
   }
 
   get info(): ScriptInfo {
     return this.hosts[0].info;
   }
 
+  get model(): ModelId {
+    return { name: this.info.modelName, version: this.version };
+  }
+
   /** `metas`: each body's contentType and headers, where any has them (binary payloads). */
-  async score(bodies: Uint8Array[], metas?: Array<BodyMeta | undefined>, hooks: ScoreHooks = {}): Promise<ItemResult[]> {
+  async score(bodies: Uint8Array[], metas?: Array<BodyMeta | undefined>, hooks: ScoreHooks = {}): Promise<ScoredBatch> {
     const host = this.idle.pop();
     if (!host) throw new Error('Scorer.score called with every isolate busy: the caller must bound concurrency');
+    const model = this.model;
     try {
       if (this.info.hasRunBatch && bodies.length > 1) {
         const r = await host.call('runBatch', bodies, this.runTimeoutMs, metas);
-        if (r.kind === 'done') return r.outcomes;
-        if (r.kind === 'crash') return bodies.map(() => crashed(r.reason));
+        if (r.kind === 'done') return { results: r.outcomes, model };
+        if (r.kind === 'crash') return { results: bodies.map(() => crashed(r.reason)), model };
         // A batch that hung: run its items one by one, each with its own deadline, to find the one that hangs.
       }
       const results: ItemResult[] = [];
@@ -97,9 +119,9 @@ export class Scorer {
         const r = await host.call('run', [bodies[i]], this.runTimeoutMs, metas && [metas[i]]);
         const result = r.kind === 'done' ? r.outcomes[0] : r.kind === 'crash' ? crashed(r.reason) : this.timedOut();
         results.push(result);
-        hooks.onItem?.(i, result);
+        hooks.onItem?.(i, result, model);
       }
-      return results;
+      return { results, model };
     } finally {
       this.idle.push(host);
     }

@@ -8,6 +8,7 @@ import * as amqp from 'amqplib';
 import type { Logger } from 'pino';
 import { redactUrl, type Config } from '../config.js';
 import { BootError } from '../errors.js';
+import { BrokerAddresses } from './addresses.js';
 import { explainPreconditionFailed, type Topology } from '../topology.js';
 import { foreignArgument } from './reply-queue-policy.js';
 
@@ -30,7 +31,9 @@ export async function openConnection(
   setup: (model: amqp.ChannelModel) => Promise<void>,
   events: ConnectionEvents,
 ): Promise<amqp.RecoveringChannelModel> {
-  const conn = await amqp.connect(withHeartbeat(a.url, a.heartbeatS), {
+  // Every address AMQP_URL lists, tried in turn by amqplib's own recovery (see addresses.ts).
+  const addresses = new BrokerAddresses(a.urls, a.heartbeatS);
+  const conn = await amqp.connect(addresses.connectOptions(), {
     clientProperties: { connection_name: `${a.connectionName}/${role}` },
     // Nagle off: frames are coalesced per event-loop turn instead (coalesceWrites), and a lone reply or
     // ack must not wait for the broker's delayed TCP ack.
@@ -58,18 +61,20 @@ export async function openConnection(
   conn.on('error', (err: Error) => log.warn({ role, err: err.message }, 'broker connection error'));
   conn.on('handler-error', (err: Error, event: string) => log.error({ role, event, err: err.message }, 'broker event handler threw'));
   conn.on('connect-failed', (err: Error) => {
-    log.warn({ role, err: err.message }, 'broker connect failed');
+    log.warn({ role, broker: redactUrl(addresses.currentUrl), err: err.message }, 'broker connect failed');
+    addresses.next();
     if (events.isFatal()) void conn.close();
   });
   conn.on('reconnect-scheduled', ({ attempt, delay }: { attempt: number; delay: number }) =>
     log.info({ role, attempt, delayMs: delay }, 'reconnect scheduled'),
   );
   conn.on('connect', () => {
-    log.info({ role, broker: redactUrl(a.url) }, 'broker connected');
+    log.info({ role, broker: redactUrl(addresses.currentUrl) }, 'broker connected');
     events.connected();
   });
   conn.on('disconnect', (err: Error) => {
-    log.warn({ role, err: err.message }, 'broker disconnected');
+    log.warn({ role, broker: redactUrl(addresses.currentUrl), err: err.message }, 'broker disconnected');
+    addresses.next();
     events.disconnected(err);
   });
   if (events.blocked) conn.on('blocked', (reason: string) => events.blocked!(reason));
@@ -132,12 +137,6 @@ function coalesceWrites(model: amqp.ChannelModel): void {
       socket.uncork!();
     }
   };
-}
-
-function withHeartbeat(url: string, heartbeatS: number): string {
-  const u = new URL(url);
-  if (!u.searchParams.has('heartbeat')) u.searchParams.set('heartbeat', String(heartbeatS));
-  return u.toString();
 }
 
 function tlsOptions(a: Config['amqp']): Record<string, unknown> {

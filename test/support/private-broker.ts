@@ -6,6 +6,10 @@
  * logs, pid file, config, an empty plugin list and a HOME holding a fresh Erlang cookie), so
  * `stop()` can always kill it, even when `rabbitmqctl stop` cannot reach it. rabbitmqctl is the
  * release's own script run with the same HOME: it reads that cookie, not the shared node's.
+ *
+ * For a cluster (test/support/cluster.ts) the nodes share one cookie and take names of their own, and a
+ * node can be killed (`kill()`, SIGKILL to its Erlang VM) or halted (`halt()`) and booted again on the
+ * same name, ports and data (`restart()`).
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -27,6 +31,10 @@ export interface PrivateBrokerOptions {
   /** Adds an amqps listener that requires a client certificate signed by `caFile`. */
   tls?: { caFile: string; certFile: string; keyFile: string };
   startTimeoutS?: number;
+  /** The Erlang node name; default `fault-<pid>-<random>@localhost`. */
+  nodeName?: string;
+  /** The Erlang cookie: the same one for every node of a cluster. Default: a fresh random one. */
+  cookie?: string;
 }
 
 export interface PrivateBroker {
@@ -44,6 +52,14 @@ export interface PrivateBroker {
   ctl(...args: string[]): Promise<string>;
   stopApp(): Promise<void>;
   startApp(): Promise<void>;
+  /** SIGKILL to the node's Erlang VM (the pid in its pid file), as a crash would; its data stays for `restart()`. */
+  kill(): Promise<void>;
+  /** A clean `rabbitmqctl stop` (the whole VM halts); its data stays for `restart()`. */
+  halt(): Promise<void>;
+  /** Boots the node again on the same name, ports and data, after `kill()` or `halt()`; resolves once rabbit runs. */
+  restart(): Promise<void>;
+  /** Whether the node's OS process is running. */
+  running(): boolean;
   /** Kills the node and removes its temp dir; safe to call twice, never throws. */
   stop(): Promise<void>;
 }
@@ -93,12 +109,12 @@ async function startOnce(options: PrivateBrokerOptions): Promise<PrivateBroker> 
   const port = await freePort(taken);
   const distPort = await freePort(taken);
   const tlsPort = options.tls ? await freePort(taken) : undefined;
-  const nodeName = `fault-${process.pid}-${randomBytes(3).toString('hex')}@localhost`;
+  const nodeName = options.nodeName ?? `fault-${process.pid}-${randomBytes(3).toString('hex')}@localhost`;
 
   writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
   mkdirSync(home);
-  // A cookie of its own: only CLI calls made with this HOME can reach the node.
-  writeFileSync(join(home, '.erlang.cookie'), randomBytes(20).toString('hex').toUpperCase(), { mode: 0o400 });
+  // A cookie of its own (or its cluster's): only CLI calls made with this HOME can reach the node.
+  writeFileSync(join(home, '.erlang.cookie'), options.cookie ?? randomBytes(20).toString('hex').toUpperCase(), { mode: 0o400 });
   const conf = [
     `listeners.tcp.default = 127.0.0.1:${port}`,
     // A small node: no disk alarm from a nearly full tmp, and quick to stop.
@@ -135,18 +151,16 @@ async function startOnce(options: PrivateBrokerOptions): Promise<PrivateBroker> 
   };
   // Without the shared node's env file, say here what it said: epmd and distribution on loopback only.
   writeFileSync(join(dir, 'rabbitmq-env.conf'), 'ERL_EPMD_ADDRESS=127.0.0.1\n');
+  // The process group of the node's current incarnation, for the watchdog below (a restart makes a new one).
+  const pgidFile = join(dir, 'pgid');
 
-  const outFd = openSync(join(dir, 'server.out'), 'a');
-  const started = performance.now();
-  // Foreground, in a process group of its own (the script stays as a shell waiting on erl): killing the group kills the node.
-  const child: ChildProcess = spawn(join(RABBITMQ_BIN, 'rabbitmq-server'), [], { env, detached: true, stdio: ['ignore', outFd, outFd] });
-  closeSync(outFd);
-  const exited = once(child, 'exit').then(([code, signal]) => `exited (${String(code ?? signal)})`);
+  let child: ChildProcess | undefined;
+  let exited: Promise<string> = Promise.resolve('not started');
   let stopped: Promise<void> | undefined;
 
   const killGroup = () => {
     try {
-      if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      if (child?.pid) process.kill(-child.pid, 'SIGKILL');
     } catch {
       /* already gone */
     }
@@ -160,7 +174,7 @@ async function startOnce(options: PrivateBrokerOptions): Promise<PrivateBroker> 
   // ...or is killed outright (a runner's timeout, SIGKILL): a watchdog outside it takes the node down.
   const watchdog = spawn(
     '/bin/sh',
-    ['-c', `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; kill -9 -${child.pid} 2>/dev/null; rm -rf '${dir}'`],
+    ['-c', `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; kill -9 -$(cat '${pgidFile}' 2>/dev/null) 2>/dev/null; rm -rf '${dir}'`],
     { detached: true, stdio: 'ignore' },
   );
   watchdog.unref();
@@ -174,41 +188,85 @@ async function startOnce(options: PrivateBrokerOptions): Promise<PrivateBroker> 
       throw new Error(`rabbitmqctl ${args.join(' ')} failed: ${(e.stderr || e.message).trim().split('\n').slice(0, 3).join(' ')}`);
     }
   };
+  const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
+  const within = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  /** Spawns the node and resolves once rabbit runs; on failure leaves nothing running and throws with the log's tail. */
+  const boot = async (): Promise<number> => {
+    const outFd = openSync(join(dir, 'server.out'), 'a');
+    const started = performance.now();
+    // Foreground, in a process group of its own (the script stays as a shell waiting on erl): killing the group kills the node.
+    const node: ChildProcess = spawn(join(RABBITMQ_BIN, 'rabbitmq-server'), [], { env, detached: true, stdio: ['ignore', outFd, outFd] });
+    closeSync(outFd);
+    child = node;
+    writeFileSync(pgidFile, String(node.pid));
+    exited = once(node, 'exit').then(([code, signal]) => `exited (${String(code ?? signal)})`);
+    try {
+      const timeout = String(options.startTimeoutS ?? 60);
+      // `await_startup` alone fails at once while the node is not yet known to epmd; `wait <pidfile>`
+      // waits for the pid file, then distribution, then the rabbit app, and fails as soon as the OS process dies.
+      const waited = ctl('wait', '--timeout', timeout, env.RABBITMQ_PID_FILE!).then(() => ctl('await_startup', '--timeout', timeout));
+      const outcome = await Promise.race([waited.then(() => 'up'), exited]);
+      if (outcome !== 'up') throw new Error(`private RabbitMQ node ${nodeName} ${outcome} while starting`);
+    } catch (err) {
+      const log = (() => {
+        try {
+          return readFileSync(join(dir, 'server.out'), 'utf8').slice(-1500);
+        } catch {
+          return '';
+        }
+      })();
+      killGroup();
+      await Promise.race([exited, within(3000)]);
+      throw new Error(`${(err as Error).message}\n${log}`);
+    }
+    return performance.now() - started;
+  };
+
+  const kill = async (): Promise<void> => {
+    if (!running()) return;
+    // The Erlang VM itself (beam.smp), as a crash or the OOM killer would; the shell around it then exits.
+    try {
+      process.kill(Number(readFileSync(env.RABBITMQ_PID_FILE!, 'utf8').trim()), 'SIGKILL');
+    } catch {
+      // No pid file yet, or already gone: the group kill below takes whatever is there.
+    }
+    await Promise.race([exited, within(5000)]);
+    // epmd helpers and anything else left of the group.
+    killGroup();
+    await Promise.race([exited, within(3000)]);
+  };
+
+  const halt = async (): Promise<void> => {
+    if (!running()) return;
+    // A clean halt takes ~1 s; anything slower (or a node that cannot be reached) is killed.
+    await Promise.race([ctl('stop').catch(() => {}), within(15_000)]);
+    await Promise.race([exited, within(5000)]);
+    killGroup();
+    await Promise.race([exited, within(3000)]);
+  };
 
   const stop = (): Promise<void> =>
     (stopped ??= (async () => {
       process.removeListener('exit', cleanupOnExit);
       watchdog.kill('SIGKILL');
-      if (child.exitCode === null && child.signalCode === null) {
-        // A clean halt takes ~1 s; anything slower (or a node that cannot be reached) is killed.
-        await Promise.race([ctl('stop').catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+      if (running()) {
+        await Promise.race([ctl('stop').catch(() => {}), within(5000)]);
+        await Promise.race([exited, within(3000)]);
       }
       // Whatever is left of the group (the node, erl_child_setup, inet_gethost), even when the shell has gone.
       killGroup();
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+      await Promise.race([exited, within(3000)]);
       rmSync(dir, { recursive: true, force: true });
     })());
 
+  let startMs: number;
   try {
-    const timeout = String(options.startTimeoutS ?? 60);
-    // `await_startup` alone fails at once while the node is not yet known to epmd; `wait <pidfile>`
-    // waits for the pid file, then distribution, then the rabbit app, and fails as soon as the OS process dies.
-    const waited = ctl('wait', '--timeout', timeout, env.RABBITMQ_PID_FILE!).then(() => ctl('await_startup', '--timeout', timeout));
-    const outcome = await Promise.race([waited.then(() => 'up'), exited]);
-    if (outcome !== 'up') throw new Error(`private RabbitMQ node ${outcome} while starting`);
+    startMs = await boot();
   } catch (err) {
-    const log = (() => {
-      try {
-        return readFileSync(join(dir, 'server.out'), 'utf8').slice(-1500);
-      } catch {
-        return '';
-      }
-    })();
     await stop();
-    throw new Error(`${(err as Error).message}\n${log}`);
+    throw err;
   }
-  const startMs = performance.now() - started;
 
   return {
     url: `amqp://guest:guest@127.0.0.1:${port}`,
@@ -224,6 +282,14 @@ async function startOnce(options: PrivateBrokerOptions): Promise<PrivateBroker> 
       await ctl('start_app');
       await ctl('await_startup', '--timeout', '60');
     },
+    kill,
+    halt,
+    restart: async () => {
+      if (stopped) throw new Error(`private RabbitMQ node ${nodeName} was stopped for good`);
+      if (running()) throw new Error(`private RabbitMQ node ${nodeName} is still running`);
+      await boot();
+    },
+    running,
     stop,
   };
 }

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { CONFIG_KEYS, DEFAULTS_FILE, loadConfig, redactUrl } from '../../src/config.js';
+import { CONFIG_KEYS, DEFAULTS_FILE, loadConfig, redactUrl, splitAmqpUrls } from '../../src/config.js';
 import { BootError } from '../../src/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'scorer-config-'));
@@ -119,6 +119,29 @@ test('redactUrl hides the password and keeps the rest', () => {
   assert.equal(redactUrl('amqp://user@localhost'), 'amqp://user@localhost');
   assert.equal(redactUrl('amqp://bob:p@hunter2@broker/vh'), 'amqp://bob:***@broker/vh', "an unescaped '@' in the password");
   assert.equal(redactUrl('bob:hunter2@broker'), 'bob:***@broker', 'no scheme');
+});
+
+test('AMQP_URL takes several addresses separated by commas: url is the first, urls all of them in order', () => {
+  const c = loadConfig({ AMQP_URL: 'amqp://u:p@rabbit-1:5672/vh, amqp://u:p@rabbit-2:5672/vh,amqps://u:p@rabbit-3:5671/vh' });
+  assert.deepEqual(c.amqp.urls, ['amqp://u:p@rabbit-1:5672/vh', 'amqp://u:p@rabbit-2:5672/vh', 'amqps://u:p@rabbit-3:5671/vh']);
+  assert.equal(c.amqp.url, 'amqp://u:p@rabbit-1:5672/vh');
+  assert.deepEqual(loadConfig({}).amqp.urls, [loadConfig({}).amqp.url], 'one address is a list of one');
+});
+
+test('a comma splits AMQP_URL only before another amqp:// or amqps:// URL, so a comma in a password stays', () => {
+  assert.deepEqual(splitAmqpUrls('amqp://bob:a,b@h1,amqp://bob:c,d@h2'), ['amqp://bob:a,b@h1', 'amqp://bob:c,d@h2']);
+  assert.deepEqual(splitAmqpUrls('amqp://h1'), ['amqp://h1']);
+});
+
+test('a bad address anywhere in the AMQP_URL list is refused, with every password hidden', () => {
+  const m = refuses({ AMQP_URL: 'amqp://bob:hunter2@h1:5672,amqp://bob:hunter3@h 2:5672' }, 'config AMQP_URL', 'several separated by commas', 'bob:***@h1', 'bob:***@h 2');
+  assert.ok(!m.includes('hunter2') && !m.includes('hunter3'), m);
+  refuses({ AMQP_URL: 'amqp://h1:5672,http://h2:5672' }, 'config AMQP_URL');
+});
+
+test('redactUrl hides the password of every address in a list', () => {
+  assert.equal(redactUrl('amqp://a:pw1@h1:5672, amqps://b:pw2@h2/vh'), 'amqp://a:***@h1:5672, amqps://b:***@h2/vh');
+  assert.equal(redactUrl('amqp://a:p@w1@h1,amqp://h2'), 'amqp://a:***@h1,amqp://h2');
 });
 
 test('AZUREML_MODEL_DIR sets the model folder, so ported Azure ML scripts work unchanged', () => {

@@ -58,24 +58,60 @@ test('the broker URL is a Secret mounted as a file that AMQP_URL_FILE names', ()
   const volume = deployment.spec.template.spec.volumes.find((v: { secret?: { secretName: string } }) => v.secret?.secretName === secret.metadata.name);
   assert.ok(volume, 'a volume from the Secret');
   const mount = container.volumeMounts.find((m: { name: string }) => m.name === volume.name);
-  const item = volume.secret.items.find((i: { key: string }) => Object.hasOwn(secret.stringData ?? secret.data, i.key));
+  const item = volume.secret.items.find((i: { key: string }) => i.key === 'url');
   assert.equal(fileEnv.value, `${mount.mountPath}/${item.path}`);
 });
 
-test('the KEDA ScaledObject scales the Deployment on the length of INPUT_QUEUE, authenticated by the same Secret', () => {
+test('the KEDA ScaledObject scales the Deployment on INPUT_QUEUE, authenticated by the same Secret', () => {
   assert.equal(scaledObject.spec.scaleTargetRef.name, deployment.metadata.name);
-  const trigger = scaledObject.spec.triggers.find((t: { type: string }) => t.type === 'rabbitmq');
-  assert.ok(trigger, 'a rabbitmq trigger');
+  const trigger = rabbitTrigger();
   assert.equal(trigger.metadata.mode, 'QueueLength');
   const inputQueue = configMap.data.INPUT_QUEUE ?? loadConfig({}).inputQueue;
   assert.equal(trigger.metadata.queueName, inputQueue);
-  assert.ok(Number(trigger.metadata.value) > 0);
   assert.equal(trigger.authenticationRef.name, triggerAuth.metadata.name);
   const host = triggerAuth.spec.secretTargetRef.find((r: { parameter: string }) => r.parameter === 'host');
   assert.equal(host.name, secret.metadata.name);
-  assert.ok(Object.hasOwn(secret.stringData ?? secret.data, host.key));
+  assert.ok(Object.hasOwn(secretData(), host.key));
 });
 
-test('a pod has time to drain: the grace period outlasts SHUTDOWN_GRACE_MS', () => {
-  assert.ok(deployment.spec.template.spec.terminationGracePeriodSeconds * 1000 > Number(configMap.data.SHUTDOWN_GRACE_MS));
+test('KEDA counts ready plus unacked messages: the management API over HTTP, unacked not excluded', () => {
+  const trigger = rabbitTrigger();
+  // Over AMQP the scaler counts ready messages only, and scales in pods that still hold unacked work.
+  assert.equal(trigger.metadata.protocol, 'http');
+  assert.notEqual(String(trigger.metadata.excludeUnacknowledged ?? 'false'), 'true');
+  const host = triggerAuth.spec.secretTargetRef.find((r: { parameter: string }) => r.parameter === 'host');
+  assert.match(secretData()[host.key], /^https?:\/\/[^/]+\/(.*)$/, 'the host KEDA reads is the management API URL, with its vhost path');
+  assert.match(secretData().url, /^amqps?:\/\//, 'the pods still read an AMQP URL');
+  assert.doesNotThrow(() => loadConfig({ AMQP_URL: secretData().url }), 'which the config accepts');
 });
+
+test('the ScaledObject scales to zero and back: minReplicaCount 0 and an activation threshold', () => {
+  assert.equal(scaledObject.spec.minReplicaCount, 0);
+  assert.ok(scaledObject.spec.maxReplicaCount > 0);
+  const activation = rabbitTrigger().metadata.activationValue;
+  assert.ok(activation !== undefined && Number.isFinite(Number(activation)) && Number(activation) >= 0, `activationValue ${activation}`);
+  // When the scaler cannot read the queue (not declared yet on a fresh broker), one pod runs and declares it.
+  assert.ok(scaledObject.spec.fallback?.replicas >= 1, 'a fallback replica count');
+});
+
+test('the per-replica target is at least PREFETCH, so in-flight messages alone do not ask for more pods', () => {
+  const value = Number(rabbitTrigger().metadata.value);
+  assert.ok(value > 0);
+  assert.ok(value >= Number(configMap.data.PREFETCH ?? loadConfig({}).prefetch), `value ${value} >= PREFETCH ${configMap.data.PREFETCH}`);
+});
+
+test('a pod has time to drain: the grace period outlasts SHUTDOWN_GRACE_MS, with room to close the connections', () => {
+  const graceMs = deployment.spec.template.spec.terminationGracePeriodSeconds * 1000;
+  assert.ok(graceMs >= Number(configMap.data.SHUTDOWN_GRACE_MS) + 5000, `terminationGracePeriodSeconds ${graceMs / 1000} s vs SHUTDOWN_GRACE_MS ${configMap.data.SHUTDOWN_GRACE_MS}`);
+});
+
+function rabbitTrigger(): { metadata: Record<string, string>; authenticationRef: { name: string } } {
+  const found = scaledObject.spec.triggers.filter((t: { type: string }) => t.type === 'rabbitmq');
+  assert.equal(found.length, 1, 'one rabbitmq trigger');
+  return found[0];
+}
+
+function secretData(): Record<string, string> {
+  if (secret.stringData) return secret.stringData;
+  return Object.fromEntries(Object.entries(secret.data as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]));
+}

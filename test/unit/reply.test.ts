@@ -76,3 +76,9 @@ test("a binary outcome's reply carries its content type and its bytes as they ar
   const err = buildReply({ correlationId: 'c' }, failed, context);
   assert.equal(err.properties.contentType, 'application/json');
 });
+
+test('the reply carries x-model-version when the scored batch had one, and no such header otherwise', () => {
+  assert.equal(buildReply({}, ok, { ...context, modelVersion: 'iris/3' }).properties.headers['x-model-version'], 'iris/3');
+  assert.equal(buildReply({}, failed, { ...context, modelVersion: '0123456789ab' }).properties.headers['x-model-version'], '0123456789ab');
+  assert.equal('x-model-version' in buildReply({}, ok, context).properties.headers, false);
+});
