@@ -1,12 +1,12 @@
 /**
  * The load generator and the reply reader: the producer's side, on their own connections, never in
- * the process under test. Queues are declared exactly as the consumer declares them (src/topology.ts),
+ * the process under test. Queues are declared exactly as the consumer declares them (src/broker/topology.ts),
  * so every row of the table runs against the same queue type and arguments.
  */
 import { randomBytes } from 'node:crypto';
 import * as amqp from 'amqplib';
 import type { Config } from '../src/config.js';
-import { topologyFor } from '../src/topology.js';
+import { topologyFor } from '../src/broker/topology.js';
 
 export interface Queues {
   input: string;

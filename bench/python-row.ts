@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { ScriptHost } from '../src/script-host.js';
+import { ScriptHost } from '../src/isolate/host.js';
 import { drain, type BenchLinks, type DrainResult } from './drain.js';
 import { ROOT } from './models.js';
 

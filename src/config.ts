@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { BootError } from './errors.js';
 import type { ImagePreprocessing } from './isolate/image.js';
-import type { QueueType } from './topology.js';
+import type { QueueType } from './broker/topology.js';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const DEFAULTS_FILE = fileURLToPath(new URL('../config/default.json', import.meta.url));

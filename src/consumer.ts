@@ -7,13 +7,13 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { answer, dropStale, type AnswerOptions, type ScoredItem, type Settled } from './answer.js';
 import { Batcher } from './batcher.js';
-import type { Broker, Delivery } from './broker.js';
+import type { Broker, Delivery } from './broker/broker.js';
 import { idMayBeAltered } from './broker/delivery.js';
 import type { Config } from './config.js';
 import { ScoringError } from './errors.js';
-import { checkSize } from './message.js';
+import { checkSize } from './isolate/parse-message.js';
 import type { Metrics } from './metrics.js';
-import type { BodyMeta } from './runtime/protocol.js';
+import type { BodyMeta } from './isolate/protocol.js';
 import type { ItemResult, Scorer } from './scorer.js';
 
 export type ConsumerState = 'created' | 'running' | 'stopping' | 'stopped';

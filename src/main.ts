@@ -5,8 +5,8 @@
  */
 import type { Server } from 'node:http';
 import { loadConfig, settingWarnings } from './config.js';
-import { Broker } from './broker.js';
-import { BUILT_IN_ENTRY_SCRIPT, resolveModelDir } from './entry-script.js';
+import { Broker } from './broker/broker.js';
+import { BUILT_IN_ENTRY_SCRIPT, resolveModelDir } from './isolate/entry-script.js';
 import { Consumer } from './consumer.js';
 import { startHttp } from './http.js';
 import { createLogger } from './logger.js';

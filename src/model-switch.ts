@@ -8,10 +8,10 @@
  * Same interface as Scorer (info, model, score, stop), so the consumer cannot tell them apart.
  */
 import type { Logger } from 'pino';
-import { BUILT_IN_ENTRY_SCRIPT } from './entry-script.js';
+import { BUILT_IN_ENTRY_SCRIPT } from './isolate/entry-script.js';
 import { replyText } from './errors.js';
 import { sampleInput } from './onnx/sample-input.js';
-import type { BodyMeta, ScriptInfo } from './runtime/protocol.js';
+import type { BodyMeta, ScriptInfo } from './isolate/protocol.js';
 import { Scorer, type ModelId, type ScoredBatch, type ScoreHooks, type ScorerOptions } from './scorer.js';
 
 export type ReloadResult = { ok: true; from: ModelId; to: ModelId } | { ok: false; serving: ModelId; reason: string };

@@ -6,11 +6,11 @@
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { ScoringError } from './errors.js';
-import { BUILT_IN_ENTRY_SCRIPT, resolveEntryScript, resolveModelDir, type InitContext } from './entry-script.js';
+import { BUILT_IN_ENTRY_SCRIPT, resolveEntryScript, resolveModelDir, type InitContext } from './isolate/entry-script.js';
 import type { Outcome } from './reply.js';
-import type { BodyMeta, ScriptInfo } from './runtime/protocol.js';
+import type { BodyMeta, ScriptInfo } from './isolate/protocol.js';
 import { resolveModelVersion, type ModelVersion } from './model-version.js';
-import { ScriptHost, type Isolation } from './script-host.js';
+import { ScriptHost, type Isolation } from './isolate/host.js';
 
 /** CRASHED: the isolate died under it. SKIPPED: not scored, since `skip` said its input is no longer ours. */
 export type ItemResult = Outcome | { ok: false; code: 'CRASHED' | 'SKIPPED'; message: string };

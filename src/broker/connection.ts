@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import { redactUrl, type Config } from '../config.js';
 import { BootError } from '../errors.js';
 import { BrokerAddresses } from './addresses.js';
-import { explainPreconditionFailed, type Topology } from '../topology.js';
+import { amqplibVersion, coalesceWrites, TESTED_WITH } from './amqplib-internals.js';
+import { explainPreconditionFailed, type Topology } from './topology.js';
 import { foreignArgument } from './reply-queue-policy.js';
 
 export type Role = 'consume' | 'publish';
@@ -31,6 +32,10 @@ export async function openConnection(
   setup: (model: amqp.ChannelModel) => Promise<void>,
   events: ConnectionEvents,
 ): Promise<amqp.RecoveringChannelModel> {
+  const version = amqplibVersion();
+  if (role === 'consume' && !version.startsWith(`${TESTED_WITH}.`)) {
+    log.warn({ amqplib: version, testedWith: `${TESTED_WITH}.x` }, 'amqplib version not the one its internals were checked against; the guarded fast paths may fall back to the public API');
+  }
   // Every address AMQP_URL lists, tried in turn by amqplib's own recovery (see addresses.ts).
   const addresses = new BrokerAddresses(a.urls, a.heartbeatS);
   const conn = await amqp.connect(addresses.connectOptions(), {
@@ -114,29 +119,6 @@ export function watchChannel(ch: amqp.Channel, model: amqp.ChannelModel, role: R
   ch.on('close', () => {
     if (stillWanted()) void model.close().catch(() => {});
   });
-}
-
-/**
- * amqplib writes every frame to the socket on its own: one system call per reply, which was the
- * largest single cost on the consumer's thread. Corking the socket while amqplib's multiplexer empties
- * its channel buffers (one turn of the event loop) sends the same bytes in the same order in one
- * writev. This reaches into amqplib 2.x internals (`connection.muxer`, `connection.stream`); if they
- * are not there, writes stay as they were.
- */
-function coalesceWrites(model: amqp.ChannelModel): void {
-  const connection = (model as unknown as { connection?: { stream?: unknown; muxer?: { _readIncoming?: unknown } } }).connection;
-  const socket = connection?.stream as { cork?: () => void; uncork?: () => void } | undefined;
-  const mux = connection?.muxer;
-  if (!mux || typeof mux._readIncoming !== 'function' || typeof socket?.cork !== 'function' || typeof socket.uncork !== 'function') return;
-  const readIncoming = (mux._readIncoming as () => void).bind(mux);
-  mux._readIncoming = () => {
-    socket.cork!();
-    try {
-      readIncoming();
-    } finally {
-      socket.uncork!();
-    }
-  };
 }
 
 function tlsOptions(a: Config['amqp']): Record<string, unknown> {

@@ -6,7 +6,8 @@
 import type * as amqp from 'amqplib';
 import type { Logger } from 'pino';
 import type { Reply } from '../reply.js';
-import type { Topology } from '../topology.js';
+import type { Topology } from './topology.js';
+import { publishOn } from './amqplib-internals.js';
 import { declareQueues, watchChannel } from './connection.js';
 
 /**
@@ -227,52 +228,4 @@ export class ReplyPublisher {
     this.changed = deferred();
     done.resolve();
   }
-}
-
-/** The two amqplib 2.x channel methods ConfirmChannel.publish() is made of. */
-interface ChannelInternals {
-  sendMessage(fields: object, properties: object, content: Buffer): boolean;
-  pushConfirmCallback(cb: (err: unknown) => void): void;
-}
-
-/**
- * ch.publish() as amqplib does it, less its per-message option handling: Args.publish copies every
- * option into a new object and wraps the headers in a prototype for CC and BCC, which made it and the
- * header encoding the largest items of a reply on our thread. Our replies have one shape, so they go
- * straight to the two methods publish() calls, with the same fields. This reaches into amqplib 2.x
- * internals: if they are not there, replies go through publish().
- */
-export function publishOn(ch: amqp.ConfirmChannel, reply: Reply, cb: (err: unknown) => void, viaInternals = hasInternals(ch)): boolean {
-  if (!viaInternals) return ch.publish('', reply.routingKey, reply.body, { ...reply.properties, mandatory: reply.mandatory }, cb);
-  const internals = ch as unknown as ChannelInternals;
-  const p = reply.properties;
-  const fields = {
-    exchange: '',
-    routingKey: reply.routingKey,
-    mandatory: reply.mandatory,
-    immediate: false,
-    ticket: undefined,
-    contentType: p.contentType,
-    contentEncoding: undefined,
-    headers: p.headers,
-    deliveryMode: 2, // persistent
-    priority: undefined,
-    correlationId: p.correlationId,
-    replyTo: undefined,
-    expiration: undefined,
-    messageId: p.messageId,
-    timestamp: p.timestamp,
-    type: undefined,
-    userId: undefined,
-    appId: undefined,
-    clusterId: undefined,
-  };
-  const ok = internals.sendMessage(fields, fields, reply.body);
-  internals.pushConfirmCallback(cb);
-  return ok;
-}
-
-function hasInternals(ch: amqp.ConfirmChannel): boolean {
-  const internals = ch as unknown as Partial<ChannelInternals>;
-  return typeof internals.sendMessage === 'function' && typeof internals.pushConfirmCallback === 'function';
 }

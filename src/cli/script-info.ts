@@ -4,7 +4,7 @@
  */
 import { pino } from 'pino';
 import type { Config } from '../config.js';
-import type { ScriptInfo } from '../runtime/protocol.js';
+import type { ScriptInfo } from '../isolate/protocol.js';
 import { Scorer, scorerOptions } from '../scorer.js';
 
 export async function loadScriptInfo(config: Readonly<Config>): Promise<ScriptInfo> {

@@ -2,8 +2,8 @@
  * The binary side of the entry-script contract (CONTRACT §5): what a script is told about a message
  * besides its body, and the shape of a binary reply, `{ contentType: string, body: Uint8Array }`.
  */
-import type { ScriptMeta } from '../entry-script.js';
-import type { BodyMeta, Scored } from '../runtime/protocol.js';
+import type { ScriptMeta } from './entry-script.js';
+import type { BodyMeta, Scored } from './protocol.js';
 import { JSON_CONTENT_TYPE } from './content-types.js';
 
 const NO_HEADERS: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>;

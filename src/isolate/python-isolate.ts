@@ -12,10 +12,10 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { ScoringError, replyText, type ErrorCode } from '../errors.js';
-import { dataText, parseMessage } from '../message.js';
-import { readNumericData } from '../runtime/numeric-data.js';
-import { unpackBodies, type FromRuntime, type PackedOutcomes, type ScriptInfo, type ToRuntime } from '../runtime/protocol.js';
-import { validateSchema } from '../schema.js';
+import { dataText, parseMessage } from './parse-message.js';
+import { readNumericData } from './numeric-data.js';
+import { unpackBodies, type FromRuntime, type PackedOutcomes, type ScriptInfo, type ToRuntime } from './protocol.js';
+import { validateSchema } from './input-schema.js';
 import { FRAME, FrameReader, STATUS_CODES, decodeResult, encodeCall, encodeJsonFrame, type ResultFrame } from './python-protocol.js';
 
 export const PYTHON_RUNTIME = fileURLToPath(new URL('./python/scorer_runtime.py', import.meta.url));
@@ -30,7 +30,7 @@ export interface ReadItems {
   failures: Failure[];
 }
 
-/** What a TypeScript script's isolate does before it calls the script (runtime/call-script.ts), to the same codes. */
+/** What a TypeScript script's isolate does before it calls the script (call-script.ts), to the same codes. */
 export function readItems(bodies: readonly Uint8Array[], maxMessageBytes: number, inputSchema?: object): ReadItems {
   const items: ReadItems = { texts: [], indexes: [], failures: [] };
   bodies.forEach((body, index) => {
@@ -75,7 +75,7 @@ export interface PythonOptions {
   logger: Logger;
 }
 
-/** The Isolate of script-host.ts, for a Python script. */
+/** The Isolate of host.ts, for a Python script. */
 export function spawnPythonIsolate(env: NodeJS.ProcessEnv, { python, logger }: PythonOptions) {
   const child = spawn(python, [PYTHON_RUNTIME], {
     env: { ...env, SCORER_PARENT_PID: String(process.pid) },

@@ -4,7 +4,7 @@
  * the outputs → an .npy or safetensors reply when the request's x-reply-content-type asks for one.
  * No onnxruntime import: it runs in worker threads and unit tests.
  */
-import type { ScriptMeta } from '../entry-script.js';
+import type { ScriptMeta } from '../isolate/entry-script.js';
 import { ScoringError } from '../errors.js';
 import { isJsonContentType, mediaType, IMAGE_CONTENT_TYPES, JSON_CONTENT_TYPE } from '../isolate/content-types.js';
 import { convertTensor, convertsExactly, typesConvertingTo, type BinaryTensor } from '../isolate/element-types.js';

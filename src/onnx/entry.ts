@@ -4,11 +4,11 @@
  * shape are stacked along the batch axis into one session run when batching.ts says that cannot change
  * an answer.
  */
-import type { InitContext, ScriptMeta } from '../entry-script.js';
+import type { InitContext, ScriptMeta } from '../isolate/entry-script.js';
 import { ScoringError } from '../errors.js';
 import { loadModel, type LoadedModel } from './session.js';
 import { dataSchema, resultSchema } from './schema.js';
-import { readNumericTensor } from '../runtime/numeric-data.js';
+import { readNumericTensor } from '../isolate/numeric-data.js';
 import { binaryReply, imagePlanFor, readBinaryInputs, replyTypeOf, sliceOutputs, type BinaryModel } from './binary.js';
 import { buildInputs, fitsSpec, splitOutputs, type Limits, type TensorData, type TensorSpec } from './tensors.js';
 import { decideBatching, groupByShape, stack, type BatchingDecision } from './batching.js';

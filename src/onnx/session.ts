@@ -3,7 +3,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { BootError } from '../errors.js';
-import type { InitContext } from '../entry-script.js';
+import type { InitContext } from '../isolate/entry-script.js';
 import type { ElementType, TensorData, TensorSpec } from './tensors.js';
 import { ELEMENT_TYPES, isElementType } from './element-types.js';
 import { rewriteModel, type ZipMapOutput } from './graph-rewrite.js';

@@ -4,7 +4,7 @@
  * capped before any allocation, and typed arrays are filled in one pass that also catches ragged rows.
  */
 import { ScoringError } from '../errors.js';
-import { jsonType as withArticle } from '../message.js';
+import { jsonType as withArticle } from '../isolate/parse-message.js';
 
 import { ElementProblem, elementInfo, type Element, type ElementInfo, type ElementType, type TypedData } from './element-types.js';
 
@@ -20,7 +20,7 @@ export function formatDims(dims: ReadonlyArray<number | string>): string {
   return `[${dims.map((d) => (isDynamic(d) ? -1 : d)).join(',')}]`;
 }
 
-/** Whether a shape read from the bytes (runtime/numeric-data.ts) is one the input takes. */
+/** Whether a shape read from the bytes (isolate/numeric-data.ts) is one the input takes. */
 export function fitsSpec(dims: readonly number[], spec: TensorSpec): boolean {
   return dims.length === spec.dims.length && dims.every((d, i) => isDynamic(spec.dims[i]) || d === spec.dims[i]);
 }

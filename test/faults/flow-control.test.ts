@@ -9,7 +9,7 @@ import { startConsumer, type ConsumerProcess } from '../support/consumer-process
 import { ReplyWatcher, idsOf, logLines, numbered, report } from '../support/faults.js';
 import { freeTcpPort, startPrivateBroker, type PrivateBroker } from '../support/private-broker.js';
 import { RestartProofWatcher } from '../support/restart-proof-watcher.js';
-import { topologyFor } from '../../src/topology.js';
+import { topologyFor } from '../../src/broker/topology.js';
 
 const input = uniqueName('alarm');
 const replies = uniqueName('alarm.replies');

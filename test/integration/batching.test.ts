@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { loadConfig } from '../../src/config.js';
-import { topologyFor } from '../../src/topology.js';
+import { topologyFor } from '../../src/broker/topology.js';
 import { TestClient, tally, type ReceivedReply } from '../support/broker.js';
 import { TestConsumers, type ConsumerQueues as Queues } from '../support/consumer-process.js';
 import { freePort } from '../support/http.js';

@@ -7,7 +7,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { topologyFor } from '../../src/topology.js';
+import { topologyFor } from '../../src/broker/topology.js';
 import { TestClient, queuesOf, uniqueName } from '../support/broker.js';
 import { startConsumer } from '../support/consumer-process.js';
 

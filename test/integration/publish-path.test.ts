@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type * as amqp from 'amqplib';
-import { publishOn } from '../../src/broker/publisher.js';
+import { publishOn } from '../../src/broker/amqplib-internals.js';
 import { buildReply, type Outcome } from '../../src/reply.js';
 import { TestClient, uniqueName } from '../support/broker.js';
 

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
-import { topologyFor } from '../../src/topology.js';
+import { topologyFor } from '../../src/broker/topology.js';
 import { TestClient, queuesOf, uniqueName, type ReceivedReply } from '../support/broker.js';
 import { TestConsumers, startConsumer, type ConsumerProcess, type ConsumerQueues as Queues } from '../support/consumer-process.js';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ScriptMeta } from '../../src/entry-script.js';
+import type { ScriptMeta } from '../../src/isolate/entry-script.js';
 import { ScoringError } from '../../src/errors.js';
 import { convertTensor, convertsExactly, halfToFloat } from '../../src/isolate/element-types.js';
 import { writeNpy } from '../../src/isolate/npy.js';

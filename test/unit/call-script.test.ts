@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { EntryScript } from '../../src/entry-script.js';
-import { callScript } from '../../src/runtime/call-script.js';
-import type { Scored } from '../../src/runtime/protocol.js';
+import type { EntryScript } from '../../src/isolate/entry-script.js';
+import { callScript } from '../../src/isolate/call-script.js';
+import type { Scored } from '../../src/isolate/protocol.js';
 
 const MAX = 1 << 20;
 const bodies = (...texts: string[]) => texts.map((t) => Buffer.from(t));

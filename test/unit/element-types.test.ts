@@ -8,7 +8,7 @@ import * as ort from 'onnxruntime-node';
 import * as entry from '../../src/onnx/entry.js';
 import { ScoringError } from '../../src/errors.js';
 import { ELEMENT_TYPES, elementInfo, fromFloat16Bits, toFloat16Bits, type ElementType } from '../../src/onnx/element-types.js';
-import type { InitContext } from '../../src/entry-script.js';
+import type { InitContext } from '../../src/isolate/entry-script.js';
 import { identity, modelDir } from '../support/onnx-models.js';
 
 const context = (dir: string): InitContext => ({

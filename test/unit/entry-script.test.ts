@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config.js';
-import { BUILT_IN_ENTRY_SCRIPT, loadEntryScript, resolveEntryScript, resolveModelDir } from '../../src/entry-script.js';
+import { BUILT_IN_ENTRY_SCRIPT, loadEntryScript, resolveEntryScript, resolveModelDir } from '../../src/isolate/entry-script.js';
 import { scorerOptions } from '../../src/scorer.js';
 import { BootError } from '../../src/errors.js';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ScoringError, type ErrorCode } from '../../src/errors.js';
-import { MAX_JSON_DEPTH, checkSize, dataText, jsonType, parseMessage } from '../../src/message.js';
+import { MAX_JSON_DEPTH, checkSize, dataText, jsonType, parseMessage } from '../../src/isolate/parse-message.js';
 
 const MAX = 1 << 20;
 const parse = (body: string | Buffer, max = MAX) => parseMessage(typeof body === 'string' ? Buffer.from(body) : body, max);

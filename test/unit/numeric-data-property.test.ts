@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { readNumericData, readNumericTensor } from '../../src/runtime/numeric-data.js';
+import { readNumericData, readNumericTensor } from '../../src/isolate/numeric-data.js';
 import { mulberry32 } from '../../scripts/train-iris.js';
 
 const next = mulberry32(2026);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { readNumericData, readNumericTensor } from '../../src/runtime/numeric-data.js';
+import { readNumericData, readNumericTensor } from '../../src/isolate/numeric-data.js';
 import { mulberry32 } from '../../scripts/train-iris.js';
 
 const bytes = (text: string) => Buffer.from(text, 'utf8');

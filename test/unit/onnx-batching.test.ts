@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import * as entry from '../../src/onnx/entry.js';
 import { groupByShape, shapeKey } from '../../src/onnx/batching.js';
-import type { InitContext } from '../../src/entry-script.js';
+import type { InitContext } from '../../src/isolate/entry-script.js';
 import { mixesRows, modelDir, numbers, orientation, rowWise, seqFirstRnn } from '../support/onnx-models.js';
 
 const context = (dir: string, batching: 'auto' | 'on' | 'off' = 'auto'): InitContext => ({

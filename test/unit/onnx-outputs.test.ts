@@ -6,7 +6,7 @@ import * as entry from '../../src/onnx/entry.js';
 import { rewriteModel } from '../../src/onnx/graph-rewrite.js';
 import { BootError } from '../../src/errors.js';
 import { loadConfig, DEFAULTS_FILE } from '../../src/config.js';
-import type { InitContext } from '../../src/entry-script.js';
+import type { InitContext } from '../../src/isolate/entry-script.js';
 import { modelDir, twoOutputs } from '../support/onnx-models.js';
 
 const context = (dir: string, outputs: string[]): InitContext => ({

@@ -10,7 +10,7 @@ import * as ort from 'onnxruntime-node';
 import * as entry from '../../src/onnx/entry.js';
 import { rewriteModel } from '../../src/onnx/graph-rewrite.js';
 import { BootError } from '../../src/errors.js';
-import type { InitContext } from '../../src/entry-script.js';
+import type { InitContext } from '../../src/isolate/entry-script.js';
 import { encode, modelDir, node, numbers, plainClassifier, seqMapInfo, tensorInfo, zipMapClassifier } from '../support/onnx-models.js';
 
 const context = (dir: string, outputs: string[] = []): InitContext => ({

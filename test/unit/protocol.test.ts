@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { packBodies, packOutcomes, unpackBodies, unpackOutcomes } from '../../src/runtime/protocol.js';
+import { packBodies, packOutcomes, unpackBodies, unpackOutcomes } from '../../src/isolate/protocol.js';
 
 test('bodies packed into one buffer come back as the same bytes, in order', () => {
   const bodies = ['{"data":[1]}', '', 'ünï', '{"data":[[2,3]]}'].map((t) => Buffer.from(t));

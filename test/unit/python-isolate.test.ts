@@ -13,8 +13,8 @@ import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { BootError } from '../../src/errors.js';
 import type { Outcome } from '../../src/reply.js';
-import { ScriptHost } from '../../src/script-host.js';
-import type { CallMethod } from '../../src/runtime/protocol.js';
+import { ScriptHost } from '../../src/isolate/host.js';
+import type { CallMethod } from '../../src/isolate/protocol.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'scorer-python-isolate-'));
 const modelDir = join(dir, 'model');
@@ -257,7 +257,7 @@ describe('the lifetime of a Python process', () => {
     const harness = join(dir, 'orphan-harness.mts'); // .mts: an ES module outside any package.json, for its top-level await
     writeFileSync(
       harness,
-      `import { ScriptHost } from ${JSON.stringify(new URL('../../src/script-host.ts', import.meta.url).pathname)};
+      `import { ScriptHost } from ${JSON.stringify(new URL('../../src/isolate/host.ts', import.meta.url).pathname)};
 const host = await ScriptHost.start({ entryScript: ${JSON.stringify(join(dir, 'faults/score.py'))}, isolation: 'python', python: 'python3',
   context: { modelDir: ${JSON.stringify(modelDir)}, maxTensorElements: 1, ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all' } },
   maxMessageBytes: 1 << 20, logger: { info: (o: object) => console.log(JSON.stringify(o)), warn() {}, error() {} } as never });

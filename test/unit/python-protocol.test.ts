@@ -5,11 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { EntryScript } from '../../src/entry-script.js';
+import type { EntryScript } from '../../src/isolate/entry-script.js';
 import { mergeOutcomes, readItems } from '../../src/isolate/python-isolate.js';
 import { FRAME, FrameReader, decodeResult, encodeCall, encodeJsonFrame } from '../../src/isolate/python-protocol.js';
-import { unpackOutcomes } from '../../src/runtime/protocol.js';
-import { callScript } from '../../src/runtime/call-script.js';
+import { unpackOutcomes } from '../../src/isolate/protocol.js';
+import { callScript } from '../../src/isolate/call-script.js';
 
 const body = (x: unknown) => Buffer.from(typeof x === 'string' ? x : JSON.stringify(x));
 

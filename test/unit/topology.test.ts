@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BootError } from '../../src/errors.js';
-import { explainPreconditionFailed, topologyFor } from '../../src/topology.js';
+import { explainPreconditionFailed, topologyFor } from '../../src/broker/topology.js';
 
 const base = { inputQueue: 'scoring.requests', replyQueue: 'scoring.replies', deliveryLimit: 3 };
 

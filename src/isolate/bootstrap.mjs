@@ -4,4 +4,4 @@ import { register } from 'node:module';
 import { tsImport } from 'tsx/esm/api';
 
 register('./resolve-fallback.mjs', import.meta.url);
-await tsImport('./script-runtime.ts', import.meta.url);
+await tsImport('./main.ts', import.meta.url);

@@ -2,7 +2,7 @@
  * The queues this consumer owns and their arguments, and the one line that explains a clash with a
  * queue that already exists. Pure: the broker adapter declares what this returns.
  */
-import { BootError } from './errors.js';
+import { BootError } from '../errors.js';
 
 export type QueueType = 'quorum' | 'classic';
 

@@ -1,5 +1,5 @@
 /** Messages between the consumer and the isolate (worker thread or child process) that runs the entry script. */
-import type { InitContext } from '../entry-script.js';
+import type { InitContext } from './entry-script.js';
 import type { ErrorCode } from '../errors.js';
 import type { Outcome } from '../reply.js';
 

@@ -9,14 +9,14 @@ import { delimiter } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { BootError } from './errors.js';
+import { BootError } from '../errors.js';
 import type { InitContext } from './entry-script.js';
-import type { Outcome } from './reply.js';
-import { spawnPythonIsolate } from './isolate/python-isolate.js';
-import { packBodies, unpackOutcomes, type BodyMeta, type CallMethod, type FromRuntime, type ScriptInfo, type ToRuntime } from './runtime/protocol.js';
+import type { Outcome } from '../reply.js';
+import { spawnPythonIsolate } from './python-isolate.js';
+import { packBodies, unpackOutcomes, type BodyMeta, type CallMethod, type FromRuntime, type ScriptInfo, type ToRuntime } from './protocol.js';
 
-const BOOTSTRAP = new URL('./runtime/bootstrap.mjs', import.meta.url);
-const PROJECT_NODE_MODULES = fileURLToPath(new URL('../node_modules', import.meta.url));
+const BOOTSTRAP = new URL('./bootstrap.mjs', import.meta.url);
+const PROJECT_NODE_MODULES = fileURLToPath(new URL('../../node_modules/', import.meta.url));
 
 export type Isolation = 'thread' | 'process' | 'python';
 export type CallResult = { kind: 'done'; outcomes: Outcome[] } | { kind: 'timeout' } | { kind: 'crash'; reason: string };
@@ -126,7 +126,7 @@ export class ScriptHost {
       AZUREML_MODEL_DIR: context.modelDir,
       MODEL_DIR: context.modelDir,
       // A script outside this project (mounted into a container, say) can still import onnxruntime-node and
-      // the rest of our packages when compiled to CommonJS; runtime/resolve-fallback.mjs does it for ESM.
+      // the rest of our packages when compiled to CommonJS; resolve-fallback.mjs does it for ESM.
       NODE_PATH: [PROJECT_NODE_MODULES, process.env.NODE_PATH].filter(Boolean).join(delimiter),
     };
     const isolate = spawnIsolate(isolation, env, this.options);

@@ -3,7 +3,7 @@
  * consumer with call-script.ts, over a worker thread's port or a child process's IPC channel.
  */
 import { Worker, parentPort } from 'node:worker_threads';
-import { loadEntryScript, type EntryScript } from '../entry-script.js';
+import { loadEntryScript, type EntryScript } from './entry-script.js';
 import { replyText } from '../errors.js';
 import { callScript } from './call-script.js';
 import { packOutcomes, unpackBodies, type FromRuntime, type ScriptInfo, type ToRuntime } from './protocol.js';

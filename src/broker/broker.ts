@@ -7,14 +7,14 @@
 import { EventEmitter } from 'node:events';
 import type * as amqp from 'amqplib';
 import type { Logger } from 'pino';
-import { redactUrl, type Config } from './config.js';
-import { BootError } from './errors.js';
-import type { Reply } from './reply.js';
+import { redactUrl, type Config } from '../config.js';
+import { BootError } from '../errors.js';
+import type { Reply } from '../reply.js';
 import { topologyFor, type Topology } from './topology.js';
-import { declareQueues, openConnection, watchChannel, type Role } from './broker/connection.js';
-import { ReplyPublisher, type PublishResult } from './broker/publisher.js';
-import { ChannelAcks, type AckChannel, type Settlement } from './broker/acks.js';
-import { toDelivery, type Delivery } from './broker/delivery.js';
+import { declareQueues, openConnection, watchChannel, type Role } from './connection.js';
+import { ReplyPublisher, type PublishResult } from './publisher.js';
+import { ChannelAcks, type AckChannel, type Settlement } from './acks.js';
+import { toDelivery, type Delivery } from './delivery.js';
 
 export type { PublishResult, Settlement };
 

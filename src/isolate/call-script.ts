@@ -3,13 +3,13 @@
  * runBatchParsed) or run. Every per-item failure becomes that item's outcome here, so one bad message
  * never fails its neighbours; a runBatch that throws is retried item by item to find the culprit.
  */
-import type { EntryScript, ScriptMeta } from '../entry-script.js';
+import type { EntryScript, ScriptMeta } from './entry-script.js';
 import { ScoringError, replyText } from '../errors.js';
-import { dataText, parseMessage } from '../message.js';
-import { validateSchema } from '../schema.js';
+import { dataText, parseMessage } from './parse-message.js';
+import { validateSchema } from './input-schema.js';
 import { readNumericData } from './numeric-data.js';
-import { binaryResult, scriptMeta } from '../isolate/binary-calls.js';
-import { isJsonContentType } from '../isolate/content-types.js';
+import { binaryResult, scriptMeta } from './binary-calls.js';
+import { isJsonContentType } from './content-types.js';
 import type { BodyMeta, CallMethod, Scored } from './protocol.js';
 
 export async function callScript(s: EntryScript, method: CallMethod, bodies: Uint8Array[], maxMessageBytes: number, bodyMetas: Array<BodyMeta | undefined> = []): Promise<Scored[]> {

@@ -6,10 +6,10 @@ import { existsSync } from 'node:fs';
 import { extname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { tsImport } from 'tsx/esm/api';
-import { BootError } from './errors.js';
-import type { ImagePreprocessing } from './isolate/image.js';
+import { BootError } from '../errors.js';
+import type { ImagePreprocessing } from './image.js';
 
-export const BUILT_IN_ENTRY_SCRIPT = fileURLToPath(new URL('./onnx/entry.ts', import.meta.url));
+export const BUILT_IN_ENTRY_SCRIPT = fileURLToPath(new URL('../onnx/entry.ts', import.meta.url));
 const EXTENSIONS = new Set(['.ts', '.mts', '.js', '.mjs', '.cjs', '.cts', '.py']);
 
 /** What init() is given: scripts written for Azure ML ignore it and read AZUREML_MODEL_DIR instead. */

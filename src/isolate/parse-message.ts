@@ -3,7 +3,7 @@
  * Pure, and cheap enough for the hot path; it runs next to the entry script, off the broker's thread.
  */
 import { isUtf8 } from 'node:buffer';
-import { ScoringError } from './errors.js';
+import { ScoringError } from '../errors.js';
 
 /** Deeper than any tensor or record a model takes; bounds every later walk of the value (stringify, schema, tensors). */
 export const MAX_JSON_DEPTH = 64;

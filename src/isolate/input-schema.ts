@@ -3,7 +3,7 @@
  * the schema's own words, and the script only ever sees data of the shape it declared.
  */
 import { Ajv, type ValidateFunction } from 'ajv';
-import { ScoringError } from './errors.js';
+import { ScoringError } from '../errors.js';
 
 const ajv = new Ajv({ allErrors: false, strict: false });
 const compiled = new WeakMap<object, ValidateFunction>();
