@@ -15,7 +15,10 @@ export type ErrorCode =
   | 'TOO_MANY_ELEMENTS' // a tensor over the element cap
   | 'RUN_FAILED' // the entry script threw
   | 'TIMEOUT' // the entry script did not return within RUN_TIMEOUT_MS
-  | 'BAD_RESULT'; // the entry script returned something JSON cannot carry
+  | 'BAD_RESULT' // the entry script returned something JSON cannot carry
+  | 'BAD_DEADLINE' // an x-deadline or x-deadline-ms header that is not a time
+  | 'EXPIRED' // past its deadline when taken from the batch: not scored
+  | 'POISON'; // dead-lettered after the delivery limit, answered by `scorer dead-letters answer`
 
 export class ScoringError extends Error {
   override readonly name = 'ScoringError';

@@ -35,6 +35,9 @@ export const ERROR_CODES: Record<ErrorCode, string> = {
   RUN_FAILED: 'the entry script threw; the reply is its message',
   TIMEOUT: 'run did not return within RUN_TIMEOUT_MS',
   BAD_RESULT: 'run returned something JSON cannot carry',
+  BAD_DEADLINE: 'an x-deadline or x-deadline-ms header that is not a time',
+  EXPIRED: 'past its deadline (x-deadline, x-deadline-ms, expiration or DEADLINE_MS) when taken for scoring: not scored',
+  POISON: 'dead-lettered after the delivery limit (it kept killing the entry script); answered by `scorer dead-letters answer`, the reply names the queue it is parked in',
 };
 
 const AMQP_BINDING_VERSION = '0.3.0';
