@@ -197,7 +197,10 @@ export interface Taken {
   readonly raw: amqp.GetMessage;
 }
 
-/** basic.get and its acks on one channel: a message is taken only when asked for, so none is ever held beyond the one in hand. */
+/**
+ * basic.get and its acks on one channel: a message is taken only when asked for, so none is held beyond
+ * those in hand. No requeue: a quorum queue (3.10.8) puts a nacked basic.get message at its tail.
+ */
 export class QueueReader {
   constructor(
     private readonly ch: amqp.Channel,
@@ -213,11 +216,6 @@ export class QueueReader {
   /** Acks `last` and every message taken before it on this channel. */
   ackThrough(last: Taken): void {
     this.ch.ack(last.raw, true);
-  }
-
-  /** Back to the queue's head: only for the one message a pass takes beyond its end. */
-  requeue(t: Taken): void {
-    this.ch.nack(t.raw, false, true);
   }
 
   async close(): Promise<void> {

@@ -87,13 +87,12 @@ export async function deadLetters(o: DeadLettersOptions, io: Output): Promise<nu
     const parked = await broker.queueDepth(deadQueue);
     if (parked === undefined) throw new Error(`queue '${deadQueue}' does not exist: no consumer has declared '${o.queue}' here (check --queue and --url)`);
     if (o.command === 'replay' && (await broker.queueDepth(o.queue)) === undefined) throw new Error(`queue '${o.queue}' does not exist: start a consumer first (it declares the queue)`);
-    const state = openPass(statePath, o.command, deadQueue);
+    const state = openPass(statePath, o.command, deadQueue, parked);
     if (state.resumed) {
-      io.stderr.write(`resuming the interrupted ${o.command} pass ${state.header.runId} over '${deadQueue}' (${state.done.size} messages done; state in ${statePath})\n`);
+      io.stderr.write(`resuming the interrupted ${o.command} pass ${state.header.runId} over '${deadQueue}' (${state.done.size} of ${state.header.parked} messages done; state in ${statePath})\n`);
     }
-    // This pass's copies sit behind the messages it has still to take.
-    let budget = Math.max(0, parked - state.copies);
-    if (o.command === 'replay' && o.limit !== undefined) budget = Math.min(budget, Math.max(0, o.limit - state.done.size));
+    const size = o.command === 'replay' && o.limit !== undefined ? Math.min(state.header.parked, o.limit) : state.header.parked;
+    const budget = Math.max(0, size - state.done.size);
     const pass = new Pass(o, io, broker, deadQueue, state, new PassJournal(statePath), budget);
     return await pass.run();
   } finally {
@@ -123,6 +122,8 @@ class Pass {
   /** Queues a copy was returned from: a copy keeps its original's message id, so the queue is what tells. */
   private readonly returnedCopies = new Set<string>();
   private listed = 0;
+  /** Resumed messages in the chunk being taken: they do not count against the budget. */
+  private resumedInHand = 0;
 
   constructor(
     private readonly o: DeadLettersOptions,
@@ -159,7 +160,7 @@ class Pass {
     }
     if (!complete || this.stopReason) {
       this.io.stderr.write(
-        `dead-letters ${this.o.command} stopped: ${this.stopReason ?? 'the broker went away'}. ${this.counts.taken} of ${this.budget} messages done; ` +
+        `dead-letters ${this.o.command} stopped: ${this.stopReason ?? 'the broker went away'}. ${this.counts.taken - this.counts.resumed} of ${this.budget} messages done; ` +
           `run the same command again to finish the pass (the state is in ${this.o.statePath ?? defaultStatePath(this.deadQueue)})\n`,
       );
       return this.exitCode;
@@ -174,22 +175,24 @@ class Pass {
     while (!this.stopReason) {
       const chunk: Taken[] = [];
       let end = false;
-      while (chunk.length < (this.o.window ?? DEFAULT_WINDOW) && this.counts.taken + chunk.length < this.budget) {
+      while (chunk.length < (this.o.window ?? DEFAULT_WINDOW) && this.counts.taken - this.counts.resumed + chunk.length - this.resumedInHand < this.budget) {
         const t = await reader.get();
         if (!t) {
           end = true;
           break;
         }
         if (passOf(t) === this.state.header.runId) {
-          // Come round to a copy of our own (a resumed pass whose last copies were not yet recorded).
-          reader.requeue(t);
+          // Come round to a copy of our own: the queue lost messages under us (purged?). Left unacked, the
+          // channel's close puts it back at the head; a requeue (nack) would put it at the tail (quorum, 3.10.8).
           end = true;
           break;
         }
         chunk.push(t);
+        // A message this pass finished before its kill, back at the head: not one of those still to take.
+        if (t.redelivered && this.state.done.has(requestKey(t))) this.resumedInHand++;
       }
       if (chunk.length > 0 && !(await this.handle(chunk, reader))) return false;
-      if (end || this.counts.taken >= this.budget) return true;
+      if (end || this.counts.taken - this.counts.resumed >= this.budget) return true;
     }
     return false;
   }
@@ -209,7 +212,7 @@ class Pass {
       const info = describeParked(t, o.deliveryLimit);
       if (state.done.has(key) || keysInChunk.has(key)) {
         plan.push({ key, skip: true, copied: false, info });
-        if (t.redelivered && state.resumed) this.counts.resumed++;
+        if (t.redelivered && state.done.has(key)) this.counts.resumed++;
         else this.counts.duplicates++;
         continue;
       }
@@ -262,7 +265,7 @@ class Pass {
       if (lost) return this.stop(`queue '${lost.routingKey}' does not exist any more: a copy came back unroutable`, 1);
     }
 
-    this.journal.record(plan.filter((p) => !p.skip).map((p) => ({ key: p.key, copied: p.copied })));
+    this.journal.record(plan.filter((p) => !p.skip).map((p) => p.key));
     for (const p of plan) if (!p.skip) state.done.add(p.key);
     reader.ackThrough(chunk[chunk.length - 1]);
     for (const p of plan) {
@@ -272,7 +275,8 @@ class Pass {
       else this.counts.dropped++;
     }
     this.counts.taken += chunk.length;
-    this.progress?.update(this.counts.taken);
+    this.resumedInHand = 0;
+    this.progress?.update(this.counts.taken - this.counts.resumed);
     this.returned.clear();
     this.returnedCopies.clear();
     return !this.stopReason;

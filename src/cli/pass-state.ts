@@ -5,8 +5,12 @@
  * pass killed in between finds, when run again, the messages it had finished back in the queue, and
  * acks them without answering or copying them twice. Removed when the pass completes.
  *
- * Format: JSON Lines; the first line the pass ({version, runId, command, deadQueue, startedAt}), then one
- * {"k": key, "c": 1 when a copy of it went back into the dead queue} per finished message.
+ * The pass takes the messages parked when it began and no more: its own copies, and messages parked
+ * since, are behind them. A resumed pass takes what is left of that number, not counting the finished
+ * messages it meets again; so it never reaches its copies, even one whose confirm the kill cut off.
+ *
+ * Format: JSON Lines; the first line the pass ({version, runId, command, deadQueue, parked, startedAt}),
+ * then one {"k": request key} per finished message.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
@@ -18,6 +22,8 @@ export interface PassHeader {
   runId: string;
   command: PassCommand;
   deadQueue: string;
+  /** Messages parked when the pass began: it takes these and no more (later ones, and its own copies, are behind them). */
+  parked: number;
   startedAt: string;
 }
 
@@ -25,8 +31,6 @@ export interface PassState {
   header: PassHeader;
   /** Request keys finished by this pass. */
   done: Set<string>;
-  /** Copies this pass put into the dead queue: they sit behind what it has still to take. */
-  copies: number;
   resumed: boolean;
 }
 
@@ -34,13 +38,14 @@ export function defaultStatePath(deadQueue: string): string {
   return `scorer-dead-letters.${deadQueue.replace(/[^A-Za-z0-9._-]/g, '_')}.state.jsonl`;
 }
 
-export function openPass(path: string, command: PassCommand, deadQueue: string): PassState {
+/** @param parked the dead queue's depth now: the pass's size when it is a new one */
+export function openPass(path: string, command: PassCommand, deadQueue: string, parked: number): PassState {
   if (!existsSync(path)) {
-    const header: PassHeader = { version: 1, runId: randomBytes(6).toString('hex'), command, deadQueue, startedAt: new Date().toISOString() };
+    const header: PassHeader = { version: 1, runId: randomBytes(6).toString('hex'), command, deadQueue, parked, startedAt: new Date().toISOString() };
     const fd = openSync(path, 'w');
     writeSync(fd, `${JSON.stringify(header)}\n`);
     closeSync(fd);
-    return { header, done: new Set(), copies: 0, resumed: false };
+    return { header, done: new Set(), resumed: false };
   }
   const lines = readFileSync(path, 'utf8').split('\n');
   let header: PassHeader;
@@ -49,19 +54,17 @@ export function openPass(path: string, command: PassCommand, deadQueue: string):
   } catch {
     throw new Error(`state file ${path} is not a dead-letters state: delete it to start over`);
   }
-  if (header.version !== 1 || typeof header.runId !== 'string') throw new Error(`state file ${path} is not a dead-letters state: delete it to start over`);
+  if (header.version !== 1 || typeof header.runId !== 'string' || typeof header.parked !== 'number') throw new Error(`state file ${path} is not a dead-letters state: delete it to start over`);
   if (header.deadQueue !== deadQueue) throw new Error(`state file ${path} is a pass over '${header.deadQueue}', not '${deadQueue}': pass --state`);
   if (header.command !== command) {
     throw new Error(`an interrupted \`dead-letters ${header.command}\` of '${deadQueue}' is unfinished (${path}): run it again to finish it first`);
   }
-  const state: PassState = { header, done: new Set(), copies: 0, resumed: true };
+  const state: PassState = { header, done: new Set(), resumed: true };
   // The last line may be cut short by a kill: its messages are still unacked, so they are simply done again.
   for (const line of lines.slice(1)) {
     if (!line) continue;
     try {
-      const entry = JSON.parse(line) as { k: string; c?: number };
-      state.done.add(entry.k);
-      if (entry.c) state.copies++;
+      state.done.add((JSON.parse(line) as { k: string }).k);
     } catch {
       break;
     }
@@ -76,9 +79,9 @@ export class PassJournal {
   }
 
   /** After the broker confirmed what was published for these messages, before they are acked. */
-  record(entries: Array<{ key: string; copied: boolean }>): void {
-    if (entries.length === 0) return;
-    writeSync(this.fd, entries.map((e) => `${JSON.stringify(e.copied ? { k: e.key, c: 1 } : { k: e.key })}\n`).join(''));
+  record(keys: string[]): void {
+    if (keys.length === 0) return;
+    writeSync(this.fd, keys.map((k) => `${JSON.stringify({ k })}\n`).join(''));
   }
 
   close(): void {
