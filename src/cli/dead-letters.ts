@@ -236,10 +236,11 @@ class Pass {
             replyQueue: o.replyQueue,
             modelName: o.modelName ?? 'unknown',
             scoringMs: 0,
+            traceHeaders: passTraceHeaders(t.properties.headers),
           });
           // One id per parked request: a caller answered twice (a kill mid-chunk) can tell the second for a repeat.
           reply.properties.messageId = `poison:${key}`;
-          Object.assign(reply.properties.headers, passTraceHeaders(t.properties.headers), { 'x-dead-letter-queue': this.deadQueue });
+          reply.properties.headers['x-dead-letter-queue'] = this.deadQueue;
           replies.push({ index: i, messageId: reply.properties.messageId, toReplyQueue: reply.toReplyQueue });
           if (!(await this.publish(reply.routingKey, reply.body, reply.properties, reply.mandatory))) return false;
         }

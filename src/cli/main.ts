@@ -193,6 +193,7 @@ program
       replyQueue: config.replyQueue,
       queueType: config.queueType,
       deliveryLimit: config.deliveryLimit,
+      maxPriority: config.maxPriority,
       modelName: info.modelName,
       inputSchema: info.inputSchema,
       outputSchema: info.outputSchema,

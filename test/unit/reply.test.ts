@@ -67,3 +67,15 @@ test('replies are mandatory (an unroutable one comes back), except to direct rep
   assert.equal(buildReply({ replyTo: 'callers.queue' }, ok, context).mandatory, true);
   assert.equal(buildReply({ replyTo: 'amq.rabbitmq.reply-to.g1h2AA5yZXQAAAAA' }, ok, context).mandatory, false);
 });
+
+test('a reply carries x-queue-wait-ms and the trace headers when the answer path gives them, and neither when it does not', () => {
+  const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const r = buildReply({ correlationId: 'c' }, failed, { ...context, queueWaitMs: 1234.6, traceHeaders: { traceparent, tracestate: 'a=1' } });
+  assert.equal(r.properties.headers['x-queue-wait-ms'], 1235);
+  assert.equal(r.properties.headers.traceparent, traceparent);
+  assert.equal(r.properties.headers.tracestate, 'a=1');
+  assert.equal(r.properties.headers['x-error-code'], 'SHAPE');
+  const plain = buildReply({ correlationId: 'c' }, ok, context);
+  assert.equal('x-queue-wait-ms' in plain.properties.headers, false);
+  assert.equal('traceparent' in plain.properties.headers, false);
+});
