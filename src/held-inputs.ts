@@ -96,6 +96,21 @@ export class HeldInputs<T> {
     return out;
   }
 
+  /**
+   * The next batch: a redelivered input alone (it may be what killed an isolate, so it can only take
+   * itself down), else up to `n` inputs by priority.
+   */
+  nextBatch(n: number): T[] {
+    if (this.levels[this.redeliveredLevel].size > 0) {
+      this.count--;
+      return [this.levels[this.redeliveredLevel].shift() as T];
+    }
+    const out: T[] = [];
+    // The redelivered level is empty here, so shift() only meets priority levels.
+    while (out.length < n && this.count > 0) out.push(this.shift() as T);
+    return out;
+  }
+
   /** Every held input, in scoring order, and none left: for stop(), which scores what it holds. */
   drain(): T[] {
     return this.take(this.count);

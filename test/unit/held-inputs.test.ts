@@ -67,3 +67,20 @@ test('MAX_PRIORITY out of range is refused with the rule and the value', () => {
   assert.throws(() => new HeldInputs(256), /from 0 to 255, got 256/);
   assert.throws(() => new HeldInputs(1.5), /got 1.5/);
 });
+
+test('nextBatch gives a redelivered input alone, else up to n by priority', () => {
+  const held = new HeldInputs<string>(5);
+  held.add('a', { redelivered: false });
+  held.add('b', { priority: 3, redelivered: false });
+  held.add('again1', { redelivered: true });
+  held.add('again2', { redelivered: true });
+  held.add('c', { redelivered: false });
+  assert.deepEqual(held.nextBatch(10), ['again1']);
+  assert.deepEqual(held.nextBatch(10), ['again2']);
+  assert.deepEqual(held.nextBatch(2), ['b', 'a']);
+  held.add('again3', { redelivered: true });
+  assert.deepEqual(held.nextBatch(10), ['again3'], 'a redelivered input arriving later still goes next, alone');
+  assert.deepEqual(held.nextBatch(10), ['c']);
+  assert.deepEqual(held.nextBatch(10), []);
+  assert.equal(held.size, 0);
+});
