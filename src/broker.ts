@@ -7,56 +7,52 @@
 import { EventEmitter } from 'node:events';
 import type * as amqp from 'amqplib';
 import type { Logger } from 'pino';
-import { AckWindow, type Settlement } from './acknowledger.js';
 import { redactUrl, type Config } from './config.js';
 import { BootError } from './errors.js';
 import type { Reply } from './reply.js';
 import { topologyFor, type Topology } from './topology.js';
 import { declareQueues, openConnection, watchChannel, type Role } from './broker/connection.js';
 import { ReplyPublisher, type PublishResult } from './broker/publisher.js';
+import { ChannelAcks, type AckChannel, type Settlement } from './broker/acks.js';
+import { toDelivery, type Delivery } from './broker/delivery.js';
 
-export type { PublishResult };
+export type { PublishResult, Settlement };
 
-/** How long close() waits after the last ack before closing the consume channel (see close()). */
-const ACK_SETTLE_GRACE_MS = 250;
-/** How long settled inputs wait for older ones, to go in one `multiple` ack, before each is acked on its own. */
-const ACK_HOLD_MS = 20;
-
-/** One input message, in the project's words. */
-export interface Delivery {
-  body: Buffer;
-  correlationId?: string;
-  messageId?: string;
-  replyTo?: string;
-  redelivered: boolean;
-  /** x-delivery-count on quorum queues: how many times it was delivered before. */
-  deliveryCount: number;
-  readonly tag: number;
-  /** Which consume channel it came on: acks are only valid on that one. */
-  readonly channel: number;
-}
+/** One input message, in the project's words (broker/delivery.ts). */
+export type { Delivery };
 
 export interface BrokerEvents {
   connected: [role: Role];
   disconnected: [role: Role, reason: string];
-  returned: [reply: { routingKey: string; correlationId?: string }];
+  returned: [reply: { routingKey: string; correlationId?: string; replyText: string }];
 }
+
+/**
+ * The consume side. 'down': no channel. 'idle': a channel, no consumer on it (not asked yet, paused,
+ * stopped, or cancelled by the broker). 'consuming': deliveries flow. 'closed': close() was called.
+ */
+type ConsumeState =
+  | { name: 'down' }
+  | { name: 'idle'; channel: amqp.Channel; acks: ChannelAcks }
+  | { name: 'consuming'; channel: amqp.Channel; acks: ChannelAcks; consumerTag: string }
+  | { name: 'closed' };
+
+/** What the consumer asks of the consume side: deliveries, a pause (the byte budget is spent), or no more. */
+type Demand = 'none' | 'deliveries' | 'paused' | 'stopped';
 
 export class Broker extends EventEmitter<BrokerEvents> {
   private consumeConn!: amqp.RecoveringChannelModel;
   private publishConn!: amqp.RecoveringChannelModel;
-  private consumeChannel: amqp.Channel | undefined;
   private readonly publisher: ReplyPublisher;
   private generation = 0;
-  /** When the consume channel last sent acks or nacks: close() lets the broker apply them first. */
-  private lastAckAt = 0;
-  private window = new AckWindow();
-  private holdTimer: NodeJS.Timeout | undefined;
+  private consumeState: ConsumeState = { name: 'down' };
+  private demand: Demand = 'none';
+  /** The prefetch the next consumer is made with, and the one the channel has now. */
+  private nextPrefetch: number;
+  private channelPrefetch = 0;
+  /** consume and cancel calls, one at a time, each making the state match the demand. */
+  private reconciling: Promise<void> = Promise.resolve();
   private onDelivery: ((d: Delivery) => void) | undefined;
-  private consumerTag: string | undefined;
-  private consuming = false;
-  private resubscribe = true;
-  private closing = false;
   private fatal: Error | undefined;
   private readonly topology: Topology;
 
@@ -65,6 +61,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     private readonly log: Logger,
   ) {
     super();
+    this.nextPrefetch = config.prefetch;
     this.topology = topologyFor(config);
     this.publisher = new ReplyPublisher(this.topology, config.amqp.confirmTimeoutMs, log, (r) => this.emit('returned', r));
   }
@@ -83,11 +80,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return broker;
   }
 
-  get state(): { consumeConnected: boolean; publishConnected: boolean; consuming: boolean; blocked: boolean } {
+  get state(): { consumeConnected: boolean; publishConnected: boolean; consuming: boolean; paused: boolean; blocked: boolean } {
+    const c = this.consumeState.name;
     return {
-      consumeConnected: this.consumeChannel !== undefined,
+      consumeConnected: c === 'idle' || c === 'consuming',
       publishConnected: this.publisher.connected,
-      consuming: this.consuming,
+      consuming: c === 'consuming' || (c === 'idle' && this.demand === 'paused'),
+      paused: this.demand === 'paused',
       blocked: this.publisher.blocked,
     };
   }
@@ -95,53 +94,61 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /** Starts consuming now and again after every reconnect, until stopConsuming(). */
   async consume(onDelivery: (d: Delivery) => void): Promise<void> {
     this.onDelivery = onDelivery;
-    if (this.consumeChannel) await this.subscribe(this.consumeChannel);
+    await this.want('deliveries');
+  }
+
+  /**
+   * Takes no new deliveries until resume(): the consumer is cancelled, and what was delivered stays
+   * ours (unacked, neither dropped nor requeued). RabbitMQ does not support channel.flow for consumers,
+   * and a new basic.qos does not change the prefetch of a consumer that already exists.
+   */
+  pause(): Promise<void> {
+    return this.demand === 'deliveries' ? this.want('paused') : this.reconciling;
+  }
+
+  /**
+   * Takes deliveries again. `prefetch`: the new consumer's own limit (basic.qos before basic.consume
+   * applies to the consumers made after it), so what arrives after a pause fits the byte budget.
+   */
+  resume(prefetch = this.config.prefetch): Promise<void> {
+    if (this.demand !== 'paused') return this.reconciling;
+    this.nextPrefetch = Math.max(1, Math.min(this.config.prefetch, Math.floor(prefetch)));
+    return this.want('deliveries');
+  }
+
+  /** The prefetch of the consumer now (lowered by resume() after a pause). */
+  get prefetch(): number {
+    return this.channelPrefetch;
+  }
+
+  /**
+   * Consumes again with a higher prefetch, once bodies are small again after a pause lowered it: a
+   * consumer's prefetch is fixed when it is made, so this is cancel, basic.qos, consume.
+   */
+  raisePrefetch(prefetch: number): Promise<void> {
+    const n = Math.min(this.config.prefetch, Math.floor(prefetch));
+    if (this.demand !== 'deliveries' || n <= this.channelPrefetch) return this.reconciling;
+    this.nextPrefetch = n;
+    return this.want('deliveries');
   }
 
   /** Deliveries already on their way are still handed over: they are ours to answer. */
-  async stopConsuming(): Promise<void> {
-    this.resubscribe = false;
-    const ch = this.consumeChannel;
-    const tag = this.consumerTag;
-    this.consuming = false;
-    this.consumerTag = undefined;
-    if (ch && tag) await ch.cancel(tag).catch(() => {});
+  stopConsuming(): Promise<void> {
+    return this.want('stopped');
   }
 
   /** False once the channel it came on has closed: the broker has requeued it, and acking it elsewhere would fail. */
   isCurrent(d: Delivery): boolean {
-    return d.channel === this.generation && this.consumeChannel !== undefined;
+    return this.acks()?.owns(d) ?? false;
   }
 
-  /** Applies each settlement; acks go as `multiple` acks, held briefly (ACK_HOLD_MS) while older inputs are open. */
+  /** Applies each settlement on the channel its delivery came on (broker/acks.ts). */
   settle(items: ReadonlyArray<{ delivery: Delivery; settlement: Settlement }>): void {
-    const ch = this.consumeChannel;
-    if (!ch || items.length === 0) return;
-    this.lastAckAt = Date.now();
-    const acks: number[] = [];
-    for (const { delivery, settlement } of items) {
-      if (!this.isCurrent(delivery)) continue;
-      if (settlement === 'ack') acks.push(delivery.tag);
-      else {
-        ch.nack(tagged(delivery.tag), false, settlement === 'requeue');
-        this.window.release(delivery.tag);
-      }
-    }
-    const upTo = this.window.settle(acks);
-    if (upTo !== undefined) ch.ack(tagged(upTo), true);
-    if (this.window.heldCount > 0 && !this.holdTimer) this.holdTimer = setTimeout(() => this.ackHeld(ch), ACK_HOLD_MS);
-  }
-
-  /** Older inputs are still being scored: ack the held ones on their own rather than keep the broker's count of unacked up. */
-  private ackHeld(ch: amqp.Channel): void {
-    this.holdTimer = undefined;
-    if (ch !== this.consumeChannel) return; // a new channel: the broker redelivers the old one's inputs
-    this.lastAckAt = Date.now();
-    for (const t of this.window.takeHeld()) ch.ack(tagged(t), false);
+    if (items.length > 0) this.acks()?.settle(items);
   }
 
   /** Resolves once the broker has settled every reply; see broker/publisher.ts. */
-  publishAll(replies: readonly Reply[]): Promise<Array<PublishResult | Error>> {
+  publishAll(replies: readonly Reply[]): Promise<PublishResult[]> {
     return this.publisher.publishAll(replies);
   }
 
@@ -149,20 +156,54 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return this.publisher.redeclareReplyQueue();
   }
 
+  awaitLate(reply: Reply, waitMs: number): Promise<PublishResult> {
+    return this.publisher.awaitLate(reply, waitMs);
+  }
+
+  forgetLate(reply: Reply): void {
+    this.publisher.forgetLate(reply);
+  }
+
   async close(): Promise<void> {
-    this.closing = true;
+    this.demand = 'stopped';
     this.publisher.close();
-    // The channel first: its close goes out behind the last acks on that channel, so the broker has them.
-    // An ack followed at once by the connection's close was lost (its input redelivered) every time here.
-    // And not at once: a quorum queue's channel that has many acks in flight holds the newest back until
-    // the queue applies the older ones (RabbitMQ 3.10 rabbit_fifo_client, "slow" above 32 pending
-    // commands); closing the channel then drops them. A short wait after the last ack lets them through.
-    clearTimeout(this.holdTimer);
-    if (this.consumeChannel && this.window.heldCount > 0) this.ackHeld(this.consumeChannel);
-    const settleGraceMs = ACK_SETTLE_GRACE_MS - (Date.now() - this.lastAckAt);
-    if (this.consumeChannel && settleGraceMs > 0) await new Promise((r) => setTimeout(r, settleGraceMs));
-    await this.consumeChannel?.close().catch(() => {});
+    const acks = this.acks();
+    this.consumeState = { name: 'closed' };
+    // The channel first, behind its last acks (broker/acks.ts close()).
+    await acks?.close();
     await Promise.all([this.consumeConn?.close().catch(() => {}), this.publishConn?.close().catch(() => {})]);
+  }
+
+  private acks(): ChannelAcks | undefined {
+    const s = this.consumeState;
+    return s.name === 'idle' || s.name === 'consuming' ? s.acks : undefined;
+  }
+
+  private want(demand: Demand): Promise<void> {
+    if (this.demand !== 'stopped') this.demand = demand;
+    this.reconciling = this.reconciling.then(() => this.reconcile()).catch((err: Error) => this.log.warn({ err: err.message }, 'consume or cancel failed'));
+    return this.reconciling;
+  }
+
+  /** Makes the consume state match the demand: consume on an idle channel, or cancel a consumer no longer wanted. */
+  private async reconcile(): Promise<void> {
+    const s = this.consumeState;
+    if (s.name === 'idle' && this.demand === 'deliveries' && this.onDelivery) await this.subscribe(s);
+    else if (s.name === 'consuming' && this.demand !== 'deliveries') {
+      this.toConsume({ name: 'idle', channel: s.channel, acks: s.acks }, this.demand);
+      await s.channel.cancel(s.consumerTag).catch(() => {});
+    } else if (s.name === 'consuming' && this.nextPrefetch !== this.channelPrefetch) {
+      // A consumer's prefetch is fixed when it is made: cancel, basic.qos, consume.
+      const idle = { name: 'idle' as const, channel: s.channel, acks: s.acks };
+      this.toConsume(idle, 'new prefetch');
+      await s.channel.cancel(s.consumerTag).catch(() => {});
+      if (this.consumeState === idle) await this.subscribe(idle);
+    }
+  }
+
+  private toConsume(next: ConsumeState, why: string): void {
+    this.log.debug({ from: this.consumeState.name, to: next.name, why }, 'consume state');
+    this.consumeState = next;
   }
 
   /** A clash that retrying cannot mend stops the boot (and the retries) with its own one line. */
@@ -198,9 +239,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   private onDisconnect(role: Role, err: Error): void {
     if (role === 'consume') {
-      this.consumeChannel = undefined;
-      this.consuming = false;
+      this.acks()?.lost();
       this.generation++;
+      if (this.consumeState.name !== 'closed') this.toConsume({ name: 'down' }, 'disconnected');
     } else this.publisher.disconnected();
     this.emit('disconnected', role, err.message);
   }
@@ -208,39 +249,52 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private async setupConsumer(model: amqp.ChannelModel): Promise<void> {
     await declareQueues(model, this.topology, [this.topology.inputQueue, this.topology.deadQueue], this.log);
     const ch = await model.createChannel();
-    watchChannel(ch, model, 'consume', this.log, () => this.consumeChannel === ch && !this.closing);
-    await ch.prefetch(this.config.prefetch);
-    this.generation++;
-    clearTimeout(this.holdTimer);
-    this.holdTimer = undefined;
-    this.window = new AckWindow();
-    this.consumeChannel = ch;
-    if (this.onDelivery && this.resubscribe) await this.subscribe(ch);
+    let generation = -1;
+    watchChannel(ch, model, 'consume', this.log, () => this.acks()?.generation === generation && this.consumeState.name !== 'closed');
+    // Cautious at first: as many of the largest bodies as fit in the byte budget. Deliveries the broker
+    // sent before a pause reaches it still arrive, so a first prefetch of PREFETCH could overshoot the
+    // budget by hundreds of MiB; the consumer raises it once it has seen how large the bodies are.
+    const first = Math.max(1, Math.min(this.config.prefetch, Math.floor(this.config.maxInFlightBytes / this.config.maxMessageBytes)));
+    await ch.prefetch(first);
+    this.channelPrefetch = first;
+    this.nextPrefetch = first;
+    this.acks()?.lost();
+    generation = ++this.generation;
+    if (this.consumeState.name === 'closed') return;
+    this.toConsume({ name: 'idle', channel: ch, acks: new ChannelAcks(generation, ch as unknown as AckChannel, this.log) }, 'connected');
+    await this.want(this.demand);
   }
 
-  private async subscribe(ch: amqp.Channel): Promise<void> {
-    if (this.consuming) return;
-    const generation = this.generation;
+  private async subscribe(s: { channel: amqp.Channel; acks: ChannelAcks }): Promise<void> {
+    const { channel: ch, acks } = s;
+    if (this.channelPrefetch !== this.nextPrefetch) {
+      await ch.prefetch(this.nextPrefetch);
+      this.channelPrefetch = this.nextPrefetch;
+    }
     const { consumerTag } = await ch.consume(this.topology.inputQueue, (msg) => {
       if (msg === null) return this.onCancelled(ch);
-      this.window.delivered(msg.fields.deliveryTag);
-      this.onDelivery?.(toDelivery(msg, generation));
+      acks.delivered(msg.fields.deliveryTag);
+      this.onDelivery?.(toDelivery(msg, acks.generation));
     });
-    this.consumerTag = consumerTag;
-    this.consuming = true;
-    this.log.info({ queue: this.topology.inputQueue, prefetch: this.config.prefetch }, 'consuming');
+    if (this.acks() !== acks) return; // the channel went while the consume was on its way
+    this.toConsume({ name: 'consuming', channel: ch, acks, consumerTag }, 'consume-ok');
+    this.log.info({ queue: this.topology.inputQueue, prefetch: this.channelPrefetch }, 'consuming');
+    // Asked to pause or stop meanwhile: reconcile again.
+    if (this.demand !== 'deliveries') void this.want(this.demand);
   }
 
   /** The broker cancelled us (the queue was deleted): declare it again and go on, rather than sit idle. */
   private onCancelled(ch: amqp.Channel): void {
-    this.consuming = false;
-    this.consumerTag = undefined;
+    const s = this.consumeState;
+    if (s.name !== 'consuming' || s.channel !== ch) return;
+    this.toConsume({ name: 'idle', channel: ch, acks: s.acks }, 'cancelled by the broker');
     this.log.warn({ queue: this.topology.inputQueue }, 'consumer cancelled by the broker; declaring the queue again');
     const retry = async (attempt: number): Promise<void> => {
-      if (this.consumeChannel !== ch || !this.resubscribe || this.closing) return;
+      if (this.acks() !== s.acks || this.consumeState.name !== 'idle' || this.demand !== 'deliveries') return;
       try {
         await ch.assertQueue(this.topology.inputQueue, { durable: true, arguments: this.topology.inputArguments });
-        await this.subscribe(ch);
+        await this.want('deliveries');
+        if (!this.state.consuming) throw new Error('consume did not take');
       } catch (err) {
         this.log.warn({ err: (err as Error).message, attempt }, 're-consume failed');
         setTimeout(() => void retry(attempt + 1), Math.min(10_000, 200 * 2 ** attempt)).unref();
@@ -248,24 +302,4 @@ export class Broker extends EventEmitter<BrokerEvents> {
     };
     void retry(0);
   }
-}
-
-function toDelivery(msg: amqp.ConsumeMessage, channel: number): Delivery {
-  const p = msg.properties;
-  const count = p.headers?.['x-delivery-count'];
-  return {
-    body: msg.content,
-    correlationId: p.correlationId || undefined,
-    messageId: p.messageId || undefined,
-    replyTo: p.replyTo || undefined,
-    redelivered: msg.fields.redelivered,
-    deliveryCount: typeof count === 'number' ? count : msg.fields.redelivered ? 1 : 0,
-    tag: msg.fields.deliveryTag,
-    channel,
-  };
-}
-
-/** amqplib's ack and nack read only the delivery tag. */
-function tagged(deliveryTag: number): amqp.Message {
-  return { fields: { deliveryTag } } as amqp.Message;
 }

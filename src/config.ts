@@ -43,6 +43,13 @@ export const configSchema = z.object({
   ORT_INTRA_OP_THREADS: int(0, 64),
   ORT_GRAPH_OPTIMIZATION: z.enum(['disabled', 'basic', 'extended', 'all']),
   CONFIRM_TIMEOUT_MS: int(100, 600_000),
+  CONNECT_TIMEOUT_MS: int(100, 600_000),
+  REPLY_ATTEMPTS: int(1, 1000),
+  REPLY_GIVE_UP_MS: int(1000, 86_400_000),
+  MAX_IN_FLIGHT_BYTES: int(1024, 64 * 1024 * 1024 * 1024),
+  READY_STALL_MS: int(1000, 86_400_000),
+  LIVENESS_TIMEOUT_MS: int(1000, 86_400_000),
+  BROKER_CONSUMER_TIMEOUT_MS: int(0, 86_400_000 * 7),
   RECONNECT_INITIAL_DELAY_MS: int(1, 600_000),
   RECONNECT_MAX_DELAY_MS: int(1, 3_600_000),
   CONNECT_RETRIES_AT_BOOT: int(0, 1000),
@@ -75,6 +82,8 @@ export interface Config {
     heartbeatS: number;
     connectionName: string;
     confirmTimeoutMs: number;
+    /** Socket connect and AMQP handshake, per attempt. */
+    connectTimeoutMs: number;
     reconnectInitialDelayMs: number;
     reconnectMaxDelayMs: number;
     connectRetriesAtBoot: number;
@@ -94,6 +103,18 @@ export interface Config {
   maxMessageBytes: number;
   maxTensorElements: number;
   ort: { intraOpNumThreads: number; graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all' };
+  /** Refusals of one reply (nacked, returned from REPLY_QUEUE) before its input is dead-lettered. */
+  replyAttempts: number;
+  /** How long a reply's transient failures are retried before its input is requeued. */
+  replyGiveUpMs: number;
+  /** Bodies held (received, not settled) past this: no new deliveries until some are settled. */
+  maxInFlightBytes: number;
+  /** /readyz is 503 while inputs are held and none has been settled for this long. */
+  readyStallMs: number;
+  /** /healthz fails once the consumer has been unable to connect or progress for this long. */
+  livenessTimeoutMs: number;
+  /** The broker's consumer_timeout, as the operator set it (0: none): boot warns when the settings can reach it. */
+  brokerConsumerTimeoutMs: number;
   shutdownGraceMs: number;
   logLevel: string;
   httpPort: number;
@@ -144,6 +165,7 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
       heartbeatS: c.AMQP_HEARTBEAT_S,
       connectionName: c.CONNECTION_NAME || `scorer@${hostname()}:${process.pid}`,
       confirmTimeoutMs: c.CONFIRM_TIMEOUT_MS,
+      connectTimeoutMs: c.CONNECT_TIMEOUT_MS,
       reconnectInitialDelayMs: c.RECONNECT_INITIAL_DELAY_MS,
       reconnectMaxDelayMs: c.RECONNECT_MAX_DELAY_MS,
       connectRetriesAtBoot: c.CONNECT_RETRIES_AT_BOOT,
@@ -162,6 +184,12 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
     maxMessageBytes: c.MAX_MESSAGE_BYTES,
     maxTensorElements: c.MAX_TENSOR_ELEMENTS,
     ort: { intraOpNumThreads: c.ORT_INTRA_OP_THREADS, graphOptimizationLevel: c.ORT_GRAPH_OPTIMIZATION },
+    replyAttempts: c.REPLY_ATTEMPTS,
+    replyGiveUpMs: c.REPLY_GIVE_UP_MS,
+    maxInFlightBytes: c.MAX_IN_FLIGHT_BYTES,
+    readyStallMs: c.READY_STALL_MS,
+    livenessTimeoutMs: c.LIVENESS_TIMEOUT_MS,
+    brokerConsumerTimeoutMs: c.BROKER_CONSUMER_TIMEOUT_MS,
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     logLevel: c.LOG_LEVEL,
     httpPort: c.HTTP_PORT,
@@ -219,4 +247,22 @@ export function redactUrl(url: string): string {
 function deepFreeze<T extends object>(value: T): Readonly<T> {
   for (const v of Object.values(value)) if (v && typeof v === 'object') deepFreeze(v);
   return Object.freeze(value);
+}
+
+/**
+ * Settings that are valid but risky together, as one line each for a warning at boot. The last of
+ * PREFETCH inputs held can wait for every one before it: up to PREFETCH / CONCURRENCY runs of
+ * RUN_TIMEOUT_MS each. Past the broker's consumer_timeout the broker closes the channel: every held
+ * input is redelivered, the work done on them is thrown away, and it can happen again.
+ */
+export function settingWarnings(c: Readonly<Config>): string[] {
+  const warnings: string[] = [];
+  const worstWaitMs = (c.prefetch / c.concurrency) * c.runTimeoutMs;
+  if (c.brokerConsumerTimeoutMs > 0 && worstWaitMs >= c.brokerConsumerTimeoutMs) {
+    warnings.push(
+      `PREFETCH (${c.prefetch}) x RUN_TIMEOUT_MS (${c.runTimeoutMs}) / CONCURRENCY (${c.concurrency}) = ${Math.round(worstWaitMs)} ms can reach the broker's consumer_timeout ` +
+        `(BROKER_CONSUMER_TIMEOUT_MS ${c.brokerConsumerTimeoutMs}): lower PREFETCH or RUN_TIMEOUT_MS, raise CONCURRENCY, or raise consumer_timeout on the broker and BROKER_CONSUMER_TIMEOUT_MS here`,
+    );
+  }
+  return warnings;
 }

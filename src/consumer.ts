@@ -1,18 +1,18 @@
 /**
- * The lifecycle of the message path: consume → batch → score → reply → ack. `stop()` stops
- * consuming, finishes what is in flight (replies confirmed, inputs acked) and resolves; it is
- * idempotent.
+ * The lifecycle of the message path, and its wiring only: consume → batch → score → answer
+ * (src/answer.ts decides each input's fate). `stop()` stops consuming, finishes what is in flight
+ * (replies confirmed, inputs settled) and resolves; it is idempotent.
  */
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
-import { settlementFor, type Settlement } from './acknowledger.js';
+import { answer, dropStale, type AnswerOptions, type ScoredItem, type Settled } from './answer.js';
 import { Batcher } from './batcher.js';
-import type { Broker, Delivery, PublishResult } from './broker.js';
+import type { Broker, Delivery } from './broker.js';
+import { idMayBeAltered } from './broker/delivery.js';
 import type { Config } from './config.js';
 import { ScoringError } from './errors.js';
 import { checkSize } from './message.js';
 import type { Metrics } from './metrics.js';
-import { buildReply, type Reply } from './reply.js';
 import type { ItemResult, Scorer } from './scorer.js';
 
 export type ConsumerState = 'created' | 'running' | 'stopping' | 'stopped';
@@ -27,6 +27,8 @@ export interface ConsumerDeps {
 
 /** p-queue priority: a redelivered input waits behind no batch. */
 const REDELIVERED_FIRST = 1;
+/** Deliveries resume once the bytes held fall below this share of MAX_IN_FLIGHT_BYTES: no flapping at the edge. */
+const RESUME_AT = 0.75;
 
 interface Received {
   delivery: Delivery;
@@ -34,59 +36,145 @@ interface Received {
 }
 
 export class Consumer {
-  state: ConsumerState = 'created';
+  private state: ConsumerState = 'created';
   private readonly batcher: Batcher<Received>;
   /** Scoring only, CONCURRENCY batches at once (one per isolate); redelivered inputs jump the line. */
   private readonly scoring: PQueue;
   /** Batches scored or being answered, until their inputs are settled: stop() waits for them. */
   private readonly inProgress = new Set<Promise<void>>();
+  private readonly answerOptions: AnswerOptions;
+  private readonly receivedAt = new WeakMap<Delivery, number>();
   private stopped: Promise<void> | undefined;
+  /** Inputs received and not yet settled, and the bytes of their bodies. */
+  private held = 0;
+  private heldBytes = 0;
+  /** Date.now() of the last settlement, or of the first input held since nothing was: see progress. */
+  private lastProgressAt = Date.now();
+  /** A moving average of body sizes, for the prefetch of a consumer resumed after a pause. */
+  private bodyBytesAverage = 0;
 
   constructor(private readonly deps: ConsumerDeps) {
-    const { config } = deps;
+    const { config, broker, logger, metrics } = deps;
     this.scoring = new PQueue({ concurrency: config.concurrency });
     const isolateFree = () => this.scoring.pending + this.scoring.size < config.concurrency;
-    this.batcher = new Batcher(config.maxBatchSize, config.maxBatchDelayMs, (batch) => this.schedule(batch), isolateFree);
+    // A script with run only takes one message per call: batches of one, spread over every isolate, each answered as it is done.
+    const batchSize = deps.scorer.info.hasRunBatch ? config.maxBatchSize : 1;
+    this.batcher = new Batcher(batchSize, config.maxBatchDelayMs, (batch) => this.schedule(batch), isolateFree);
     // An isolate is free: cut the next batch now, grown while every isolate was busy.
     this.scoring.on('next', () => this.batcher.wake());
-    deps.broker.on('returned', ({ routingKey, correlationId }) =>
-      deps.logger.warn({ correlationId, routingKey }, 'reply returned unroutable'),
-    );
-    deps.broker.on('connected', (role) => {
-      if (this.state === 'running') deps.metrics.reconnects.inc({ role });
+    this.answerOptions = {
+      broker,
+      replyQueue: config.replyQueue,
+      modelName: deps.scorer.info.modelName,
+      queueType: config.queueType,
+      deliveryLimit: config.deliveryLimit,
+      replyAttempts: config.replyAttempts,
+      giveUpMs: config.replyGiveUpMs,
+      backoffMs: (attempt) => Math.min(config.amqp.reconnectMaxDelayMs, config.amqp.reconnectInitialDelayMs * 2 ** (attempt - 1)),
+      logger,
+      onSettled: (items) => this.onSettled(items),
+      onRetry: (why) => metrics.replyRetries.inc({ reason: why }),
+    };
+    broker.on('returned', ({ routingKey, correlationId, replyText }) => {
+      metrics.returnedReplies.inc();
+      logger.warn({ correlationId, routingKey, replyText }, 'reply returned unroutable');
+    });
+    broker.on('connected', (role) => {
+      if (this.state === 'running') metrics.reconnects.inc({ role });
     });
   }
 
   async start(): Promise<void> {
     if (this.state !== 'created') return;
-    this.state = 'running';
+    this.to('running');
     await this.deps.broker.consume((d) => this.onDelivery(d));
   }
 
-  /** Ready: the model is loaded (the scorer exists), both connections are up and the consumer is subscribed. */
+  /** Ready: the model is loaded (the scorer exists), both connections are up, the consumer is subscribed and not stalled. */
   get ready(): boolean {
     const s = this.deps.broker.state;
-    return this.state === 'running' && s.consumeConnected && s.publishConnected && s.consuming;
+    return this.state === 'running' && s.consumeConnected && s.publishConnected && s.consuming && !this.progress.stalled;
+  }
+
+  /** Whether inputs are held and none has been settled for longer than READY_STALL_MS. */
+  get progress(): { held: number; heldBytes: number; sinceProgressMs: number; stalled: boolean } {
+    const sinceProgressMs = this.held > 0 ? Date.now() - this.lastProgressAt : 0;
+    return { held: this.held, heldBytes: this.heldBytes, sinceProgressMs, stalled: sinceProgressMs > this.deps.config.readyStallMs };
   }
 
   stop(): Promise<void> {
     this.stopped ??= (async () => {
-      this.state = 'stopping';
+      this.to('stopping');
       await this.deps.broker.stopConsuming();
       this.batcher.flush();
       while (this.inProgress.size > 0) await Promise.all(this.inProgress);
-      this.state = 'stopped';
+      this.to('stopped');
     })();
     return this.stopped;
   }
 
+  private to(state: ConsumerState): void {
+    this.deps.logger.debug({ from: this.state, to: state }, 'consumer state');
+    this.state = state;
+  }
+
   private onDelivery(delivery: Delivery): void {
-    this.deps.metrics.inFlight.inc();
+    const { metrics, config, logger, broker } = this.deps;
+    if (this.held === 0) this.lastProgressAt = Date.now();
+    this.held++;
+    this.heldBytes += delivery.body.byteLength;
+    this.bodyBytesAverage = this.bodyBytesAverage === 0 ? delivery.body.byteLength : 0.9 * this.bodyBytesAverage + 0.1 * delivery.body.byteLength;
+    metrics.inFlight.inc();
+    metrics.inFlightBytes.set(this.heldBytes);
+    if (this.heldBytes >= config.maxInFlightBytes && !broker.state.paused) {
+      logger.info({ heldBytes: this.heldBytes, maxInFlightBytes: config.maxInFlightBytes }, 'byte budget spent: taking no new deliveries until some are settled');
+      void broker.pause();
+    }
+    if (idMayBeAltered(delivery)) {
+      logger.warn({ correlationId: delivery.correlationId, messageId: delivery.messageId }, 'correlation or message id is not valid UTF-8; the reply carries it as the broker client decoded it');
+    }
     const item = { delivery, receivedAt: performance.now() };
+    this.receivedAt.set(delivery, item.receivedAt);
     // A redelivered input may be the one that killed the entry script: score it alone, so it can only take itself down.
     if (delivery.redelivered) this.schedule([item], REDELIVERED_FIRST);
     else this.batcher.add(item);
     if (this.state !== 'running') this.batcher.flush();
+  }
+
+  /** Every input passes here once, whatever its fate (answer.ts guarantees it). */
+  private onSettled(items: readonly Settled[]): void {
+    const { metrics, config, broker } = this.deps;
+    const now = performance.now();
+    let ok = 0;
+    let error = 0;
+    for (const { delivery, settlement, reason, reply } of items) {
+      this.held--;
+      this.heldBytes -= delivery.body.byteLength;
+      if (settlement === 'ack' && reply) {
+        if (reply.status === 'ok') ok++;
+        else error++;
+        const at = this.receivedAt.get(delivery);
+        if (at !== undefined) metrics.endToEndSeconds.observe((now - at) / 1000);
+      }
+      if (reason === 'crashed') {
+        const deadLettered = settlement === 'dead-letter' || delivery.deliveryCount >= config.deliveryLimit;
+        (deadLettered ? metrics.deadLettered : metrics.requeued).inc();
+      } else if (settlement === 'dead-letter') metrics.repliesRefused.inc({ reason });
+      else if (reason === 'gave up') metrics.requeued.inc();
+      else if (reason === 'stale') metrics.stale.inc();
+    }
+    if (ok > 0) metrics.messages.inc({ status: 'ok' }, ok);
+    if (error > 0) metrics.messages.inc({ status: 'error' }, error);
+    metrics.inFlight.dec(items.length);
+    metrics.inFlightBytes.set(this.heldBytes);
+    this.lastProgressAt = Date.now();
+    if (this.heldBytes < config.maxInFlightBytes * RESUME_AT && this.state === 'running' && broker.state.paused) {
+      // The new consumer may take what fits in the budget at the bodies' recent size, no more.
+      void broker.resume((config.maxInFlightBytes - this.heldBytes) / Math.max(1, this.bodyBytesAverage));
+    } else if (broker.prefetch < config.prefetch && this.state === 'running' && !broker.state.paused) {
+      const affordable = (config.maxInFlightBytes - this.heldBytes) / Math.max(1, this.bodyBytesAverage);
+      if (affordable >= 2 * broker.prefetch) void broker.raisePrefetch(affordable);
+    }
   }
 
   /**
@@ -96,115 +184,62 @@ export class Consumer {
    */
   private schedule(batch: Received[], priority = 0): void {
     const work = this.scoring
-      .add(() => this.scoreTimed(batch), { priority })
-      .then(({ results, scoringMs }) => this.answer(batch, results, scoringMs))
+      .add(() => this.scoreAndAnswer(batch), { priority })
       .catch((err: Error) => {
-        // answer() handles every per-item failure; reaching here is a bug, and the inputs stay unacked for redelivery.
+        // answer() settles every item whatever happens; reaching here is a bug in scoring: the inputs stay unacked for redelivery.
         this.deps.logger.error({ err: err.message }, 'batch failed');
       })
       .finally(() => this.inProgress.delete(work));
     this.inProgress.add(work);
   }
 
-  private async scoreTimed(batch: Received[]): Promise<{ results: ItemResult[]; scoringMs: number }> {
-    const started = performance.now();
-    const results = await this.score(batch);
-    const scoringMs = performance.now() - started;
-    this.deps.metrics.scoringSeconds.observe(scoringMs / 1000);
-    this.deps.metrics.batchSize.observe(batch.length);
-    return { results, scoringMs };
-  }
-
   /**
-   * Publishes the batch's replies at once and acks the inputs whose replies are confirmed; a reply
-   * that is not (returned, nacked, late) is retried on its own, and its input acked once it is.
+   * Stale inputs (their channel has closed: the broker has them back) are dropped before scoring.
+   * Over-size bodies are answered here, before any copy reaches the entry script. Items the script
+   * answers one at a time are answered as each is done; a runBatch batch once it returns.
    */
-  private async answer(batch: Received[], results: ItemResult[], scoringMs: number): Promise<void> {
-    const { scorer, metrics, config, broker, logger } = this.deps;
-    const settled: Array<{ delivery: Delivery; settlement: Settlement }> = [];
-    const sending: Received[] = [];
-    const replies: Reply[] = [];
-    for (let i = 0; i < batch.length; i++) {
-      const { delivery } = batch[i];
-      const result = results[i];
-      if (!result.ok && result.code === 'CRASHED') settled.push(this.unanswered(delivery, result.message));
-      // Its channel has closed: the broker redelivers it, and a reply now would only be a duplicate.
-      else if (broker.isCurrent(delivery)) {
-        const reply = buildReply(delivery, result, { replyQueue: config.replyQueue, modelName: scorer.info.modelName, scoringMs });
-        if (!result.ok) logger.info({ correlationId: reply.correlationId, code: result.code, error: result.message }, 'error reply');
-        sending.push(batch[i]);
-        replies.push(reply);
-      }
-    }
-    const published = replies.length > 0 ? await broker.publishAll(replies) : [];
-    const answeredBy = { ok: 0, error: 0 };
-    const answered = (k: number) => {
-      answeredBy[replies[k].status]++;
-      metrics.endToEndSeconds.observe((performance.now() - sending[k].receivedAt) / 1000);
-      settled.push({ delivery: sending[k].delivery, settlement: 'ack' });
-    };
-    const retries: Array<Promise<void>> = [];
-    for (let k = 0; k < sending.length; k++) {
-      if (published[k] === 'confirmed') answered(k);
-      else retries.push(this.retryReply(sending[k].delivery, replies[k], published[k]).then((ok) => (ok ? answered(k) : undefined)));
-    }
-    if (retries.length > 0) await Promise.all(retries);
-    for (const status of ['ok', 'error'] as const) if (answeredBy[status] > 0) metrics.messages.inc({ status }, answeredBy[status]);
-    broker.settle(settled);
-    metrics.inFlight.dec(batch.length);
-  }
-
-  /** Over-size bodies are answered here, before any copy reaches the entry script. */
-  private async score(batch: Received[]): Promise<ItemResult[]> {
-    const results: ItemResult[] = new Array(batch.length);
-    const toScore: number[] = [];
-    batch.forEach(({ delivery }, i) => {
+  private async scoreAndAnswer(received: Received[]): Promise<void> {
+    const { metrics, scorer, config } = this.deps;
+    const batch = dropStale(received.map((r) => r.delivery), this.answerOptions);
+    if (batch.length === 0) return;
+    const answering: Array<Promise<void>> = [];
+    const started = performance.now();
+    const answerNow = (items: ScoredItem[]) => answering.push(answer(items, this.answerOptions));
+    const toScore: Delivery[] = [];
+    const early: ScoredItem[] = [];
+    for (const delivery of batch) {
       try {
-        checkSize(delivery.body.byteLength, this.deps.config.maxMessageBytes);
-        toScore.push(i);
+        checkSize(delivery.body.byteLength, config.maxMessageBytes);
+        toScore.push(delivery);
       } catch (err) {
         const e = err as ScoringError;
-        results[i] = { ok: false, code: e.code, message: e.message };
+        early.push({ delivery, result: { ok: false, code: e.code, message: e.message }, scoringMs: 0 });
       }
-    });
+    }
+    if (early.length > 0) answerNow(early);
     if (toScore.length > 0) {
-      const scored = await this.deps.scorer.score(toScore.map((i) => batch[i].delivery.body));
-      toScore.forEach((i, k) => (results[i] = scored[k]));
+      const results: Array<ItemResult | undefined> = new Array(toScore.length).fill(undefined);
+      const done = await scorer.score(
+        toScore.map((d) => d.body),
+        {
+          // One at a time: each item answered as soon as it is scored.
+          onItem: (i, result) => {
+            results[i] = result;
+            answerNow([{ delivery: toScore[i], result, scoringMs: performance.now() - started }]);
+          },
+          // Its channel closed while earlier items ran: not worth an isolate's time.
+          skip: (i) => !this.deps.broker.isCurrent(toScore[i]),
+        },
+      );
+      const scoringMs = performance.now() - started;
+      const rest: ScoredItem[] = [];
+      done.forEach((result, i) => {
+        if (results[i] === undefined) rest.push({ delivery: toScore[i], result, scoringMs });
+      });
+      if (rest.length > 0) answerNow(rest);
+      metrics.scoringSeconds.observe(scoringMs / 1000);
+      metrics.batchSize.observe(toScore.length);
     }
-    return results;
-  }
-
-  /** The entry script's isolate died under this input: no reply; the broker counts the delivery. */
-  private unanswered(delivery: Delivery, reason: string): { delivery: Delivery; settlement: Settlement } {
-    const { config, metrics, logger } = this.deps;
-    const settlement = settlementFor(false, delivery.redelivered, config.queueType);
-    const deadLettered = settlement === 'dead-letter' || delivery.deliveryCount >= config.deliveryLimit;
-    (deadLettered ? metrics.deadLettered : metrics.requeued).inc();
-    logger.warn({ correlationId: delivery.correlationId ?? delivery.messageId, deliveryCount: delivery.deliveryCount, reason }, deadLettered ? 'input dead-lettered' : 'input requeued');
-    return { delivery, settlement };
-  }
-
-  /**
-   * Publishes one reply again until it is confirmed. True once it is (or once it came back from a
-   * caller's replyTo that has gone: no one is left to answer). False when the input's channel died
-   * first: the broker redelivers the input, and a reply now would only be a duplicate.
-   */
-  private async retryReply(delivery: Delivery, reply: Reply, first: PublishResult | Error): Promise<boolean> {
-    const { broker, logger, metrics } = this.deps;
-    let result = first;
-    for (let attempt = 1; ; attempt++) {
-      if (result === 'confirmed') return true;
-      if (result === 'returned') {
-        metrics.returnedReplies.inc();
-        if (!reply.toReplyQueue) return true;
-        // Our own reply queue was deleted: an input is never acked on a reply that went nowhere.
-        await broker.redeclareReplyQueue();
-      } else {
-        logger.warn({ correlationId: reply.correlationId, attempt, err: result.message }, 'reply not confirmed; retrying');
-        await new Promise((r) => setTimeout(r, Math.min(5000, 50 * 2 ** attempt)));
-      }
-      if (!broker.isCurrent(delivery)) return false;
-      [result] = await broker.publishAll([reply]);
-    }
+    await Promise.all(answering);
   }
 }

@@ -18,7 +18,8 @@ export type ErrorCode =
   | 'BAD_RESULT' // the entry script returned something JSON cannot carry
   | 'BAD_DEADLINE' // an x-deadline or x-deadline-ms header that is not a time
   | 'EXPIRED' // past its deadline when taken from the batch: not scored
-  | 'POISON'; // dead-lettered after the delivery limit, answered by `scorer dead-letters answer`
+  | 'POISON' // dead-lettered after the delivery limit, answered by `scorer dead-letters answer`
+  | 'REPLY_TOO_LARGE'; // the reply is over the broker's max_message_size: this short one says so
 
 export class ScoringError extends Error {
   override readonly name = 'ScoringError';

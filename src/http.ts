@@ -1,11 +1,62 @@
-/** /healthz (the process answers), /readyz (model loaded, connected, consuming), /metrics (Prometheus). */
+/**
+ * /healthz (alive: it has not been unable to connect or progress for longer than
+ * LIVENESS_TIMEOUT_MS), /readyz (model loaded, connected, consuming, not stalled), /metrics (Prometheus).
+ */
 import { createServer, type Server } from 'node:http';
 import type { Metrics } from './metrics.js';
 
-export async function startHttp(port: number, probes: { ready: () => boolean; state: () => object }, metrics: Metrics): Promise<Server> {
+export interface Probes {
+  ready(): boolean;
+  /** Connected and making progress right now: what liveness watches over time. */
+  well(): boolean;
+  state(): object;
+}
+
+/**
+ * Samples `well()` once a second and says how long it has been false. A probe read alone would only
+ * see the moments it is asked.
+ */
+export class LivenessWatch {
+  private unwellSince: number | undefined;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly well: () => boolean,
+    private readonly timeoutMs: number,
+    everyMs = 1000,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.timer = setInterval(() => this.sample(), everyMs).unref();
+    this.sample();
+  }
+
+  sample(): void {
+    if (this.well()) this.unwellSince = undefined;
+    else this.unwellSince ??= this.now();
+  }
+
+  get unwellForMs(): number {
+    return this.unwellSince === undefined ? 0 : this.now() - this.unwellSince;
+  }
+
+  get alive(): boolean {
+    return this.unwellForMs <= this.timeoutMs;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+export async function startHttp(port: number, probes: Probes, metrics: Metrics, livenessTimeoutMs: number): Promise<Server> {
+  const liveness = new LivenessWatch(probes.well, livenessTimeoutMs);
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (path === '/healthz') return send(res, 200, 'application/json', '{"status":"alive"}');
+    if (path === '/healthz') {
+      liveness.sample();
+      const alive = liveness.alive;
+      return send(res, alive ? 200 : 503, 'application/json', JSON.stringify({ status: alive ? 'alive' : 'stuck', unwellForMs: liveness.unwellForMs, livenessTimeoutMs }));
+    }
     if (path === '/readyz') {
       const ready = probes.ready();
       return send(res, ready ? 200 : 503, 'application/json', JSON.stringify({ ready, ...probes.state() }));
@@ -19,6 +70,7 @@ export async function startHttp(port: number, probes: { ready: () => boolean; st
     }
     send(res, 404, 'text/plain', 'not found\n');
   });
+  server.on('close', () => liveness.stop());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, () => resolve());

@@ -1,9 +1,10 @@
 /**
  * Wires config → entry script → broker → consumer → HTTP → signals, and nothing else.
- * Boot fails with one line on stderr and a non-zero exit before any message is touched.
+ * Boot fails with one line on stderr and a non-zero exit before any message is touched. A signal
+ * during boot lets the step under way finish, starts nothing more, and exits 0.
  */
 import type { Server } from 'node:http';
-import { loadConfig } from './config.js';
+import { loadConfig, settingWarnings } from './config.js';
 import { Broker } from './broker.js';
 import { Consumer } from './consumer.js';
 import { startHttp } from './http.js';
@@ -11,29 +12,30 @@ import { createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { Scorer, scorerOptions } from './scorer.js';
 
+interface Parts {
+  scorer?: Scorer;
+  broker?: Broker;
+  consumer?: Consumer;
+  http?: Server;
+}
+
+let signalled: string | undefined;
+let onSignal: ((signal: string) => void) | undefined;
+// Before anything else: a SIGTERM while the model loads must not kill the process mid-step (exit 143).
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    signalled ??= signal;
+    onSignal?.(signal);
+  });
+}
+
 async function main(): Promise<void> {
   const config = loadConfig();
   const log = createLogger(config.logLevel);
-  const options = scorerOptions(config, log);
-  log.info({ entryScript: options.entryScript, modelDir: options.context.modelDir }, 'loading entry script');
-  const scorer = await Scorer.start(options);
-  log.info({ model: scorer.info.modelName, runBatch: scorer.info.hasRunBatch }, 'entry script ready');
-
-  const broker = await Broker.connect(config, log).catch(async (err) => {
-    await scorer.stop();
-    throw err;
-  });
-  const metrics = new Metrics();
-  const consumer = new Consumer({ broker, scorer, config, logger: log, metrics });
-  let http: Server | undefined;
-  if (config.httpPort) {
-    http = await startHttp(config.httpPort, { ready: () => consumer.ready, state: () => broker.state }, metrics);
-    log.info({ port: config.httpPort }, 'http listening');
-  }
-  await consumer.start();
-
+  for (const warning of settingWarnings(config)) log.warn({ warning }, 'risky settings');
+  const parts: Parts = {};
   let stopping = false;
-  const shutdown = async (signal: string) => {
+  const shutdown = async (signal: string, booting: Promise<unknown>) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: finishing in-flight messages');
@@ -41,15 +43,49 @@ async function main(): Promise<void> {
       log.error('shutdown grace period over; exiting with messages still in flight (the broker redelivers them)');
       process.exit(1);
     }, config.shutdownGraceMs).unref();
-    await consumer.stop();
-    await broker.close();
-    await scorer.stop();
-    http?.close();
+    await booting.catch(() => {});
+    await parts.consumer?.stop();
+    await parts.broker?.close();
+    await parts.scorer?.stop();
+    parts.http?.close();
     log.info('stopped');
     process.exit(0);
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+
+  const boot = (async () => {
+    const options = scorerOptions(config, log);
+    log.info({ entryScript: options.entryScript, modelDir: options.context.modelDir }, 'loading entry script');
+    parts.scorer = await Scorer.start(options);
+    log.info({ model: parts.scorer.info.modelName, runBatch: parts.scorer.info.hasRunBatch }, 'entry script ready');
+    if (stopping) return;
+    const scorer = parts.scorer;
+    parts.broker = await Broker.connect(config, log).catch(async (err) => {
+      await scorer.stop();
+      throw err;
+    });
+    if (stopping) return;
+    const broker = parts.broker;
+    const metrics = new Metrics();
+    const consumer = new Consumer({ broker, scorer, config, logger: log, metrics });
+    parts.consumer = consumer;
+    if (config.httpPort) {
+      const probes = {
+        ready: () => consumer.ready,
+        well: () => {
+          const s = broker.state;
+          return s.consumeConnected && s.publishConnected && !consumer.progress.stalled;
+        },
+        state: () => ({ ...broker.state, ...consumer.progress }),
+      };
+      parts.http = await startHttp(config.httpPort, probes, metrics, config.livenessTimeoutMs);
+      log.info({ port: config.httpPort }, 'http listening');
+    }
+    if (stopping) return;
+    await consumer.start();
+  })();
+  onSignal = (signal) => void shutdown(signal, boot);
+  if (signalled) onSignal(signalled);
+  await boot;
 }
 
 main().catch((err: Error) => {

@@ -18,6 +18,20 @@ export class Metrics {
   });
   readonly batchSize = new Histogram({ name: 'scorer_batch_size', help: 'Inputs per scored batch', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: [this.registry] });
   readonly inFlight = new Gauge({ name: 'scorer_in_flight', help: 'Inputs received and not yet settled', registers: [this.registry] });
+  readonly inFlightBytes = new Gauge({ name: 'scorer_in_flight_bytes', help: 'Bytes of the bodies received and not yet settled (MAX_IN_FLIGHT_BYTES bounds it)', registers: [this.registry] });
+  readonly replyRetries = new Counter({
+    name: 'scorer_reply_retries_total',
+    help: 'Replies published again, by what the broker said of the last try (late, lost, nacked, returned)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly repliesRefused = new Counter({
+    name: 'scorer_replies_refused_total',
+    help: 'Inputs dead-lettered because their reply was refused for good, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly stale = new Counter({ name: 'scorer_stale_total', help: 'Inputs dropped unanswered because their channel closed first (the broker redelivers them)', registers: [this.registry] });
   readonly reconnects = new Counter({ name: 'scorer_reconnects_total', help: 'Broker reconnections', labelNames: ['role'] as const, registers: [this.registry] });
   readonly deadLettered = new Counter({ name: 'scorer_dead_lettered_total', help: 'Inputs sent to the dead-letter queue after killing the entry script', registers: [this.registry] });
   readonly requeued = new Counter({ name: 'scorer_requeued_total', help: 'Inputs requeued because the entry script died under them', registers: [this.registry] });

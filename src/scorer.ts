@@ -11,7 +11,15 @@ import type { Outcome } from './reply.js';
 import type { ScriptInfo } from './runtime/protocol.js';
 import { ScriptHost, type Isolation } from './script-host.js';
 
-export type ItemResult = Outcome | { ok: false; code: 'CRASHED'; message: string };
+/** CRASHED: the isolate died under it. SKIPPED: not scored, since `skip` said its input is no longer ours. */
+export type ItemResult = Outcome | { ok: false; code: 'CRASHED' | 'SKIPPED'; message: string };
+
+export interface ScoreHooks {
+  /** Called as each item is scored when the script answers them one at a time (run), not for a runBatch call. */
+  onItem?(index: number, result: ItemResult): void;
+  /** Asked before each item run on its own: true leaves it unscored (SKIPPED). */
+  skip?(index: number): boolean;
+}
 
 export interface ScorerOptions {
   entryScript: string;
@@ -65,7 +73,7 @@ export class Scorer {
     return this.hosts[0].info;
   }
 
-  async score(bodies: Uint8Array[]): Promise<ItemResult[]> {
+  async score(bodies: Uint8Array[], hooks: ScoreHooks = {}): Promise<ItemResult[]> {
     const host = this.idle.pop();
     if (!host) throw new Error('Scorer.score called with every isolate busy: the caller must bound concurrency');
     try {
@@ -76,9 +84,15 @@ export class Scorer {
         // A batch that hung: run its items one by one, each with its own deadline, to find the one that hangs.
       }
       const results: ItemResult[] = [];
-      for (const body of bodies) {
-        const r = await host.call('run', [body], this.runTimeoutMs);
-        results.push(r.kind === 'done' ? r.outcomes[0] : r.kind === 'crash' ? crashed(r.reason) : this.timedOut());
+      for (let i = 0; i < bodies.length; i++) {
+        if (hooks.skip?.(i)) {
+          results.push(SKIPPED);
+          continue;
+        }
+        const r = await host.call('run', [bodies[i]], this.runTimeoutMs);
+        const result = r.kind === 'done' ? r.outcomes[0] : r.kind === 'crash' ? crashed(r.reason) : this.timedOut();
+        results.push(result);
+        hooks.onItem?.(i, result);
       }
       return results;
     } finally {
@@ -95,6 +109,8 @@ export class Scorer {
     return { ok: false, code: err.code, message: err.message };
   }
 }
+
+const SKIPPED: ItemResult = { ok: false, code: 'SKIPPED', message: 'not scored: its input is no longer ours' };
 
 function crashed(reason: string): ItemResult {
   return { ok: false, code: 'CRASHED', message: `the entry script's process died while scoring: ${reason}` };

@@ -69,13 +69,19 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/**
+ * 'starting': an isolate is running init(). 'idle': ready for a call. 'calling': one call out.
+ * 'replacing': the last isolate hung or died; a fresh one is starting. 'closed': for good.
+ */
+type HostState = 'starting' | 'idle' | 'calling' | 'replacing' | 'closed';
+
 export class ScriptHost {
   info!: ScriptInfo;
+  private state: HostState = 'starting';
   private isolate!: Isolate;
   private pending: Pending | undefined;
   private nextId = 1;
   private ready!: Promise<void>;
-  private closed = false;
 
   private constructor(private readonly options: HostOptions) {}
 
@@ -84,6 +90,7 @@ export class ScriptHost {
     const host = new ScriptHost(options);
     host.ready = host.spawn();
     await host.ready;
+    host.to('idle', 'init returned');
     return host;
   }
 
@@ -91,6 +98,7 @@ export class ScriptHost {
   async call(method: CallMethod, bodies: Uint8Array[], timeoutMs: number): Promise<CallResult> {
     await this.ready;
     const id = this.nextId++;
+    if (this.state === 'idle') this.to('calling', method);
     return new Promise<CallResult>((resolve) => {
       const timer = setTimeout(() => this.fail({ kind: 'timeout' }), timeoutMs);
       this.pending = { id, resolve, timer };
@@ -100,7 +108,8 @@ export class ScriptHost {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
+    if (this.state === 'closed') return;
+    this.to('closed', 'close');
     await this.ready.catch(() => {});
     this.isolate.kill();
   }
@@ -137,10 +146,15 @@ export class ScriptHost {
         if (exited) return;
         exited = true;
         if (!initialised) reject(new BootError(`entry script could not start: ${reason}`));
-        else if (this.isolate === isolate && !this.closed) this.fail({ kind: 'crash', reason });
+        else if (this.isolate === isolate && this.state !== 'closed') this.fail({ kind: 'crash', reason });
       });
       isolate.send({ type: 'init', entryScript, context, maxMessageBytes });
     });
+  }
+
+  private to(state: HostState, why: string): void {
+    this.options.logger.debug({ from: this.state, to: state, why }, 'isolate host state');
+    this.state = state;
   }
 
   private settle(result: CallResult): void {
@@ -148,6 +162,7 @@ export class ScriptHost {
     if (!p) return;
     this.pending = undefined;
     clearTimeout(p.timer);
+    if (this.state === 'calling') this.to('idle', result.kind);
     p.resolve(result);
   }
 
@@ -160,11 +175,15 @@ export class ScriptHost {
       else old.onMessage(() => old.kill()); // a thread may be inside onnxruntime: end it once its call returns
     }
     this.options.logger.warn({ reason: result.kind === 'crash' ? result.reason : 'run timed out' }, 'replacing entry-script isolate');
-    this.ready = this.respawn();
+    if (this.state === 'closed') return;
+    this.to('replacing', result.kind);
+    this.ready = this.respawn().then(() => {
+      if (this.state === 'replacing') this.to('idle', 'replaced');
+    });
   }
 
   private async respawn(): Promise<void> {
-    for (let attempt = 1; !this.closed; attempt++) {
+    for (let attempt = 1; this.state !== 'closed'; attempt++) {
       try {
         return await this.spawn();
       } catch (err) {

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { redactUrl, type Config } from '../config.js';
 import { BootError } from '../errors.js';
 import { explainPreconditionFailed, type Topology } from '../topology.js';
+import { foreignArgument } from './reply-queue-policy.js';
 
 export type Role = 'consume' | 'publish';
 
@@ -34,6 +35,11 @@ export async function openConnection(
     // Nagle off: frames are coalesced per event-loop turn instead (coalesceWrites), and a lone reply or
     // ack must not wait for the broker's delayed TCP ack.
     noDelay: true,
+    // A deadline on every attempt, reconnects included: amqplib's socket timeout runs from the TCP
+    // connect to the end of the AMQP handshake (then it is cleared), so a peer that accepts and never
+    // answers fails the attempt, and recovery tries the next. (It is an idle timeout: each byte the
+    // peer sends restarts it.)
+    timeout: a.connectTimeoutMs,
     ...tlsOptions(a),
     recovery: {
       initialDelay: a.reconnectInitialDelayMs,
@@ -89,7 +95,9 @@ export async function declareQueues(model: amqp.ChannelModel, topology: Topology
       const message = (err as Error).message;
       if (!/PRECONDITION_FAILED/.test(message)) throw err;
       if (queue === topology.inputQueue) throw explainPreconditionFailed(queue, message);
-      log.info({ queue }, 'queue exists with its own arguments; using it as it is');
+      const foreign = foreignArgument(message);
+      if (foreign?.loss) log.warn({ queue, argument: foreign.argument, value: foreign.value, loss: foreign.loss }, 'reply queue has an argument that can drop confirmed replies');
+      else log.info({ queue, argument: foreign?.argument }, 'queue exists with its own arguments; using it as it is');
     }
   }
 }

@@ -40,6 +40,7 @@ export const ERROR_CODES: Record<ErrorCode, string> = {
   BAD_DEADLINE: 'an x-deadline or x-deadline-ms header that is not a time',
   EXPIRED: 'past its deadline (x-deadline, x-deadline-ms, expiration or DEADLINE_MS) when taken for scoring: not scored',
   POISON: 'dead-lettered after the delivery limit (it kept killing the entry script); answered by `scorer dead-letters answer`, the reply names the queue it is parked in',
+  REPLY_TOO_LARGE: "the reply is over the broker's max_message_size; the input is dead-lettered",
 };
 
 const AMQP_BINDING_VERSION = '0.3.0';

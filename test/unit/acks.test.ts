@@ -1,23 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AckWindow, settlementFor } from '../../src/acknowledger.js';
+import { AckWindow } from '../../src/broker/acks.js';
 import { mulberry32 } from '../../scripts/train-iris.js';
-
-test('an answered input is acked, whatever the queue and however often it came', () => {
-  for (const queueType of ['quorum', 'classic'] as const) {
-    for (const redelivered of [false, true]) assert.equal(settlementFor(true, redelivered, queueType), 'ack');
-  }
-});
-
-test('an unanswered input on a quorum queue is requeued, so the delivery limit counts it', () => {
-  assert.equal(settlementFor(false, false, 'quorum'), 'requeue');
-  assert.equal(settlementFor(false, true, 'quorum'), 'requeue');
-});
-
-test('an unanswered input on a classic queue is requeued once, then dead-lettered', () => {
-  assert.equal(settlementFor(false, false, 'classic'), 'requeue');
-  assert.equal(settlementFor(false, true, 'classic'), 'dead-letter');
-});
 
 function windowOf(...tags: number[]): AckWindow {
   const w = new AckWindow();

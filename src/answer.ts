@@ -1,0 +1,307 @@
+/**
+ * THE one place an input's fate is decided: a scored item → its reply (or none) → ack, requeue,
+ * dead-letter or none, with the retries of replies the broker did not take. `fateOf` is the table;
+ * `answer` walks each item through it until the item is settled, exactly once.
+ *
+ * - An input is acked only once its reply is confirmed (or returned from a caller's replyTo: no one
+ *   is left to answer), and only on the channel it came on; a confirmed input is acked at once,
+ *   whatever its neighbours in the batch do.
+ * - A confirm not in by CONFIRM_TIMEOUT_MS is waited for longer, not published again (on a slow link
+ *   a copy only adds to the queue ahead of the confirms). A reply whose channel or connection went,
+ *   or that could not be sent (publishing blocked), is published again with backoff. Both while the
+ *   input is still ours, up to REPLY_GIVE_UP_MS; then the input is requeued for another consumer.
+ * - Refusals (nacked: a queue full with reject-publish; REPLY_QUEUE returning it) are retried
+ *   REPLY_ATTEMPTS times in all, then the input is dead-lettered. A reply over the broker's
+ *   max_message_size is refused for good at once: a short error reply goes in its place, and the
+ *   input is dead-lettered.
+ */
+import type { Logger } from 'pino';
+import type { Settlement } from './broker/acks.js';
+import type { Delivery } from './broker/delivery.js';
+import type { PublishResult } from './broker/publisher.js';
+import type { ItemResult } from './scorer.js';
+import { buildReply, type Outcome, type Reply } from './reply.js';
+import type { QueueType } from './topology.js';
+
+export type { Settlement };
+
+/** What answer() needs of the broker; the Broker facade is one, a test's fake another. */
+export interface AnswerBroker {
+  isCurrent(d: Delivery): boolean;
+  publishAll(replies: readonly Reply[]): Promise<PublishResult[]>;
+  settle(items: ReadonlyArray<{ delivery: Delivery; settlement: Settlement }>): void;
+  redeclareReplyQueue(): Promise<void>;
+  /** The eventual outcome of a reply reported 'late', if the broker gives it within `waitMs`; else 'late'. */
+  awaitLate(reply: Reply, waitMs: number): Promise<PublishResult>;
+  forgetLate(reply: Reply): void;
+}
+
+export interface ScoredItem {
+  delivery: Delivery;
+  result: ItemResult;
+  scoringMs: number;
+}
+
+/** Why an input left us, for logs and the refused/dead-lettered metrics. */
+export type SettleReason =
+  | 'confirmed'
+  | 'caller gone'
+  | 'stale'
+  | 'crashed'
+  | 'reply too large'
+  | 'reply refused'
+  | 'reply queue returns'
+  | 'gave up';
+
+export interface Settled {
+  delivery: Delivery;
+  settlement: Settlement;
+  reason: SettleReason;
+  /** The reply that went out for it, when one did. */
+  reply?: Reply;
+}
+
+export interface AnswerOptions {
+  broker: AnswerBroker;
+  replyQueue: string;
+  modelName: string;
+  queueType: QueueType;
+  deliveryLimit: number;
+  /** Refusals (nacks, returns from REPLY_QUEUE) before the input is dead-lettered. */
+  replyAttempts: number;
+  /** How long transient failures are retried before the input is requeued. */
+  giveUpMs: number;
+  /** The delay before retry `attempt` (1, 2, …). */
+  backoffMs(attempt: number): number;
+  logger: Logger;
+  /** Each settlement, once, as it happens (metrics, in-flight accounting). */
+  onSettled(items: readonly Settled[]): void;
+  /** A reply published again, and why. */
+  onRetry(why: PublishResult): void;
+  sleep?: (ms: number) => Promise<void>;
+  now?: () => number;
+}
+
+/** Where an item stands: not published yet, or what the broker said of its last publish. */
+export type Stage = 'crashed' | 'stale' | PublishResult;
+
+export type Fate =
+  | { kind: 'settle'; settlement: Settlement; reason: SettleReason }
+  | { kind: 'retry'; refusal: boolean; redeclare: boolean }
+  | { kind: 'error-reply'; reason: SettleReason };
+
+/**
+ * The table. `refusals` counts the refusals so far, this one included; `elapsedMs` how long this
+ * item has been retried.
+ */
+export function fateOf(
+  stage: Stage,
+  item: { toReplyQueue: boolean; redelivered: boolean; refusals: number; elapsedMs: number },
+  rules: { queueType: QueueType; replyAttempts: number; giveUpMs: number },
+): Fate {
+  switch (stage) {
+    case 'confirmed':
+      return { kind: 'settle', settlement: 'ack', reason: 'confirmed' };
+    case 'stale':
+      // Its channel has closed: the broker redelivers it, and a reply now would only be a duplicate.
+      return { kind: 'settle', settlement: 'none', reason: 'stale' };
+    case 'crashed':
+      return { kind: 'settle', settlement: unansweredSettlement(item.redelivered, rules.queueType), reason: 'crashed' };
+    case 'returned':
+      // A caller's replyTo that has gone: no one is left to answer. Our own REPLY_QUEUE gone: declare it again.
+      if (!item.toReplyQueue) return { kind: 'settle', settlement: 'ack', reason: 'caller gone' };
+      if (item.refusals >= rules.replyAttempts) return { kind: 'settle', settlement: 'dead-letter', reason: 'reply queue returns' };
+      return { kind: 'retry', refusal: true, redeclare: true };
+    case 'nacked':
+      if (item.refusals >= rules.replyAttempts) return { kind: 'settle', settlement: 'dead-letter', reason: 'reply refused' };
+      return { kind: 'retry', refusal: true, redeclare: false };
+    case 'too-large':
+      return { kind: 'error-reply', reason: 'reply too large' };
+    case 'late':
+    case 'lost':
+      if (item.elapsedMs >= rules.giveUpMs) return { kind: 'settle', settlement: 'requeue', reason: 'gave up' };
+      return { kind: 'retry', refusal: false, redeclare: false };
+  }
+}
+
+/**
+ * An input whose isolate died under it is requeued so the broker counts it: a quorum queue
+ * dead-letters it at x-delivery-limit; a classic queue has no count, so its second death sends it
+ * to the dead-letter queue.
+ */
+export function unansweredSettlement(redelivered: boolean, queueType: QueueType): Settlement {
+  return queueType === 'classic' && redelivered ? 'dead-letter' : 'requeue';
+}
+
+const REFUSALS = new Set<Stage>(['nacked', 'returned']);
+
+/**
+ * Retries logged at warn at most once per reason every RETRY_LOG_EVERY_MS, with the count since the
+ * last line: a full REPLY_QUEUE once wrote 180 lines a second. The metric counts every one.
+ */
+const RETRY_LOG_EVERY_MS = 10_000;
+class RetryLog {
+  private readonly last = new Map<PublishResult, { at: number; since: number }>();
+
+  note(logger: Logger, why: PublishResult, d: Delivery): void {
+    const now = Date.now();
+    const entry = this.last.get(why);
+    if (entry && now - entry.at < RETRY_LOG_EVERY_MS) {
+      entry.since++;
+      return;
+    }
+    logger.warn({ correlationId: idOf(d), why, retriesSinceLastLine: entry?.since ?? 0 }, 'reply not taken by the broker; retrying');
+    this.last.set(why, { at: now, since: 0 });
+  }
+}
+const retryLog = new RetryLog();
+
+/** Settles (as 'none') the deliveries whose channel has closed and returns the rest: stale work is not scored. */
+export function dropStale(deliveries: readonly Delivery[], o: AnswerOptions): Delivery[] {
+  const current: Delivery[] = [];
+  const stale: Settled[] = [];
+  for (const delivery of deliveries) {
+    if (o.broker.isCurrent(delivery)) current.push(delivery);
+    else stale.push({ delivery, settlement: 'none', reason: 'stale' });
+  }
+  settle(stale, o);
+  return current;
+}
+
+/**
+ * Publishes the items' replies at once, settles each as soon as its fate is known, and resolves
+ * when every item is settled. Never throws: a failure is an outcome in the table.
+ */
+export async function answer(items: readonly ScoredItem[], o: AnswerOptions): Promise<void> {
+  const { broker } = o;
+  const settledNow: Settled[] = [];
+  const sending: Array<{ item: ScoredItem; reply: Reply }> = [];
+  for (const item of items) {
+    const { delivery, result } = item;
+    if (!broker.isCurrent(delivery) || (!result.ok && result.code === 'SKIPPED')) settledNow.push(final(item, 'stale', o));
+    else if (!result.ok && result.code === 'CRASHED') {
+      o.logger.warn({ correlationId: idOf(delivery), deliveryCount: delivery.deliveryCount, reason: result.message }, 'entry script died under an input');
+      settledNow.push(final(item, 'crashed', o));
+    } else {
+      const reply = buildReply(delivery, result as Outcome, { replyQueue: o.replyQueue, modelName: o.modelName, scoringMs: item.scoringMs });
+      if (!result.ok) o.logger.info({ correlationId: reply.correlationId, code: result.code, error: result.message }, 'error reply');
+      sending.push({ item, reply });
+    }
+  }
+  settle(settledNow, o);
+  if (sending.length === 0) return;
+  const results = await safePublish(o, sending.map((s) => s.reply));
+  const confirmed: Settled[] = [];
+  const followUps: Array<Promise<void>> = [];
+  for (let k = 0; k < sending.length; k++) {
+    const { item, reply } = sending[k];
+    if (results[k] === 'confirmed') confirmed.push(final(item, 'confirmed', o, reply));
+    else followUps.push(followUp(item, reply, results[k], o));
+  }
+  // Acked at once, together (one multiple ack), whatever becomes of the neighbours still retried.
+  settle(confirmed, o);
+  await Promise.all(followUps);
+}
+
+/** One reply the broker did not confirm, walked through the table until its input is settled. */
+async function followUp(item: ScoredItem, reply: Reply, first: PublishResult, o: AnswerOptions): Promise<void> {
+  const now = o.now ?? Date.now;
+  const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const started = now();
+  let stage: Stage = first;
+  let refusals = 0;
+  for (let attempt = 1; ; attempt++) {
+    if (REFUSALS.has(stage)) refusals++;
+    const fate = fateOf(stage, { ...facts(item, reply), refusals, elapsedMs: now() - started }, o);
+    if (fate.kind === 'settle') {
+      if (stage === 'late') o.broker.forgetLate(reply);
+      return settle([settled(item, fate, reply)], o);
+    }
+    if (fate.kind === 'error-reply') return errorReply(item, reply, fate.reason, o);
+    o.onRetry(stage as PublishResult);
+    retryLog.note(o.logger, stage as PublishResult, item.delivery);
+    if (stage === 'late') {
+      // Not published again: its confirm is still to come (or its channel's close), and a copy would be a duplicate.
+      stage = await o.broker.awaitLate(reply, o.backoffMs(attempt)).catch((): PublishResult => 'lost');
+      if (!o.broker.isCurrent(item.delivery)) {
+        o.broker.forgetLate(reply);
+        return settle([final(item, 'stale', o)], o);
+      }
+      continue;
+    }
+    if (fate.redeclare) await o.broker.redeclareReplyQueue().catch(() => {});
+    await sleep(o.backoffMs(attempt));
+    if (!o.broker.isCurrent(item.delivery)) return settle([final(item, 'stale', o)], o);
+    [stage] = await safePublish(o, [reply]);
+  }
+}
+
+/**
+ * Refused for good: the caller gets a short error reply where one can still go (one try), and the
+ * input is dead-lettered, so its body is kept for whoever looks into it.
+ */
+async function errorReply(item: ScoredItem, tooBig: Reply, reason: SettleReason, o: AnswerOptions): Promise<void> {
+  const { delivery } = item;
+  const message = `the reply (${tooBig.body.byteLength} bytes) is over the broker's max_message_size; the input is dead-lettered to the input queue's dead-letter queue`;
+  const reply = buildReply(delivery, { ok: false, code: 'REPLY_TOO_LARGE', message }, { replyQueue: o.replyQueue, modelName: o.modelName, scoringMs: item.scoringMs });
+  const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  // A few tries, with backoff: the big reply has just closed the publish channel, and the first try often meets it closing.
+  let [result] = await safePublish(o, [reply]);
+  for (let attempt = 1; attempt < o.replyAttempts && result !== 'confirmed' && result !== 'returned' && o.broker.isCurrent(delivery); attempt++) {
+    if (result === 'late') result = await o.broker.awaitLate(reply, o.backoffMs(attempt)).catch((): PublishResult => 'lost');
+    else {
+      await sleep(o.backoffMs(attempt));
+      [result] = await safePublish(o, [reply]);
+    }
+  }
+  if (result === 'late') o.broker.forgetLate(reply);
+  const sent = result === 'confirmed' || result === 'returned';
+  o.logger.warn({ correlationId: idOf(delivery), replyBytes: tooBig.body.byteLength, errorReply: sent ? 'sent' : result }, 'reply refused for good; input dead-lettered');
+  settle([settled(item, { kind: 'settle', settlement: 'dead-letter', reason }, sent ? reply : undefined)], o);
+}
+
+/** The fate of a stage that always settles (stale, crashed, confirmed). */
+function final(item: ScoredItem, stage: 'stale' | 'crashed' | 'confirmed', o: AnswerOptions, reply?: Reply): Settled {
+  const fate = fateOf(stage, facts(item, reply), o);
+  if (fate.kind !== 'settle') throw new Error(`fateOf(${stage}) must settle`);
+  return settled(item, fate, reply);
+}
+
+function settled(item: ScoredItem, fate: Extract<Fate, { kind: 'settle' }>, reply?: Reply): Settled {
+  return { delivery: item.delivery, settlement: fate.settlement, reason: fate.reason, reply: fate.settlement === 'ack' || fate.settlement === 'dead-letter' ? reply : undefined };
+}
+
+/** Settles on the delivery's own channel only: one whose channel has gone becomes 'none' (the broker has it back). */
+function settle(items: Settled[], o: AnswerOptions): void {
+  if (items.length === 0) return;
+  for (const s of items) {
+    if (s.settlement !== 'none' && !o.broker.isCurrent(s.delivery)) {
+      s.settlement = 'none';
+      s.reason = 'stale';
+      s.reply = undefined;
+    }
+    if (s.settlement === 'dead-letter' || s.reason === 'gave up') {
+      o.logger.warn({ correlationId: idOf(s.delivery), settlement: s.settlement, reason: s.reason }, 'input not answered normally');
+    }
+  }
+  o.broker.settle(items);
+  o.onSettled(items);
+}
+
+/** publishAll never throws by contract; should it, every reply counts as lost and is retried. */
+async function safePublish(o: AnswerOptions, replies: Reply[]): Promise<PublishResult[]> {
+  try {
+    return await o.broker.publishAll(replies);
+  } catch (err) {
+    o.logger.error({ err: (err as Error).message }, 'publish failed');
+    return replies.map(() => 'lost');
+  }
+}
+
+function facts(item: ScoredItem, reply?: Reply): { toReplyQueue: boolean; redelivered: boolean; refusals: number; elapsedMs: number } {
+  return { toReplyQueue: reply?.toReplyQueue ?? !item.delivery.replyTo, redelivered: item.delivery.redelivered, refusals: 0, elapsedMs: 0 };
+}
+
+function idOf(d: Delivery): string | undefined {
+  return d.correlationId ?? d.messageId;
+}

@@ -1,0 +1,46 @@
+/**
+ * One input message in the project's words, and the generation of the consume channel it came on:
+ * an ack is only valid on that channel, so "is this delivery still current" is a question about its
+ * generation, answered by that channel's Acks (broker/acks.ts) and nowhere else.
+ */
+import type * as amqp from 'amqplib';
+
+export interface Delivery {
+  body: Buffer;
+  correlationId?: string;
+  messageId?: string;
+  replyTo?: string;
+  redelivered: boolean;
+  /** x-delivery-count on quorum queues: how many times it was delivered before. */
+  deliveryCount: number;
+  readonly tag: number;
+  /** The generation of the consume channel it came on: acks are only valid on that one. */
+  readonly channel: number;
+}
+
+/** U+FFFD in a decoded short string: amqplib turned bytes that were not UTF-8 into it, and the original is gone. */
+const REPLACEMENT = '\uFFFD';
+
+export function toDelivery(msg: amqp.ConsumeMessage, generation: number): Delivery {
+  const p = msg.properties;
+  const count = p.headers?.['x-delivery-count'];
+  return {
+    body: msg.content,
+    correlationId: p.correlationId || undefined,
+    messageId: p.messageId || undefined,
+    replyTo: p.replyTo || undefined,
+    redelivered: msg.fields.redelivered,
+    deliveryCount: typeof count === 'number' ? count : msg.fields.redelivered ? 1 : 0,
+    tag: msg.fields.deliveryTag,
+    channel: generation,
+  };
+}
+
+/**
+ * amqplib decodes every short string (correlation-id, message-id) as UTF-8 before we see it, so an id
+ * that is not valid UTF-8 reaches us already altered and cannot be passed back byte for byte. We can
+ * only tell that it may have been: the replacement character is where its bytes were.
+ */
+export function idMayBeAltered(d: Pick<Delivery, 'correlationId' | 'messageId'>): boolean {
+  return (d.correlationId?.includes(REPLACEMENT) ?? false) || (d.messageId?.includes(REPLACEMENT) ?? false);
+}
