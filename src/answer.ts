@@ -20,7 +20,7 @@ import type { Settlement } from './broker/acks.js';
 import type { Delivery } from './broker/delivery.js';
 import type { PublishResult } from './broker/publisher.js';
 import type { ItemResult } from './scorer.js';
-import { buildReply, type Outcome, type Reply } from './reply.js';
+import { buildReply, type Outcome, type Reply, type ReplyContext } from './reply.js';
 import type { QueueType } from './topology.js';
 
 export type { Settlement };
@@ -40,6 +40,8 @@ export interface ScoredItem {
   delivery: Delivery;
   result: ItemResult;
   scoringMs: number;
+  /** What the reply carries beside the outcome: x-queue-wait-ms and the trace headers (reply.ts ReplyContext). */
+  carries?: Pick<ReplyContext, 'queueWaitMs' | 'traceHeaders'>;
 }
 
 /** Why an input left us, for logs and the refused/dead-lettered metrics. */
@@ -51,7 +53,9 @@ export type SettleReason =
   | 'reply too large'
   | 'reply refused'
   | 'reply queue returns'
-  | 'gave up';
+  | 'gave up'
+  /** A redelivery of an input whose reply was confirmed here (answered-record.ts): acked, not answered again. */
+  | 'already answered';
 
 export interface Settled {
   delivery: Delivery;
@@ -78,6 +82,11 @@ export interface AnswerOptions {
   onSettled(items: readonly Settled[]): void;
   /** A reply published again, and why. */
   onRetry(why: PublishResult): void;
+  /**
+   * Told of each input acked with its reply confirmed (or returned from a gone caller), just before
+   * the ack goes: the ack may be lost with its connection, and the input come back (answered-record.ts).
+   */
+  record?: { remember(ids: Pick<Delivery, 'messageId' | 'correlationId'>, nowMs: number): void };
   sleep?: (ms: number) => Promise<void>;
   now?: () => number;
 }
@@ -168,6 +177,11 @@ export function dropStale(deliveries: readonly Delivery[], o: AnswerOptions): De
   return current;
 }
 
+/** Redeliveries of inputs already answered here: acked without scoring or replying again. */
+export function settleAnswered(deliveries: readonly Delivery[], o: AnswerOptions): void {
+  settle(deliveries.map((delivery) => ({ delivery, settlement: 'ack' as const, reason: 'already answered' as const })), o);
+}
+
 /**
  * Publishes the items' replies at once, settles each as soon as its fate is known, and resolves
  * when every item is settled. Never throws: a failure is an outcome in the table.
@@ -183,7 +197,7 @@ export async function answer(items: readonly ScoredItem[], o: AnswerOptions): Pr
       o.logger.warn({ correlationId: idOf(delivery), deliveryCount: delivery.deliveryCount, reason: result.message }, 'entry script died under an input');
       settledNow.push(final(item, 'crashed', o));
     } else {
-      const reply = buildReply(delivery, result as Outcome, { replyQueue: o.replyQueue, modelName: o.modelName, scoringMs: item.scoringMs });
+      const reply = buildReply(delivery, result as Outcome, { replyQueue: o.replyQueue, modelName: o.modelName, scoringMs: item.scoringMs, ...item.carries });
       if (!result.ok) o.logger.info({ correlationId: reply.correlationId, code: result.code, error: result.message }, 'error reply');
       sending.push({ item, reply });
     }
@@ -223,7 +237,8 @@ async function followUp(item: ScoredItem, reply: Reply, first: PublishResult, o:
     if (stage === 'late') {
       // Not published again: its confirm is still to come (or its channel's close), and a copy would be a duplicate.
       stage = await o.broker.awaitLate(reply, o.backoffMs(attempt)).catch((): PublishResult => 'lost');
-      if (!o.broker.isCurrent(item.delivery)) {
+      // Confirmed after all: settled as such (and remembered), even if its channel has gone meanwhile.
+      if (stage !== 'confirmed' && !o.broker.isCurrent(item.delivery)) {
         o.broker.forgetLate(reply);
         return settle([final(item, 'stale', o)], o);
       }
@@ -243,7 +258,7 @@ async function followUp(item: ScoredItem, reply: Reply, first: PublishResult, o:
 async function errorReply(item: ScoredItem, tooBig: Reply, reason: SettleReason, o: AnswerOptions): Promise<void> {
   const { delivery } = item;
   const message = `the reply (${tooBig.body.byteLength} bytes) is over the broker's max_message_size; the input is dead-lettered to the input queue's dead-letter queue`;
-  const reply = buildReply(delivery, { ok: false, code: 'REPLY_TOO_LARGE', message }, { replyQueue: o.replyQueue, modelName: o.modelName, scoringMs: item.scoringMs });
+  const reply = buildReply(delivery, { ok: false, code: 'REPLY_TOO_LARGE', message }, { replyQueue: o.replyQueue, modelName: o.modelName, scoringMs: item.scoringMs, ...item.carries });
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   // A few tries, with backoff: the big reply has just closed the publish channel, and the first try often meets it closing.
   let [result] = await safePublish(o, [reply]);
@@ -275,6 +290,8 @@ function settled(item: ScoredItem, fate: Extract<Fate, { kind: 'settle' }>, repl
 function settle(items: Settled[], o: AnswerOptions): void {
   if (items.length === 0) return;
   for (const s of items) {
+    // Remembered even when its channel has gone and the ack cannot go: the caller has its reply, and the input comes back.
+    if (o.record && s.settlement === 'ack' && s.reply) o.record.remember(s.delivery, Date.now());
     if (s.settlement !== 'none' && !o.broker.isCurrent(s.delivery)) {
       s.settlement = 'none';
       s.reason = 'stale';

@@ -13,6 +13,14 @@ export interface Delivery {
   redelivered: boolean;
   /** x-delivery-count on quorum queues: how many times it was delivered before. */
   deliveryCount: number;
+  /** AMQP headers: x-deadline, x-deadline-ms, traceparent, tracestate are read from them. */
+  headers?: Record<string, unknown>;
+  /** AMQP timestamp (seconds, as the protocol has it): the deadline and x-queue-wait-ms count from it. */
+  timestamp?: number;
+  /** AMQP expiration (per-message TTL, ms as a string): a deadline once delivered (deadline.ts). */
+  expiration?: string;
+  /** AMQP priority (0–255): the order the consumer scores what it holds (held-inputs.ts). */
+  priority?: number;
   readonly tag: number;
   /** The generation of the consume channel it came on: acks are only valid on that one. */
   readonly channel: number;
@@ -31,6 +39,10 @@ export function toDelivery(msg: amqp.ConsumeMessage, generation: number): Delive
     replyTo: p.replyTo || undefined,
     redelivered: msg.fields.redelivered,
     deliveryCount: typeof count === 'number' ? count : msg.fields.redelivered ? 1 : 0,
+    headers: p.headers ?? undefined,
+    timestamp: typeof p.timestamp === 'number' ? p.timestamp : undefined,
+    expiration: p.expiration === undefined || p.expiration === null || p.expiration === '' ? undefined : String(p.expiration),
+    priority: typeof p.priority === 'number' ? p.priority : undefined,
     tag: msg.fields.deliveryTag,
     channel: generation,
   };
