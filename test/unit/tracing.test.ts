@@ -3,46 +3,22 @@
  * starts on 127.0.0.1 (no collector, no broker), must continue the input's traceparent.
  */
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { loadConfig } from '../../src/config.js';
 import { TRACING_OFF, passTraceHeaders, startTracing } from '../../src/tracing.js';
+import { startOtlpReceiver, type OtlpReceiver, type OtlpSpan } from '../support/otlp-receiver.js';
 
-interface OtlpSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  kind: number;
-}
-
-let server: Server;
+let receiver: OtlpReceiver;
 let url: string;
-const received: OtlpSpan[] = [];
-let requests = 0;
-
-/** The JS exporter writes ids as hex in JSON; the OTLP JSON spec's base64 is accepted too. */
-const hex = (id: string | undefined) => (!id ? '' : /^[0-9a-f]+$/.test(id) ? id : Buffer.from(id, 'base64').toString('hex'));
+let received: OtlpSpan[];
 
 before(async () => {
-  server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      requests++;
-      if (req.url === '/v1/traces') {
-        const doc = JSON.parse(body) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }> };
-        for (const rs of doc.resourceSpans) for (const ss of rs.scopeSpans) for (const s of ss.spans) received.push({ ...s, traceId: hex(s.traceId), spanId: hex(s.spanId), parentSpanId: hex(s.parentSpanId) });
-      }
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  receiver = await startOtlpReceiver();
+  url = receiver.url;
+  received = receiver.spans;
 });
 
-after(() => server.close());
+after(() => receiver.close());
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const CALLER_SPAN = '00f067aa0ba902b7';
@@ -101,14 +77,14 @@ test('an input without a traceparent starts a trace of its own', async () => {
 });
 
 test('without OTEL_* variables tracing is off: no exporter, no spans, nothing sent', async () => {
-  const before = requests;
+  const sent = receiver.requests();
   const config = loadConfig({});
   assert.deepEqual(config.tracing, { exporter: 'none', otlpTracesUrl: '', serviceName: 'onnx-rabbitmq-scorer' });
   const tracing = await startTracing(config.tracing);
   assert.equal(tracing, TRACING_OFF);
   assert.equal(tracing.begin({ queue: 'q', redelivered: false, headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01` } }), undefined);
   await tracing.shutdown();
-  assert.equal(requests, before, 'no request reached the receiver');
+  assert.equal(receiver.requests(), sent, 'no request reached the receiver');
 });
 
 test('OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true wins over an endpoint', () => {
