@@ -87,6 +87,11 @@ export interface AnswerOptions {
    * the ack goes: the ack may be lost with its connection, and the input come back (answered-record.ts).
    */
   record?: { remember(ids: Pick<Delivery, 'messageId' | 'correlationId'>, nowMs: number): void };
+  /**
+   * ANSWER_POISON: an input this consumer dead-letters because its isolate died under it (a classic
+   * queue's second death) gets a POISON reply naming this queue first. Off when absent.
+   */
+  answerPoison?: { deadLetterQueue: string };
   sleep?: (ms: number) => Promise<void>;
   now?: () => number;
 }
@@ -190,12 +195,15 @@ export async function answer(items: readonly ScoredItem[], o: AnswerOptions): Pr
   const { broker } = o;
   const settledNow: Settled[] = [];
   const sending: Array<{ item: ScoredItem; reply: Reply }> = [];
+  const poisoned: Array<Promise<void>> = [];
   for (const item of items) {
     const { delivery, result } = item;
     if (!broker.isCurrent(delivery) || (!result.ok && result.code === 'SKIPPED')) settledNow.push(final(item, 'stale', o));
     else if (!result.ok && result.code === 'CRASHED') {
       o.logger.warn({ correlationId: idOf(delivery), deliveryCount: delivery.deliveryCount, reason: result.message }, 'entry script died under an input');
-      settledNow.push(final(item, 'crashed', o));
+      const fate = final(item, 'crashed', o);
+      if (fate.settlement === 'dead-letter' && o.answerPoison) poisoned.push(answerPoison(item, o.answerPoison.deadLetterQueue, o));
+      else settledNow.push(fate);
     } else {
       const reply = buildReply(delivery, result as Outcome, { replyQueue: o.replyQueue, modelName: o.modelName, scoringMs: item.scoringMs, ...item.carries });
       if (!result.ok) o.logger.info({ correlationId: reply.correlationId, code: result.code, error: result.message }, 'error reply');
@@ -203,7 +211,7 @@ export async function answer(items: readonly ScoredItem[], o: AnswerOptions): Pr
     }
   }
   settle(settledNow, o);
-  if (sending.length === 0) return;
+  if (sending.length === 0) return void (await Promise.all(poisoned));
   const results = await safePublish(o, sending.map((s) => s.reply));
   const confirmed: Settled[] = [];
   const followUps: Array<Promise<void>> = [];
@@ -214,7 +222,7 @@ export async function answer(items: readonly ScoredItem[], o: AnswerOptions): Pr
   }
   // Acked at once, together (one multiple ack), whatever becomes of the neighbours still retried.
   settle(confirmed, o);
-  await Promise.all(followUps);
+  await Promise.all([...followUps, ...poisoned]);
 }
 
 /** One reply the broker did not confirm, walked through the table until its input is settled. */
@@ -259,6 +267,24 @@ async function errorReply(item: ScoredItem, tooBig: Reply, reason: SettleReason,
   const { delivery } = item;
   const message = `the reply (${tooBig.body.byteLength} bytes) is over the broker's max_message_size; the input is dead-lettered to the input queue's dead-letter queue`;
   const reply = buildReply(delivery, { ok: false, code: 'REPLY_TOO_LARGE', message }, { replyQueue: o.replyQueue, modelName: o.modelName, scoringMs: item.scoringMs, ...item.carries });
+  const sent = await tryErrorReply(delivery, reply, o);
+  o.logger.warn({ correlationId: idOf(delivery), replyBytes: tooBig.body.byteLength, errorReply: sent ? 'sent' : 'not sent' }, 'reply refused for good; input dead-lettered');
+  settle([settled(item, { kind: 'settle', settlement: 'dead-letter', reason }, sent ? reply : undefined)], o);
+}
+
+/** ANSWER_POISON: the caller of an input about to be dead-lettered is told so, and where it is parked. */
+async function answerPoison(item: ScoredItem, deadLetterQueue: string, o: AnswerOptions): Promise<void> {
+  const { delivery } = item;
+  const message = `input not scored: the entry script's process died under it twice; it is dead-lettered to queue '${deadLetterQueue}' for the operators`;
+  const reply = buildReply(delivery, { ok: false, code: 'POISON', message }, { replyQueue: o.replyQueue, modelName: o.modelName, scoringMs: 0, ...item.carries });
+  reply.properties.headers['x-dead-letter-queue'] = deadLetterQueue;
+  const sent = await tryErrorReply(delivery, reply, o);
+  o.logger.warn({ correlationId: idOf(delivery), poisonReply: sent ? 'sent' : 'not sent' }, 'poison input answered POISON and dead-lettered');
+  settle([settled(item, { kind: 'settle', settlement: 'dead-letter', reason: 'crashed' }, sent ? reply : undefined)], o);
+}
+
+/** A short error reply, a few tries with backoff while the input is ours: true once it is confirmed (or returned from a gone caller). */
+async function tryErrorReply(delivery: Delivery, reply: Reply, o: AnswerOptions): Promise<boolean> {
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   // A few tries, with backoff: the big reply has just closed the publish channel, and the first try often meets it closing.
   let [result] = await safePublish(o, [reply]);
@@ -270,9 +296,7 @@ async function errorReply(item: ScoredItem, tooBig: Reply, reason: SettleReason,
     }
   }
   if (result === 'late') o.broker.forgetLate(reply);
-  const sent = result === 'confirmed' || result === 'returned';
-  o.logger.warn({ correlationId: idOf(delivery), replyBytes: tooBig.body.byteLength, errorReply: sent ? 'sent' : result }, 'reply refused for good; input dead-lettered');
-  settle([settled(item, { kind: 'settle', settlement: 'dead-letter', reason }, sent ? reply : undefined)], o);
+  return result === 'confirmed' || result === 'returned';
 }
 
 /** The fate of a stage that always settles (stale, crashed, confirmed). */

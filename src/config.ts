@@ -60,6 +60,7 @@ export const configSchema = z.object({
   ANSWERED_RECORD_MAX: int(0, 10_000_000),
   ANSWERED_RECORD_MAX_AGE_MS: int(0, 86_400_000),
   MAX_PRIORITY: int(0, 255),
+  ANSWER_POISON: z.enum(['true', 'false']),
   OTEL_SDK_DISABLED: z.enum(['', 'true', 'false']),
   OTEL_TRACES_EXPORTER: z.enum(['', 'otlp', 'console', 'none']),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.union([z.literal(''), z.url({ protocol: /^https?$/ })]),
@@ -124,6 +125,8 @@ export interface Config {
   answeredRecord: { maxEntries: number; maxAgeMs: number };
   /** x-max-priority of a classic input queue; 0: not a priority queue. */
   maxPriority: number;
+  /** Classic input queue: send the caller a POISON reply as the consumer dead-letters its input. */
+  answerPoison: boolean;
   tracing: TracingConfig;
 }
 
@@ -196,6 +199,7 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
     deadlineMs: c.DEADLINE_MS,
     answeredRecord: { maxEntries: c.ANSWERED_RECORD_MAX, maxAgeMs: c.ANSWERED_RECORD_MAX_AGE_MS },
     maxPriority: c.MAX_PRIORITY,
+    answerPoison: c.ANSWER_POISON === 'true',
     tracing: tracingConfig(c),
   });
 }

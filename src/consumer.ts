@@ -92,6 +92,7 @@ export class Consumer {
       onSettled: (items) => this.onSettled(items),
       onRetry: (why) => metrics.replyRetries.inc({ reason: why }),
       record: this.record,
+      answerPoison: config.answerPoison && config.queueType === 'classic' ? { deadLetterQueue: `${config.inputQueue}.dead` } : undefined,
     };
     broker.on('returned', ({ routingKey, correlationId, replyText }) => {
       metrics.returnedReplies.inc();
