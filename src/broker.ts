@@ -197,7 +197,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       const idle = { name: 'idle' as const, channel: s.channel, acks: s.acks };
       this.toConsume(idle, 'new prefetch');
       await s.channel.cancel(s.consumerTag).catch(() => {});
-      if (this.consumeState === idle) await this.subscribe(idle);
+      if (this.consumeState === idle) await this.subscribe(idle, 'prefetch changed');
     }
   }
 
@@ -265,7 +265,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     await this.want(this.demand);
   }
 
-  private async subscribe(s: { channel: amqp.Channel; acks: ChannelAcks }): Promise<void> {
+  /** `msg`: the log line; 'consuming' marks a (re)subscription, which tests and operators look for. */
+  private async subscribe(s: { channel: amqp.Channel; acks: ChannelAcks }, msg: 'consuming' | 'prefetch changed' = 'consuming'): Promise<void> {
     const { channel: ch, acks } = s;
     if (this.channelPrefetch !== this.nextPrefetch) {
       await ch.prefetch(this.nextPrefetch);
@@ -278,7 +279,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     });
     if (this.acks() !== acks) return; // the channel went while the consume was on its way
     this.toConsume({ name: 'consuming', channel: ch, acks, consumerTag }, 'consume-ok');
-    this.log.info({ queue: this.topology.inputQueue, prefetch: this.channelPrefetch }, 'consuming');
+    this.log.info({ queue: this.topology.inputQueue, prefetch: this.channelPrefetch }, msg);
     // Asked to pause or stop meanwhile: reconcile again.
     if (this.demand !== 'deliveries') void this.want(this.demand);
   }

@@ -229,6 +229,8 @@ export class Consumer {
     for (const r of batch) r.trace?.batched(batch.length);
     const work = this.scoring
       .add(() => this.scoreAndAnswer(batch), { priority })
+      // The isolate is free once scoring is done; the answers (confirms, retries) go on outside the queue.
+      .then(async (answering) => void (await Promise.all(answering ?? [])))
       .catch((err: Error) => {
         // answer() settles every item whatever happens; reaching here is a bug in scoring: the inputs stay unacked for redelivery.
         this.deps.logger.error({ err: err.message }, 'batch failed');
@@ -240,9 +242,10 @@ export class Consumer {
   /**
    * Stale inputs (their channel has closed: the broker has them back) are dropped before scoring.
    * Over-size bodies are answered here, before any copy reaches the entry script. Items the script
-   * answers one at a time are answered as each is done; a runBatch batch once it returns.
+   * answers one at a time are answered as each is done; a runBatch batch once it returns. Resolves
+   * when scoring is done, with the answers still under way.
    */
-  private async scoreAndAnswer(received: Received[]): Promise<void> {
+  private async scoreAndAnswer(received: Received[]): Promise<Array<Promise<void>>> {
     const { metrics, scorer, config } = this.deps;
     const current = dropStale(received.map((r) => r.delivery), this.answerOptions);
     // A redelivery held while the first copy's reply was being confirmed: answered by now.
@@ -252,7 +255,7 @@ export class Consumer {
       settleAnswered(answered, this.answerOptions);
     }
     const batch = answered.length === 0 ? current : current.filter((d) => !answered.includes(d));
-    if (batch.length === 0) return;
+    if (batch.length === 0) return [];
     const answering: Array<Promise<void>> = [];
     const started = performance.now();
     const answerNow = (items: ScoredItem[]) => answering.push(answer(items, this.answerOptions));
@@ -301,7 +304,7 @@ export class Consumer {
       metrics.scoringSeconds.observe(scoringMs / 1000);
       metrics.batchSize.observe(toScore.length);
     }
-    await Promise.all(answering);
+    return answering;
   }
 
   /** A scored (or refused) input, with what its reply carries beside the outcome; its trace moves on to the reply. */

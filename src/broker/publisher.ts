@@ -44,7 +44,7 @@ const TOO_LARGE = /message size \d+ is larger than configured max size (\d+)/;
 export class ReplyPublisher {
   private state: PublisherState = { name: 'down' };
   private changed = deferred();
-  /** Kept across connections: a block announced before the channel exists still holds. */
+  /** Set by the connection's `blocked` (which can come before setup makes the channel), cleared by `unblocked` or a disconnect. */
   private blockedReason: string | undefined;
   /** The broker's max_message_size, once a reply over it has closed the channel: later ones are not sent. */
   private maxMessageBytes = Infinity;
@@ -92,6 +92,8 @@ export class ReplyPublisher {
   }
 
   disconnected(): void {
+    // A new connection starts unblocked: the broker says connection.blocked again if its alarm still holds.
+    this.blockedReason = undefined;
     if (this.state.name !== 'closed') this.to({ name: 'down' }, 'disconnected');
   }
 

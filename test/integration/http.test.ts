@@ -24,10 +24,12 @@ after(async () => {
 
 const count = (m: Map<string, number>, sample: string) => m.get(sample) ?? 0;
 
-test('/healthz answers 200 while the process is alive', async () => {
+test('/healthz answers 200 while the consumer is connected and making progress', async () => {
   const res = await get(port, '/healthz');
   assert.equal(res.status, 200);
-  assert.deepEqual(JSON.parse(res.text), { status: 'alive' });
+  const body = JSON.parse(res.text) as Record<string, unknown>;
+  assert.equal(body.status, 'alive');
+  assert.equal(body.unwellForMs, 0);
 });
 
 test('/readyz answers 200 once the model is loaded, both connections are up and the consumer is subscribed', async () => {
