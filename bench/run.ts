@@ -17,9 +17,12 @@
  * for at most this long: at about 1k msg/s it would take a minute per model), --set KEY=VALUE
  * (repeatable: config for this consumer only, for tuning runs), --only ours, --cpu-prof (profiles of
  * this consumer in bench/work/prof), --soak [--soak-messages N], --binary (only the binary-payload rows,
- * bench/binary.ts, written to bench/results.binary.json).
+ * bench/binary.ts, written to bench/results.binary.json), --tracing (only this consumer, twice:
+ * tracing off, then on, exporting OTLP/HTTP to a sink this process runs on 127.0.0.1; nothing written).
  */
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +52,7 @@ const { values: opts } = parseArgs({
     'cpu-prof': { type: 'boolean', default: false },
     soak: { type: 'boolean', default: false },
     binary: { type: 'boolean', default: false },
+    tracing: { type: 'boolean', default: false },
     'soak-messages': { type: 'string', default: '200000' },
     out: { type: 'string', default: join(ROOT, 'bench', 'results.json') },
   },
@@ -121,6 +125,50 @@ async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelRe
   return { model: model.name, count, compute, broker, brokerLatencies, hand, ours };
 }
 
+/**
+ * This consumer with tracing off (no OTEL_*: the SDK not loaded) and on (every input traced, spans
+ * exported in batches to a sink that reads and drops them), same bodies and count.
+ */
+async function tracingRows(links: BenchLinks, model: BenchModel): Promise<void> {
+  let spans = 0;
+  const sink = createServer((req, res) => {
+    req.on('data', () => {});
+    req.on('end', () => {
+      spans++;
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+  const endpoint = `http://127.0.0.1:${(sink.address() as AddressInfo).port}`;
+  try {
+    const rows: Array<{ tracing: string; result: DrainResult }> = [];
+    for (const [tracing, env] of [
+      ['off', {}],
+      ['on', { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint }],
+    ] as const) {
+      log(`${model.name}: this consumer, tracing ${tracing}`);
+      const result = await drain(links, {
+        label: `${model.name}.tracing-${tracing}`,
+        bodies: model.bodies,
+        count,
+        warmup,
+        env: { MODEL_DIR: model.modelDir, ...oursEnv, ...env },
+        readyText: '"msg":"consuming"',
+        latency: [{ ratePerS: LOW_RATE, seconds: latencySeconds / 2 }],
+      });
+      rows.push({ tracing, result });
+    }
+    log(`\n| model | tracing | msg/s | CPU ms/msg | p50 ms at ${LOW_RATE} msg/s | p99 ms | load avg |\n| --- | --- | --- | --- | --- | --- | --- |`);
+    for (const { tracing, result: r } of rows) {
+      const l = r.latencies[0];
+      log(`| ${model.name} | ${tracing} | ${Math.round(r.msgPerS)} | ${r.cpuMsPerMsg.toFixed(3)} | ${l?.p50Ms.toFixed(1)} | ${l?.p99Ms.toFixed(1)} | ${r.loadAvg.toFixed(1)} |`);
+    }
+    log(`(${spans} OTLP export requests received with tracing on)`);
+  } finally {
+    sink.close();
+  }
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   const runId = `${Date.now().toString(36)}.${randomBytes(2).toString('hex')}`;
@@ -131,6 +179,10 @@ async function main(): Promise<void> {
   const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version };
   const defaults = { PREFETCH: config.prefetch, CONCURRENCY: config.concurrency, MAX_BATCH_SIZE: config.maxBatchSize, MAX_BATCH_DELAY_MS: config.maxBatchDelayMs, ORT_INTRA_OP_THREADS: config.ort.intraOpNumThreads, ORT_GRAPH_OPTIMIZATION: config.ort.graphOptimizationLevel, QUEUE_TYPE: config.queueType };
   try {
+    if (opts.tracing) {
+      for (const model of models) await tracingRows(links, model);
+      return;
+    }
     if (opts.soak) {
       const soaks: SoakResult[] = [];
       for (const model of models) soaks.push(await soak(links, model, Number(opts['soak-messages'])));

@@ -20,7 +20,7 @@ import type { Settlement } from './broker/acks.js';
 import type { Delivery } from './broker/delivery.js';
 import type { PublishResult } from './broker/publisher.js';
 import type { ItemResult, ModelId } from './scorer.js';
-import { buildReply, type Outcome, type Reply } from './reply.js';
+import { buildReply, type Outcome, type Reply, type ReplyContext } from './reply.js';
 import type { QueueType } from './broker/topology.js';
 
 export type { Settlement };
@@ -42,6 +42,8 @@ export interface ScoredItem {
   scoringMs: number;
   /** The model that scored it (or that was serving, for an input answered unscored): its reply's x-model and x-model-version. */
   model?: ModelId;
+  /** What the reply carries beside the outcome: x-queue-wait-ms and the trace headers (reply.ts ReplyContext). */
+  carries?: Pick<ReplyContext, 'queueWaitMs' | 'traceHeaders'>;
 }
 
 /** Why an input left us, for logs and the refused/dead-lettered metrics. */
@@ -53,7 +55,9 @@ export type SettleReason =
   | 'reply too large'
   | 'reply refused'
   | 'reply queue returns'
-  | 'gave up';
+  | 'gave up'
+  /** A redelivery of an input whose reply was confirmed here (answered-record.ts): acked, not answered again. */
+  | 'already answered';
 
 export interface Settled {
   delivery: Delivery;
@@ -80,6 +84,16 @@ export interface AnswerOptions {
   onSettled(items: readonly Settled[]): void;
   /** A reply published again, and why. */
   onRetry(why: PublishResult): void;
+  /**
+   * Told of each input acked with its reply confirmed (or returned from a gone caller), just before
+   * the ack goes: the ack may be lost with its connection, and the input come back (answered-record.ts).
+   */
+  record?: { remember(ids: Pick<Delivery, 'messageId' | 'correlationId'>, nowMs: number): void };
+  /**
+   * ANSWER_POISON: an input this consumer dead-letters because its isolate died under it (a classic
+   * queue's second death) gets a POISON reply naming this queue first. Off when absent.
+   */
+  answerPoison?: { deadLetterQueue: string };
   sleep?: (ms: number) => Promise<void>;
   now?: () => number;
 }
@@ -170,6 +184,11 @@ export function dropStale(deliveries: readonly Delivery[], o: AnswerOptions): De
   return current;
 }
 
+/** Redeliveries of inputs already answered here: acked without scoring or replying again. */
+export function settleAnswered(deliveries: readonly Delivery[], o: AnswerOptions): void {
+  settle(deliveries.map((delivery) => ({ delivery, settlement: 'ack' as const, reason: 'already answered' as const })), o);
+}
+
 /**
  * Publishes the items' replies at once, settles each as soon as its fate is known, and resolves
  * when every item is settled. Never throws: a failure is an outcome in the table.
@@ -178,20 +197,23 @@ export async function answer(items: readonly ScoredItem[], o: AnswerOptions): Pr
   const { broker } = o;
   const settledNow: Settled[] = [];
   const sending: Array<{ item: ScoredItem; reply: Reply }> = [];
+  const poisoned: Array<Promise<void>> = [];
   for (const item of items) {
     const { delivery, result } = item;
     if (!broker.isCurrent(delivery) || (!result.ok && result.code === 'SKIPPED')) settledNow.push(final(item, 'stale', o));
     else if (!result.ok && result.code === 'CRASHED') {
       o.logger.warn({ correlationId: idOf(delivery), deliveryCount: delivery.deliveryCount, reason: result.message }, 'entry script died under an input');
-      settledNow.push(final(item, 'crashed', o));
+      const fate = final(item, 'crashed', o);
+      if (fate.settlement === 'dead-letter' && o.answerPoison) poisoned.push(answerPoison(item, o.answerPoison.deadLetterQueue, o));
+      else settledNow.push(fate);
     } else {
-      const reply = buildReply(delivery, result as Outcome, { replyQueue: o.replyQueue, modelName: item.model?.name ?? o.modelName, modelVersion: item.model?.version, scoringMs: item.scoringMs });
+      const reply = buildReply(delivery, result as Outcome, replyContext(item, o));
       if (!result.ok) o.logger.info({ correlationId: reply.correlationId, code: result.code, error: result.message }, 'error reply');
       sending.push({ item, reply });
     }
   }
   settle(settledNow, o);
-  if (sending.length === 0) return;
+  if (sending.length === 0) return void (await Promise.all(poisoned));
   const results = await safePublish(o, sending.map((s) => s.reply));
   const confirmed: Settled[] = [];
   const followUps: Array<Promise<void>> = [];
@@ -202,7 +224,7 @@ export async function answer(items: readonly ScoredItem[], o: AnswerOptions): Pr
   }
   // Acked at once, together (one multiple ack), whatever becomes of the neighbours still retried.
   settle(confirmed, o);
-  await Promise.all(followUps);
+  await Promise.all([...followUps, ...poisoned]);
 }
 
 /** One reply the broker did not confirm, walked through the table until its input is settled. */
@@ -225,7 +247,8 @@ async function followUp(item: ScoredItem, reply: Reply, first: PublishResult, o:
     if (stage === 'late') {
       // Not published again: its confirm is still to come (or its channel's close), and a copy would be a duplicate.
       stage = await o.broker.awaitLate(reply, o.backoffMs(attempt)).catch((): PublishResult => 'lost');
-      if (!o.broker.isCurrent(item.delivery)) {
+      // Confirmed after all: settled as such (and remembered), even if its channel has gone meanwhile.
+      if (stage !== 'confirmed' && !o.broker.isCurrent(item.delivery)) {
         o.broker.forgetLate(reply);
         return settle([final(item, 'stale', o)], o);
       }
@@ -245,7 +268,30 @@ async function followUp(item: ScoredItem, reply: Reply, first: PublishResult, o:
 async function errorReply(item: ScoredItem, tooBig: Reply, reason: SettleReason, o: AnswerOptions): Promise<void> {
   const { delivery } = item;
   const message = `the reply (${tooBig.body.byteLength} bytes) is over the broker's max_message_size; the input is dead-lettered to the input queue's dead-letter queue`;
-  const reply = buildReply(delivery, { ok: false, code: 'REPLY_TOO_LARGE', message }, { replyQueue: o.replyQueue, modelName: item.model?.name ?? o.modelName, modelVersion: item.model?.version, scoringMs: item.scoringMs });
+  const reply = buildReply(delivery, { ok: false, code: 'REPLY_TOO_LARGE', message }, replyContext(item, o));
+  const sent = await tryErrorReply(delivery, reply, o);
+  o.logger.warn({ correlationId: idOf(delivery), replyBytes: tooBig.body.byteLength, errorReply: sent ? 'sent' : 'not sent' }, 'reply refused for good; input dead-lettered');
+  settle([settled(item, { kind: 'settle', settlement: 'dead-letter', reason }, sent ? reply : undefined)], o);
+}
+
+/** ANSWER_POISON: the caller of an input about to be dead-lettered is told so, and where it is parked. */
+async function answerPoison(item: ScoredItem, deadLetterQueue: string, o: AnswerOptions): Promise<void> {
+  const { delivery } = item;
+  const message = `input not scored: the entry script's process died under it twice; it is dead-lettered to queue '${deadLetterQueue}' for the operators`;
+  const reply = buildReply(delivery, { ok: false, code: 'POISON', message }, replyContext(item, o, 0));
+  reply.properties.headers['x-dead-letter-queue'] = deadLetterQueue;
+  const sent = await tryErrorReply(delivery, reply, o);
+  o.logger.warn({ correlationId: idOf(delivery), poisonReply: sent ? 'sent' : 'not sent' }, 'poison input answered POISON and dead-lettered');
+  settle([settled(item, { kind: 'settle', settlement: 'dead-letter', reason: 'crashed' }, sent ? reply : undefined)], o);
+}
+
+/** What a reply of this item carries beside its outcome: the model that scored it, its timings and trace. */
+function replyContext(item: ScoredItem, o: AnswerOptions, scoringMs = item.scoringMs): ReplyContext {
+  return { replyQueue: o.replyQueue, modelName: item.model?.name ?? o.modelName, modelVersion: item.model?.version, scoringMs, ...item.carries };
+}
+
+/** A short error reply, a few tries with backoff while the input is ours: true once it is confirmed (or returned from a gone caller). */
+async function tryErrorReply(delivery: Delivery, reply: Reply, o: AnswerOptions): Promise<boolean> {
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   // A few tries, with backoff: the big reply has just closed the publish channel, and the first try often meets it closing.
   let [result] = await safePublish(o, [reply]);
@@ -257,9 +303,7 @@ async function errorReply(item: ScoredItem, tooBig: Reply, reason: SettleReason,
     }
   }
   if (result === 'late') o.broker.forgetLate(reply);
-  const sent = result === 'confirmed' || result === 'returned';
-  o.logger.warn({ correlationId: idOf(delivery), replyBytes: tooBig.body.byteLength, errorReply: sent ? 'sent' : result }, 'reply refused for good; input dead-lettered');
-  settle([settled(item, { kind: 'settle', settlement: 'dead-letter', reason }, sent ? reply : undefined)], o);
+  return result === 'confirmed' || result === 'returned';
 }
 
 /** The fate of a stage that always settles (stale, crashed, confirmed). */
@@ -277,6 +321,8 @@ function settled(item: ScoredItem, fate: Extract<Fate, { kind: 'settle' }>, repl
 function settle(items: Settled[], o: AnswerOptions): void {
   if (items.length === 0) return;
   for (const s of items) {
+    // Remembered even when its channel has gone and the ack cannot go: the caller has its reply, and the input comes back.
+    if (o.record && s.settlement === 'ack' && s.reply) o.record.remember(s.delivery, Date.now());
     if (s.settlement !== 'none' && !o.broker.isCurrent(s.delivery)) {
       s.settlement = 'none';
       s.reason = 'stale';

@@ -1,3 +1,12 @@
+import { HeldInputs, type HeldInfo } from './held-inputs.js';
+
+/** How a batcher orders what it holds (held-inputs.ts). */
+export interface BatchOrder<T> {
+  /** MAX_PRIORITY: 0 keeps arrival order. */
+  maxPriority: number;
+  infoOf(item: T): HeldInfo;
+}
+
 /**
  * Gathers items into batches: a batch is due when it holds maxBatchSize items or when its first item
  * has waited maxBatchDelayMs. A delay of 0 still gathers what arrived in the same turn of the event
@@ -6,10 +15,17 @@
  * A due batch goes only while `hasCapacity()` says so (an isolate is free). While every isolate is
  * busy the waiting items are held, and the next batch is cut when `wake()` says one has freed up: so
  * under load batches grow to maxBatchSize instead of queueing up half-empty behind busy isolates.
+ *
+ * What it holds is cut into batches in held-inputs.ts's order: by AMQP priority when `order` is given
+ * (a high-priority input arriving while the isolates are busy goes into the next batch, ahead of the
+ * low ones held before it), else in arrival order.
  */
 export class Batcher<T> {
-  private items: T[] = [];
-  /** performance.now() at each item's arrival, in step with `items`. */
+  private readonly items: HeldInputs<T>;
+  /**
+   * performance.now() of each arrival, oldest first. A cut drops the oldest times, not those of the
+   * items it took, so with priorities the age read here is at most one delay short for a low item passed over.
+   */
   private arrivals: number[] = [];
   /** The first `flushed` items are due now, whatever their age (flush()). */
   private flushed = 0;
@@ -20,18 +36,21 @@ export class Batcher<T> {
     private readonly maxBatchDelayMs: number,
     private readonly onBatch: (batch: T[]) => void,
     private readonly hasCapacity: () => boolean = () => true,
-  ) {}
+    private readonly order?: BatchOrder<T>,
+  ) {
+    this.items = new HeldInputs<T>(order?.maxPriority ?? 0);
+  }
 
   add(item: T): void {
-    this.items.push(item);
+    this.items.add(item, this.order?.infoOf(item) ?? { redelivered: false });
     this.arrivals.push(performance.now());
-    if (this.items.length >= this.maxBatchSize) this.release();
+    if (this.items.size >= this.maxBatchSize) this.release();
     else if (!this.timer) this.arm();
   }
 
   /** Sends what is gathered now, without waiting for the delay (as capacity allows; the rest on wake()). */
   flush(): void {
-    this.flushed = this.items.length;
+    this.flushed = this.items.size;
     this.release();
   }
 
@@ -41,21 +60,20 @@ export class Batcher<T> {
   }
 
   get size(): number {
-    return this.items.length;
+    return this.items.size;
   }
 
   private release(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
     const now = performance.now();
-    while (this.items.length > 0 && this.hasCapacity()) {
+    while (this.items.size > 0 && this.hasCapacity()) {
       // 1 ms of slack: timers fire on the event loop's millisecond clock, a hair before performance.now() agrees.
-      const due = this.flushed > 0 || this.items.length >= this.maxBatchSize || now - this.arrivals[0] >= this.maxBatchDelayMs - 1;
+      const due = this.flushed > 0 || this.items.size >= this.maxBatchSize || now - this.arrivals[0] >= this.maxBatchDelayMs - 1;
       if (!due) break;
-      const n = Math.min(this.maxBatchSize, this.items.length);
-      const batch = n === this.items.length ? this.items : this.items.slice(0, n);
-      this.items = n === this.items.length ? [] : this.items.slice(n);
-      this.arrivals = this.items.length === 0 ? [] : this.arrivals.slice(n);
+      const batch = this.items.nextBatch(this.maxBatchSize);
+      const n = batch.length;
+      this.arrivals = this.items.size === 0 ? [] : this.arrivals.slice(n);
       this.flushed = Math.max(0, this.flushed - n);
       this.onBatch(batch);
     }
@@ -64,7 +82,7 @@ export class Batcher<T> {
 
   /** A timer for the first item's deadline; none while there is no capacity, since wake() will come. */
   private arm(): void {
-    if (this.timer || this.items.length === 0 || !this.hasCapacity()) return;
+    if (this.timer || this.items.size === 0 || !this.hasCapacity()) return;
     const wait = Math.max(0, this.arrivals[0] + this.maxBatchDelayMs - performance.now());
     this.timer = setTimeout(() => {
       this.timer = undefined;

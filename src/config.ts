@@ -75,6 +75,16 @@ export const configSchema = z.object({
   IMAGE_STD: z.string().regex(NUMBER_LIST, 'expected one number, or one per channel separated by commas, e.g. 0.229,0.224,0.225'),
   IMAGE_PAD_VALUE: int(0, 255),
   IMAGE_MAX_INPUT_PIXELS: int(1, 1_000_000_000),
+  DEADLINE_MS: int(0, 604_800_000),
+  ANSWERED_RECORD_MAX: int(0, 10_000_000),
+  ANSWERED_RECORD_MAX_AGE_MS: int(0, 86_400_000),
+  MAX_PRIORITY: int(0, 255),
+  ANSWER_POISON: z.enum(['true', 'false']),
+  OTEL_SDK_DISABLED: z.enum(['', 'true', 'false']),
+  OTEL_TRACES_EXPORTER: z.enum(['', 'otlp', 'console', 'none']),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.union([z.literal(''), z.url({ protocol: /^https?$/ })]),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.union([z.literal(''), z.url({ protocol: /^https?$/ })]),
+  OTEL_SERVICE_NAME: name,
 });
 
 export type ConfigKey = keyof z.infer<typeof configSchema>;
@@ -140,6 +150,23 @@ export interface Config {
   shutdownGraceMs: number;
   logLevel: string;
   httpPort: number;
+  /** A deadline for inputs that carry none, measured from their timestamp (else receipt); 0: none. */
+  deadlineMs: number;
+  /** Inputs whose reply was confirmed, remembered so a redelivery is acked without a second reply; 0 turns it off. */
+  answeredRecord: { maxEntries: number; maxAgeMs: number };
+  /** x-max-priority of a classic input queue; 0: not a priority queue. */
+  maxPriority: number;
+  /** Classic input queue: send the caller a POISON reply as the consumer dead-letters its input. */
+  answerPoison: boolean;
+  tracing: TracingConfig;
+}
+
+/** From the standard OTEL_* variables: which exporter, if any, and where it sends. */
+export interface TracingConfig {
+  exporter: 'otlp' | 'console' | 'none';
+  /** The OTLP/HTTP traces URL (…/v1/traces); '' when the exporter is not OTLP. */
+  otlpTracesUrl: string;
+  serviceName: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -206,6 +233,11 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     logLevel: c.LOG_LEVEL,
     httpPort: c.HTTP_PORT,
+    deadlineMs: c.DEADLINE_MS,
+    answeredRecord: { maxEntries: c.ANSWERED_RECORD_MAX, maxAgeMs: c.ANSWERED_RECORD_MAX_AGE_MS },
+    maxPriority: c.MAX_PRIORITY,
+    answerPoison: c.ANSWER_POISON === 'true',
+    tracing: tracingConfig(c),
   });
 }
 
@@ -227,6 +259,23 @@ function imagePreprocessing(c: z.infer<typeof configSchema>): ImagePreprocessing
     std,
     padValue: c.IMAGE_PAD_VALUE,
     maxInputPixels: c.IMAGE_MAX_INPUT_PIXELS,
+  };
+}
+
+/**
+ * Tracing is off unless the OTEL_* variables ask for it: OTEL_TRACES_EXPORTER=otlp (or console), or an
+ * OTLP endpoint set with OTEL_TRACES_EXPORTER unset. The specification's default exporter is otlp, but a
+ * consumer that posts spans to localhost:4318 because nobody said otherwise costs every deployment that
+ * has no collector; so an endpoint, or the exporter named, is the ask.
+ */
+function tracingConfig(c: z.infer<typeof configSchema>): TracingConfig {
+  const endpoint = c.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (c.OTEL_EXPORTER_OTLP_ENDPOINT && `${c.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`);
+  const asked = c.OTEL_TRACES_EXPORTER || (endpoint ? 'otlp' : 'none');
+  const exporter = c.OTEL_SDK_DISABLED === 'true' ? 'none' : asked;
+  return {
+    exporter,
+    otlpTracesUrl: exporter === 'otlp' ? endpoint || 'http://localhost:4318/v1/traces' : '',
+    serviceName: c.OTEL_SERVICE_NAME,
   };
 }
 

@@ -5,16 +5,19 @@
  */
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
-import { answer, dropStale, type AnswerOptions, type ScoredItem, type Settled } from './answer.js';
+import { answer, dropStale, settleAnswered, type AnswerOptions, type ScoredItem, type Settled } from './answer.js';
+import { AnsweredRecord } from './answered-record.js';
 import { Batcher } from './batcher.js';
 import type { Broker, Delivery } from './broker/broker.js';
 import { idMayBeAltered } from './broker/delivery.js';
 import type { Config } from './config.js';
 import { ScoringError } from './errors.js';
+import { deadlineOf, expiredOutcome, isExpired, queueWaitMs, type Deadline } from './deadline.js';
 import { checkSize } from './isolate/parse-message.js';
 import type { Metrics } from './metrics.js';
 import type { BodyMeta } from './isolate/protocol.js';
-import type { ItemResult, Scorer } from './scorer.js';
+import type { ItemResult, ModelId, Scorer } from './scorer.js';
+import { passTraceHeaders, TRACING_OFF, type InputTrace, type Tracing } from './tracing.js';
 
 export type ConsumerState = 'created' | 'running' | 'stopping' | 'stopped';
 
@@ -25,6 +28,8 @@ export interface ConsumerDeps {
   config: Readonly<Config>;
   logger: Logger;
   metrics: Metrics;
+  /** Spans of the message path (tracing.ts); off when absent. */
+  tracing?: Tracing;
 }
 
 /** p-queue priority: a redelivered input waits behind no batch. */
@@ -34,7 +39,12 @@ const RESUME_AT = 0.75;
 
 interface Received {
   delivery: Delivery;
+  /** performance.now() at delivery. */
   receivedAt: number;
+  /** Date.now() at delivery: deadlines and x-queue-wait-ms are wall-clock times. */
+  receivedAtMs: number;
+  deadline: Deadline;
+  trace: InputTrace | undefined;
 }
 
 export class Consumer {
@@ -45,7 +55,10 @@ export class Consumer {
   /** Batches scored or being answered, until their inputs are settled: stop() waits for them. */
   private readonly inProgress = new Set<Promise<void>>();
   private readonly answerOptions: AnswerOptions;
-  private readonly receivedAt = new WeakMap<Delivery, number>();
+  private readonly received = new WeakMap<Delivery, Received>();
+  /** Inputs whose reply was confirmed: a redelivery of one is acked, not answered twice. */
+  private readonly record: AnsweredRecord;
+  private readonly tracing: Tracing;
   private stopped: Promise<void> | undefined;
   /** Inputs received and not yet settled, and the bytes of their bodies. */
   private held = 0;
@@ -57,11 +70,15 @@ export class Consumer {
 
   constructor(private readonly deps: ConsumerDeps) {
     const { config, broker, logger, metrics } = deps;
+    this.record = new AnsweredRecord(config.answeredRecord);
+    this.tracing = deps.tracing ?? TRACING_OFF;
     this.scoring = new PQueue({ concurrency: config.concurrency });
     const isolateFree = () => this.scoring.pending + this.scoring.size < config.concurrency;
     // A script with run only takes one message per call: batches of one, spread over every isolate, each answered as it is done.
     const batchSize = deps.scorer.info.hasRunBatch ? config.maxBatchSize : 1;
-    this.batcher = new Batcher(batchSize, config.maxBatchDelayMs, (batch) => this.schedule(batch), isolateFree);
+    // What the batcher holds while every isolate is busy is cut by priority (redelivered ones never wait there: see onDelivery).
+    const order = { maxPriority: config.maxPriority, infoOf: (r: Received) => ({ priority: r.delivery.priority, redelivered: r.delivery.redelivered }) };
+    this.batcher = new Batcher(batchSize, config.maxBatchDelayMs, (batch) => this.schedule(batch), isolateFree, order);
     // An isolate is free: cut the next batch now, grown while every isolate was busy.
     this.scoring.on('next', () => this.batcher.wake());
     this.answerOptions = {
@@ -76,6 +93,8 @@ export class Consumer {
       logger,
       onSettled: (items) => this.onSettled(items),
       onRetry: (why) => metrics.replyRetries.inc({ reason: why }),
+      record: this.record,
+      answerPoison: config.answerPoison && config.queueType === 'classic' ? { deadLetterQueue: `${config.inputQueue}.dead` } : undefined,
     };
     broker.on('returned', ({ routingKey, correlationId, replyText }) => {
       metrics.returnedReplies.inc();
@@ -135,8 +154,30 @@ export class Consumer {
     if (idMayBeAltered(delivery)) {
       logger.warn({ correlationId: delivery.correlationId, messageId: delivery.messageId }, 'correlation or message id is not valid UTF-8; the reply carries it as the broker client decoded it');
     }
-    const item = { delivery, receivedAt: performance.now() };
-    this.receivedAt.set(delivery, item.receivedAt);
+    const receivedAtMs = Date.now();
+    // Its reply was confirmed here and only the ack was lost: the caller has its answer.
+    if (this.record.wasAnswered(delivery, receivedAtMs)) {
+      metrics.alreadyAnswered.inc();
+      settleAnswered([delivery], this.answerOptions);
+      return;
+    }
+    const item: Received = {
+      delivery,
+      receivedAt: performance.now(),
+      receivedAtMs,
+      deadline: deadlineOf(delivery, receivedAtMs, config.deadlineMs),
+      trace: this.tracing.begin({
+        headers: delivery.headers,
+        queue: config.inputQueue,
+        messageId: delivery.messageId,
+        correlationId: delivery.correlationId,
+        redelivered: delivery.redelivered,
+        deliveryCount: delivery.deliveryCount,
+        bodyBytes: delivery.body.byteLength,
+        receivedAtMs,
+      }),
+    };
+    this.received.set(delivery, item);
     // A redelivered input may be the one that killed the entry script: score it alone, so it can only take itself down.
     if (delivery.redelivered) this.schedule([item], REDELIVERED_FIRST);
     else this.batcher.add(item);
@@ -152,12 +193,14 @@ export class Consumer {
     for (const { delivery, settlement, reason, reply } of items) {
       this.held--;
       this.heldBytes -= delivery.bytes;
+      const received = this.received.get(delivery);
       if (settlement === 'ack' && reply) {
         if (reply.status === 'ok') ok++;
         else error++;
-        const at = this.receivedAt.get(delivery);
-        if (at !== undefined) metrics.endToEndSeconds.observe((now - at) / 1000);
-      }
+        if (received) metrics.endToEndSeconds.observe((now - received.receivedAt) / 1000);
+        received?.trace?.confirmed();
+        received?.trace?.acked();
+      } else received?.trace?.abandoned(reason, settlement);
       if (reason === 'crashed') {
         const deadLettered = settlement === 'dead-letter' || delivery.deliveryCount >= config.deliveryLimit;
         (deadLettered ? metrics.deadLettered : metrics.requeued).inc();
@@ -185,6 +228,7 @@ export class Consumer {
    * latency. PREFETCH still bounds what is in flight.
    */
   private schedule(batch: Received[], priority = 0): void {
+    for (const r of batch) r.trace?.batched(batch.length);
     const work = this.scoring
       .add(() => this.scoreAndAnswer(batch), { priority })
       // The isolate is free once scoring is done; the answers (confirms, retries) go on outside the queue.
@@ -205,20 +249,37 @@ export class Consumer {
    */
   private async scoreAndAnswer(received: Received[]): Promise<Array<Promise<void>>> {
     const { metrics, scorer, config } = this.deps;
-    const batch = dropStale(received.map((r) => r.delivery), this.answerOptions);
+    const current = dropStale(received.map((r) => r.delivery), this.answerOptions);
+    // A redelivery held while the first copy's reply was being confirmed: answered by now.
+    const answered = current.filter((d) => this.record.wasAnswered(d, Date.now()));
+    if (answered.length > 0) {
+      metrics.alreadyAnswered.inc(answered.length);
+      settleAnswered(answered, this.answerOptions);
+    }
+    const batch = answered.length === 0 ? current : current.filter((d) => !answered.includes(d));
     if (batch.length === 0) return [];
     const answering: Array<Promise<void>> = [];
     const started = performance.now();
     const answerNow = (items: ScoredItem[]) => answering.push(answer(items, this.answerOptions));
+    const scored = (delivery: Delivery, result: ItemResult, scoringMs: number, model: ModelId) => this.scoredItem(delivery, result, scoringMs, model);
     const toScore: Delivery[] = [];
     const early: ScoredItem[] = [];
+    const now = Date.now();
     for (const delivery of batch) {
+      const { deadline } = this.received.get(delivery) as Received;
       try {
         checkSize(delivery.body.byteLength, config.maxMessageBytes);
+        if ('invalid' in deadline) throw new ScoringError('BAD_DEADLINE', deadline.invalid);
+        if (isExpired(deadline, now)) {
+          // Taken from its batch too late: answered, not scored (its neighbours still are).
+          metrics.expired.inc();
+          early.push(scored(delivery, expiredOutcome(deadline, now), 0, scorer.model));
+          continue;
+        }
         toScore.push(delivery);
       } catch (err) {
         const e = err as ScoringError;
-        early.push({ delivery, result: { ok: false, code: e.code, message: e.message }, scoringMs: 0, model: scorer.model });
+        early.push(scored(delivery, { ok: false, code: e.code, message: e.message }, 0, scorer.model));
       }
     }
     if (early.length > 0) answerNow(early);
@@ -231,7 +292,7 @@ export class Consumer {
           // One at a time: each item answered as soon as it is scored.
           onItem: (i, result, model) => {
             results[i] = result;
-            answerNow([{ delivery: toScore[i], result, scoringMs: performance.now() - started, model }]);
+            answerNow([scored(toScore[i], result, performance.now() - started, model)]);
           },
           // Its channel closed while earlier items ran: not worth an isolate's time.
           skip: (i) => !this.deps.broker.isCurrent(toScore[i]),
@@ -240,13 +301,31 @@ export class Consumer {
       const scoringMs = performance.now() - started;
       const rest: ScoredItem[] = [];
       done.forEach((result, i) => {
-        if (results[i] === undefined) rest.push({ delivery: toScore[i], result, scoringMs, model });
+        if (results[i] === undefined) rest.push(scored(toScore[i], result, scoringMs, model));
       });
       if (rest.length > 0) answerNow(rest);
       metrics.scoringSeconds.observe(scoringMs / 1000);
       metrics.batchSize.observe(toScore.length);
     }
     return answering;
+  }
+
+  /** A scored (or refused) input, with what its reply carries beside the outcome; its trace moves on to the reply. */
+  private scoredItem(delivery: Delivery, result: ItemResult, scoringMs: number, model: ModelId): ScoredItem {
+    const received = this.received.get(delivery);
+    const trace = received?.trace;
+    trace?.scored(result);
+    trace?.published(delivery.replyTo || this.deps.config.replyQueue);
+    return {
+      delivery,
+      result,
+      scoringMs,
+      model,
+      carries: {
+        queueWaitMs: received ? queueWaitMs(delivery.timestamp, received.receivedAtMs) : undefined,
+        traceHeaders: trace?.replyHeaders() ?? passTraceHeaders(delivery.headers),
+      },
+    };
   }
 }
 

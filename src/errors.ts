@@ -18,6 +18,9 @@ export type ErrorCode =
   | 'RUN_FAILED' // the entry script threw
   | 'TIMEOUT' // the entry script did not return within RUN_TIMEOUT_MS
   | 'BAD_RESULT' // the entry script returned something JSON cannot carry
+  | 'BAD_DEADLINE' // an x-deadline or x-deadline-ms header that is not a time
+  | 'EXPIRED' // past its deadline when taken from the batch: not scored
+  | 'POISON' // dead-lettered after the delivery limit, answered by `scorer dead-letters answer` (or ANSWER_POISON)
   | 'REPLY_TOO_LARGE'; // the reply is over the broker's max_message_size: this short one says so
 
 export class ScoringError extends Error {

@@ -14,6 +14,7 @@ import { Metrics } from './metrics.js';
 import { ModelSwitch } from './model-switch.js';
 import { watchModel, type ModelWatch } from './model-watch.js';
 import { scorerOptions } from './scorer.js';
+import { startTracing, type Tracing } from './tracing.js';
 
 interface Parts {
   scorer?: ModelSwitch;
@@ -21,6 +22,7 @@ interface Parts {
   broker?: Broker;
   consumer?: Consumer;
   http?: Server;
+  tracing?: Tracing;
 }
 
 let signalled: string | undefined;
@@ -56,6 +58,8 @@ async function main(): Promise<void> {
     await parts.consumer?.stop();
     await parts.broker?.close();
     await parts.scorer?.stop();
+    // After the consumer: its last spans are exported before the process exits.
+    await parts.tracing?.shutdown();
     parts.http?.close();
     log.info('stopped');
     process.exit(0);
@@ -86,7 +90,10 @@ async function main(): Promise<void> {
     });
     if (stopping) return;
     const broker = parts.broker;
-    const consumer = new Consumer({ broker, scorer, config, logger: log, metrics });
+    // No OTEL_* saying so: TRACING_OFF, and no SDK module is even loaded.
+    parts.tracing = await startTracing(config.tracing);
+    if (parts.tracing.enabled) log.info({ exporter: config.tracing.exporter, url: config.tracing.otlpTracesUrl, service: config.tracing.serviceName }, 'tracing on');
+    const consumer = new Consumer({ broker, scorer, config, logger: log, metrics, tracing: parts.tracing });
     parts.consumer = consumer;
     if (config.httpPort) {
       const probes = {

@@ -36,6 +36,12 @@ export class Metrics {
   readonly deadLettered = new Counter({ name: 'scorer_dead_lettered_total', help: 'Inputs sent to the dead-letter queue after killing the entry script', registers: [this.registry] });
   readonly requeued = new Counter({ name: 'scorer_requeued_total', help: 'Inputs requeued because the entry script died under them', registers: [this.registry] });
   readonly returnedReplies = new Counter({ name: 'scorer_returned_replies_total', help: 'Replies the broker could not route (the caller had gone)', registers: [this.registry] });
+  readonly expired = new Counter({ name: 'scorer_expired_total', help: 'Inputs past their deadline when taken from their batch, answered EXPIRED without scoring', registers: [this.registry] });
+  readonly alreadyAnswered = new Counter({
+    name: 'scorer_already_answered_total',
+    help: 'Redelivered inputs found in the answered record, acked without scoring or a second reply',
+    registers: [this.registry],
+  });
 
   readonly modelInfo = new Gauge({ name: 'scorer_model_info', help: 'The model serving now: 1 for its name and version (x-model-version)', labelNames: ['model', 'version'] as const, registers: [this.registry] });
   readonly reloads = new Counter({ name: 'scorer_reloads_total', help: 'Model reloads that switched to a new model', registers: [this.registry] });

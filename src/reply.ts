@@ -39,11 +39,19 @@ export interface Reply {
   };
 }
 
-export function buildReply(
-  address: ReplyAddress,
-  outcome: Outcome,
-  context: { replyQueue: string; modelName: string; modelVersion?: string; scoringMs: number },
-): Reply {
+export interface ReplyContext {
+  replyQueue: string;
+  modelName: string;
+  /** x-model-version: the version of the model that scored the batch (model-version.ts). */
+  modelVersion?: string;
+  scoringMs: number;
+  /** x-queue-wait-ms: from the input's timestamp to its delivery (deadline.ts queueWaitMs); omitted when unknown. */
+  queueWaitMs?: number;
+  /** traceparent / tracestate for the reply (tracing.ts: the reply span's, or the input's passed through). */
+  traceHeaders?: Record<string, string>;
+}
+
+export function buildReply(address: ReplyAddress, outcome: Outcome, context: ReplyContext): Reply {
   const correlationId = address.correlationId || address.messageId || undefined;
   const status = outcome.ok ? 'ok' : 'error';
   const headers: Record<string, string | number> = {
@@ -52,7 +60,9 @@ export function buildReply(
     'x-scoring-ms': Math.round(context.scoringMs * 1000) / 1000,
   };
   if (context.modelVersion !== undefined) headers['x-model-version'] = context.modelVersion;
+  if (context.queueWaitMs !== undefined) headers['x-queue-wait-ms'] = Math.round(context.queueWaitMs);
   if (!outcome.ok) headers['x-error-code'] = outcome.code;
+  if (context.traceHeaders) Object.assign(headers, context.traceHeaders);
   return {
     routingKey: address.replyTo || context.replyQueue,
     toReplyQueue: !address.replyTo,

@@ -12,12 +12,19 @@ export interface Delivery {
   correlationId?: string;
   messageId?: string;
   replyTo?: string;
-  /** The message's contentType and headers reach the entry script (binary payloads). */
+  /** The message's contentType reaches the entry script (binary payloads). */
   contentType?: string;
-  headers?: Record<string, unknown>;
   redelivered: boolean;
   /** x-delivery-count on quorum queues: how many times it was delivered before. */
   deliveryCount: number;
+  /** AMQP headers, undefined when there are none: the entry script gets them; x-deadline, x-deadline-ms, traceparent, tracestate are read from them. */
+  headers?: Record<string, unknown>;
+  /** AMQP timestamp (seconds, as the protocol has it): the deadline and x-queue-wait-ms count from it. */
+  timestamp?: number;
+  /** AMQP expiration (per-message TTL, ms as a string): a deadline once delivered (deadline.ts). */
+  expiration?: string;
+  /** AMQP priority (0–255): the order the consumer scores what it holds (held-inputs.ts). */
+  priority?: number;
   readonly tag: number;
   /** The generation of the consume channel it came on: acks are only valid on that one. */
   readonly channel: number;
@@ -39,6 +46,9 @@ export function toDelivery(msg: amqp.ConsumeMessage, generation: number): Delive
     headers: p.headers && Object.keys(p.headers).length > 0 ? p.headers : undefined,
     redelivered: msg.fields.redelivered,
     deliveryCount: typeof count === 'number' ? count : msg.fields.redelivered ? 1 : 0,
+    timestamp: typeof p.timestamp === 'number' ? p.timestamp : undefined,
+    expiration: p.expiration === undefined || p.expiration === null || p.expiration === '' ? undefined : String(p.expiration),
+    priority: typeof p.priority === 'number' ? p.priority : undefined,
     tag: msg.fields.deliveryTag,
     channel: generation,
   };

@@ -16,7 +16,7 @@ export interface Topology {
   queueType: QueueType;
 }
 
-export function topologyFor(c: { inputQueue: string; replyQueue: string; queueType: QueueType; deliveryLimit: number }): Topology {
+export function topologyFor(c: { inputQueue: string; replyQueue: string; queueType: QueueType; deliveryLimit: number; maxPriority?: number }): Topology {
   const deadQueue = `${c.inputQueue}.dead`;
   const deadLetter = { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': deadQueue };
   const inputArguments: Record<string, string | number> =
@@ -29,7 +29,7 @@ export function topologyFor(c: { inputQueue: string; replyQueue: string; queueTy
           'x-dead-letter-strategy': 'at-least-once',
           'x-overflow': 'reject-publish',
         }
-      : deadLetter;
+      : { ...deadLetter, ...priorityArguments(c.queueType, c.maxPriority ?? 0) };
   // The reply queue is shared with every client that reads it, and the tutorials declare a queue with
   // `durable` alone: a quorum reply queue would refuse them (inequivalent x-queue-type). Plain durable is
   // what they declare; an operator who wants it replicated declares it quorum first, and we use it as is.
@@ -45,9 +45,21 @@ export function topologyFor(c: { inputQueue: string; replyQueue: string; queueTy
   };
 }
 
+/**
+ * Priorities (MAX_PRIORITY) as the queue type takes them. A classic queue orders by `priority` only when
+ * declared with x-max-priority (1–255; RabbitMQ advises at most 10). A quorum queue takes no such argument:
+ * on RabbitMQ 3.x it ignores priorities, and from 4.0 it honours them without one, in two levels (0–4
+ * normal, 5 and up high, delivered 2 high : 1 normal); declaring x-max-priority on it would fail on 3.x.
+ * Either way the consumer orders the inputs it holds by priority itself (held-inputs.ts).
+ */
+export function priorityArguments(queueType: QueueType, maxPriority: number): Record<string, number> {
+  return queueType === 'classic' && maxPriority > 0 ? { 'x-max-priority': maxPriority } : {};
+}
+
 const SETTING: Record<string, string> = {
   'x-queue-type': 'QUEUE_TYPE',
   'x-delivery-limit': 'DELIVERY_LIMIT',
+  'x-max-priority': 'MAX_PRIORITY',
 };
 
 /**

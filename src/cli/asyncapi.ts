@@ -13,6 +13,8 @@ export interface AsyncApiFacts {
   replyQueue: string;
   queueType: QueueType;
   deliveryLimit: number;
+  /** MAX_PRIORITY: 0 when the consumer orders by arrival only. */
+  maxPriority?: number;
   modelName: string;
   /** JSON Schema of `data` (the built-in ONNX script's from the model, or an entry script's export). */
   inputSchema?: object;
@@ -37,6 +39,9 @@ export const ERROR_CODES: Record<ErrorCode, string> = {
   RUN_FAILED: 'the entry script threw; the reply is its message',
   TIMEOUT: 'run did not return within RUN_TIMEOUT_MS',
   BAD_RESULT: 'run returned something JSON cannot carry',
+  BAD_DEADLINE: 'an x-deadline or x-deadline-ms header that is not a time',
+  EXPIRED: 'past its deadline (x-deadline, x-deadline-ms, expiration or DEADLINE_MS) when taken for scoring: not scored',
+  POISON: 'dead-lettered after the delivery limit (it kept killing the entry script); answered by `scorer dead-letters answer`, or by the consumer as it dead-letters on a classic queue with ANSWER_POISON=true; the reply names the queue it is parked in (x-dead-letter-queue)',
   REPLY_TOO_LARGE: "the reply is over the broker's max_message_size; the input is dead-lettered",
 };
 
@@ -68,7 +73,8 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
       requests: {
         address: f.inputQueue,
         title: 'Scoring requests',
-        description: `INPUT_QUEUE, a durable ${f.queueType} queue${f.queueType === 'quorum' ? ` with x-delivery-limit ${f.deliveryLimit}` : ''}; dead-letters to ${deadQueue}.`,
+        description: `INPUT_QUEUE, a durable ${f.queueType} queue${f.queueType === 'quorum' ? ` with x-delivery-limit ${f.deliveryLimit}` : ''}; dead-letters to ${deadQueue}. ` +
+          priorityText(f.queueType, f.maxPriority ?? 0),
         messages: {
           scoreRequest: ref('components/messages/scoreRequest'),
           scoreRequestNpy: ref('components/messages/scoreRequestNpy'),
@@ -93,7 +99,9 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
       deadLetters: {
         address: deadQueue,
         title: 'Dead letters',
-        description: `Requests that killed the entry script ${f.deliveryLimit} times, moved here by the broker (x-death header); no reply was sent. They wait for a person.`,
+        description:
+          `Requests that killed the entry script past the delivery limit (${f.deliveryLimit}), moved here by the broker (x-death header); the consumer sent no reply. ` +
+          '`scorer dead-letters answer` sends each caller one scoreError reply with x-error-code POISON naming this queue (then keeps the message, marked x-poison-answered, or drops it); `scorer dead-letters replay` puts them back on the requests queue in order.',
         messages: { deadLetteredRequest: ref('components/messages/deadLetteredRequest') },
         bindings: queueBinding(deadQueue),
       },
@@ -134,6 +142,10 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
           name: 'scoreRequest',
           title: 'Scoring request',
           summary: 'A UTF-8 JSON object whose "data" key holds the input; other keys are ignored.',
+          description:
+            'AMQP properties read: correlationId, messageId, replyTo; priority (0-255: higher is scored first among the inputs the consumer holds; redelivered inputs go first); ' +
+            'timestamp (seconds: the publish time, from which x-deadline-ms, expiration and DEADLINE_MS count and x-queue-wait-ms is measured); ' +
+            'expiration (a TTL in ms: also the deadline once delivered). A request past its deadline when taken for scoring is answered EXPIRED, not scored; with several deadlines the earliest wins.',
           contentType: 'application/json',
           correlationId: ref('components/correlationIds/request'),
           headers: requestHeaders(),
@@ -192,8 +204,11 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
           headers: {
             type: 'object',
             properties: {
-              'x-death': { type: 'array', description: 'RabbitMQ dead-lettering history: reason, queue, count' },
-              'x-delivery-count': { type: 'integer', description: 'deliveries before it was dead-lettered (quorum queues)' },
+              'x-death': { type: 'array', description: 'RabbitMQ dead-lettering history: reason, queue, count, time' },
+              'x-first-death-reason': { type: 'string', description: 'delivery_limit (quorum queue), rejected (classic queue: the consumer gave up on it)' },
+              'x-delivery-count': { type: 'integer', description: "the dead queue's own count of deliveries (from 0), not the input queue's" },
+              'x-poison-answered': { type: 'string', format: 'date-time', description: 'set by `scorer dead-letters answer`: when its caller was sent the POISON reply' },
+              'x-dead-letters-pass': { type: 'string', description: 'set by `scorer dead-letters` on the copies it puts back: the pass that made them' },
             },
           },
           payload: { description: 'the request as it was published' },
@@ -213,6 +228,13 @@ function requestHeaders(): object {
   return {
     type: 'object',
     properties: {
+      'x-deadline': {
+        description: 'absolute deadline: RFC 3339 with a zone, or epoch milliseconds; anything else gets BAD_DEADLINE',
+        oneOf: [{ type: 'string', format: 'date-time' }, { type: 'integer', minimum: 100_000_000_000 }, { type: 'string', pattern: '^[0-9]{12,}$' }],
+      },
+      'x-deadline-ms': { type: 'number', minimum: 0, description: 'relative deadline: ms after the message timestamp (else its receipt)' },
+      traceparent: { type: 'string', pattern: TRACEPARENT_PATTERN, description: "W3C Trace Context: the consumer's spans continue this trace" },
+      tracestate: { type: 'string', description: 'W3C Trace Context vendor state, carried onto the reply' },
       'x-reply-content-type': {
         type: 'string',
         enum: ['application/json', 'application/x-npy', 'application/x-safetensors'],
@@ -238,7 +260,13 @@ function replyHeaders(status: 'ok' | 'error'): object {
   const headers: Record<string, object> = {
     'x-status': { type: 'string', const: status },
     'x-model': { type: 'string', description: "the model's name (the ONNX file's, or the entry script's modelName)" },
-    'x-scoring-ms': { type: 'number', description: 'time in the entry script for the batch this request was scored in, ms' },
+    'x-scoring-ms': { type: 'number', description: 'time in the entry script for the batch this request was scored in, ms (0 when not scored)' },
+  };
+  // Not on every reply, so not required.
+  const optional: Record<string, object> = {
+    'x-queue-wait-ms': { type: 'number', minimum: 0, description: "time the request waited in the queue: from its timestamp to its delivery, ms; absent when it has no timestamp" },
+    traceparent: { type: 'string', pattern: TRACEPARENT_PATTERN, description: "W3C Trace Context of the reply's publish, in the request's trace (with tracing off: the request's own traceparent)" },
+    tracestate: { type: 'string', description: "the request's tracestate" },
   };
   if (status === 'error') {
     headers['x-error-code'] = {
@@ -249,7 +277,19 @@ function replyHeaders(status: 'ok' | 'error'): object {
         .join('; '),
     };
   }
-  return { type: 'object', required: Object.keys(headers), properties: headers };
+  if (status === 'error') optional['x-dead-letter-queue'] = { type: 'string', description: 'POISON replies: the queue the request is parked in' };
+  return { type: 'object', required: Object.keys(headers), properties: { ...headers, ...optional } };
+}
+
+const TRACEPARENT_PATTERN = '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$';
+
+function priorityText(queueType: QueueType, maxPriority: number): string {
+  if (maxPriority === 0) return 'Priorities: none (MAX_PRIORITY 0): requests are scored in arrival order, redelivered ones first.';
+  const broker =
+    queueType === 'classic'
+      ? `declared with x-max-priority ${maxPriority}, so the broker delivers higher priorities first too`
+      : 'a quorum queue takes no x-max-priority; RabbitMQ 4 delivers priority 5 and above before normal ones (2:1), RabbitMQ 3 ignores them';
+  return `Priorities 0-${maxPriority} (higher first; above ${maxPriority} counts as ${maxPriority}): the consumer scores the requests it holds by priority, redelivered ones first; the queue is ${broker}.`;
 }
 
 function serverOf(url: string): { host: string; protocol: string; pathname: string; vhost: string } {

@@ -7,6 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig, redactUrl, type Config } from '../config.js';
 import { buildAsyncApi } from './asyncapi.js';
+import { deadLetters, DEFAULT_WINDOW, MAX_WINDOW } from './dead-letters.js';
 import { loadScriptInfo } from './script-info.js';
 import { send } from './send.js';
 import { submit } from './submit.js';
@@ -106,6 +107,91 @@ program
     process.exitCode = await send(json, { ...rest, url: url ?? config.amqp.url, timeoutMs: timeout * 1000 }, io);
   });
 
+const deadLettersCommand = program
+  .command('dead-letters')
+  .description(`The messages parked in <INPUT_QUEUE>.dead after the delivery limit: list them, answer their callers (POISON), or replay them.`)
+  .addHelpText(
+    'after',
+    `
+Each command is one pass over the dead queue from its head, taking at most the messages parked when it
+began, --window unacked at a time (default ${DEFAULT_WINDOW}). A message that stays parked is put back at the
+tail as a copy (never requeued: on a quorum queue a requeue counts as a delivery and can reorder), so a
+pass keeps the order. Interrupted (a kill, Ctrl-C, a lost connection)? Run the same command again: it
+resumes the pass from its state file (--state), doing again at most the last window (one caller answered
+twice, one message copied twice and dropped as a duplicate by the next pass). Exit code: 0 when the pass
+completed, 1 when stopped, 130 on Ctrl-C.`,
+  );
+
+const stateOption = () => new Option('--state <file>', 'state file of the pass, kept while it is unfinished (default: scorer-dead-letters.<dead queue>.state.jsonl here)');
+const windowOption = () =>
+  new Option('--window <n>', `messages in hand at once: more is faster, but a kill may then reorder up to n of them and answer them twice`)
+    .argParser(integer('--window', 1, MAX_WINDOW))
+    .default(DEFAULT_WINDOW);
+const deadLettersRun = (command: 'list' | 'answer' | 'replay', opts: { url?: string; queue: string; state?: string; window: number; progress: boolean; json?: boolean; drop?: boolean; limit?: number; modelName?: string; replyQueue?: string }) => {
+  const controller = new AbortController();
+  process.once('SIGINT', () => controller.abort());
+  return deadLetters(
+    {
+      command,
+      url: opts.url ?? config.amqp.url,
+      queue: opts.queue,
+      replyQueue: opts.replyQueue ?? config.replyQueue,
+      deliveryLimit: config.deliveryLimit,
+      statePath: opts.state,
+      json: opts.json,
+      drop: opts.drop,
+      limit: opts.limit,
+      modelName: opts.modelName,
+      window: opts.window,
+      progress: opts.progress,
+      signal: controller.signal,
+    },
+    io,
+  );
+};
+
+deadLettersCommand
+  .command('list')
+  .description('Print each parked message: its ids, why it was dead-lettered and from where, how often, when, and whether its caller was answered; then a summary.')
+  .addOption(urlOption())
+  .addOption(queueOption())
+  .addOption(stateOption())
+  .addOption(windowOption())
+  .option('--json', 'one JSON object per message instead of a table')
+  .option('--no-progress', 'no progress output')
+  .action(async (opts) => {
+    process.exitCode = await deadLettersRun('list', opts);
+  });
+
+deadLettersCommand
+  .command('answer')
+  .description("Send each parked message's caller one error reply, x-error-code POISON, naming the queue it is parked in; keep the message (marked x-poison-answered) or, with --drop, drop it.")
+  .addOption(urlOption())
+  .addOption(queueOption())
+  .addOption(new Option('--reply-queue <name>', 'where replies to messages without replyTo go (REPLY_QUEUE)').default(config.replyQueue))
+  .addOption(stateOption())
+  .addOption(windowOption())
+  .option('--drop', 'drop each message once its caller is answered (default: keep it, marked)')
+  .option('--model-name <name>', "the x-model header of the replies (default: the configured model's name, read by loading it)")
+  .option('--no-progress', 'no progress output')
+  .action(async (opts: { modelName?: string }) => {
+    const modelName = opts.modelName ?? (await loadScriptInfo(config)).modelName;
+    process.exitCode = await deadLettersRun('answer', { ...(opts as Parameters<typeof deadLettersRun>[1]), modelName });
+  });
+
+deadLettersCommand
+  .command('replay')
+  .description('Put parked messages back on the input queue, in order, and drop them from the dead queue: after a fix to the entry script or model, so they are scored again.')
+  .addOption(urlOption())
+  .addOption(queueOption())
+  .addOption(stateOption())
+  .addOption(windowOption())
+  .option('--limit <n>', 'replay only the first n (try one after a fix)', integer('--limit', 1, 100_000_000))
+  .option('--no-progress', 'no progress output')
+  .action(async (opts) => {
+    process.exitCode = await deadLettersRun('replay', opts);
+  });
+
 program
   .command('asyncapi')
   .description('Write the AsyncAPI 3.0.0 document (JSON) of the queues, headers and message schemas, with the data schema of the configured model or entry script.')
@@ -118,6 +204,7 @@ program
       replyQueue: config.replyQueue,
       queueType: config.queueType,
       deliveryLimit: config.deliveryLimit,
+      maxPriority: config.maxPriority,
       modelName: info.modelName,
       inputSchema: info.inputSchema,
       outputSchema: info.outputSchema,

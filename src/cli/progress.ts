@@ -7,16 +7,22 @@ export interface Progress {
   stop(): void;
 }
 
-export function createProgress(total: number, alreadyDone: number, stream: NodeJS.WriteStream = process.stderr): Progress {
-  const started = performance.now();
-  const rate = (done: number) => (done - alreadyDone) / Math.max(0.001, (performance.now() - started) / 1000);
-  return stream.isTTY ? barProgress(total, alreadyDone, stream, rate) : lineProgress(total, alreadyDone, stream, rate);
+/** What the bar says it counts: `submit` counts lines, `dead-letters answer` messages. */
+export interface ProgressLabel {
+  name: string;
+  unit: string;
 }
 
-function barProgress(total: number, alreadyDone: number, stream: NodeJS.WriteStream, rate: (done: number) => number): Progress {
+export function createProgress(total: number, alreadyDone: number, stream: NodeJS.WriteStream = process.stderr, label: ProgressLabel = { name: 'submit', unit: 'lines' }): Progress {
+  const started = performance.now();
+  const rate = (done: number) => (done - alreadyDone) / Math.max(0.001, (performance.now() - started) / 1000);
+  return stream.isTTY ? barProgress(total, alreadyDone, stream, rate, label) : lineProgress(total, alreadyDone, stream, rate, label);
+}
+
+function barProgress(total: number, alreadyDone: number, stream: NodeJS.WriteStream, rate: (done: number) => number, label: ProgressLabel): Progress {
   const bar = new cliProgress.SingleBar(
     {
-      format: 'submit {bar} {percentage}% | {value}/{total} lines | {rate} msg/s | ETA {eta_formatted}',
+      format: `${label.name} {bar} {percentage}% | {value}/{total} ${label.unit} | {rate} msg/s | ETA {eta_formatted}`,
       stream,
       fps: 10,
       etaBuffer: 500,
@@ -33,14 +39,14 @@ function barProgress(total: number, alreadyDone: number, stream: NodeJS.WriteStr
 
 const PLAIN_EVERY_MS = 2000;
 
-function lineProgress(total: number, alreadyDone: number, stream: NodeJS.WriteStream, rate: (done: number) => number): Progress {
+function lineProgress(total: number, alreadyDone: number, stream: NodeJS.WriteStream, rate: (done: number) => number, label: ProgressLabel): Progress {
   let last = 0;
   let latest = alreadyDone;
   const print = () => {
     const r = rate(latest);
     const eta = r > 0 ? `${Math.ceil((total - latest) / r)}s` : '?';
     const percent = total > 0 ? Math.floor((latest / total) * 100) : 100;
-    stream.write(`submit: ${latest}/${total} lines (${percent}%), ${Math.round(r)} msg/s, ETA ${eta}\n`);
+    stream.write(`${label.name}: ${latest}/${total} ${label.unit} (${percent}%), ${Math.round(r)} msg/s, ETA ${eta}\n`);
     last = performance.now();
   };
   return {

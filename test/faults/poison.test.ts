@@ -87,3 +87,27 @@ for (const queueType of ['quorum', 'classic'] as const) {
     report(t, `poison (${queueType}): ${ids.length} good answered, poison dead-lettered after ${deathsSeen} deaths, x-death reason=${death.reason}, x-delivery-counts seen=[${counts.join(',')}]`);
   });
 }
+
+test('ANSWER_POISON=true on a classic queue: the caller of a message that kills the entry script gets one POISON reply naming the dead-letter queue, and the message is parked there', { timeout: 60_000 }, async (t) => {
+  const run = await WatchedRun.open('poison.answered', { queueType: 'classic' });
+  t.after(() => run.close());
+  const { client, input, watcher } = run;
+  const dead = `${input}.dead`;
+  const consumer = run.start({ QUEUE_TYPE: 'classic', ANSWER_POISON: 'true', ENTRY_SCRIPT: join(dir, 'score.ts') });
+  await consumer.waitFor('"msg":"consuming"');
+  const good = numbered('good', 50, (i) => ({ data: i }));
+  await client.publishMany(input, [...good.slice(0, 25), { body: { data: 'poison' }, options: { correlationId: 'poison' } }, ...good.slice(25)]);
+  const ids = idsOf(good);
+  assert.ok(await watcher.waitAll([...ids, 'poison'], 30_000), `every message answered (${watcher.answered([...ids, 'poison'])} of ${ids.length + 1})`);
+  const deadline = Date.now() + 30_000;
+  while ((await client.messageCount(dead)) < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(await client.messageCount(dead), 1, `the poison message is in ${dead}`);
+  await watcher.quiet(500);
+  const replies = watcher.of('poison');
+  assert.equal(replies.length, 1, 'one POISON reply');
+  assert.equal(replies[0].status, 'error');
+  assert.equal(replies[0].errorCode, 'POISON');
+  assert.equal(replies[0].deadLetterQueue, dead);
+  assert.match(JSON.parse(replies[0].body) as string, new RegExp(`dead-lettered to queue '${dead.replace(/\./g, '\\.')}'`));
+  for (const id of ids) assert.equal(watcher.of(id)[0].status, 'ok');
+});

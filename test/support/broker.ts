@@ -31,6 +31,11 @@ export interface PublishOptions {
   replyTo?: string;
   contentType?: string;
   headers?: Record<string, unknown>;
+  /** AMQP timestamp, seconds. */
+  timestamp?: number;
+  /** AMQP per-message TTL, ms. */
+  expiration?: string;
+  priority?: number;
 }
 
 /** One connection for the test's side: publish with confirms, read replies, delete queues. */

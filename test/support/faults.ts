@@ -20,6 +20,8 @@ export interface Arrival {
   correlationId: string;
   status?: string;
   errorCode?: string;
+  /** x-dead-letter-queue, on POISON replies. */
+  deadLetterQueue?: string;
   body: string;
   /** Date.now() when the test received it. */
   at: number;
@@ -97,6 +99,7 @@ export class ReplyLog {
       correlationId: id,
       status: headers['x-status'] as string | undefined,
       errorCode: headers['x-error-code'] as string | undefined,
+      deadLetterQueue: headers['x-dead-letter-queue'] as string | undefined,
       body: m.content.toString(),
       at: Date.now(),
     });

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pino from 'pino';
-import { answer, dropStale, fateOf, type AnswerBroker, type AnswerOptions, type ScoredItem, type Settled } from '../../src/answer.js';
+import { answer, dropStale, fateOf, settleAnswered, type AnswerBroker, type AnswerOptions, type ScoredItem, type Settled } from '../../src/answer.js';
+import { AnsweredRecord } from '../../src/answered-record.js';
 import type { Settlement } from '../../src/broker/acks.js';
 import type { Delivery } from '../../src/broker/delivery.js';
 import type { PublishResult } from '../../src/broker/publisher.js';
@@ -290,4 +291,57 @@ test('property: every delivery settled exactly once, never acked before its repl
       }
     }
   }
+});
+
+test('the answered record: an input is remembered once its reply is confirmed, even when its channel closed meanwhile; not when unanswered', async () => {
+  const record = new AnsweredRecord({ maxEntries: 100, maxAgeMs: 60_000 });
+  const broker = new FakeBroker((id) => (id === 'refused' ? 'nacked' : 'confirmed'));
+  const o = options(broker, { record, replyAttempts: 1 });
+  // 'cut' loses its channel while its reply is being confirmed: no ack can go, and it will come back.
+  const cut = delivery('cut');
+  const slow = answer([scored(cut)], o);
+  broker.generation = 2;
+  await slow;
+  await answer([scored(delivery('ok', { channel: 2 })), scored(delivery('refused', { channel: 2 })), scored(delivery('died', { channel: 2 }), { ok: false, code: 'CRASHED', message: 'x' })], o);
+  const back = (id: string) => record.wasAnswered({ correlationId: id, redelivered: true }, Date.now());
+  assert.deepEqual(broker.of('cut'), ['none'], 'no ack on a closed channel');
+  assert.equal(back('cut'), true, 'remembered: its caller has the reply');
+  assert.equal(back('ok'), true);
+  assert.equal(back('refused'), false, 'dead-lettered, never answered');
+  assert.equal(back('died'), false);
+});
+
+test('settleAnswered acks a redelivery of an answered input without a reply', () => {
+  const broker = new FakeBroker(() => 'confirmed');
+  const o = options(broker);
+  settleAnswered([delivery('again', { redelivered: true })], o);
+  assert.equal(broker.publishes.length, 0);
+  assert.deepEqual(broker.of('again'), ['ack']);
+  assert.deepEqual(o.settled.map((s) => [s.reason, s.reply]), [['already answered', undefined]]);
+});
+
+test('answerPoison: an input dead-lettered on its second death gets one POISON reply naming the queue; off, none', async () => {
+  for (const on of [true, false]) {
+    const broker = new FakeBroker(() => 'confirmed');
+    const o = options(broker, { queueType: 'classic', answerPoison: on ? { deadLetterQueue: 'in.dead' } : undefined });
+    await answer([scored(delivery('p', { redelivered: true }), { ok: false, code: 'CRASHED', message: 'died' })], o);
+    assert.deepEqual(broker.of('p'), ['dead-letter']);
+    if (!on) {
+      assert.equal(broker.publishes.length, 0);
+      continue;
+    }
+    assert.equal(broker.publishes.length, 1);
+    const { headers } = broker.publishes[0].reply.properties;
+    assert.equal(headers['x-error-code'], 'POISON');
+    assert.equal(headers['x-dead-letter-queue'], 'in.dead');
+  }
+});
+
+test('a scored item carries x-queue-wait-ms and the trace headers onto its reply', async () => {
+  const broker = new FakeBroker(() => 'confirmed');
+  const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  await answer([{ ...scored(delivery('a')), carries: { queueWaitMs: 1234.4, traceHeaders: { traceparent: tp } } }], options(broker));
+  const { headers } = broker.publishes[0].reply.properties;
+  assert.equal(headers['x-queue-wait-ms'], 1234);
+  assert.equal(headers.traceparent, tp);
 });

@@ -116,3 +116,33 @@ test('binary requests (.npy, safetensors, images) and binary results are documen
   assert.ok(doc.channels.replies.messages.scoreResultBinary);
   assert.ok(doc.operations.score.messages.some((r: { $ref: string }) => r.$ref.endsWith('/scoreRequestImage')));
 });
+
+test('a request documents its deadline and trace headers, and the properties it reads: priority, timestamp, expiration', () => {
+  const req = doc.components.messages.scoreRequest;
+  for (const h of ['x-deadline', 'x-deadline-ms', 'traceparent', 'tracestate']) assert.ok(req.headers.properties[h], h);
+  assert.match(req.description, /priority.*timestamp.*expiration/s);
+  assert.match(req.description, /EXPIRED/);
+});
+
+test('replies may carry x-queue-wait-ms and the trace; error codes include EXPIRED and POISON, and POISON replies name the dead queue', () => {
+  for (const m of ['scoreResult', 'scoreError']) {
+    const h = doc.components.messages[m].headers;
+    for (const name of ['x-queue-wait-ms', 'traceparent', 'tracestate']) {
+      assert.ok(h.properties[name], `${m}: ${name}`);
+      assert.ok(!h.required.includes(name), `${m}: ${name} is optional`);
+    }
+  }
+  const error = doc.components.messages.scoreError.headers;
+  for (const code of ['EXPIRED', 'POISON', 'BAD_DEADLINE']) assert.ok(error.properties['x-error-code'].enum.includes(code), code);
+  assert.ok(error.properties['x-dead-letter-queue']);
+  assert.match(doc.channels.deadLetters.description, /scorer dead-letters answer.*POISON/);
+  assert.ok(doc.components.messages.deadLetteredRequest.headers.properties['x-poison-answered']);
+});
+
+test('the requests channel says how priorities work for its queue type', () => {
+  assert.match(doc.channels.requests.description, /Priorities: none/);
+  const classic = buildAsyncApi({ url: 'amqp://h', inputQueue: 'in', replyQueue: 'out', queueType: 'classic', deliveryLimit: 3, maxPriority: 5, modelName: 'x', version: '1' }) as Json;
+  assert.match(classic.channels.requests.description, /x-max-priority 5/);
+  const quorum = buildAsyncApi({ url: 'amqp://h', inputQueue: 'in', replyQueue: 'out', queueType: 'quorum', deliveryLimit: 3, maxPriority: 5, modelName: 'x', version: '1' }) as Json;
+  assert.match(quorum.channels.requests.description, /quorum queue takes no x-max-priority/);
+});

@@ -67,3 +67,17 @@ test('flush sends what is gathered at once, and nothing when empty', async () =>
   await sleep(5);
   assert.equal(batches.length, 1, 'the cleared timer does not send an empty batch later');
 });
+
+test('with an order, what is held while there is no capacity is cut by priority, first come first served within a level', () => {
+  const batches: Array<Array<{ id: string; priority?: number }>> = [];
+  let capacity = false;
+  const b = new Batcher<{ id: string; priority?: number }>(2, 0, (batch) => batches.push(batch), () => capacity, {
+    maxPriority: 9,
+    infoOf: (x) => ({ priority: x.priority, redelivered: false }),
+  });
+  for (const item of [{ id: 'low-1', priority: 1 }, { id: 'none' }, { id: 'low-2', priority: 1 }, { id: 'high', priority: 9 }]) b.add(item);
+  assert.equal(batches.length, 0, 'held while every isolate is busy');
+  capacity = true;
+  b.wake();
+  assert.deepEqual(batches.map((batch) => batch.map((x) => x.id)), [['high', 'low-1'], ['low-2', 'none']]);
+});

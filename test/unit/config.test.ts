@@ -205,3 +205,19 @@ test('IMAGE_* settings load as numbers; a bad one stops boot naming the key, the
   refuses({ IMAGE_STD: '1,0,1' }, 'config IMAGE_STD: expected non-zero numbers', '"1,0,1"');
   refuses({ IMAGE_RESIZE: 'stretch' }, 'config IMAGE_RESIZE: expected one of "fill", "cover", "contain"', '"stretch"');
 });
+
+test('the issue-17 keys: deadline, answered record, priorities and tracing, defaults off', () => {
+  const c = loadConfig({});
+  assert.equal(c.deadlineMs, 0);
+  assert.deepEqual(c.answeredRecord, { maxEntries: 100_000, maxAgeMs: 600_000 });
+  assert.equal(c.maxPriority, 0);
+  assert.equal(c.tracing.exporter, 'none');
+  const set = loadConfig({ DEADLINE_MS: '2500', ANSWERED_RECORD_MAX: '10', ANSWERED_RECORD_MAX_AGE_MS: '0', MAX_PRIORITY: '10', OTEL_TRACES_EXPORTER: 'console' });
+  assert.equal(set.deadlineMs, 2500);
+  assert.deepEqual(set.answeredRecord, { maxEntries: 10, maxAgeMs: 0 });
+  assert.equal(set.maxPriority, 10);
+  assert.equal(set.tracing.exporter, 'console');
+  refuses({ MAX_PRIORITY: '256' }, 'config MAX_PRIORITY: expected an integer from 0 to 255, got "256"');
+  refuses({ DEADLINE_MS: '-1' }, 'config DEADLINE_MS: expected an integer from 0 to 604800000, got "-1"');
+  refuses({ OTEL_TRACES_EXPORTER: 'jaeger' }, 'config OTEL_TRACES_EXPORTER: expected one of', '"otlp"', 'got "jaeger"');
+});

@@ -82,3 +82,15 @@ test('the reply carries x-model-version when the scored batch had one, and no su
   assert.equal(buildReply({}, failed, { ...context, modelVersion: '0123456789ab' }).properties.headers['x-model-version'], '0123456789ab');
   assert.equal('x-model-version' in buildReply({}, ok, context).properties.headers, false);
 });
+
+test('a reply carries x-queue-wait-ms and the trace headers when the answer path gives them, and neither when it does not', () => {
+  const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const r = buildReply({ correlationId: 'c' }, failed, { ...context, queueWaitMs: 1234.6, traceHeaders: { traceparent, tracestate: 'a=1' } });
+  assert.equal(r.properties.headers['x-queue-wait-ms'], 1235);
+  assert.equal(r.properties.headers.traceparent, traceparent);
+  assert.equal(r.properties.headers.tracestate, 'a=1');
+  assert.equal(r.properties.headers['x-error-code'], 'SHAPE');
+  const plain = buildReply({ correlationId: 'c' }, ok, context);
+  assert.equal('x-queue-wait-ms' in plain.properties.headers, false);
+  assert.equal('traceparent' in plain.properties.headers, false);
+});

@@ -92,3 +92,22 @@ test('the reply queue is declared plain durable, as clients following the tutori
   assert.deepEqual(t.argumentsOf('in.dead'), { 'x-queue-type': 'quorum' });
   assert.equal(t.argumentsOf('in'), t.inputArguments);
 });
+
+test('MAX_PRIORITY makes a classic input queue a priority queue (x-max-priority)', () => {
+  const t = topologyFor({ ...base, queueType: 'classic', maxPriority: 5 });
+  assert.equal(t.inputArguments['x-max-priority'], 5);
+  assert.equal(t.argumentsOf(t.deadQueue)['x-max-priority'], undefined, 'the dead queue is not a priority queue');
+});
+
+test('a quorum input queue gets no x-max-priority, whatever MAX_PRIORITY says (RabbitMQ 4 quorum queues take priorities without it; 3.x refuses it)', () => {
+  assert.equal(topologyFor({ ...base, queueType: 'quorum', maxPriority: 5 }).inputArguments['x-max-priority'], undefined);
+});
+
+test('MAX_PRIORITY 0 (the default) declares no priorities', () => {
+  assert.equal(topologyFor({ ...base, queueType: 'classic', maxPriority: 0 }).inputArguments['x-max-priority'], undefined);
+  assert.equal(topologyFor({ ...base, queueType: 'classic' }).inputArguments['x-max-priority'], undefined);
+});
+
+test('another x-max-priority: names MAX_PRIORITY', () => {
+  explains("inequivalent arg 'x-max-priority' for queue 'q' in vhost '/': received the value '5' of type 'byte' but current is none", 'x-max-priority = none', 'declares 5', 'set MAX_PRIORITY');
+});
