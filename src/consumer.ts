@@ -204,6 +204,11 @@ export class Consumer {
       if (reason === 'crashed') {
         const deadLettered = settlement === 'dead-letter' || delivery.deliveryCount >= config.deliveryLimit;
         (deadLettered ? metrics.deadLettered : metrics.requeued).inc();
+        // One line per death, with the delivery count: an operator follows a poison message to its dead-letter queue.
+        this.deps.logger.warn(
+          { correlationId: delivery.correlationId ?? delivery.messageId, deliveryCount: delivery.deliveryCount },
+          deadLettered ? 'input dead-lettered' : 'input requeued',
+        );
       } else if (settlement === 'dead-letter') metrics.repliesRefused.inc({ reason });
       else if (reason === 'gave up') metrics.requeued.inc();
       else if (reason === 'stale') metrics.stale.inc();
