@@ -208,7 +208,8 @@ export async function answer(items: readonly ScoredItem[], o: AnswerOptions): Pr
       else settledNow.push(fate);
     } else {
       const reply = buildReply(delivery, result as Outcome, replyContext(item, o));
-      if (!result.ok) o.logger.info({ correlationId: reply.correlationId, code: result.code, error: result.message }, 'error reply');
+      // The code, not the text: an error's text may quote the input (a key name, a JSON excerpt), and payloads stay out of logs.
+      if (!result.ok) o.logger.info({ correlationId: reply.correlationId, code: result.code }, 'error reply');
       sending.push({ item, reply });
     }
   }
