@@ -78,6 +78,7 @@ async function main(): Promise<void> {
     const scorer = parts.scorer;
     metrics.showModel(scorer.model);
     log.info({ model: scorer.info.modelName, version: scorer.model.version, runBatch: scorer.info.hasRunBatch }, 'entry script ready');
+    for (const line of scorer.info.bootLog ?? []) log.info(line.fields, line.msg);
     onReload = (trigger) => void scorer.reload(trigger);
     if (config.modelWatchMs > 0) {
       const script = options.entryScript === BUILT_IN_ENTRY_SCRIPT ? undefined : options.entryScript;

@@ -3,6 +3,7 @@
  * batch each at a time). Every item comes back as a reply outcome, or as `crashed` when the isolate
  * died under it: the consumer then leaves it to the broker's delivery limit rather than answering.
  */
+import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { ScoringError } from './errors.js';
@@ -53,8 +54,9 @@ export interface ScorerOptions {
  * never hung), a user's script in child processes (the only place a synchronous hang can be cut off): a
  * .py script in PYTHON processes.
  */
-export function scorerOptions(config: Readonly<Config>, logger: Logger, model: ModelVersion = resolveModelVersion(resolveModelDir(config.modelDir), logger)): ScorerOptions {
+export function scorerOptions(config: Readonly<Config>, logger: Logger, version?: ModelVersion): ScorerOptions {
   const entryScript = resolveEntryScript(config.entryScript);
+  const model = version ?? modelVersionFor(entryScript, resolveModelDir(config.modelDir), logger);
   return {
     entryScript,
     isolation: entryScript === BUILT_IN_ENTRY_SCRIPT ? 'thread' : entryScript.endsWith('.py') ? 'python' : 'process',
@@ -66,6 +68,15 @@ export function scorerOptions(config: Readonly<Config>, logger: Logger, model: M
     runTimeoutMs: config.runTimeoutMs,
     logger,
   };
+}
+
+/**
+ * The built-in script needs its model folder; a user's script may load its model from anywhere (the
+ * seed's "local model"), so a folder that is not there is its init()'s business, and the version says so.
+ */
+function modelVersionFor(entryScript: string, modelDir: string, logger: Logger): ModelVersion {
+  if (entryScript !== BUILT_IN_ENTRY_SCRIPT && !existsSync(modelDir)) return { dir: modelDir, version: 'no-model-folder' };
+  return resolveModelVersion(modelDir, logger);
 }
 
 export class Scorer {
