@@ -7,7 +7,7 @@
  */
 import type { Sharp, SharpOptions } from 'sharp';
 import { BootError, ScoringError } from '../errors.js';
-import type { BinaryTensor } from './element-types.js';
+import type { TensorData } from '../onnx/element-types.js';
 
 export interface ImagePreprocessing {
   /** IMAGE_SIZE: the size images are resized to where the model's height and width are dynamic. */
@@ -100,7 +100,7 @@ function loadSharp(): Promise<SharpFactory> {
 }
 
 /** The image in `body`, as `plan`'s input tensor. */
-export async function decodeImage(body: Uint8Array, plan: ImagePlan): Promise<BinaryTensor> {
+export async function decodeImage(body: Uint8Array, plan: ImagePlan): Promise<TensorData> {
   const { prep } = plan;
   if (!plan.size) {
     throw new ScoringError('SHAPE', `input '${plan.name}' has a dynamic height or width: set IMAGE_SIZE (e.g. 640x640) for the consumer to resize images to`);

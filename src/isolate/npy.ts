@@ -7,7 +7,8 @@
  * Format: https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
  */
 import { ScoringError } from '../errors.js';
-import { byNpyCode, byType, bytesOf, elementCount, typedView, type BinaryTensor, type ElementTypeInfo } from './element-types.js';
+import { byNpyCode, bytesOf, elementInfo, typedView, type BinaryCodes, type NumericData, type TensorData } from '../onnx/element-types.js';
+import { elementCount } from '../onnx/tensors.js';
 
 export const NPY_CONTENT_TYPE = 'application/x-npy';
 /** numpy.lib.format's own default max_header_size. */
@@ -22,7 +23,7 @@ export interface NpyLimits {
 const bad = (what: string): ScoringError => new ScoringError('BAD_BINARY', `.npy body ${what}`);
 
 /** The array in an .npy body; `what` names the body in errors (an input, a file in a request). */
-export function readNpy(body: Uint8Array, limits: NpyLimits): BinaryTensor {
+export function readNpy(body: Uint8Array, limits: NpyLimits): TensorData<NumericData> {
   if (body.byteLength < 10 || MAGIC.some((b, i) => body[i] !== b)) throw bad('does not start with the NumPy magic "\\x93NUMPY"');
   const major = body[6];
   if (major < 1 || major > 3) throw bad(`has format version ${major}.${body[7]}; versions 1.0 to 3.0 are read`);
@@ -57,14 +58,14 @@ export function readNpy(body: Uint8Array, limits: NpyLimits): BinaryTensor {
 }
 
 /** The .npy bytes of a tensor: version 1.0, little-endian, C order, the header padded to 64 bytes as numpy pads it. */
-export function writeNpy(tensor: BinaryTensor): Uint8Array {
-  const info = byType.get(tensor.type);
-  if (!info) throw new Error(`no .npy dtype for element type ${tensor.type}`);
+export function writeNpy(tensor: TensorData, what = 'the tensor'): Uint8Array {
+  const info = elementInfo(tensor.type).binary;
+  if (!info) throw new ScoringError('TYPE', `${what} has ${tensor.type} elements, which a .npy cannot carry; ask for JSON`);
   const shape = tensor.dims.length === 1 ? `(${tensor.dims[0]},)` : `(${tensor.dims.join(', ')})`;
   const dict = `{'descr': '${info.bytes === 1 ? '|' : '<'}${info.npy}', 'fortran_order': False, 'shape': ${shape}, }`;
   const unpadded = 10 + dict.length + 1;
   const headerLength = dict.length + 1 + ((64 - (unpadded % 64)) % 64);
-  const data = bytesOf(tensor.data);
+  const data = bytesOf(tensor.data as NumericData);
   const out = new Uint8Array(10 + headerLength + data.byteLength);
   out.set(MAGIC);
   out[6] = 1;
@@ -164,7 +165,7 @@ function parseHeader(text: string): NpyHeader {
 }
 
 /** One copy: bytes swapped to little-endian, elements moved from Fortran to C order. */
-function toLittleCOrder(raw: Uint8Array, info: ElementTypeInfo, dims: number[], swap: boolean, fortran: boolean): Uint8Array {
+function toLittleCOrder(raw: Uint8Array, info: BinaryCodes, dims: number[], swap: boolean, fortran: boolean): Uint8Array {
   const size = info.bytes;
   const count = raw.byteLength / size;
   const out = new Uint8Array(raw.byteLength);

@@ -7,10 +7,10 @@
 import type { ScriptMeta } from '../entry-script.js';
 import { ScoringError } from '../errors.js';
 import { isJsonContentType, mediaType, IMAGE_CONTENT_TYPES, JSON_CONTENT_TYPE } from '../isolate/content-types.js';
-import { convertTensor, convertsExactly, typesConvertingTo, type BinaryTensor } from '../isolate/element-types.js';
 import { decodeImage, planImage, type ImagePlan, type ImagePreprocessing } from '../isolate/image.js';
 import { NPY_CONTENT_TYPE, readNpy, writeNpy } from '../isolate/npy.js';
 import { SAFETENSORS_CONTENT_TYPE, readSafetensors, writeSafetensors } from '../isolate/safetensors.js';
+import { convertTensor, convertsExactly, typesConvertingTo } from './element-types.js';
 import { fitsSpec, formatDims, type Limits, type TensorData, type TensorSpec } from './tensors.js';
 
 /** The header a request names its reply's format with. */
@@ -61,13 +61,13 @@ export async function readBinaryInputs(body: Uint8Array, contentType: string, mo
   }
   if ((IMAGE_CONTENT_TYPES as readonly string[]).includes(type)) {
     if (typeof model.image === 'string') throw new ScoringError('CONTENT_TYPE', `${type} body refused: ${model.image}`);
-    return { [model.image.name]: (await decodeImage(body, model.image)) as TensorData };
+    return { [model.image.name]: await decodeImage(body, model.image) };
   }
   throw new ScoringError('CONTENT_TYPE', `contentType '${clip(contentType)}' is not taken by the built-in ONNX script; send one of ${accepted}`);
 }
 
 /** A tensor read from a body, checked against its input as the JSON path checks it, converted where that loses nothing. */
-function fit(t: BinaryTensor, spec: TensorSpec, what: string): TensorData {
+function fit(t: TensorData, spec: TensorSpec, what: string): TensorData {
   const want = formatDims(spec.dims);
   // .npy and safetensors carry no strings: a string input takes JSON.
   if (spec.type === 'string') throw new ScoringError('TYPE', `input '${spec.name}' expects string elements, which ${what} body cannot carry; send JSON`);
@@ -79,7 +79,7 @@ function fit(t: BinaryTensor, spec: TensorSpec, what: string): TensorData {
     const others = typesConvertingTo(spec.type).slice(1);
     throw new ScoringError('TYPE', `input '${spec.name}' expects ${spec.type} elements, got ${what} of ${t.type}; send ${spec.type}${others.length ? ` (or ${others.join(', ')}, converted exactly)` : ''}`);
   }
-  return convertTensor(t, spec.type) as TensorData;
+  return convertTensor(t, spec.type);
 }
 
 /** The reply format a request asks for (x-reply-content-type), checked before its run; undefined for JSON. */
@@ -100,8 +100,8 @@ export function replyTypeOf(meta: ScriptMeta | undefined, outputs: readonly Tens
 
 /** One message's outputs as the binary reply it asked for. */
 export function binaryReply(type: string, outputs: Record<string, TensorData>, outputNames: readonly string[]): { contentType: string; body: Uint8Array } {
-  if (type === NPY_CONTENT_TYPE) return { contentType: type, body: writeNpy(outputs[outputNames[0]] as BinaryTensor) };
-  const named = new Map(outputNames.map((n) => [n, outputs[n] as BinaryTensor]));
+  if (type === NPY_CONTENT_TYPE) return { contentType: type, body: writeNpy(outputs[outputNames[0]], `output '${outputNames[0]}'`) };
+  const named = new Map(outputNames.map((n) => [n, outputs[n]]));
   return { contentType: type, body: writeSafetensors(named) };
 }
 

@@ -6,11 +6,10 @@
 import { ScoringError } from '../errors.js';
 import { jsonType as withArticle } from '../message.js';
 
-import { ElementProblem, elementInfo, type Element, type ElementInfo, type ElementType, type TypedData } from './element-types.js';
+import { ElementProblem, elementInfo, type Element, type ElementInfo, type ElementType, type TensorData, type TypedData } from './element-types.js';
 
-export type { ElementType, TypedData };
+export type { ElementType, TensorData, TypedData };
 export interface TensorSpec { name: string; type: ElementType; dims: ReadonlyArray<number | string> }
-export interface TensorData { type: ElementType; data: TypedData; dims: number[] }
 export interface Limits { maxTensorElements: number }
 
 const isDynamic = (d: number | string): boolean => typeof d !== 'number' || d < 0;
@@ -18,6 +17,16 @@ const isDynamic = (d: number | string): boolean => typeof d !== 'number' || d < 
 /** A dims list as the error messages print it: [-1,4] with dynamic dims as -1. */
 export function formatDims(dims: ReadonlyArray<number | string>): string {
   return `[${dims.map((d) => (isDynamic(d) ? -1 : d)).join(',')}]`;
+}
+
+/** The product of dims, or Infinity once it passes `cap`: a lying header's 10^12 never reaches an allocation. */
+export function elementCount(dims: readonly number[], cap: number): number {
+  let n = 1;
+  for (const d of dims) {
+    n *= d;
+    if (n > cap) return Infinity;
+  }
+  return n;
 }
 
 /** Whether a shape read from the bytes (runtime/numeric-data.ts) is one the input takes. */
