@@ -105,29 +105,4 @@ export function binaryReply(type: string, outputs: Record<string, TensorData>, o
   return { contentType: type, body: writeSafetensors(named) };
 }
 
-/** Batched outputs → each message's rows along axis 0, as views (the binary counterpart of splitOutputs). */
-export function sliceOutputs(outputs: Record<string, TensorData>, outputNames: readonly string[], rowCounts: readonly number[]): Array<Record<string, TensorData>> {
-  const perMessage: Array<Record<string, TensorData>> = rowCounts.map(() => ({}));
-  const total = rowCounts.reduce((a, b) => a + b, 0);
-  for (const name of outputNames) {
-    const t = Object.hasOwn(outputs, name) ? outputs[name] : undefined;
-    if (!t) throw new ScoringError('RUN_FAILED', `model returned no output '${name}'`);
-    if (rowCounts.length === 1) {
-      perMessage[0][name] = t;
-      continue;
-    }
-    if (t.dims.length === 0 || t.dims[0] !== total) {
-      throw new ScoringError('RUN_FAILED', `output '${name}' has shape ${formatDims(t.dims)}, which cannot be split into ${rowCounts.length} messages of ${total} rows in all`);
-    }
-    const rowSize = t.dims.slice(1).reduce((a, b) => a * b, 1);
-    let row = 0;
-    rowCounts.forEach((n, m) => {
-      const data = Array.isArray(t.data) ? t.data.slice(row * rowSize, (row + n) * rowSize) : t.data.subarray(row * rowSize, (row + n) * rowSize);
-      perMessage[m][name] = { type: t.type, data: data as TensorData['data'], dims: [n, ...t.dims.slice(1)] };
-      row += n;
-    });
-  }
-  return perMessage;
-}
-
 const clip = (s: string): string => (s.length > 64 ? `${s.slice(0, 61)}...` : s);

@@ -139,15 +139,15 @@ function typeError(f: Fill, v: unknown, i: number, why?: string): ScoringError {
   return new ScoringError('TYPE', `input '${f.spec.name}' expects ${f.spec.type} elements, got ${got}${at.length ? ` at ${path(at)}` : ''}`);
 }
 
-/** Split batched outputs back per message, given each message's row count along axis 0. */
-export function splitOutputs(outputs: Record<string, TensorData>, outputNames: readonly string[], rowCounts: readonly number[]): unknown[] {
-  const perMessage: [string, unknown][][] = rowCounts.map(() => []);
+/** Batched outputs → each message's rows along axis 0, as views (copies for strings); an unbatched run's outputs whole. */
+export function sliceOutputs(outputs: Record<string, TensorData>, outputNames: readonly string[], rowCounts: readonly number[]): Array<Record<string, TensorData>> {
+  const perMessage: [string, TensorData][][] = rowCounts.map(() => []);
   const total = rowCounts.reduce((a, b) => a + b, 0);
   for (const name of outputNames) {
     const t = Object.hasOwn(outputs, name) ? outputs[name] : undefined;
     if (!t) throw new ScoringError('RUN_FAILED', `model returned no output '${name}'`);
     if (rowCounts.length === 1) { // an unbatched run returns the output whole, even one without a batch axis
-      perMessage[0].push([name, toJson(t, 0, t.dims)]);
+      perMessage[0].push([name, t]);
       continue;
     }
     if (t.dims.length === 0 || t.dims[0] !== total) {
@@ -157,12 +157,22 @@ export function splitOutputs(outputs: Record<string, TensorData>, outputNames: r
     const rowSize = rest.reduce((a, b) => a * b, 1);
     let row = 0;
     rowCounts.forEach((n, m) => {
-      perMessage[m].push([name, toJson(t, row * rowSize, [n, ...rest])]);
+      const [from, to] = [row * rowSize, (row + n) * rowSize];
+      const data = Array.isArray(t.data) ? t.data.slice(from, to) : t.data.subarray(from, to);
+      perMessage[m].push([name, { type: t.type, data, dims: [n, ...rest] }]);
       row += n;
     });
   }
   // fromEntries defines own properties, so an output named "__proto__" cannot touch a prototype.
-  return perMessage.map((entries) => (outputNames.length === 1 ? entries[0][1] : Object.fromEntries(entries)));
+  return perMessage.map((entries) => Object.fromEntries(entries));
+}
+
+/** Split batched outputs back per message as JSON: one output as its nested array, several as an object keyed by name. */
+export function splitOutputs(outputs: Record<string, TensorData>, outputNames: readonly string[], rowCounts: readonly number[]): unknown[] {
+  return sliceOutputs(outputs, outputNames, rowCounts).map((tensors) => {
+    const entries = outputNames.map((name) => [name, toJson(tensors[name], 0, tensors[name].dims)] as const);
+    return outputNames.length === 1 ? entries[0][1] : Object.fromEntries(entries);
+  });
 }
 
 function toJson(t: TensorData, offset: number, dims: number[]): unknown {

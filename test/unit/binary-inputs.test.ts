@@ -5,8 +5,8 @@ import { ScoringError } from '../../src/errors.js';
 import { convertTensor, convertsExactly, fromFloat16Bits } from '../../src/onnx/element-types.js';
 import { writeNpy } from '../../src/isolate/npy.js';
 import { writeSafetensors } from '../../src/isolate/safetensors.js';
-import { binaryReply, readBinaryInputs, replyTypeOf, sliceOutputs, type BinaryModel } from '../../src/onnx/binary.js';
-import type { TensorData, TensorSpec } from '../../src/onnx/tensors.js';
+import { binaryReply, readBinaryInputs, replyTypeOf, type BinaryModel } from '../../src/onnx/binary.js';
+import { sliceOutputs, type TensorData, type TensorSpec } from '../../src/onnx/tensors.js';
 import { npyLoad } from '../support/numpy.js';
 
 const one: BinaryModel = { inputs: [{ name: 'x', type: 'float32', dims: ['N', 4] }], outputs: [{ name: 'y', type: 'float32', dims: ['N', 2] }], limits: { maxTensorElements: 1000 }, image: 'not an image model' };
