@@ -6,7 +6,7 @@
  * the body where its alignment allows. Big-endian and Fortran-order arrays are converted (one copy).
  * Format: https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
  */
-import { ScoringError } from '../errors.js';
+import { clip, ScoringError } from '../errors.js';
 import { byNpyCode, bytesOf, elementInfo, typedView, type BinaryCodes, type NumericData, type TensorData } from '../onnx/element-types.js';
 import { elementCount } from '../onnx/tensors.js';
 
@@ -39,7 +39,7 @@ export function readNpy(body: Uint8Array, limits: NpyLimits): TensorData<Numeric
   const info = byNpyCode.get(header.descr.slice(1));
   if (!info || !'<>|='.includes(order)) {
     const known = [...byNpyCode.keys()].map((k) => `<${k}`).join(', ');
-    throw bad(`has dtype '${clip(header.descr)}', which is not read; send one of ${known}`);
+    throw bad(`has dtype '${clip(header.descr, 80)}', which is not read; send one of ${known}`);
   }
   const dims = header.shape;
   const count = elementCount(dims, limits.maxTensorElements);
@@ -91,7 +91,7 @@ interface NpyHeader {
 function parseHeader(text: string): NpyHeader {
   let at = 0;
   const fail = (why: string): never => {
-    throw bad(`has a header that is not a NumPy header (${why} at character ${at}): ${clip(JSON.stringify(text.trim()))}`);
+    throw bad(`has a header that is not a NumPy header (${why} at character ${at}): ${clip(JSON.stringify(text.trim()), 80)}`);
   };
   const skip = () => {
     while (at < text.length && ' \t\n\r'.includes(text[at])) at++;
@@ -150,7 +150,7 @@ function parseHeader(text: string): NpyHeader {
     if (key === 'descr' && seen.descr === undefined) seen.descr = string();
     else if (key === 'fortran_order' && seen.fortranOrder === undefined) seen.fortranOrder = bool();
     else if (key === 'shape' && seen.shape === undefined) seen.shape = tuple();
-    else fail(`unexpected key '${clip(key)}'`);
+    else fail(`unexpected key '${clip(key, 80)}'`);
     skip();
     if (text[at] === ',') at++;
     else if (text[at] !== '}') fail("expected ',' or '}'");
@@ -198,4 +198,3 @@ function latin1(bytes: Uint8Array): string {
   return s;
 }
 
-const clip = (s: string): string => (s.length > 80 ? `${s.slice(0, 77)}...` : s);

@@ -8,7 +8,7 @@
  * tensor is a view on the body where its alignment allows.
  * Spec: https://github.com/huggingface/safetensors#format
  */
-import { ScoringError } from '../errors.js';
+import { clip, ScoringError } from '../errors.js';
 import { bySafetensorsCode, bytesOf, elementInfo, typedView, type NumericData, type TensorData } from '../onnx/element-types.js';
 import { elementCount } from '../onnx/tensors.js';
 
@@ -99,4 +99,3 @@ export function writeSafetensors(tensors: Record<string, TensorData> | Map<strin
   return out;
 }
 
-const clip = (s: string): string => (s.length > 64 ? `${s.slice(0, 61)}...` : s);

@@ -5,13 +5,13 @@
  * No onnxruntime import: it runs in worker threads and unit tests.
  */
 import type { ScriptMeta } from '../entry-script.js';
-import { ScoringError } from '../errors.js';
+import { clip, ScoringError } from '../errors.js';
 import { isJsonContentType, mediaType, IMAGE_CONTENT_TYPES, JSON_CONTENT_TYPE } from '../isolate/content-types.js';
 import { decodeImage, planImage, type ImagePlan, type ImagePreprocessing } from '../isolate/image.js';
 import { NPY_CONTENT_TYPE, readNpy, writeNpy } from '../isolate/npy.js';
 import { SAFETENSORS_CONTENT_TYPE, readSafetensors, writeSafetensors } from '../isolate/safetensors.js';
 import { convertTensor, convertsExactly, typesConvertingTo } from './element-types.js';
-import { fitsSpec, formatDims, type Limits, type TensorData, type TensorSpec } from './tensors.js';
+import { fitsSpec, formatDims, namesOf, type Limits, type TensorData, type TensorSpec } from './tensors.js';
 
 /** The header a request names its reply's format with. */
 export const REPLY_CONTENT_TYPE_HEADER = 'x-reply-content-type';
@@ -27,12 +27,11 @@ export interface BinaryModel {
 
 /** At init: settings that contradict the model stop the boot (planImage throws a BootError). */
 export function imagePlanFor(inputs: readonly TensorSpec[], prep: ImagePreprocessing | undefined): ImagePlan | string {
-  if (inputs.length !== 1) return `the model has ${inputs.length} inputs (${names(inputs)}); an image is one`;
+  if (inputs.length !== 1) return `the model has ${inputs.length} inputs (${namesOf(inputs)}); an image is one`;
   if (!prep) return 'no image settings were given to the entry script';
   return planImage(inputs[0], prep);
 }
 
-const names = (specs: readonly TensorSpec[]) => specs.map((s) => `'${s.name}'`).join(', ');
 const accepted = `application/json, ${NPY_CONTENT_TYPE}, ${SAFETENSORS_CONTENT_TYPE}, ${IMAGE_CONTENT_TYPES.join(', ')}`;
 
 /** A binary body → one tensor per model input, of the input's own element type. */
@@ -41,7 +40,7 @@ export async function readBinaryInputs(body: Uint8Array, contentType: string, mo
   const { inputs, limits } = model;
   if (type === NPY_CONTENT_TYPE) {
     if (inputs.length !== 1) {
-      throw new ScoringError('SHAPE', `model has ${inputs.length} inputs (${names(inputs)}): an .npy body carries one array; send ${SAFETENSORS_CONTENT_TYPE} with one tensor per input`);
+      throw new ScoringError('SHAPE', `model has ${inputs.length} inputs (${namesOf(inputs)}): an .npy body carries one array; send ${SAFETENSORS_CONTENT_TYPE} with one tensor per input`);
     }
     return { [inputs[0].name]: fit(readNpy(body, limits), inputs[0], 'a .npy') };
   }
@@ -49,12 +48,12 @@ export async function readBinaryInputs(body: Uint8Array, contentType: string, mo
     const tensors = readSafetensors(body, limits);
     const known = new Set(inputs.map((s) => s.name));
     for (const name of tensors.keys()) {
-      if (!known.has(name)) throw new ScoringError('SHAPE', `safetensors body has unknown input '${clip(name)}'; the model's inputs are ${names(inputs)}`);
+      if (!known.has(name)) throw new ScoringError('SHAPE', `safetensors body has unknown input '${clip(name)}'; the model's inputs are ${namesOf(inputs)}`);
     }
     const out: Record<string, TensorData> = {};
     for (const spec of inputs) {
       const t = tensors.get(spec.name);
-      if (!t) throw new ScoringError('SHAPE', `input '${spec.name}' is missing from the safetensors body; the model's inputs are ${names(inputs)}`);
+      if (!t) throw new ScoringError('SHAPE', `input '${spec.name}' is missing from the safetensors body; the model's inputs are ${namesOf(inputs)}`);
       out[spec.name] = fit(t, spec, 'a safetensors tensor');
     }
     return out;
@@ -93,7 +92,7 @@ export function replyTypeOf(meta: ScriptMeta | undefined, outputs: readonly Tens
     throw new ScoringError('CONTENT_TYPE', `${REPLY_CONTENT_TYPE_HEADER} '${clip(text)}' is not offered; ask for ${REPLY_TYPES.join(', ')}`);
   }
   if (type === NPY_CONTENT_TYPE && outputs.length !== 1) {
-    throw new ScoringError('CONTENT_TYPE', `${REPLY_CONTENT_TYPE_HEADER} ${NPY_CONTENT_TYPE} carries one array, and the model has ${outputs.length} outputs (${names(outputs)}); ask for ${SAFETENSORS_CONTENT_TYPE}`);
+    throw new ScoringError('CONTENT_TYPE', `${REPLY_CONTENT_TYPE_HEADER} ${NPY_CONTENT_TYPE} carries one array, and the model has ${outputs.length} outputs (${namesOf(outputs)}); ask for ${SAFETENSORS_CONTENT_TYPE}`);
   }
   return type;
 }
@@ -105,4 +104,3 @@ export function binaryReply(type: string, outputs: Record<string, TensorData>, o
   return { contentType: type, body: writeSafetensors(named) };
 }
 
-const clip = (s: string): string => (s.length > 64 ? `${s.slice(0, 61)}...` : s);

@@ -3,7 +3,7 @@
  * Shapes come from walking first elements only (bounded by the model's rank), the element count is
  * capped before any allocation, and typed arrays are filled in one pass that also catches ragged rows.
  */
-import { ScoringError } from '../errors.js';
+import { clip, ScoringError } from '../errors.js';
 import { jsonType as withArticle } from '../message.js';
 
 import { ElementProblem, elementInfo, type Element, type ElementInfo, type ElementType, type TensorData, type TypedData } from './element-types.js';
@@ -29,6 +29,9 @@ export function elementCount(dims: readonly number[], cap: number): number {
   return n;
 }
 
+/** Input or output names as the error messages list them: 'a', 'b'. */
+export const namesOf = (specs: readonly TensorSpec[]): string => specs.map((s) => `'${s.name}'`).join(', ');
+
 /** Whether a shape read from the bytes (runtime/numeric-data.ts) is one the input takes. */
 export function fitsSpec(dims: readonly number[], spec: TensorSpec): boolean {
   return dims.length === spec.dims.length && dims.every((d, i) => isDynamic(spec.dims[i]) || d === spec.dims[i]);
@@ -44,7 +47,7 @@ export function buildInputs(data: unknown, inputs: readonly TensorSpec[], limits
     out[spec.name] = buildOne(value, spec, limits);
     return out;
   }
-  const names = inputs.map((s) => `'${s.name}'`).join(', ');
+  const names = namesOf(inputs);
   if (!isPlainObject(data)) {
     throw new ScoringError('SHAPE', `model has ${inputs.length} inputs (${names}): data must be an object keyed by input name, got ${jsonType(data)}`);
   }
@@ -204,4 +207,3 @@ function jsonType(v: unknown): string {
 }
 
 const path = (idx: readonly number[]): string => (idx.length === 0 ? 'the top level' : idx.map((i) => `[${i}]`).join(''));
-const clip = (s: string): string => (s.length > 64 ? `${s.slice(0, 61)}...` : s);
