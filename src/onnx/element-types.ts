@@ -3,7 +3,7 @@
  * in, how one element is read from JSON and written back, and how the binary formats (.npy,
  * safetensors) name and lay it out. Everything that turns values into tensors (JSON in
  * src/onnx/tensors.ts, binary bodies in src/isolate/) asks this table, so a type is added in one place.
- * No imports: it runs in worker threads and the isolate.
+ * No onnxruntime import: it runs in worker threads and the isolate.
  *
  * Choices a user can see:
  * - float16 is held as its IEEE half bits in a Uint16Array (what onnxruntime-node takes and returns on
@@ -15,6 +15,7 @@
  * - bool is true/false (held as 0/1 in a Uint8Array); string is a JSON string, and the one type the
  *   binary formats cannot carry (no `binary` entry).
  */
+import { clip } from '../errors.js';
 
 export type ElementType =
   | 'float32' | 'float64' | 'float16'
@@ -105,7 +106,7 @@ function wide(type: 'int64' | 'uint64', min: bigint, max: bigint, binary: Binary
         return BigInt(v);
       }
       if (typeof v === 'string') {
-        if (!/^-?[0-9]{1,20}$/.test(v)) throw new ElementProblem(`a string that is not a decimal integer: "${v.length > 24 ? `${v.slice(0, 21)}...` : v}"`);
+        if (!/^-?[0-9]{1,20}$/.test(v)) throw new ElementProblem(`a string that is not a decimal integer: "${clip(v, 24)}"`);
         const n = BigInt(v);
         if (n < min || n > max) throw new ElementProblem(range);
         return n;
