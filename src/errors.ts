@@ -43,7 +43,12 @@ export class BootError extends Error {
 export function replyText(err: unknown): string {
   const text = err instanceof Error ? err.message : typeof err === 'string' ? err : safeString(err);
   const line = text.replace(/\s*[\r\n]+\s*/g, ' ').trim() || 'run failed without a message';
-  return line.length > 1000 ? `${line.slice(0, 997)}...` : line;
+  return clip(line, 1000);
+}
+
+/** A sender's text quoted in an error, cut to `max` characters so one hostile name cannot fill the line. */
+export function clip(s: string, max = 64): string {
+  return s.length > max ? `${s.slice(0, max - 3)}...` : s;
 }
 
 function safeString(value: unknown): string {

@@ -7,7 +7,8 @@
  */
 import type { Sharp, SharpOptions } from 'sharp';
 import { BootError, ScoringError } from '../errors.js';
-import type { BinaryTensor } from './element-types.js';
+import type { TensorData } from '../onnx/element-types.js';
+import { formatDims } from '../onnx/tensors.js';
 
 export interface ImagePreprocessing {
   /** IMAGE_SIZE: the size images are resized to where the model's height and width are dynamic. */
@@ -41,7 +42,6 @@ export interface ImagePlan {
 }
 
 const fixed = (d: number | string | undefined): d is number => typeof d === 'number' && d >= 0;
-const shape = (dims: ReadonlyArray<number | string>) => `[${dims.map((d) => (fixed(d) ? d : -1)).join(',')}]`;
 
 /**
  * How images become `spec`, or why this input takes no images (a string, said to a sender of one).
@@ -49,7 +49,7 @@ const shape = (dims: ReadonlyArray<number | string>) => `[${dims.map((d) => (fix
  */
 export function planImage(spec: ImageInputSpec, prep: ImagePreprocessing): ImagePlan | string {
   const { name, dims } = spec;
-  const notImage = `input '${name}' (${spec.type}, shape ${shape(dims)}) takes no images`;
+  const notImage = `input '${name}' (${spec.type}, shape ${formatDims(dims)}) takes no images`;
   if (spec.type !== 'float32' && spec.type !== 'uint8') return `${notImage}: an image input is float32 or uint8`;
   if (dims.length !== 4 && dims.length !== 3) return `${notImage}: an image input has rank 4 (NCHW or NHWC) or 3`;
   const rank = dims.length as 3 | 4;
@@ -61,20 +61,20 @@ export function planImage(spec: ImageInputSpec, prep: ImagePreprocessing): Image
   else if (isChannels(dims[first]) && !isChannels(dims[rank - 1])) layout = 'nchw';
   else if (isChannels(dims[rank - 1]) && !isChannels(dims[first])) layout = 'nhwc';
   else if (isChannels(dims[first])) {
-    throw new BootError(`config IMAGE_LAYOUT: input '${name}' has shape ${shape(dims)}, which could be NCHW or NHWC; set IMAGE_LAYOUT to nchw or nhwc`);
+    throw new BootError(`config IMAGE_LAYOUT: input '${name}' has shape ${formatDims(dims)}, which could be NCHW or NHWC; set IMAGE_LAYOUT to nchw or nhwc`);
   } else return `${notImage}: no axis of 1 or 3 channels (set IMAGE_LAYOUT if its channels are dynamic)`;
   const [c, h, w] = layout === 'nchw' ? [dims[first], dims[first + 1], dims[first + 2]] : [dims[rank - 1], dims[first], dims[first + 1]];
-  if (fixed(c) && !isChannels(c)) throw new BootError(`config IMAGE_LAYOUT: ${layout} puts ${c} channels on input '${name}' (shape ${shape(dims)}); images have 1 or 3`);
+  if (fixed(c) && !isChannels(c)) throw new BootError(`config IMAGE_LAYOUT: ${layout} puts ${c} channels on input '${name}' (shape ${formatDims(dims)}); images have 1 or 3`);
   const channels = c === 1 ? 1 : 3;
 
   let size = prep.size;
   if (fixed(h) && fixed(w)) {
     if (size && (size.width !== w || size.height !== h)) {
-      throw new BootError(`config IMAGE_SIZE: input '${name}' takes ${w}x${h} images (shape ${shape(dims)}), got ${size.width}x${size.height}; leave IMAGE_SIZE empty for a model of fixed size`);
+      throw new BootError(`config IMAGE_SIZE: input '${name}' takes ${w}x${h} images (shape ${formatDims(dims)}), got ${size.width}x${size.height}; leave IMAGE_SIZE empty for a model of fixed size`);
     }
     size = { width: w, height: h };
   } else if (size && ((fixed(h) && h !== size.height) || (fixed(w) && w !== size.width))) {
-    throw new BootError(`config IMAGE_SIZE: input '${name}' has shape ${shape(dims)}, which ${size.width}x${size.height} does not fit`);
+    throw new BootError(`config IMAGE_SIZE: input '${name}' has shape ${formatDims(dims)}, which ${size.width}x${size.height} does not fit`);
   }
   for (const key of ['mean', 'std'] as const) {
     const n = prep[key].length;
@@ -100,7 +100,7 @@ function loadSharp(): Promise<SharpFactory> {
 }
 
 /** The image in `body`, as `plan`'s input tensor. */
-export async function decodeImage(body: Uint8Array, plan: ImagePlan): Promise<BinaryTensor> {
+export async function decodeImage(body: Uint8Array, plan: ImagePlan): Promise<TensorData> {
   const { prep } = plan;
   if (!plan.size) {
     throw new ScoringError('SHAPE', `input '${plan.name}' has a dynamic height or width: set IMAGE_SIZE (e.g. 640x640) for the consumer to resize images to`);

@@ -6,8 +6,9 @@
  * the body where its alignment allows. Big-endian and Fortran-order arrays are converted (one copy).
  * Format: https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
  */
-import { ScoringError } from '../errors.js';
-import { byNpyCode, byType, bytesOf, elementCount, typedView, type BinaryTensor, type ElementTypeInfo } from './element-types.js';
+import { clip, ScoringError } from '../errors.js';
+import { byNpyCode, bytesOf, elementInfo, typedView, type BinaryCodes, type NumericData, type TensorData } from '../onnx/element-types.js';
+import { elementCount } from '../onnx/tensors.js';
 
 export const NPY_CONTENT_TYPE = 'application/x-npy';
 /** numpy.lib.format's own default max_header_size. */
@@ -22,7 +23,7 @@ export interface NpyLimits {
 const bad = (what: string): ScoringError => new ScoringError('BAD_BINARY', `.npy body ${what}`);
 
 /** The array in an .npy body; `what` names the body in errors (an input, a file in a request). */
-export function readNpy(body: Uint8Array, limits: NpyLimits): BinaryTensor {
+export function readNpy(body: Uint8Array, limits: NpyLimits): TensorData<NumericData> {
   if (body.byteLength < 10 || MAGIC.some((b, i) => body[i] !== b)) throw bad('does not start with the NumPy magic "\\x93NUMPY"');
   const major = body[6];
   if (major < 1 || major > 3) throw bad(`has format version ${major}.${body[7]}; versions 1.0 to 3.0 are read`);
@@ -38,7 +39,7 @@ export function readNpy(body: Uint8Array, limits: NpyLimits): BinaryTensor {
   const info = byNpyCode.get(header.descr.slice(1));
   if (!info || !'<>|='.includes(order)) {
     const known = [...byNpyCode.keys()].map((k) => `<${k}`).join(', ');
-    throw bad(`has dtype '${clip(header.descr)}', which is not read; send one of ${known}`);
+    throw bad(`has dtype '${clip(header.descr, 80)}', which is not read; send one of ${known}`);
   }
   const dims = header.shape;
   const count = elementCount(dims, limits.maxTensorElements);
@@ -57,14 +58,14 @@ export function readNpy(body: Uint8Array, limits: NpyLimits): BinaryTensor {
 }
 
 /** The .npy bytes of a tensor: version 1.0, little-endian, C order, the header padded to 64 bytes as numpy pads it. */
-export function writeNpy(tensor: BinaryTensor): Uint8Array {
-  const info = byType.get(tensor.type);
-  if (!info) throw new Error(`no .npy dtype for element type ${tensor.type}`);
+export function writeNpy(tensor: TensorData, what = 'the tensor'): Uint8Array {
+  const info = elementInfo(tensor.type).binary;
+  if (!info) throw new ScoringError('TYPE', `${what} has ${tensor.type} elements, which a .npy cannot carry; ask for JSON`);
   const shape = tensor.dims.length === 1 ? `(${tensor.dims[0]},)` : `(${tensor.dims.join(', ')})`;
   const dict = `{'descr': '${info.bytes === 1 ? '|' : '<'}${info.npy}', 'fortran_order': False, 'shape': ${shape}, }`;
   const unpadded = 10 + dict.length + 1;
   const headerLength = dict.length + 1 + ((64 - (unpadded % 64)) % 64);
-  const data = bytesOf(tensor.data);
+  const data = bytesOf(tensor.data as NumericData);
   const out = new Uint8Array(10 + headerLength + data.byteLength);
   out.set(MAGIC);
   out[6] = 1;
@@ -90,7 +91,7 @@ interface NpyHeader {
 function parseHeader(text: string): NpyHeader {
   let at = 0;
   const fail = (why: string): never => {
-    throw bad(`has a header that is not a NumPy header (${why} at character ${at}): ${clip(JSON.stringify(text.trim()))}`);
+    throw bad(`has a header that is not a NumPy header (${why} at character ${at}): ${clip(JSON.stringify(text.trim()), 80)}`);
   };
   const skip = () => {
     while (at < text.length && ' \t\n\r'.includes(text[at])) at++;
@@ -149,7 +150,7 @@ function parseHeader(text: string): NpyHeader {
     if (key === 'descr' && seen.descr === undefined) seen.descr = string();
     else if (key === 'fortran_order' && seen.fortranOrder === undefined) seen.fortranOrder = bool();
     else if (key === 'shape' && seen.shape === undefined) seen.shape = tuple();
-    else fail(`unexpected key '${clip(key)}'`);
+    else fail(`unexpected key '${clip(key, 80)}'`);
     skip();
     if (text[at] === ',') at++;
     else if (text[at] !== '}') fail("expected ',' or '}'");
@@ -164,7 +165,7 @@ function parseHeader(text: string): NpyHeader {
 }
 
 /** One copy: bytes swapped to little-endian, elements moved from Fortran to C order. */
-function toLittleCOrder(raw: Uint8Array, info: ElementTypeInfo, dims: number[], swap: boolean, fortran: boolean): Uint8Array {
+function toLittleCOrder(raw: Uint8Array, info: BinaryCodes, dims: number[], swap: boolean, fortran: boolean): Uint8Array {
   const size = info.bytes;
   const count = raw.byteLength / size;
   const out = new Uint8Array(raw.byteLength);
@@ -197,4 +198,3 @@ function latin1(bytes: Uint8Array): string {
   return s;
 }
 
-const clip = (s: string): string => (s.length > 80 ? `${s.slice(0, 77)}...` : s);

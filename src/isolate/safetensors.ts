@@ -8,8 +8,9 @@
  * tensor is a view on the body where its alignment allows.
  * Spec: https://github.com/huggingface/safetensors#format
  */
-import { ScoringError } from '../errors.js';
-import { bySafetensorsCode, byType, bytesOf, elementCount, typedView, type BinaryTensor } from './element-types.js';
+import { clip, ScoringError } from '../errors.js';
+import { bySafetensorsCode, bytesOf, elementInfo, typedView, type NumericData, type TensorData } from '../onnx/element-types.js';
+import { elementCount } from '../onnx/tensors.js';
 
 export const SAFETENSORS_CONTENT_TYPE = 'application/x-safetensors';
 /** Room for thousands of tensors' entries; the Rust reference caps at 100 MB, far more than an input needs. */
@@ -23,7 +24,7 @@ const bad = (what: string): ScoringError => new ScoringError('BAD_BINARY', `safe
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
 /** The body's tensors by name, in header order; `__metadata__` is skipped. */
-export function readSafetensors(body: Uint8Array, limits: SafetensorsLimits): Map<string, BinaryTensor> {
+export function readSafetensors(body: Uint8Array, limits: SafetensorsLimits): Map<string, TensorData<NumericData>> {
   if (body.byteLength < 8) throw bad(`is ${body.byteLength} bytes, shorter than its 8-byte header length`);
   const dv = new DataView(body.buffer, body.byteOffset, body.byteLength);
   const n = dv.getBigUint64(0, true);
@@ -38,7 +39,7 @@ export function readSafetensors(body: Uint8Array, limits: SafetensorsLimits): Ma
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) throw bad('has a header that is not a JSON object');
   const data = body.subarray(8 + headerLength);
-  const out = new Map<string, BinaryTensor>();
+  const out = new Map<string, TensorData<NumericData>>();
   let total = 0;
   for (const [name, entry] of Object.entries(header)) {
     if (name === '__metadata__') continue;
@@ -68,18 +69,18 @@ export function readSafetensors(body: Uint8Array, limits: SafetensorsLimits): Ma
 }
 
 /** The safetensors bytes of named tensors; the header padded with spaces to 8 bytes as the reference writer pads it. */
-export function writeSafetensors(tensors: Record<string, BinaryTensor> | Map<string, BinaryTensor>): Uint8Array {
+export function writeSafetensors(tensors: Record<string, TensorData> | Map<string, TensorData>): Uint8Array {
   // Widest elements first, as the reference writer orders them: with no holes allowed between tensors
   // (the spec's rule, which its readers check), that keeps every tensor aligned for its type.
-  const size = (t: BinaryTensor) => byType.get(t.type)?.bytes ?? 1;
+  const size = (t: TensorData) => elementInfo(t.type).binary?.bytes ?? 1;
   const entries = (tensors instanceof Map ? [...tensors] : Object.entries(tensors)).sort((a, b) => size(b[1]) - size(a[1]));
   const header: Record<string, unknown> = {};
   let offset = 0;
   const parts: Uint8Array[] = [];
   for (const [name, t] of entries) {
-    const info = byType.get(t.type);
-    if (!info) throw new Error(`no safetensors dtype for element type ${t.type}`);
-    const bytes = bytesOf(t.data);
+    const info = elementInfo(t.type).binary;
+    if (!info) throw new ScoringError('TYPE', `tensor '${clip(name)}' has ${t.type} elements, which safetensors cannot carry; ask for JSON`);
+    const bytes = bytesOf(t.data as NumericData);
     header[name] = { dtype: info.safetensors, shape: t.dims, data_offsets: [offset, offset + bytes.byteLength] };
     parts.push(bytes);
     offset += bytes.byteLength;
@@ -98,4 +99,3 @@ export function writeSafetensors(tensors: Record<string, BinaryTensor> | Map<str
   return out;
 }
 
-const clip = (s: string): string => (s.length > 64 ? `${s.slice(0, 61)}...` : s);

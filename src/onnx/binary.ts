@@ -5,13 +5,13 @@
  * No onnxruntime import: it runs in worker threads and unit tests.
  */
 import type { ScriptMeta } from '../isolate/entry-script.js';
-import { ScoringError } from '../errors.js';
+import { clip, ScoringError } from '../errors.js';
 import { isJsonContentType, mediaType, IMAGE_CONTENT_TYPES, JSON_CONTENT_TYPE } from '../isolate/content-types.js';
-import { convertTensor, convertsExactly, typesConvertingTo, type BinaryTensor } from '../isolate/element-types.js';
 import { decodeImage, planImage, type ImagePlan, type ImagePreprocessing } from '../isolate/image.js';
 import { NPY_CONTENT_TYPE, readNpy, writeNpy } from '../isolate/npy.js';
 import { SAFETENSORS_CONTENT_TYPE, readSafetensors, writeSafetensors } from '../isolate/safetensors.js';
-import { fitsSpec, formatDims, type Limits, type TensorData, type TensorSpec } from './tensors.js';
+import { convertTensor, convertsExactly, typesConvertingTo } from './element-types.js';
+import { fitsSpec, formatDims, namesOf, type Limits, type TensorData, type TensorSpec } from './tensors.js';
 
 /** The header a request names its reply's format with. */
 export const REPLY_CONTENT_TYPE_HEADER = 'x-reply-content-type';
@@ -27,12 +27,11 @@ export interface BinaryModel {
 
 /** At init: settings that contradict the model stop the boot (planImage throws a BootError). */
 export function imagePlanFor(inputs: readonly TensorSpec[], prep: ImagePreprocessing | undefined): ImagePlan | string {
-  if (inputs.length !== 1) return `the model has ${inputs.length} inputs (${names(inputs)}); an image is one`;
+  if (inputs.length !== 1) return `the model has ${inputs.length} inputs (${namesOf(inputs)}); an image is one`;
   if (!prep) return 'no image settings were given to the entry script';
   return planImage(inputs[0], prep);
 }
 
-const names = (specs: readonly TensorSpec[]) => specs.map((s) => `'${s.name}'`).join(', ');
 const accepted = `application/json, ${NPY_CONTENT_TYPE}, ${SAFETENSORS_CONTENT_TYPE}, ${IMAGE_CONTENT_TYPES.join(', ')}`;
 
 /** A binary body → one tensor per model input, of the input's own element type. */
@@ -41,7 +40,7 @@ export async function readBinaryInputs(body: Uint8Array, contentType: string, mo
   const { inputs, limits } = model;
   if (type === NPY_CONTENT_TYPE) {
     if (inputs.length !== 1) {
-      throw new ScoringError('SHAPE', `model has ${inputs.length} inputs (${names(inputs)}): an .npy body carries one array; send ${SAFETENSORS_CONTENT_TYPE} with one tensor per input`);
+      throw new ScoringError('SHAPE', `model has ${inputs.length} inputs (${namesOf(inputs)}): an .npy body carries one array; send ${SAFETENSORS_CONTENT_TYPE} with one tensor per input`);
     }
     return { [inputs[0].name]: fit(readNpy(body, limits), inputs[0], 'a .npy') };
   }
@@ -49,25 +48,25 @@ export async function readBinaryInputs(body: Uint8Array, contentType: string, mo
     const tensors = readSafetensors(body, limits);
     const known = new Set(inputs.map((s) => s.name));
     for (const name of tensors.keys()) {
-      if (!known.has(name)) throw new ScoringError('SHAPE', `safetensors body has unknown input '${clip(name)}'; the model's inputs are ${names(inputs)}`);
+      if (!known.has(name)) throw new ScoringError('SHAPE', `safetensors body has unknown input '${clip(name)}'; the model's inputs are ${namesOf(inputs)}`);
     }
     const out: Record<string, TensorData> = {};
     for (const spec of inputs) {
       const t = tensors.get(spec.name);
-      if (!t) throw new ScoringError('SHAPE', `input '${spec.name}' is missing from the safetensors body; the model's inputs are ${names(inputs)}`);
+      if (!t) throw new ScoringError('SHAPE', `input '${spec.name}' is missing from the safetensors body; the model's inputs are ${namesOf(inputs)}`);
       out[spec.name] = fit(t, spec, 'a safetensors tensor');
     }
     return out;
   }
   if ((IMAGE_CONTENT_TYPES as readonly string[]).includes(type)) {
     if (typeof model.image === 'string') throw new ScoringError('CONTENT_TYPE', `${type} body refused: ${model.image}`);
-    return { [model.image.name]: (await decodeImage(body, model.image)) as TensorData };
+    return { [model.image.name]: await decodeImage(body, model.image) };
   }
   throw new ScoringError('CONTENT_TYPE', `contentType '${clip(contentType)}' is not taken by the built-in ONNX script; send one of ${accepted}`);
 }
 
 /** A tensor read from a body, checked against its input as the JSON path checks it, converted where that loses nothing. */
-function fit(t: BinaryTensor, spec: TensorSpec, what: string): TensorData {
+function fit(t: TensorData, spec: TensorSpec, what: string): TensorData {
   const want = formatDims(spec.dims);
   // .npy and safetensors carry no strings: a string input takes JSON.
   if (spec.type === 'string') throw new ScoringError('TYPE', `input '${spec.name}' expects string elements, which ${what} body cannot carry; send JSON`);
@@ -79,7 +78,7 @@ function fit(t: BinaryTensor, spec: TensorSpec, what: string): TensorData {
     const others = typesConvertingTo(spec.type).slice(1);
     throw new ScoringError('TYPE', `input '${spec.name}' expects ${spec.type} elements, got ${what} of ${t.type}; send ${spec.type}${others.length ? ` (or ${others.join(', ')}, converted exactly)` : ''}`);
   }
-  return convertTensor(t, spec.type) as TensorData;
+  return convertTensor(t, spec.type);
 }
 
 /** The reply format a request asks for (x-reply-content-type), checked before its run; undefined for JSON. */
@@ -93,41 +92,15 @@ export function replyTypeOf(meta: ScriptMeta | undefined, outputs: readonly Tens
     throw new ScoringError('CONTENT_TYPE', `${REPLY_CONTENT_TYPE_HEADER} '${clip(text)}' is not offered; ask for ${REPLY_TYPES.join(', ')}`);
   }
   if (type === NPY_CONTENT_TYPE && outputs.length !== 1) {
-    throw new ScoringError('CONTENT_TYPE', `${REPLY_CONTENT_TYPE_HEADER} ${NPY_CONTENT_TYPE} carries one array, and the model has ${outputs.length} outputs (${names(outputs)}); ask for ${SAFETENSORS_CONTENT_TYPE}`);
+    throw new ScoringError('CONTENT_TYPE', `${REPLY_CONTENT_TYPE_HEADER} ${NPY_CONTENT_TYPE} carries one array, and the model has ${outputs.length} outputs (${namesOf(outputs)}); ask for ${SAFETENSORS_CONTENT_TYPE}`);
   }
   return type;
 }
 
 /** One message's outputs as the binary reply it asked for. */
 export function binaryReply(type: string, outputs: Record<string, TensorData>, outputNames: readonly string[]): { contentType: string; body: Uint8Array } {
-  if (type === NPY_CONTENT_TYPE) return { contentType: type, body: writeNpy(outputs[outputNames[0]] as BinaryTensor) };
-  const named = new Map(outputNames.map((n) => [n, outputs[n] as BinaryTensor]));
+  if (type === NPY_CONTENT_TYPE) return { contentType: type, body: writeNpy(outputs[outputNames[0]], `output '${outputNames[0]}'`) };
+  const named = new Map(outputNames.map((n) => [n, outputs[n]]));
   return { contentType: type, body: writeSafetensors(named) };
 }
 
-/** Batched outputs → each message's rows along axis 0, as views (the binary counterpart of splitOutputs). */
-export function sliceOutputs(outputs: Record<string, TensorData>, outputNames: readonly string[], rowCounts: readonly number[]): Array<Record<string, TensorData>> {
-  const perMessage: Array<Record<string, TensorData>> = rowCounts.map(() => ({}));
-  const total = rowCounts.reduce((a, b) => a + b, 0);
-  for (const name of outputNames) {
-    const t = Object.hasOwn(outputs, name) ? outputs[name] : undefined;
-    if (!t) throw new ScoringError('RUN_FAILED', `model returned no output '${name}'`);
-    if (rowCounts.length === 1) {
-      perMessage[0][name] = t;
-      continue;
-    }
-    if (t.dims.length === 0 || t.dims[0] !== total) {
-      throw new ScoringError('RUN_FAILED', `output '${name}' has shape ${formatDims(t.dims)}, which cannot be split into ${rowCounts.length} messages of ${total} rows in all`);
-    }
-    const rowSize = t.dims.slice(1).reduce((a, b) => a * b, 1);
-    let row = 0;
-    rowCounts.forEach((n, m) => {
-      const data = Array.isArray(t.data) ? t.data.slice(row * rowSize, (row + n) * rowSize) : t.data.subarray(row * rowSize, (row + n) * rowSize);
-      perMessage[m][name] = { type: t.type, data: data as TensorData['data'], dims: [n, ...t.dims.slice(1)] };
-      row += n;
-    });
-  }
-  return perMessage;
-}
-
-const clip = (s: string): string => (s.length > 64 ? `${s.slice(0, 61)}...` : s);

@@ -9,8 +9,8 @@ import { ScoringError } from '../errors.js';
 import { loadModel, type LoadedModel } from './session.js';
 import { dataSchema, resultSchema } from './schema.js';
 import { readNumericTensor } from '../isolate/numeric-data.js';
-import { binaryReply, imagePlanFor, readBinaryInputs, replyTypeOf, sliceOutputs, type BinaryModel } from './binary.js';
-import { buildInputs, fitsSpec, splitOutputs, type Limits, type TensorData, type TensorSpec } from './tensors.js';
+import { binaryReply, imagePlanFor, readBinaryInputs, replyTypeOf, type BinaryModel } from './binary.js';
+import { buildInputs, fitsSpec, sliceOutputs, splitOutputs, type Limits, type TensorData, type TensorSpec } from './tensors.js';
 import { decideBatching, groupByShape, stack, type BatchingDecision } from './batching.js';
 import { ElementProblem, elementInfo, type TypedData } from './element-types.js';
 

@@ -3,14 +3,13 @@
  * Shapes come from walking first elements only (bounded by the model's rank), the element count is
  * capped before any allocation, and typed arrays are filled in one pass that also catches ragged rows.
  */
-import { ScoringError } from '../errors.js';
+import { clip, ScoringError } from '../errors.js';
 import { jsonType as withArticle } from '../isolate/parse-message.js';
 
-import { ElementProblem, elementInfo, type Element, type ElementInfo, type ElementType, type TypedData } from './element-types.js';
+import { ElementProblem, elementInfo, type Element, type ElementInfo, type ElementType, type TensorData, type TypedData } from './element-types.js';
 
-export type { ElementType, TypedData };
+export type { ElementType, TensorData, TypedData };
 export interface TensorSpec { name: string; type: ElementType; dims: ReadonlyArray<number | string> }
-export interface TensorData { type: ElementType; data: TypedData; dims: number[] }
 export interface Limits { maxTensorElements: number }
 
 const isDynamic = (d: number | string): boolean => typeof d !== 'number' || d < 0;
@@ -19,6 +18,19 @@ const isDynamic = (d: number | string): boolean => typeof d !== 'number' || d < 
 export function formatDims(dims: ReadonlyArray<number | string>): string {
   return `[${dims.map((d) => (isDynamic(d) ? -1 : d)).join(',')}]`;
 }
+
+/** The product of dims, or Infinity once it passes `cap`: a lying header's 10^12 never reaches an allocation. */
+export function elementCount(dims: readonly number[], cap: number): number {
+  let n = 1;
+  for (const d of dims) {
+    n *= d;
+    if (n > cap) return Infinity;
+  }
+  return n;
+}
+
+/** Input or output names as the error messages list them: 'a', 'b'. */
+export const namesOf = (specs: readonly TensorSpec[]): string => specs.map((s) => `'${s.name}'`).join(', ');
 
 /** Whether a shape read from the bytes (isolate/numeric-data.ts) is one the input takes. */
 export function fitsSpec(dims: readonly number[], spec: TensorSpec): boolean {
@@ -35,7 +47,7 @@ export function buildInputs(data: unknown, inputs: readonly TensorSpec[], limits
     out[spec.name] = buildOne(value, spec, limits);
     return out;
   }
-  const names = inputs.map((s) => `'${s.name}'`).join(', ');
+  const names = namesOf(inputs);
   if (!isPlainObject(data)) {
     throw new ScoringError('SHAPE', `model has ${inputs.length} inputs (${names}): data must be an object keyed by input name, got ${jsonType(data)}`);
   }
@@ -130,15 +142,15 @@ function typeError(f: Fill, v: unknown, i: number, why?: string): ScoringError {
   return new ScoringError('TYPE', `input '${f.spec.name}' expects ${f.spec.type} elements, got ${got}${at.length ? ` at ${path(at)}` : ''}`);
 }
 
-/** Split batched outputs back per message, given each message's row count along axis 0. */
-export function splitOutputs(outputs: Record<string, TensorData>, outputNames: readonly string[], rowCounts: readonly number[]): unknown[] {
-  const perMessage: [string, unknown][][] = rowCounts.map(() => []);
+/** Batched outputs → each message's rows along axis 0, as views (copies for strings); an unbatched run's outputs whole. */
+export function sliceOutputs(outputs: Record<string, TensorData>, outputNames: readonly string[], rowCounts: readonly number[]): Array<Record<string, TensorData>> {
+  const perMessage: [string, TensorData][][] = rowCounts.map(() => []);
   const total = rowCounts.reduce((a, b) => a + b, 0);
   for (const name of outputNames) {
     const t = Object.hasOwn(outputs, name) ? outputs[name] : undefined;
     if (!t) throw new ScoringError('RUN_FAILED', `model returned no output '${name}'`);
     if (rowCounts.length === 1) { // an unbatched run returns the output whole, even one without a batch axis
-      perMessage[0].push([name, toJson(t, 0, t.dims)]);
+      perMessage[0].push([name, t]);
       continue;
     }
     if (t.dims.length === 0 || t.dims[0] !== total) {
@@ -148,12 +160,22 @@ export function splitOutputs(outputs: Record<string, TensorData>, outputNames: r
     const rowSize = rest.reduce((a, b) => a * b, 1);
     let row = 0;
     rowCounts.forEach((n, m) => {
-      perMessage[m].push([name, toJson(t, row * rowSize, [n, ...rest])]);
+      const [from, to] = [row * rowSize, (row + n) * rowSize];
+      const data = Array.isArray(t.data) ? t.data.slice(from, to) : t.data.subarray(from, to);
+      perMessage[m].push([name, { type: t.type, data, dims: [n, ...rest] }]);
       row += n;
     });
   }
   // fromEntries defines own properties, so an output named "__proto__" cannot touch a prototype.
-  return perMessage.map((entries) => (outputNames.length === 1 ? entries[0][1] : Object.fromEntries(entries)));
+  return perMessage.map((entries) => Object.fromEntries(entries));
+}
+
+/** Split batched outputs back per message as JSON: one output as its nested array, several as an object keyed by name. */
+export function splitOutputs(outputs: Record<string, TensorData>, outputNames: readonly string[], rowCounts: readonly number[]): unknown[] {
+  return sliceOutputs(outputs, outputNames, rowCounts).map((tensors) => {
+    const entries = outputNames.map((name) => [name, toJson(tensors[name], 0, tensors[name].dims)] as const);
+    return outputNames.length === 1 ? entries[0][1] : Object.fromEntries(entries);
+  });
 }
 
 function toJson(t: TensorData, offset: number, dims: number[]): unknown {
@@ -185,4 +207,3 @@ function jsonType(v: unknown): string {
 }
 
 const path = (idx: readonly number[]): string => (idx.length === 0 ? 'the top level' : idx.map((i) => `[${i}]`).join(''));
-const clip = (s: string): string => (s.length > 64 ? `${s.slice(0, 61)}...` : s);

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ScriptMeta } from '../../src/isolate/entry-script.js';
 import { ScoringError } from '../../src/errors.js';
-import { convertTensor, convertsExactly, halfToFloat } from '../../src/isolate/element-types.js';
+import { convertTensor, convertsExactly, fromFloat16Bits } from '../../src/onnx/element-types.js';
 import { writeNpy } from '../../src/isolate/npy.js';
 import { writeSafetensors } from '../../src/isolate/safetensors.js';
-import { binaryReply, readBinaryInputs, replyTypeOf, sliceOutputs, type BinaryModel } from '../../src/onnx/binary.js';
-import type { TensorSpec } from '../../src/onnx/tensors.js';
+import { binaryReply, readBinaryInputs, replyTypeOf, type BinaryModel } from '../../src/onnx/binary.js';
+import { sliceOutputs, type TensorData, type TensorSpec } from '../../src/onnx/tensors.js';
 import { npyLoad } from '../support/numpy.js';
 
 const one: BinaryModel = { inputs: [{ name: 'x', type: 'float32', dims: ['N', 4] }], outputs: [{ name: 'y', type: 'float32', dims: ['N', 2] }], limits: { maxTensorElements: 1000 }, image: 'not an image model' };
@@ -37,14 +37,14 @@ test('a safetensors body with an input the model lacks is refused by name', asyn
 });
 
 test('exact conversions keep every value: float16 bits, uint8 to int64 and float16', () => {
-  assert.equal(halfToFloat(0x3c00), 1);
-  assert.equal(halfToFloat(0xc100), -2.5);
-  assert.equal(halfToFloat(0x7bff), 65504);
-  assert.equal(halfToFloat(0x0001), 2 ** -24);
+  assert.equal(fromFloat16Bits(0x3c00), 1);
+  assert.equal(fromFloat16Bits(0xc100), -2.5);
+  assert.equal(fromFloat16Bits(0x7bff), 65504);
+  assert.equal(fromFloat16Bits(0x0001), 2 ** -24);
   assert.deepEqual([...convertTensor({ type: 'float16', data: new Uint16Array([0x3c00, 0x3800]), dims: [2] }, 'float32').data], [1, 0.5]);
   assert.deepEqual([...convertTensor({ type: 'uint8', data: new Uint8Array([0, 200]), dims: [2] }, 'int64').data], [0n, 200n]);
   const halves = convertTensor({ type: 'uint8', data: Uint8Array.from({ length: 256 }, (_, i) => i), dims: [256] }, 'float16').data as Uint16Array;
-  assert.deepEqual([...halves].map(halfToFloat), Array.from({ length: 256 }, (_, i) => i));
+  assert.deepEqual([...halves].map(fromFloat16Bits), Array.from({ length: 256 }, (_, i) => i));
   assert.equal(convertsExactly('int64', 'float64'), false, 'above 2^53 it would round');
   assert.equal(convertsExactly('float32', 'float16'), false);
 });
@@ -68,4 +68,13 @@ test("batched outputs are sliced per message along axis 0, and each message's .n
   const reply = binaryReply(NPY, parts[1], ['y']);
   assert.equal(reply.contentType, NPY);
   assert.deepEqual(npyLoad(reply.body), { dtype: 'float32', shape: [2, 2], values: [[3, 4], [5, 6]] });
+});
+
+test('string elements, which .npy and safetensors cannot carry, are refused with TYPE naming the tensor, on the way in and out', async () => {
+  const words: TensorData = { type: 'string', data: ['a', 'b'], dims: [2] };
+  const isType = (pattern: RegExp) => (e: unknown) => e instanceof ScoringError && e.code === 'TYPE' && pattern.test(e.message);
+  assert.throws(() => binaryReply(NPY, { label: words }, ['label']), isType(/output 'label' has string elements, which a \.npy cannot carry; ask for JSON/));
+  assert.throws(() => binaryReply('application/x-safetensors', { label: words }, ['label']), isType(/tensor 'label' has string elements, which safetensors cannot carry; ask for JSON/));
+  const text: BinaryModel = { ...one, inputs: [{ name: 's', type: 'string', dims: ['N'] }] };
+  await fails(writeNpy({ type: 'float32', data: new Float32Array(2), dims: [2] }), NPY, text, 'TYPE', /input 's' expects string elements, which a \.npy body cannot carry; send JSON/);
 });
