@@ -64,7 +64,8 @@ export function startConsumer(env: Record<string, string>, options: StartOptions
     stderr: () => err,
     exited,
     closed,
-    waitFor(text, timeoutMs = 30_000) {
+    // Generous: a consumer boots a model and its isolates, and CI machines run several test files at once.
+    waitFor(text, timeoutMs = 90_000) {
       if (out.includes(text)) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`consumer did not log "${text}" within ${timeoutMs} ms; output:\n${out.slice(-3000)}`)), timeoutMs);
