@@ -14,7 +14,7 @@ import { pino } from 'pino';
 import { BootError } from '../../src/errors.js';
 import type { Outcome } from '../../src/reply.js';
 import { ScriptHost } from '../../src/isolate/host.js';
-import type { CallMethod } from '../../src/isolate/protocol.js';
+import type { BodyMeta, CallMethod } from '../../src/isolate/protocol.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'scorer-python-isolate-'));
 const modelDir = join(dir, 'model');
@@ -95,6 +95,60 @@ def run(data):
     if value == 'exit':
         os._exit(1)
     return value
+`,
+  'meta/score.py': `
+import datetime, decimal
+
+def init():
+    pass
+
+def describe(v):
+    if isinstance(v, bytes):
+        return ['bytes', list(v)]
+    if isinstance(v, datetime.datetime):
+        return ['datetime', v.isoformat()]
+    if isinstance(v, decimal.Decimal):
+        return ['Decimal', str(v)]
+    if isinstance(v, dict):
+        return {k: describe(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [describe(x) for x in v]
+    return v
+
+def run(data, meta):
+    want = meta.headers.get('x-want')
+    if want == 'bytes':
+        raw = data if isinstance(data, bytes) else data.encode('utf-8')
+        return {'content_type': 'application/x-reversed', 'body': bytearray(raw[::-1])}
+    if want == 'no-type':
+        return {'body': b'x'}
+    if want == 'raw':
+        return b'x'
+    content_type, headers = meta
+    return {'via': 'run', 'kind': type(data).__name__, 'bytes': list(data) if isinstance(data, bytes) else None,
+            'text': data if isinstance(data, str) else None, 'contentType': content_type, 'headers': describe(headers),
+            'meta': type(meta).__name__}
+
+def run_batch(items, metas):
+    return [dict(run(i, m), via='run_batch') if m.headers.get('x-want') is None else run(i, m) for i, m in zip(items, metas)]
+`,
+  'plain/score.py': `
+import functools
+
+def init():
+    pass
+
+def logged(fn):
+    def wrapper(*args):  # no functools.wraps: its signature says nothing of fn's
+        return fn(*args)
+    return wrapper
+
+@logged
+def run(data):
+    return {'via': 'run', 'type': type(data).__name__, 'length': len(data)}
+
+def run_batch(items):
+    return [{'via': 'run_batch', 'type': type(i).__name__, 'length': len(i)} for i in items]
 `,
   'no-run.py': 'def init():\n    pass\n\ndef score(data):\n    return data\n',
   'run-not-callable.py': 'def init():\n    pass\n\nrun = 3\n',
@@ -212,6 +266,95 @@ describe('run_batch', () => {
       const outcomes = await call(host, 'runBatch', [1, culprit, 3]);
       assert.deepEqual(outcomes.map(json), [1, culprit, 3].map((value) => ({ via: 'run', value })), culprit);
     }
+  });
+});
+
+describe('binary messages and meta', () => {
+  let meta: ScriptHost;
+  let plain: ScriptHost;
+  before(async () => {
+    meta = await start('meta/score.py');
+    plain = await start('plain/score.py');
+  });
+  after(async () => {
+    await meta.close();
+    await plain.close();
+  });
+
+  const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 255]);
+  const bodies = [png, msg([1, 2]), msg('x'), Buffer.from('a,b\n')];
+  const metas: Array<BodyMeta | undefined> = [
+    {
+      contentType: 'image/png',
+      headers: { 'x-camera': 'gate-3', raw: Buffer.from([0, 255]), n: 7, ok: true, nested: { list: [Buffer.from([1])] }, at: { '!': 'timestamp', value: 1700000000 }, price: { '!': 'decimal', value: { places: 2, digits: 1234 } } },
+    },
+    undefined,
+    { contentType: 'application/json' },
+    { contentType: 'text/csv' },
+  ];
+
+  async function outcomesOf(host: ScriptHost, method: CallMethod, b: Buffer[], m?: Array<BodyMeta | undefined>): Promise<Outcome[]> {
+    const r = await host.call(method, b, 20_000, m);
+    assert.equal(r.kind, 'done', JSON.stringify(r));
+    return (r as { outcomes: Outcome[] }).outcomes;
+  }
+
+  for (const method of ['run', 'runBatch'] as const) {
+    test(`${method}: a binary message is bytes with its content type and headers (bytes, datetime, Decimal as Python has them), a JSON one a str with application/json`, async () => {
+      const via = method === 'run' ? 'run' : 'run_batch';
+      const outcomes: Outcome[] = [];
+      if (method === 'runBatch') outcomes.push(...(await outcomesOf(meta, 'runBatch', bodies, metas)));
+      else for (let i = 0; i < bodies.length; i++) outcomes.push(...(await outcomesOf(meta, 'run', [bodies[i]], [metas[i]])));
+      assert.deepEqual(outcomes.map(json), [
+        {
+          via,
+          kind: 'bytes',
+          bytes: [...png],
+          text: null,
+          contentType: 'image/png',
+          headers: { 'x-camera': 'gate-3', raw: ['bytes', [0, 255]], n: 7, ok: true, nested: { list: [['bytes', [1]]] }, at: ['datetime', '2023-11-14T22:13:20+00:00'], price: ['Decimal', '12.34'] },
+          meta: 'Meta',
+        },
+        { via, kind: 'str', bytes: null, text: '[1,2]', contentType: 'application/json', headers: {}, meta: 'Meta' },
+        { via, kind: 'str', bytes: null, text: '"x"', contentType: 'application/json', headers: {}, meta: 'Meta' },
+        { via, kind: 'bytes', bytes: [...Buffer.from('a,b\n')], text: null, contentType: 'text/csv', headers: {}, meta: 'Meta' },
+      ]);
+    });
+  }
+
+  test('with no metadata at all (plain JSON messages) a run that takes meta gets application/json and no headers', async () => {
+    const [o] = await outcomesOf(meta, 'run', [msg({ a: 1 })]);
+    assert.deepEqual(json(o), { via: 'run', kind: 'str', bytes: null, text: '{"a":1}', contentType: 'application/json', headers: {}, meta: 'Meta' });
+  });
+
+  test("a result {'content_type', 'body': bytes} is a binary reply with that content type; without a content type, or bare bytes, BAD_RESULT saying what to return", async () => {
+    const want = (w: string, contentType = 'application/octet-stream'): BodyMeta => ({ contentType, headers: { 'x-want': w } });
+    const outcomes = await outcomesOf(meta, 'runBatch', [Buffer.from([1, 2, 250]), msg('ab'), Buffer.from('z'), Buffer.from('z')], [want('bytes'), want('bytes', 'application/json'), want('no-type'), want('raw')]);
+    assert.ok(outcomes[0].ok && outcomes[1].ok);
+    assert.deepEqual([...outcomes[0].body], [250, 2, 1]);
+    assert.equal(outcomes[0].contentType, 'application/x-reversed');
+    assert.equal(outcomes[1].body.toString(), '"ba"', 'the data text, reversed');
+    assert.equal(outcomes[1].contentType, 'application/x-reversed');
+    assert.deepEqual(outcomes.slice(2).map(failure), [
+      { code: 'BAD_RESULT', message: "run returned a binary reply {'body': bytes} without a 'content_type' str" },
+      { code: 'BAD_RESULT', message: "run returned a value JSON cannot carry: Object of type bytes is not JSON serializable; return {'content_type': ..., 'body': bytes} for a binary reply" },
+    ]);
+  });
+
+  test('a seed-style run(data) (and run_batch(items)) is called with one argument, bytes for a binary message, even through a bare (*args) wrapper', async () => {
+    const one = await outcomesOf(plain, 'run', [png], [metas[0]]);
+    const two = await outcomesOf(plain, 'run', [msg([1, 2])], [{ contentType: 'application/json', headers: { a: 1 } }]);
+    const batch = await outcomesOf(plain, 'runBatch', bodies, metas);
+    assert.deepEqual([...one, ...two].map(json), [
+      { via: 'run', type: 'bytes', length: 6 },
+      { via: 'run', type: 'str', length: 5 },
+    ]);
+    assert.deepEqual(batch.map(json), [
+      { via: 'run_batch', type: 'bytes', length: 6 },
+      { via: 'run_batch', type: 'str', length: 5 },
+      { via: 'run_batch', type: 'str', length: 3 },
+      { via: 'run_batch', type: 'bytes', length: 4 },
+    ]);
   });
 });
 

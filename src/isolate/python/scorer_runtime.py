@@ -3,14 +3,22 @@
 Started by src/isolate/python-isolate.ts as `PYTHON scorer_runtime.py`, one process per CONCURRENCY
 slot. It imports the user's score.py, calls init() once, then answers the consumer's calls with
 run(data) per item, or run_batch(items) for a batch. The consumer parses each message and sends
-`data` as its JSON text; this process never sees a malformed body.
+`data` as its JSON text; this process never sees a malformed body. A message whose contentType is not
+JSON comes as its body's bytes. A run (run_batch) that names a second positional parameter also gets
+each message's Meta(content_type, headers); a result {'content_type': str, 'body': bytes} is a binary
+reply, sent as it is with that content type.
 
 The wire (src/isolate/python-protocol.ts has the other end and the layout of each frame): frames on
 the process's original stdin and stdout, each `u32 length | u8 type | payload`, little-endian. Bodies
 travel as bytes, side by side, with their end offsets: no JSON document per batch. The script's own
 print() goes to stderr, so it can never corrupt a frame.
 """
+import base64
+import collections
+import datetime
+import decimal
 import importlib.util
+import inspect
 import json
 import os
 import signal
@@ -25,7 +33,13 @@ if sys.version_info < (3, 8):
 INIT, CALL, READY, INIT_FAILED, RESULT = b'I'[0], b'C'[0], b'R'[0], b'F'[0], b'O'[0]
 METHOD_RUN, METHOD_BATCH = 0, 1
 KIND_DATA_TEXT = 0  # the JSON text under "data", given to the script as a str
-OK, RUN_FAILED, BAD_RESULT = 0, 1, 2
+KIND_BYTES = 1  # a binary message's body (its contentType is not JSON), given as bytes
+OK, RUN_FAILED, BAD_RESULT, BINARY = 0, 1, 2, 3
+JSON_CONTENT_TYPE = 'application/json'
+
+# What run(data, meta) gets: the message's content type ('application/json' when it had none) and its
+# AMQP headers, a dict. A namedtuple: meta.content_type, meta.headers, or `content_type, headers = meta`.
+Meta = collections.namedtuple('Meta', ['content_type', 'headers'])
 
 HEAD = struct.Struct('<IB')
 CALL_HEAD = struct.Struct('<IBI')
@@ -100,19 +114,79 @@ def described(err):
     return text if text == name else '%s: %s' % (name, text)
 
 
+BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
+def binary_reply(result):
+    """(status, bytes, content type) for a result that is a binary reply, {'content_type': str, 'body':
+    bytes} (the TypeScript contract's {contentType, body}); None for any other result."""
+    if not isinstance(result, dict) or not isinstance(result.get('body'), BYTES_LIKE):
+        return None
+    content_type = result.get('content_type')
+    if not isinstance(content_type, str) or not content_type.strip():
+        return BAD_RESULT, b"run returned a binary reply {'body': bytes} without a 'content_type' str", None
+    return BINARY, bytes(result['body']), content_type
+
+
 def encode_result(result):
-    """(status, bytes): the reply JSON of a result, or why it cannot be one."""
+    """(status, bytes, content type): the reply JSON of a result (content type None), the bytes of a
+    binary reply with its content type, or why it cannot be either."""
     if isinstance(result, BaseException):
-        return RUN_FAILED, error_message(result).encode('utf-8', 'replace')
+        return RUN_FAILED, error_message(result).encode('utf-8', 'replace'), None
+    binary = binary_reply(result)
+    if binary is not None:
+        return binary
     try:
         text = json.dumps(result, ensure_ascii=False, separators=(',', ':'), allow_nan=False)
     except Exception as err:  # TypeError (an ndarray), ValueError (NaN, a cycle), RecursionError
-        return BAD_RESULT, ('run returned a value JSON cannot carry: %s' % error_message(err)).encode('utf-8', 'replace')
+        hint = ''
+        if isinstance(result, BYTES_LIKE):
+            hint = "; return {'content_type': ..., 'body': bytes} for a binary reply"
+        return BAD_RESULT, ('run returned a value JSON cannot carry: %s%s' % (error_message(err), hint)).encode('utf-8', 'replace'), None
     try:
-        return OK, text.encode('utf-8')
+        return OK, text.encode('utf-8'), None
     except UnicodeEncodeError:
         # A lone surrogate in a str: escaped, as JSON.stringify does.
-        return OK, json.dumps(result, separators=(',', ':'), allow_nan=False).encode('ascii')
+        return OK, json.dumps(result, separators=(',', ':'), allow_nan=False).encode('ascii'), None
+
+
+def takes_meta(fn):
+    """Whether fn names a second positional parameter (`def run(data, meta)`, `meta=None` too). Asked
+    once, at load. A seed-style run(data) gets data alone, and so does a bare (*args) wrapper: the
+    function it wraps may well take one argument (functools.wraps lets the signature be seen through)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2
+
+
+def header_value(obj):
+    """json.loads object_hook: the {'!': type, 'value': v} values (python-protocol.ts) as Python's own
+    types, as pika gives them: bytes, datetime (UTC) for AMQP timestamps, Decimal for decimals."""
+    if len(obj) == 2 and '!' in obj and 'value' in obj:
+        kind, value = obj['!'], obj['value']
+        try:
+            if kind == 'bytes':
+                return base64.b64decode(value)
+            if kind == 'timestamp':
+                return datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+            if kind == 'decimal':
+                return decimal.Decimal(value['digits']).scaleb(-value['places'])
+        except Exception:
+            pass
+    return obj
+
+
+def read_metas(section, n):
+    """One Meta per item, from the call's metadata section (empty: every item is plain JSON)."""
+    entries = json.loads(section.decode('utf-8'), object_hook=header_value) if section else [None] * n
+    metas = []
+    for entry in entries:
+        entry = entry or {}
+        metas.append(Meta(entry.get('contentType') or JSON_CONTENT_TYPE, entry.get('headers') or {}))
+    return metas
 
 
 class Script:
@@ -148,6 +222,8 @@ class Script:
         self.module = module
         self.run = module.run
         self.run_batch = run_batch
+        self.run_takes_meta = takes_meta(module.run)
+        self.batch_takes_meta = run_batch is not None and takes_meta(run_batch)
 
     def info(self):
         m = self.module
@@ -155,6 +231,7 @@ class Script:
         info = {
             'modelName': name if isinstance(name, str) and name else 'entry-script',
             'hasRunBatch': self.run_batch is not None,
+            'takesMeta': self.run_takes_meta or self.batch_takes_meta,
             'python': {'executable': sys.executable, 'version': sys.version.split()[0]},
         }
         for attr, key in (('input_schema', 'inputSchema'), ('output_schema', 'outputSchema')):
@@ -162,24 +239,26 @@ class Script:
                 info[key] = getattr(m, attr)
         return info
 
-    def run_one(self, data):
+    def run_one(self, data, meta):
         try:
-            return encode_result(self.run(data))
+            return encode_result(self.run(data, meta) if self.run_takes_meta else self.run(data))
         except Exception as err:
-            return RUN_FAILED, error_message(err).encode('utf-8', 'replace')
+            return RUN_FAILED, error_message(err).encode('utf-8', 'replace'), None
 
-    def score(self, method, items):
+    def score(self, method, items, metas):
+        """metas: a function giving the items' Meta list, called only if the script takes one."""
+        wanted = metas() if self.run_takes_meta or self.batch_takes_meta else [None] * len(items)
         if method == METHOD_BATCH and self.run_batch is not None:
-            batched = self.try_run_batch(items)
+            batched = self.try_run_batch(items, wanted)
             if batched is not None:
                 return [encode_result(r) for r in batched]
-        return [self.run_one(data) for data in items]
+        return [self.run_one(data, meta) for data, meta in zip(items, wanted)]
 
-    def try_run_batch(self, items):
+    def try_run_batch(self, items, metas):
         """None when run_batch raised or broke its contract: the caller then runs item by item, so only
         the culprit gets an error."""
         try:
-            results = self.run_batch(items)
+            results = self.run_batch(items, metas) if self.batch_takes_meta else self.run_batch(items)
         except Exception:
             return None
         try:
@@ -198,6 +277,8 @@ def found(module, attr):
 
 
 def decode_call(payload):
+    """(id, method, items, metas): items are str (a data text) or bytes (a binary body); metas a
+    function reading the metadata section into one Meta per item, for scripts that take one."""
     call_id, method, n = CALL_HEAD.unpack_from(payload, 0)
     at = CALL_HEAD.size
     kinds = payload[at:at + n]
@@ -205,16 +286,21 @@ def decode_call(payload):
     ends = struct.unpack_from('<%dI' % n, payload, at)
     at += 4 * n
     (meta_len,) = struct.unpack_from('<I', payload, at)
-    at += 4 + meta_len  # per-item metadata (content type, headers): reserved, none sent yet
+    at += 4
+    section = payload[at:at + meta_len]
+    at += meta_len
     items = []
     start = at
     for i in range(n):
         end = at + ends[i]
-        if kinds[i] != KIND_DATA_TEXT:
+        if kinds[i] == KIND_DATA_TEXT:
+            items.append(payload[start:end].decode('utf-8'))
+        elif kinds[i] == KIND_BYTES:
+            items.append(payload[start:end])
+        else:
             raise ValueError('item kind %d is not known to this runtime' % kinds[i])
-        items.append(payload[start:end].decode('utf-8'))
         start = end
-    return call_id, method, items
+    return call_id, method, items, lambda: read_metas(section, n)
 
 
 def encode_result_frame(call_id, scored):
@@ -222,13 +308,18 @@ def encode_result_frame(call_id, scored):
     statuses = bytearray(n)
     ends = [0] * n
     bodies = [None] * n
+    content_types = []
     at = 0
-    for i, (status, body) in enumerate(scored):
+    for i, (status, body, content_type) in enumerate(scored):
         statuses[i] = status
         bodies[i] = body
         at += len(body)
         ends[i] = at
-    return b''.join([struct.pack('<II', call_id, n), bytes(statuses), struct.pack('<%dI' % n, *ends)] + bodies)
+        if status == BINARY:
+            content_types.append(content_type)
+    meta = json.dumps(content_types, ensure_ascii=False, separators=(',', ':')).encode('utf-8', 'replace') if content_types else b''
+    head = [struct.pack('<II', call_id, n), bytes(statuses), struct.pack('<%dI' % n, *ends), struct.pack('<I', len(meta)), meta]
+    return b''.join(head + bodies)
 
 
 def main():
@@ -264,8 +355,8 @@ def main():
             return
         if frame_type != CALL:
             continue
-        call_id, method, items = decode_call(payload)
-        write_frame(proto_out, RESULT, encode_result_frame(call_id, loaded.score(method, items)))
+        call_id, method, items, metas = decode_call(payload)
+        write_frame(proto_out, RESULT, encode_result_frame(call_id, loaded.score(method, items, metas)))
 
 
 if __name__ == '__main__':
