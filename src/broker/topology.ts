@@ -2,9 +2,8 @@
  * The queues this consumer owns and their arguments, and the one line that explains a clash with a
  * queue that already exists. Pure: the broker adapter declares what this returns.
  */
+import type { QueueType } from '../config.js';
 import { BootError } from '../errors.js';
-
-export type QueueType = 'quorum' | 'classic';
 
 export interface Topology {
   inputQueue: string;

@@ -4,7 +4,7 @@
  * the command gathers the facts (config, the script's schemas) and writes the result.
  */
 import type { ErrorCode } from '../errors.js';
-import type { QueueType } from '../broker/topology.js';
+import type { QueueType } from '../config.js';
 
 export interface AsyncApiFacts {
   /** The broker URL; its credentials never reach the document. */

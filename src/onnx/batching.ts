@@ -5,10 +5,11 @@
  * softmax over axis 0 mixes rows). Under BATCHING=auto the model is run at boot on generated inputs,
  * once stacked and once message by message, and batching stays on only if the answers agree.
  */
+import type { OnnxOptions } from '../config.js';
 import type { TensorData, TensorSpec } from './tensors.js';
 import { elementInfo } from './element-types.js';
 
-export type BatchingMode = 'auto' | 'on' | 'off';
+export type BatchingMode = OnnxOptions['batching'];
 export interface BatchingDecision {
   stack: boolean;
   /** Why, for the one boot line. */
