@@ -3,7 +3,7 @@
  * messages with their headers, and the `data` and result schemas of the model or entry script. Pure:
  * the command gathers the facts (config, the script's schemas) and writes the result.
  */
-import type { ErrorCode } from '../errors.js';
+import { ERROR_CODES } from '../errors.js';
 import type { QueueType } from '../config.js';
 
 export interface AsyncApiFacts {
@@ -21,29 +21,6 @@ export interface AsyncApiFacts {
   outputSchema?: object;
   version: string;
 }
-
-/** Every code a reply's x-error-code can carry. A Record: the compiler rejects a code missing here. */
-export const ERROR_CODES: Record<ErrorCode, string> = {
-  TOO_LARGE: 'body over MAX_MESSAGE_BYTES',
-  BAD_UTF8: 'body is not valid UTF-8',
-  BAD_JSON: 'body is not JSON',
-  TOO_DEEP: 'JSON nested deeper than 64 levels',
-  NOT_OBJECT: 'JSON, but not an object',
-  NO_DATA: 'an object without a "data" key',
-  SCHEMA: "data fails the entry script's inputSchema",
-  SHAPE: 'wrong rank, dimension, raggedness or an empty array',
-  TYPE: 'wrong element type or a value out of range',
-  TOO_MANY_ELEMENTS: 'a tensor over MAX_TENSOR_ELEMENTS',
-  BAD_BINARY: 'a .npy, safetensors or image body that is truncated, malformed or lies about its size',
-  CONTENT_TYPE: 'a contentType the entry script does not take',
-  RUN_FAILED: 'the entry script threw; the reply is its message',
-  TIMEOUT: 'run did not return within RUN_TIMEOUT_MS',
-  BAD_RESULT: 'run returned something JSON cannot carry',
-  BAD_DEADLINE: 'an x-deadline or x-deadline-ms header that is not a time',
-  EXPIRED: 'past its deadline (x-deadline, x-deadline-ms, expiration or DEADLINE_MS) when taken for scoring: not scored',
-  POISON: 'dead-lettered after the delivery limit (it kept killing the entry script); answered by `scorer dead-letters answer`, or by the consumer as it dead-letters on a classic queue with ANSWER_POISON=true; the reply names the queue it is parked in (x-dead-letter-queue)',
-  REPLY_TOO_LARGE: "the reply is over the broker's max_message_size; the input is dead-lettered",
-};
 
 const AMQP_BINDING_VERSION = '0.3.0';
 
