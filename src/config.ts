@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import type { Backoff } from './backoff.js';
 import { BootError } from './errors.js';
 import type { ImagePreprocessing } from './isolate/image.js';
 
@@ -60,6 +61,8 @@ export const configSchema = z.object({
   BROKER_CONSUMER_TIMEOUT_MS: int(0, 86_400_000 * 7),
   RECONNECT_INITIAL_DELAY_MS: int(1, 600_000),
   RECONNECT_MAX_DELAY_MS: int(1, 3_600_000),
+  ISOLATE_RESTART_INITIAL_DELAY_MS: int(1, 600_000),
+  ISOLATE_RESTART_MAX_DELAY_MS: int(1, 3_600_000),
   CONNECT_RETRIES_AT_BOOT: int(0, 1000),
   SHUTDOWN_GRACE_MS: int(0, 3_600_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
@@ -119,10 +122,8 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) throw new BootError(describeIssue(parsed.error.issues[0], merged));
   const c = parsed.data;
-  if (c.RECONNECT_MAX_DELAY_MS < c.RECONNECT_INITIAL_DELAY_MS) {
-    throw new BootError(
-      `config RECONNECT_MAX_DELAY_MS: expected at least RECONNECT_INITIAL_DELAY_MS (${c.RECONNECT_INITIAL_DELAY_MS}), got ${c.RECONNECT_MAX_DELAY_MS}`,
-    );
+  for (const [max, initial] of [['RECONNECT_MAX_DELAY_MS', 'RECONNECT_INITIAL_DELAY_MS'], ['ISOLATE_RESTART_MAX_DELAY_MS', 'ISOLATE_RESTART_INITIAL_DELAY_MS']] as const) {
+    if (c[max] < c[initial]) throw new BootError(`config ${max}: expected at least ${initial} (${c[initial]}), got ${c[max]}`);
   }
   return deepFreeze(toConfig(c));
 }
@@ -142,8 +143,8 @@ function toConfig(c: z.infer<typeof configSchema>) {
       confirmTimeoutMs: c.CONFIRM_TIMEOUT_MS,
       /** Socket connect and AMQP handshake, per attempt. */
       connectTimeoutMs: c.CONNECT_TIMEOUT_MS,
-      reconnectInitialDelayMs: c.RECONNECT_INITIAL_DELAY_MS,
-      reconnectMaxDelayMs: c.RECONNECT_MAX_DELAY_MS,
+      /** Reconnects (amqplib's recovery), and the retries of a reply or a re-consume. */
+      reconnect: { initialMs: c.RECONNECT_INITIAL_DELAY_MS, maxMs: c.RECONNECT_MAX_DELAY_MS } satisfies Backoff,
       connectRetriesAtBoot: c.CONNECT_RETRIES_AT_BOOT,
     },
     inputQueue: c.INPUT_QUEUE,
@@ -155,6 +156,8 @@ function toConfig(c: z.infer<typeof configSchema>) {
     entryScript: c.ENTRY_SCRIPT,
     /** The interpreter of a .py entry script: a name looked up on PATH, or a path (a venv's bin/python). */
     python: c.PYTHON,
+    /** Between attempts to start a fresh isolate after one died or hung and the restart failed. */
+    isolateRestart: { initialMs: c.ISOLATE_RESTART_INITIAL_DELAY_MS, maxMs: c.ISOLATE_RESTART_MAX_DELAY_MS } satisfies Backoff,
     /** A reload whose new isolates have not booted and answered within this is given up (the old model serves on). */
     reloadTimeoutMs: c.RELOAD_TIMEOUT_MS,
     /** Reload once the model folder (or the entry script) has been quiet this long after a change; 0: no file watch. */

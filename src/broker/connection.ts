@@ -50,8 +50,8 @@ export async function openConnection(
     timeout: a.connectTimeoutMs,
     ...tlsOptions(a),
     recovery: {
-      initialDelay: a.reconnectInitialDelayMs,
-      maxDelay: a.reconnectMaxDelayMs,
+      initialDelay: a.reconnect.initialMs,
+      maxDelay: a.reconnect.maxMs,
       factor: 2,
       jitter: 0.2,
       maxRetries: Infinity,

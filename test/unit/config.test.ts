@@ -103,6 +103,16 @@ test('a reconnect ceiling below the first delay is refused', () => {
   refuses({ RECONNECT_INITIAL_DELAY_MS: '500', RECONNECT_MAX_DELAY_MS: '100' }, 'RECONNECT_MAX_DELAY_MS', 'RECONNECT_INITIAL_DELAY_MS (500)', '100');
 });
 
+test('an isolate restart ceiling below the first delay is refused', () => {
+  refuses({ ISOLATE_RESTART_INITIAL_DELAY_MS: '500', ISOLATE_RESTART_MAX_DELAY_MS: '100' }, 'ISOLATE_RESTART_MAX_DELAY_MS', 'ISOLATE_RESTART_INITIAL_DELAY_MS (500)', '100');
+});
+
+test('the backoffs are read from RECONNECT_* and ISOLATE_RESTART_*', () => {
+  const c = loadConfig({ RECONNECT_INITIAL_DELAY_MS: '7', RECONNECT_MAX_DELAY_MS: '70', ISOLATE_RESTART_INITIAL_DELAY_MS: '9', ISOLATE_RESTART_MAX_DELAY_MS: '90' });
+  assert.deepEqual(c.amqp.reconnect, { initialMs: 7, maxMs: 70 });
+  assert.deepEqual(c.isolateRestart, { initialMs: 9, maxMs: 90 });
+});
+
 test('a bad AMQP_URL is refused without showing its password', () => {
   const m = refuses({ AMQP_URL: 'http://bob:hunter2@broker:5672' }, 'config AMQP_URL', 'amqp://', 'bob:***@broker');
   assert.ok(!m.includes('hunter2'));
