@@ -11,6 +11,7 @@ import { backoffMs } from './backoff.js';
 import { Batcher } from './batcher.js';
 import type { Broker, Delivery } from './broker/broker.js';
 import { idMayBeAltered } from './broker/delivery.js';
+import { deadQueueOf } from './broker/topology.js';
 import type { Config } from './config.js';
 import { ScoringError } from './errors.js';
 import { deadlineOf, expiredOutcome, isExpired, queueWaitMs, type Deadline } from './deadline.js';
@@ -95,7 +96,7 @@ export class Consumer {
       onSettled: (items) => this.onSettled(items),
       onRetry: (why) => metrics.replyRetries.inc({ reason: why }),
       record: this.record,
-      answerPoison: config.answerPoison && config.queueType === 'classic' ? { deadLetterQueue: `${config.inputQueue}.dead` } : undefined,
+      answerPoison: config.answerPoison && config.queueType === 'classic' ? { deadLetterQueue: deadQueueOf(config.inputQueue) } : undefined,
     };
     broker.on('returned', ({ routingKey, correlationId, replyText }) => {
       metrics.returnedReplies.inc();

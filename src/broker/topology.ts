@@ -15,8 +15,13 @@ export interface Topology {
   queueType: QueueType;
 }
 
+/** Where an input queue's poison messages are parked: the one spelling of the dead-letter queue's name. */
+export function deadQueueOf(inputQueue: string): string {
+  return `${inputQueue}.dead`;
+}
+
 export function topologyFor(c: { inputQueue: string; replyQueue: string; queueType: QueueType; deliveryLimit: number; maxPriority?: number }): Topology {
-  const deadQueue = `${c.inputQueue}.dead`;
+  const deadQueue = deadQueueOf(c.inputQueue);
   const deadLetter = { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': deadQueue };
   const inputArguments: Record<string, string | number> =
     c.queueType === 'quorum'

@@ -5,6 +5,7 @@
  */
 import { ERROR_CODES } from '../errors.js';
 import type { QueueType } from '../config.js';
+import { deadQueueOf } from '../broker/topology.js';
 
 export interface AsyncApiFacts {
   /** The broker URL; its credentials never reach the document. */
@@ -25,7 +26,7 @@ export interface AsyncApiFacts {
 const AMQP_BINDING_VERSION = '0.3.0';
 
 export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
-  const deadQueue = `${f.inputQueue}.dead`;
+  const deadQueue = deadQueueOf(f.inputQueue);
   const server = serverOf(f.url);
   const queueBinding = (name: string) => ({
     amqp: { is: 'queue', queue: { name, durable: true, exclusive: false, autoDelete: false, vhost: server.vhost }, bindingVersion: AMQP_BINDING_VERSION },

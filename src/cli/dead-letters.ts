@@ -21,6 +21,7 @@ import { defaultStatePath, openPass, PassJournal, type PassCommand, type PassSta
 import { createProgress, type Progress } from './progress.js';
 import { buildReply } from '../reply.js';
 import { passTraceHeaders } from '../tracing.js';
+import { deadQueueOf } from '../broker/topology.js';
 
 /**
  * Unacked messages at most, by default. A kill hands the unacked ones back to the queue, and a quorum
@@ -80,7 +81,7 @@ interface Counts {
 
 /** Resolves with the exit code: 0 when the pass is complete, 1 when it stopped (resumable), 130 on SIGINT. */
 export async function deadLetters(o: DeadLettersOptions, io: Output): Promise<number> {
-  const deadQueue = `${o.queue}.dead`;
+  const deadQueue = deadQueueOf(o.queue);
   const statePath = o.statePath ?? defaultStatePath(deadQueue);
   const broker = await CliBroker.connect(o.url, `scorer-dead-letters/${o.command}`);
   try {
