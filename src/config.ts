@@ -117,7 +117,7 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
   }
   // AZUREML_MODEL_DIR lets ported Azure ML entry scripts run unchanged; MODEL_DIR wins when both are set.
   if (env.MODEL_DIR === undefined && env.AZUREML_MODEL_DIR !== undefined) merged.MODEL_DIR = env.AZUREML_MODEL_DIR;
-  if (env.AMQP_URL_FILE) merged.AMQP_URL = readSecretFile('AMQP_URL_FILE', env.AMQP_URL_FILE);
+  if (env.AMQP_URL_FILE) merged.AMQP_URL = readConfigFile('AMQP_URL_FILE', env.AMQP_URL_FILE).toString('utf8').trim();
 
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) throw new BootError(describeIssue(parsed.error.issues[0], merged));
@@ -239,9 +239,10 @@ function tracingConfig(c: z.infer<typeof configSchema>) {
   };
 }
 
-function readSecretFile(key: string, file: string): string {
+/** A file a setting names (AMQP_URL_FILE, AMQP_CA_FILE, …), or a BootError naming the setting. */
+export function readConfigFile(key: string, file: string): Buffer {
   try {
-    return readFileSync(file, 'utf8').trim();
+    return readFileSync(file);
   } catch (err) {
     throw new BootError(`config ${key}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }

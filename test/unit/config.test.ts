@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { CONFIG_KEYS, DEFAULTS_FILE, loadConfig, redactUrl, splitAmqpUrls } from '../../src/config.js';
+import { CONFIG_KEYS, DEFAULTS_FILE, loadConfig, readConfigFile, redactUrl, splitAmqpUrls } from '../../src/config.js';
 import { BootError } from '../../src/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'scorer-config-'));
@@ -230,4 +230,15 @@ test('the issue-17 keys: deadline, answered record, priorities and tracing, defa
   refuses({ MAX_PRIORITY: '256' }, 'config MAX_PRIORITY: expected an integer from 0 to 255, got "256"');
   refuses({ DEADLINE_MS: '-1' }, 'config DEADLINE_MS: expected an integer from 0 to 604800000, got "-1"');
   refuses({ OTEL_TRACES_EXPORTER: 'jaeger' }, 'config OTEL_TRACES_EXPORTER: expected one of', '"otlp"', 'got "jaeger"');
+});
+
+test('a file a setting names is read whole, or refused with the setting and the errno', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'config-file-'));
+  try {
+    writeFileSync(join(dir, 'ca.pem'), 'PEM\n');
+    assert.equal(readConfigFile('AMQP_CA_FILE', join(dir, 'ca.pem')).toString(), 'PEM\n');
+    assert.throws(() => readConfigFile('AMQP_CA_FILE', join(dir, 'nope.pem')), (e: Error) => e instanceof BootError && e.message === `config AMQP_CA_FILE: cannot read ${join(dir, 'nope.pem')} (ENOENT)`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
