@@ -19,6 +19,7 @@ import { type QueueReader, type Taken, CliBroker } from './amqp.js';
 import { ANSWERED_HEADER, PASS_HEADER, copyProperties, describeParked, listLine, passOf, poisonText, requestKey, type ParkedInfo } from './parked.js';
 import { defaultStatePath, openPass, PassJournal, type PassCommand, type PassState } from './pass-state.js';
 import { createProgress, type Progress } from './progress.js';
+import type { Output } from './submit.js';
 import { buildReply } from '../reply.js';
 import { passTraceHeaders } from '../tracing.js';
 import { deadQueueOf } from '../broker/topology.js';
@@ -53,11 +54,6 @@ export interface DeadLettersOptions {
   window?: number;
   progress: boolean;
   signal?: AbortSignal;
-}
-
-export interface Output {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WriteStream;
 }
 
 interface Counts {
