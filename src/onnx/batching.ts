@@ -158,8 +158,8 @@ function generate(spec: TensorSpec, rows: number, dynamicSize: number, random: (
   return { type: spec.type, data, dims };
 }
 
-/** A small seeded generator: the boot check must do the same on every start. */
-function mulberry32(seed: number): () => number {
+/** A small seeded generator: the boot check must do the same on every start (scripts and tests use it too). */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
