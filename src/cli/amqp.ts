@@ -67,6 +67,11 @@ export class CliBroker {
     return this.onThrowawayChannel((ch) => ch.checkQueue(queue).then((q) => q.messageCount, () => undefined));
   }
 
+  /** A queue the consumer declares must be there before anything is sent to it; `hint`: what else the user can do. */
+  async requireQueue(queue: string, hint = ''): Promise<void> {
+    if ((await this.queueDepth(queue)) === undefined) throw new Error(`queue '${queue}' does not exist: start a consumer first (it declares the queue)${hint}`);
+  }
+
   /** A durable queue of our own for one run's replies: it outlives the CLI, so an interrupted run can resume. */
   async declareRunQueue(queue: string): Promise<void> {
     await this.onThrowawayChannel((ch) => ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'classic', 'x-expires': RUN_QUEUE_EXPIRES_MS } }));

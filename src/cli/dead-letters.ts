@@ -83,7 +83,7 @@ export async function deadLetters(o: DeadLettersOptions, io: Output): Promise<nu
   try {
     const parked = await broker.queueDepth(deadQueue);
     if (parked === undefined) throw new Error(`queue '${deadQueue}' does not exist: no consumer has declared '${o.queue}' here (check --queue and --url)`);
-    if (o.command === 'replay' && (await broker.queueDepth(o.queue)) === undefined) throw new Error(`queue '${o.queue}' does not exist: start a consumer first (it declares the queue)`);
+    if (o.command === 'replay') await broker.requireQueue(o.queue);
     const state = openPass(statePath, o.command, deadQueue, parked);
     if (state.resumed) {
       io.stderr.write(`resuming the interrupted ${o.command} pass ${state.header.runId} over '${deadQueue}' (${state.done.size} of ${state.header.parked} messages done; state in ${statePath})\n`);
