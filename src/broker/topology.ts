@@ -2,7 +2,7 @@
  * The queues this consumer owns and their arguments, and the one line that explains a clash with a
  * queue that already exists. Pure: the broker adapter declares what this returns.
  */
-import type { QueueType } from '../config.js';
+import type { Config, QueueType } from '../config.js';
 import { BootError } from '../errors.js';
 
 export interface Topology {
@@ -20,7 +20,7 @@ export function deadQueueOf(inputQueue: string): string {
   return `${inputQueue}.dead`;
 }
 
-export function topologyFor(c: { inputQueue: string; replyQueue: string; queueType: QueueType; deliveryLimit: number; maxPriority?: number }): Topology {
+export function topologyFor(c: Pick<Config, 'inputQueue' | 'replyQueue' | 'queueType' | 'deliveryLimit'> & Partial<Pick<Config, 'maxPriority'>>): Topology {
   const deadQueue = deadQueueOf(c.inputQueue);
   const deadLetter = { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': deadQueue };
   const inputArguments: Record<string, string | number> =
