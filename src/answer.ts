@@ -21,7 +21,7 @@ import type { Delivery } from './broker/delivery.js';
 import type { PublishResult } from './broker/publisher.js';
 import type { ItemResult, ModelId } from './scorer.js';
 import { buildReply, type Outcome, type Reply, type ReplyContext } from './reply.js';
-import type { QueueType } from './broker/topology.js';
+import type { QueueType } from './config.js';
 
 export type { Settlement };
 

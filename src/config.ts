@@ -6,9 +6,9 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import type { Backoff } from './backoff.js';
 import { BootError } from './errors.js';
 import type { ImagePreprocessing } from './isolate/image.js';
-import type { QueueType } from './broker/topology.js';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const DEFAULTS_FILE = fileURLToPath(new URL('../config/default.json', import.meta.url));
@@ -61,6 +61,8 @@ export const configSchema = z.object({
   BROKER_CONSUMER_TIMEOUT_MS: int(0, 86_400_000 * 7),
   RECONNECT_INITIAL_DELAY_MS: int(1, 600_000),
   RECONNECT_MAX_DELAY_MS: int(1, 3_600_000),
+  ISOLATE_RESTART_INITIAL_DELAY_MS: int(1, 600_000),
+  ISOLATE_RESTART_MAX_DELAY_MS: int(1, 3_600_000),
   CONNECT_RETRIES_AT_BOOT: int(0, 1000),
   SHUTDOWN_GRACE_MS: int(0, 3_600_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
@@ -93,81 +95,16 @@ export const CONFIG_KEYS = Object.keys(configSchema.shape) as ConfigKey[];
 /** Variables read besides the schema's own: aliases and secrets-from-file. */
 export const EXTRA_ENV = ['AZUREML_MODEL_DIR', 'AMQP_URL_FILE'] as const;
 
-export interface Config {
-  amqp: {
-    /** The first of `urls`: for one-off connections (the CLI) that do not rotate. */
-    url: string;
-    /** Every broker address AMQP_URL lists, in its order; the consumer's connections move to the next on each failure. */
-    urls: string[];
-    caFile: string;
-    certFile: string;
-    keyFile: string;
-    heartbeatS: number;
-    connectionName: string;
-    confirmTimeoutMs: number;
-    /** Socket connect and AMQP handshake, per attempt. */
-    connectTimeoutMs: number;
-    reconnectInitialDelayMs: number;
-    reconnectMaxDelayMs: number;
-    connectRetriesAtBoot: number;
-  };
-  inputQueue: string;
-  replyQueue: string;
-  queueType: QueueType;
-  deliveryLimit: number;
-  modelDir: string;
-  /** '' means the built-in ONNX entry script. */
-  entryScript: string;
-  /** The interpreter of a .py entry script: a name looked up on PATH, or a path (a venv's bin/python). */
-  python: string;
-  /** A reload whose new isolates have not booted and answered within this is given up (the old model serves on). */
-  reloadTimeoutMs: number;
-  /** Reload once the model folder (or the entry script) has been quiet this long after a change; 0: no file watch. */
-  modelWatchMs: number;
-  prefetch: number;
-  concurrency: number;
-  maxBatchSize: number;
-  maxBatchDelayMs: number;
-  runTimeoutMs: number;
-  maxMessageBytes: number;
-  maxTensorElements: number;
-  ort: { intraOpNumThreads: number; graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all' };
-  /** The built-in ONNX script: whether messages may share a run (BATCHING), which outputs to fetch (OUTPUTS; [] for all). */
-  onnx: { batching: 'auto' | 'on' | 'off'; outputs: string[] };
-  image: ImagePreprocessing;
-  /** Refusals of one reply (nacked, returned from REPLY_QUEUE) before its input is dead-lettered. */
-  replyAttempts: number;
-  /** How long a reply's transient failures are retried before its input is requeued. */
-  replyGiveUpMs: number;
-  /** Bodies held (received, not settled) past this: no new deliveries until some are settled. */
-  maxInFlightBytes: number;
-  /** /readyz is 503 while inputs are held and none has been settled for this long. */
-  readyStallMs: number;
-  /** /healthz fails once the consumer has been unable to connect or progress for this long. */
-  livenessTimeoutMs: number;
-  /** The broker's consumer_timeout, as the operator set it (0: none): boot warns when the settings can reach it. */
-  brokerConsumerTimeoutMs: number;
-  shutdownGraceMs: number;
-  logLevel: string;
-  httpPort: number;
-  /** A deadline for inputs that carry none, measured from their timestamp (else receipt); 0: none. */
-  deadlineMs: number;
-  /** Inputs whose reply was confirmed, remembered so a redelivery is acked without a second reply; 0 turns it off. */
-  answeredRecord: { maxEntries: number; maxAgeMs: number };
-  /** x-max-priority of a classic input queue; 0: not a priority queue. */
-  maxPriority: number;
-  /** Classic input queue: send the caller a POISON reply as the consumer dead-letters its input. */
-  answerPoison: boolean;
-  tracing: TracingConfig;
-}
+/** ORT_*: the onnxruntime session options every isolate opens its model with. */
+export type OrtOptions = Config['ort'];
 
+/** The settings as the code reads them: whatever toConfig returns, so there is no second list of fields. */
+export type Config = ReturnType<typeof toConfig>;
+export type QueueType = Config['queueType'];
+/** BATCHING and OUTPUTS, for the built-in ONNX script. */
+export type OnnxOptions = Config['onnx'];
 /** From the standard OTEL_* variables: which exporter, if any, and where it sends. */
-export interface TracingConfig {
-  exporter: 'otlp' | 'console' | 'none';
-  /** The OTLP/HTTP traces URL (…/v1/traces); '' when the exporter is not OTLP. */
-  otlpTracesUrl: string;
-  serviceName: string;
-}
+export type TracingConfig = ReturnType<typeof tracingConfig>;
 
 type Env = Record<string, string | undefined>;
 
@@ -180,19 +117,23 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
   }
   // AZUREML_MODEL_DIR lets ported Azure ML entry scripts run unchanged; MODEL_DIR wins when both are set.
   if (env.MODEL_DIR === undefined && env.AZUREML_MODEL_DIR !== undefined) merged.MODEL_DIR = env.AZUREML_MODEL_DIR;
-  if (env.AMQP_URL_FILE) merged.AMQP_URL = readSecretFile('AMQP_URL_FILE', env.AMQP_URL_FILE);
+  if (env.AMQP_URL_FILE) merged.AMQP_URL = readConfigFile('AMQP_URL_FILE', env.AMQP_URL_FILE).toString('utf8').trim();
 
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) throw new BootError(describeIssue(parsed.error.issues[0], merged));
   const c = parsed.data;
-  if (c.RECONNECT_MAX_DELAY_MS < c.RECONNECT_INITIAL_DELAY_MS) {
-    throw new BootError(
-      `config RECONNECT_MAX_DELAY_MS: expected at least RECONNECT_INITIAL_DELAY_MS (${c.RECONNECT_INITIAL_DELAY_MS}), got ${c.RECONNECT_MAX_DELAY_MS}`,
-    );
+  for (const [max, initial] of [['RECONNECT_MAX_DELAY_MS', 'RECONNECT_INITIAL_DELAY_MS'], ['ISOLATE_RESTART_MAX_DELAY_MS', 'ISOLATE_RESTART_INITIAL_DELAY_MS']] as const) {
+    if (c[max] < c[initial]) throw new BootError(`config ${max}: expected at least ${initial} (${c[initial]}), got ${c[max]}`);
   }
-  return deepFreeze({
+  return deepFreeze(toConfig(c));
+}
+
+function toConfig(c: z.infer<typeof configSchema>) {
+  return {
     amqp: {
+      /** The first of `urls`: for one-off connections (the CLI) that do not rotate. */
       url: splitAmqpUrls(c.AMQP_URL)[0],
+      /** Every broker address AMQP_URL lists, in its order; the consumer's connections move to the next on each failure. */
       urls: splitAmqpUrls(c.AMQP_URL),
       caFile: c.AMQP_CA_FILE,
       certFile: c.AMQP_CERT_FILE,
@@ -200,9 +141,10 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
       heartbeatS: c.AMQP_HEARTBEAT_S,
       connectionName: c.CONNECTION_NAME || `scorer@${hostname()}:${process.pid}`,
       confirmTimeoutMs: c.CONFIRM_TIMEOUT_MS,
+      /** Socket connect and AMQP handshake, per attempt. */
       connectTimeoutMs: c.CONNECT_TIMEOUT_MS,
-      reconnectInitialDelayMs: c.RECONNECT_INITIAL_DELAY_MS,
-      reconnectMaxDelayMs: c.RECONNECT_MAX_DELAY_MS,
+      /** Reconnects (amqplib's recovery), and the retries of a reply or a re-consume. */
+      reconnect: { initialMs: c.RECONNECT_INITIAL_DELAY_MS, maxMs: c.RECONNECT_MAX_DELAY_MS } satisfies Backoff,
       connectRetriesAtBoot: c.CONNECT_RETRIES_AT_BOOT,
     },
     inputQueue: c.INPUT_QUEUE,
@@ -210,9 +152,15 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
     queueType: c.QUEUE_TYPE,
     deliveryLimit: c.DELIVERY_LIMIT,
     modelDir: c.MODEL_DIR,
+    /** '' means the built-in ONNX entry script. */
     entryScript: c.ENTRY_SCRIPT,
+    /** The interpreter of a .py entry script: a name looked up on PATH, or a path (a venv's bin/python). */
     python: c.PYTHON,
+    /** Between attempts to start a fresh isolate after one died or hung and the restart failed. */
+    isolateRestart: { initialMs: c.ISOLATE_RESTART_INITIAL_DELAY_MS, maxMs: c.ISOLATE_RESTART_MAX_DELAY_MS } satisfies Backoff,
+    /** A reload whose new isolates have not booted and answered within this is given up (the old model serves on). */
     reloadTimeoutMs: c.RELOAD_TIMEOUT_MS,
+    /** Reload once the model folder (or the entry script) has been quiet this long after a change; 0: no file watch. */
     modelWatchMs: c.MODEL_WATCH_MS,
     prefetch: c.PREFETCH,
     concurrency: c.CONCURRENCY,
@@ -222,23 +170,34 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
     maxMessageBytes: c.MAX_MESSAGE_BYTES,
     maxTensorElements: c.MAX_TENSOR_ELEMENTS,
     ort: { intraOpNumThreads: c.ORT_INTRA_OP_THREADS, graphOptimizationLevel: c.ORT_GRAPH_OPTIMIZATION },
+    /** The built-in ONNX script: whether messages may share a run (BATCHING), which outputs to fetch (OUTPUTS; [] for all). */
     onnx: { batching: c.BATCHING, outputs: c.OUTPUTS.split(',').map((o) => o.trim()).filter((o) => o !== '') },
     image: imagePreprocessing(c),
+    /** Refusals of one reply (nacked, returned from REPLY_QUEUE) before its input is dead-lettered. */
     replyAttempts: c.REPLY_ATTEMPTS,
+    /** How long a reply's transient failures are retried before its input is requeued. */
     replyGiveUpMs: c.REPLY_GIVE_UP_MS,
+    /** Bodies held (received, not settled) past this: no new deliveries until some are settled. */
     maxInFlightBytes: c.MAX_IN_FLIGHT_BYTES,
+    /** /readyz is 503 while inputs are held and none has been settled for this long. */
     readyStallMs: c.READY_STALL_MS,
+    /** /healthz fails once the consumer has been unable to connect or progress for this long. */
     livenessTimeoutMs: c.LIVENESS_TIMEOUT_MS,
+    /** The broker's consumer_timeout, as the operator set it (0: none): boot warns when the settings can reach it. */
     brokerConsumerTimeoutMs: c.BROKER_CONSUMER_TIMEOUT_MS,
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     logLevel: c.LOG_LEVEL,
     httpPort: c.HTTP_PORT,
+    /** A deadline for inputs that carry none, measured from their timestamp (else receipt); 0: none. */
     deadlineMs: c.DEADLINE_MS,
+    /** Inputs whose reply was confirmed, remembered so a redelivery is acked without a second reply; 0 turns it off. */
     answeredRecord: { maxEntries: c.ANSWERED_RECORD_MAX, maxAgeMs: c.ANSWERED_RECORD_MAX_AGE_MS },
+    /** x-max-priority of a classic input queue; 0: not a priority queue. */
     maxPriority: c.MAX_PRIORITY,
+    /** Classic input queue: send the caller a POISON reply as the consumer dead-letters its input. */
     answerPoison: c.ANSWER_POISON === 'true',
     tracing: tracingConfig(c),
-  });
+  };
 }
 
 /** IMAGE_* as numbers; a zero in IMAGE_STD or a scale of 0 is refused here, at boot. */
@@ -268,20 +227,22 @@ function imagePreprocessing(c: z.infer<typeof configSchema>): ImagePreprocessing
  * consumer that posts spans to localhost:4318 because nobody said otherwise costs every deployment that
  * has no collector; so an endpoint, or the exporter named, is the ask.
  */
-function tracingConfig(c: z.infer<typeof configSchema>): TracingConfig {
+function tracingConfig(c: z.infer<typeof configSchema>) {
   const endpoint = c.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (c.OTEL_EXPORTER_OTLP_ENDPOINT && `${c.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`);
   const asked = c.OTEL_TRACES_EXPORTER || (endpoint ? 'otlp' : 'none');
   const exporter = c.OTEL_SDK_DISABLED === 'true' ? 'none' : asked;
   return {
     exporter,
+    /** The OTLP/HTTP traces URL (…/v1/traces); '' when the exporter is not OTLP. */
     otlpTracesUrl: exporter === 'otlp' ? endpoint || 'http://localhost:4318/v1/traces' : '',
     serviceName: c.OTEL_SERVICE_NAME,
   };
 }
 
-function readSecretFile(key: string, file: string): string {
+/** A file a setting names (AMQP_URL_FILE, AMQP_CA_FILE, …), or a BootError naming the setting. */
+export function readConfigFile(key: string, file: string): Buffer {
   try {
-    return readFileSync(file, 'utf8').trim();
+    return readFileSync(file);
   } catch (err) {
     throw new BootError(`config ${key}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }

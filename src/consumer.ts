@@ -7,9 +7,11 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { answer, dropStale, settleAnswered, type AnswerOptions, type ScoredItem, type Settled } from './answer.js';
 import { AnsweredRecord } from './answered-record.js';
+import { backoffMs } from './backoff.js';
 import { Batcher } from './batcher.js';
 import type { Broker, Delivery } from './broker/broker.js';
 import { idMayBeAltered } from './broker/delivery.js';
+import { deadQueueOf } from './broker/topology.js';
 import type { Config } from './config.js';
 import { ScoringError } from './errors.js';
 import { deadlineOf, expiredOutcome, isExpired, queueWaitMs, type Deadline } from './deadline.js';
@@ -89,12 +91,12 @@ export class Consumer {
       deliveryLimit: config.deliveryLimit,
       replyAttempts: config.replyAttempts,
       giveUpMs: config.replyGiveUpMs,
-      backoffMs: (attempt) => Math.min(config.amqp.reconnectMaxDelayMs, config.amqp.reconnectInitialDelayMs * 2 ** (attempt - 1)),
+      backoffMs: (attempt) => backoffMs(config.amqp.reconnect, attempt - 1),
       logger,
       onSettled: (items) => this.onSettled(items),
       onRetry: (why) => metrics.replyRetries.inc({ reason: why }),
       record: this.record,
-      answerPoison: config.answerPoison && config.queueType === 'classic' ? { deadLetterQueue: `${config.inputQueue}.dead` } : undefined,
+      answerPoison: config.answerPoison && config.queueType === 'classic' ? { deadLetterQueue: deadQueueOf(config.inputQueue) } : undefined,
     };
     broker.on('returned', ({ routingKey, correlationId, replyText }) => {
       metrics.returnedReplies.inc();

@@ -2,26 +2,34 @@
  * Every failure that becomes a reply is a ScoringError with a stable code: callers switch on the
  * code, users read the message. `replyText` is the one place an error becomes reply text.
  */
-export type ErrorCode =
-  | 'TOO_LARGE' // body over MAX_MESSAGE_BYTES
-  | 'BAD_UTF8' // body is not valid UTF-8
-  | 'BAD_JSON' // body is not JSON
-  | 'TOO_DEEP' // JSON nested deeper than we will walk
-  | 'NOT_OBJECT' // JSON, but not an object
-  | 'NO_DATA' // an object without a "data" key
-  | 'SCHEMA' // data fails the entry script's inputSchema
-  | 'SHAPE' // wrong rank, dimension or ragged array
-  | 'TYPE' // wrong element type
-  | 'TOO_MANY_ELEMENTS' // a tensor over the element cap
-  | 'BAD_BINARY' // a binary body (.npy, safetensors, image) that is truncated, malformed or lies about its size
-  | 'CONTENT_TYPE' // a contentType the entry script does not take
-  | 'RUN_FAILED' // the entry script threw
-  | 'TIMEOUT' // the entry script did not return within RUN_TIMEOUT_MS
-  | 'BAD_RESULT' // the entry script returned something JSON cannot carry
-  | 'BAD_DEADLINE' // an x-deadline or x-deadline-ms header that is not a time
-  | 'EXPIRED' // past its deadline when taken from the batch: not scored
-  | 'POISON' // dead-lettered after the delivery limit, answered by `scorer dead-letters answer` (or ANSWER_POISON)
-  | 'REPLY_TOO_LARGE'; // the reply is over the broker's max_message_size: this short one says so
+
+/**
+ * Every code a reply's x-error-code can carry, with what it means: the AsyncAPI document prints this
+ * table, and ErrorCode is its keys, so a new code cannot miss its description.
+ */
+export const ERROR_CODES = {
+  TOO_LARGE: 'body over MAX_MESSAGE_BYTES',
+  BAD_UTF8: 'body is not valid UTF-8',
+  BAD_JSON: 'body is not JSON',
+  TOO_DEEP: 'JSON nested deeper than 64 levels',
+  NOT_OBJECT: 'JSON, but not an object',
+  NO_DATA: 'an object without a "data" key',
+  SCHEMA: "data fails the entry script's inputSchema",
+  SHAPE: 'wrong rank, dimension, raggedness or an empty array',
+  TYPE: 'wrong element type or a value out of range',
+  TOO_MANY_ELEMENTS: 'a tensor over MAX_TENSOR_ELEMENTS',
+  BAD_BINARY: 'a .npy, safetensors or image body that is truncated, malformed or lies about its size',
+  CONTENT_TYPE: 'a contentType the entry script does not take',
+  RUN_FAILED: 'the entry script threw; the reply is its message',
+  TIMEOUT: 'run did not return within RUN_TIMEOUT_MS',
+  BAD_RESULT: 'run returned something JSON cannot carry',
+  BAD_DEADLINE: 'an x-deadline or x-deadline-ms header that is not a time',
+  EXPIRED: 'past its deadline (x-deadline, x-deadline-ms, expiration or DEADLINE_MS) when taken for scoring: not scored',
+  POISON: 'dead-lettered after the delivery limit (it kept killing the entry script); answered by `scorer dead-letters answer`, or by the consumer as it dead-letters on a classic queue with ANSWER_POISON=true; the reply names the queue it is parked in (x-dead-letter-queue)',
+  REPLY_TOO_LARGE: "the reply is over the broker's max_message_size; the input is dead-lettered",
+} as const satisfies Record<string, string>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
 
 export class ScoringError extends Error {
   override readonly name = 'ScoringError';

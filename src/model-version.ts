@@ -93,7 +93,8 @@ function flatVersion(modelDir: string, files: string[]): string {
   return hash.digest('hex').slice(0, 12);
 }
 
-function listFolder(dir: string): Dirent[] {
+/** A model folder's entries, or the one BootError for a folder that cannot be read (here and in onnx/session.ts). */
+export function listFolder(dir: string): Dirent[] {
   try {
     return readdirSync(dir, { withFileTypes: true });
   } catch (err) {

@@ -11,7 +11,7 @@ import { BUILT_IN_ENTRY_SCRIPT, resolveEntryScript, resolveModelDir, type InitCo
 import type { Outcome } from './reply.js';
 import type { BodyMeta, ScriptInfo } from './isolate/protocol.js';
 import { resolveModelVersion, type ModelVersion } from './model-version.js';
-import { ScriptHost, type Isolation } from './isolate/host.js';
+import { ScriptHost, type HostOptions } from './isolate/host.js';
 
 /** CRASHED: the isolate died under it. SKIPPED: not scored, since `skip` said its input is no longer ours. */
 export type ItemResult = Outcome | { ok: false; code: 'CRASHED' | 'SKIPPED'; message: string };
@@ -35,18 +35,12 @@ export interface ScoreHooks {
   skip?(index: number): boolean;
 }
 
-export interface ScorerOptions {
-  entryScript: string;
-  isolation: Isolation;
+/** A host's options (each of the `concurrency` hosts gets them), and the scorer's own. */
+export interface ScorerOptions extends HostOptions {
   concurrency: number;
-  context: InitContext;
-  maxMessageBytes: number;
   runTimeoutMs: number;
   /** The version of the model in `context.modelDir` (src/model-version.ts). */
   modelVersion: string;
-  logger: Logger;
-  /** PYTHON: the interpreter of a .py entry script. */
-  python?: string;
 }
 
 /**
@@ -61,6 +55,7 @@ export function scorerOptions(config: Readonly<Config>, logger: Logger, version?
     entryScript,
     isolation: entryScript === BUILT_IN_ENTRY_SCRIPT ? 'thread' : entryScript.endsWith('.py') ? 'python' : 'process',
     python: config.python,
+    restartBackoff: config.isolateRestart,
     concurrency: config.concurrency,
     modelVersion: model.version,
     context: { modelDir: model.dir, maxTensorElements: config.maxTensorElements, ort: config.ort, onnx: config.onnx, image: config.image },

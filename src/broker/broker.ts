@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events';
 import type * as amqp from 'amqplib';
 import type { Logger } from 'pino';
+import { backoffMs } from '../backoff.js';
 import { redactUrl, type Config } from '../config.js';
 import { BootError } from '../errors.js';
 import type { Reply } from '../reply.js';
@@ -298,7 +299,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
         if (!this.state.consuming) throw new Error('consume did not take');
       } catch (err) {
         this.log.warn({ err: (err as Error).message, attempt }, 're-consume failed');
-        setTimeout(() => void retry(attempt + 1), Math.min(10_000, 200 * 2 ** attempt)).unref();
+        setTimeout(() => void retry(attempt + 1), backoffMs(this.config.amqp.reconnect, attempt)).unref();
       }
     };
     void retry(0);

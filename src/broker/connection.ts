@@ -3,11 +3,9 @@
  * recovery (capped exponential backoff with jitter, `setup` after every connect), heartbeats, TLS
  * from files, the queue declarations, and a channel that dies under a live connection recycled.
  */
-import { readFileSync } from 'node:fs';
 import * as amqp from 'amqplib';
 import type { Logger } from 'pino';
-import { redactUrl, type Config } from '../config.js';
-import { BootError } from '../errors.js';
+import { readConfigFile, redactUrl, type Config } from '../config.js';
 import { BrokerAddresses } from './addresses.js';
 import { amqplibVersion, coalesceWrites, TESTED_WITH } from './amqplib-internals.js';
 import { explainPreconditionFailed, type Topology } from './topology.js';
@@ -50,8 +48,8 @@ export async function openConnection(
     timeout: a.connectTimeoutMs,
     ...tlsOptions(a),
     recovery: {
-      initialDelay: a.reconnectInitialDelayMs,
-      maxDelay: a.reconnectMaxDelayMs,
+      initialDelay: a.reconnect.initialMs,
+      maxDelay: a.reconnect.maxMs,
       factor: 2,
       jitter: 0.2,
       maxRetries: Infinity,
@@ -122,16 +120,9 @@ export function watchChannel(ch: amqp.Channel, model: amqp.ChannelModel, role: R
 }
 
 function tlsOptions(a: Config['amqp']): Record<string, unknown> {
-  const read = (key: string, file: string): Buffer => {
-    try {
-      return readFileSync(file);
-    } catch (err) {
-      throw new BootError(`config ${key}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-  };
   return {
-    ...(a.caFile ? { ca: [read('AMQP_CA_FILE', a.caFile)] } : {}),
-    ...(a.certFile ? { cert: read('AMQP_CERT_FILE', a.certFile) } : {}),
-    ...(a.keyFile ? { key: read('AMQP_KEY_FILE', a.keyFile) } : {}),
+    ...(a.caFile ? { ca: [readConfigFile('AMQP_CA_FILE', a.caFile)] } : {}),
+    ...(a.certFile ? { cert: readConfigFile('AMQP_CERT_FILE', a.certFile) } : {}),
+    ...(a.keyFile ? { key: readConfigFile('AMQP_KEY_FILE', a.keyFile) } : {}),
   };
 }

@@ -4,14 +4,12 @@
  * generation, answered by that channel's Acks (broker/acks.ts) and nowhere else.
  */
 import type * as amqp from 'amqplib';
+import type { ReplyAddress } from '../reply.js';
 
-export interface Delivery {
+export interface Delivery extends ReplyAddress {
   body: Buffer;
   /** The body's size as delivered: a large body is handed to its isolate without a copy, which empties `body`. */
   readonly bytes: number;
-  correlationId?: string;
-  messageId?: string;
-  replyTo?: string;
   /** The message's contentType reaches the entry script (binary payloads). */
   contentType?: string;
   redelivered: boolean;

@@ -147,13 +147,14 @@ export class ReplyPublisher {
         results[i] = result;
         if (--unsettled === 0) finish();
       };
+      const tooLarge = (i: number) => replies[i].body.byteLength > this.maxMessageBytes;
       const failed = (i: number, err: unknown): PublishResult => {
-        if (replies[i].body.byteLength > this.maxMessageBytes) return 'too-large';
+        if (tooLarge(i)) return 'too-large';
         return /nack/i.test(String((err as Error)?.message ?? err)) ? 'nacked' : 'lost';
       };
       for (let i = 0; i < replies.length; i++) {
         const reply = replies[i];
-        if (reply.body.byteLength > this.maxMessageBytes) {
+        if (tooLarge(i)) {
           settle(i, 'too-large');
           continue;
         }

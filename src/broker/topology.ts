@@ -2,9 +2,8 @@
  * The queues this consumer owns and their arguments, and the one line that explains a clash with a
  * queue that already exists. Pure: the broker adapter declares what this returns.
  */
+import type { Config, QueueType } from '../config.js';
 import { BootError } from '../errors.js';
-
-export type QueueType = 'quorum' | 'classic';
 
 export interface Topology {
   inputQueue: string;
@@ -16,8 +15,13 @@ export interface Topology {
   queueType: QueueType;
 }
 
-export function topologyFor(c: { inputQueue: string; replyQueue: string; queueType: QueueType; deliveryLimit: number; maxPriority?: number }): Topology {
-  const deadQueue = `${c.inputQueue}.dead`;
+/** Where an input queue's poison messages are parked: the one spelling of the dead-letter queue's name. */
+export function deadQueueOf(inputQueue: string): string {
+  return `${inputQueue}.dead`;
+}
+
+export function topologyFor(c: Pick<Config, 'inputQueue' | 'replyQueue' | 'queueType' | 'deliveryLimit'> & Partial<Pick<Config, 'maxPriority'>>): Topology {
+  const deadQueue = deadQueueOf(c.inputQueue);
   const deadLetter = { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': deadQueue };
   const inputArguments: Record<string, string | number> =
     c.queueType === 'quorum'

@@ -64,33 +64,32 @@ export class CliBroker {
 
   /** The queue's message count, or undefined when it does not exist. Passive, on a throwaway channel. */
   async queueDepth(queue: string): Promise<number | undefined> {
-    const ch = await this.connection.createChannel();
-    ch.on('error', () => {});
-    try {
-      return (await ch.checkQueue(queue)).messageCount;
-    } catch {
-      return undefined;
-    } finally {
-      await ch.close().catch(() => {});
-    }
+    return this.onThrowawayChannel((ch) => ch.checkQueue(queue).then((q) => q.messageCount, () => undefined));
+  }
+
+  /** A queue the consumer declares must be there before anything is sent to it; `hint`: what else the user can do. */
+  async requireQueue(queue: string, hint = ''): Promise<void> {
+    if ((await this.queueDepth(queue)) === undefined) throw new Error(`queue '${queue}' does not exist: start a consumer first (it declares the queue)${hint}`);
   }
 
   /** A durable queue of our own for one run's replies: it outlives the CLI, so an interrupted run can resume. */
   async declareRunQueue(queue: string): Promise<void> {
-    const ch = await this.connection.createChannel();
-    ch.on('error', () => {});
-    try {
-      await ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'classic', 'x-expires': RUN_QUEUE_EXPIRES_MS } });
-    } finally {
-      await ch.close().catch(() => {});
-    }
+    await this.onThrowawayChannel((ch) => ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'classic', 'x-expires': RUN_QUEUE_EXPIRES_MS } }));
   }
 
   async deleteQueue(queue: string): Promise<void> {
+    await this.onThrowawayChannel((ch) => ch.deleteQueue(queue).catch(() => {}));
+  }
+
+  /** One queue operation on a channel of its own: a failing check or declare closes that channel, not ours. */
+  private async onThrowawayChannel<T>(op: (ch: amqp.Channel) => Promise<T>): Promise<T> {
     const ch = await this.connection.createChannel();
     ch.on('error', () => {});
-    await ch.deleteQueue(queue).catch(() => {});
-    await ch.close().catch(() => {});
+    try {
+      return await op(ch);
+    } finally {
+      await ch.close().catch(() => {});
+    }
   }
 
   /** False when the channel's buffer is full: wait for drain() before the next. */

@@ -3,8 +3,9 @@
  * messages with their headers, and the `data` and result schemas of the model or entry script. Pure:
  * the command gathers the facts (config, the script's schemas) and writes the result.
  */
-import type { ErrorCode } from '../errors.js';
-import type { QueueType } from '../broker/topology.js';
+import { ERROR_CODES } from '../errors.js';
+import type { QueueType } from '../config.js';
+import { deadQueueOf } from '../broker/topology.js';
 
 export interface AsyncApiFacts {
   /** The broker URL; its credentials never reach the document. */
@@ -22,33 +23,10 @@ export interface AsyncApiFacts {
   version: string;
 }
 
-/** Every code a reply's x-error-code can carry. A Record: the compiler rejects a code missing here. */
-export const ERROR_CODES: Record<ErrorCode, string> = {
-  TOO_LARGE: 'body over MAX_MESSAGE_BYTES',
-  BAD_UTF8: 'body is not valid UTF-8',
-  BAD_JSON: 'body is not JSON',
-  TOO_DEEP: 'JSON nested deeper than 64 levels',
-  NOT_OBJECT: 'JSON, but not an object',
-  NO_DATA: 'an object without a "data" key',
-  SCHEMA: "data fails the entry script's inputSchema",
-  SHAPE: 'wrong rank, dimension, raggedness or an empty array',
-  TYPE: 'wrong element type or a value out of range',
-  TOO_MANY_ELEMENTS: 'a tensor over MAX_TENSOR_ELEMENTS',
-  BAD_BINARY: 'a .npy, safetensors or image body that is truncated, malformed or lies about its size',
-  CONTENT_TYPE: 'a contentType the entry script does not take',
-  RUN_FAILED: 'the entry script threw; the reply is its message',
-  TIMEOUT: 'run did not return within RUN_TIMEOUT_MS',
-  BAD_RESULT: 'run returned something JSON cannot carry',
-  BAD_DEADLINE: 'an x-deadline or x-deadline-ms header that is not a time',
-  EXPIRED: 'past its deadline (x-deadline, x-deadline-ms, expiration or DEADLINE_MS) when taken for scoring: not scored',
-  POISON: 'dead-lettered after the delivery limit (it kept killing the entry script); answered by `scorer dead-letters answer`, or by the consumer as it dead-letters on a classic queue with ANSWER_POISON=true; the reply names the queue it is parked in (x-dead-letter-queue)',
-  REPLY_TOO_LARGE: "the reply is over the broker's max_message_size; the input is dead-lettered",
-};
-
 const AMQP_BINDING_VERSION = '0.3.0';
 
 export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
-  const deadQueue = `${f.inputQueue}.dead`;
+  const deadQueue = deadQueueOf(f.inputQueue);
   const server = serverOf(f.url);
   const queueBinding = (name: string) => ({
     amqp: { is: 'queue', queue: { name, durable: true, exclusive: false, autoDelete: false, vhost: server.vhost }, bindingVersion: AMQP_BINDING_VERSION },

@@ -19,8 +19,10 @@ import { type QueueReader, type Taken, CliBroker } from './amqp.js';
 import { ANSWERED_HEADER, PASS_HEADER, copyProperties, describeParked, listLine, passOf, poisonText, requestKey, type ParkedInfo } from './parked.js';
 import { defaultStatePath, openPass, PassJournal, type PassCommand, type PassState } from './pass-state.js';
 import { createProgress, type Progress } from './progress.js';
+import type { Output } from './submit.js';
 import { buildReply } from '../reply.js';
 import { passTraceHeaders } from '../tracing.js';
+import { deadQueueOf } from '../broker/topology.js';
 
 /**
  * Unacked messages at most, by default. A kill hands the unacked ones back to the queue, and a quorum
@@ -54,11 +56,6 @@ export interface DeadLettersOptions {
   signal?: AbortSignal;
 }
 
-export interface Output {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WriteStream;
-}
-
 interface Counts {
   taken: number;
   /** list: parked, by whether they were answered. */
@@ -80,13 +77,13 @@ interface Counts {
 
 /** Resolves with the exit code: 0 when the pass is complete, 1 when it stopped (resumable), 130 on SIGINT. */
 export async function deadLetters(o: DeadLettersOptions, io: Output): Promise<number> {
-  const deadQueue = `${o.queue}.dead`;
+  const deadQueue = deadQueueOf(o.queue);
   const statePath = o.statePath ?? defaultStatePath(deadQueue);
   const broker = await CliBroker.connect(o.url, `scorer-dead-letters/${o.command}`);
   try {
     const parked = await broker.queueDepth(deadQueue);
     if (parked === undefined) throw new Error(`queue '${deadQueue}' does not exist: no consumer has declared '${o.queue}' here (check --queue and --url)`);
-    if (o.command === 'replay' && (await broker.queueDepth(o.queue)) === undefined) throw new Error(`queue '${o.queue}' does not exist: start a consumer first (it declares the queue)`);
+    if (o.command === 'replay') await broker.requireQueue(o.queue);
     const state = openPass(statePath, o.command, deadQueue, parked);
     if (state.resumed) {
       io.stderr.write(`resuming the interrupted ${o.command} pass ${state.header.runId} over '${deadQueue}' (${state.done.size} of ${state.header.parked} messages done; state in ${statePath})\n`);

@@ -9,6 +9,7 @@
  * is acked: one pass over the queue leaves it in the same order.
  */
 import { createHash } from 'node:crypto';
+import type { ReplyAddress } from '../reply.js';
 
 /** On a copy this CLI made: the pass (run id) that made it, so the pass knows where it began. */
 export const PASS_HEADER = 'x-dead-letters-pass';
@@ -17,10 +18,7 @@ export const ANSWERED_HEADER = 'x-poison-answered';
 /** On the dead queue's own deliveries RabbitMQ 3.x writes 0 here; carried into the input queue it would read as deliveries already made. */
 const DELIVERY_COUNT_HEADER = 'x-delivery-count';
 
-export interface ParkedProperties {
-  correlationId?: string;
-  messageId?: string;
-  replyTo?: string;
+export interface ParkedProperties extends ReplyAddress {
   contentType?: string;
   contentEncoding?: string;
   timestamp?: number;
@@ -38,10 +36,7 @@ export interface ParkedMessage {
   properties: ParkedProperties;
 }
 
-export interface ParkedInfo {
-  correlationId?: string;
-  messageId?: string;
-  replyTo?: string;
+export interface ParkedInfo extends ReplyAddress {
   /** Why it was dead-lettered: delivery_limit (quorum), rejected (classic: the consumer gave up), expired, maxlen. */
   reason: string;
   /** The queue it was dead-lettered from. */

@@ -52,9 +52,7 @@ export async function send(json: string | undefined, o: SendOptions, io: Output)
   const { body, ...extra } = requestOf(json, o);
   const broker = await CliBroker.connect(o.url, 'scorer-send');
   try {
-    if ((await broker.queueDepth(o.queue)) === undefined) {
-      throw new Error(`queue '${o.queue}' does not exist: start a consumer first (it declares the queue), or pass --queue`);
-    }
+    await broker.requireQueue(o.queue, ', or pass --queue');
     const correlationId = randomUUID();
     const reply = await broker.request(o.queue, body, correlationId, o.timeoutMs, extra);
     if (!reply) {

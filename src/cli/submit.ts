@@ -52,9 +52,7 @@ export async function submit(o: SubmitOptions, io: Output): Promise<number> {
   const { state, written } = startOrResume(o, source.id, statePath, io.stderr, source.digest);
   const broker = await CliBroker.connect(o.url, `scorer-submit/${state.runId}`);
   try {
-    if ((await broker.queueDepth(o.queue)) === undefined) {
-      throw new Error(`queue '${o.queue}' does not exist: start a consumer first (it declares the queue), or pass --queue`);
-    }
+    await broker.requireQueue(o.queue, ', or pass --queue');
     await broker.declareRunQueue(state.replyQueue);
     writeState(statePath, state);
     return await new Run(o, io, broker, state, statePath, written, source).run();

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { extname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { tsImport } from 'tsx/esm/api';
+import type { OnnxOptions, OrtOptions } from '../config.js';
 import { BootError } from '../errors.js';
 import type { ImagePreprocessing } from './image.js';
 
@@ -16,9 +17,9 @@ const EXTENSIONS = new Set(['.ts', '.mts', '.js', '.mjs', '.cjs', '.cts', '.py']
 export interface InitContext {
   modelDir: string;
   maxTensorElements: number;
-  ort: { intraOpNumThreads: number; graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all' };
+  ort: OrtOptions;
   /** The built-in ONNX script's settings (BATCHING, OUTPUTS); absent means auto and every output. */
-  onnx?: { batching: 'auto' | 'on' | 'off'; outputs: string[] };
+  onnx?: OnnxOptions;
   /** IMAGE_*: how the built-in script makes an image body into its input (isolate/image.ts). */
   image?: ImagePreprocessing;
 }

@@ -9,6 +9,7 @@ import { delimiter } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import { backoffMs, type Backoff } from '../backoff.js';
 import { BootError } from '../errors.js';
 import type { InitContext } from './entry-script.js';
 import type { Outcome } from '../reply.js';
@@ -29,7 +30,12 @@ export interface HostOptions {
   logger: Logger;
   /** The interpreter of a 'python' isolate (PYTHON). */
   python?: string;
+  /** ISOLATE_RESTART_*: the waits between failed starts of a replacement isolate. */
+  restartBackoff?: Backoff;
 }
+
+/** config/default.json's ISOLATE_RESTART_*, for hosts built by hand (tests) without them. */
+const DEFAULT_RESTART: Backoff = { initialMs: 1000, maxMs: 30_000 };
 
 /** A worker thread or a child process behind one interface. */
 interface Isolate {
@@ -192,7 +198,7 @@ export class ScriptHost {
         return await this.spawn();
       } catch (err) {
         this.options.logger.error({ err: (err as Error).message, attempt }, 'entry script restart failed');
-        await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt)));
+        await new Promise((r) => setTimeout(r, backoffMs(this.options.restartBackoff ?? DEFAULT_RESTART, attempt - 1)));
       }
     }
   }

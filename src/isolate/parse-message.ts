@@ -74,8 +74,13 @@ function checkDepth(text: string): void {
   }
 }
 
+/** The one JSON-type describer: 'null', 'array', 'object' or the typeof of anything else. */
+export function jsonKind(value: unknown): string {
+  return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value === 'object' ? 'object' : typeof value;
+}
+
+/** jsonKind as a sentence reads it: 'null', 'an array', 'an object', 'a number'. */
 export function jsonType(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+  const kind = jsonKind(value);
+  return kind === 'null' ? kind : kind === 'array' || kind === 'object' ? `an ${kind}` : `a ${kind}`;
 }

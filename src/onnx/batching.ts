@@ -5,10 +5,11 @@
  * softmax over axis 0 mixes rows). Under BATCHING=auto the model is run at boot on generated inputs,
  * once stacked and once message by message, and batching stays on only if the answers agree.
  */
+import type { OnnxOptions } from '../config.js';
 import type { TensorData, TensorSpec } from './tensors.js';
 import { elementInfo } from './element-types.js';
 
-export type BatchingMode = 'auto' | 'on' | 'off';
+export type BatchingMode = OnnxOptions['batching'];
 export interface BatchingDecision {
   stack: boolean;
   /** Why, for the one boot line. */
@@ -157,8 +158,8 @@ function generate(spec: TensorSpec, rows: number, dynamicSize: number, random: (
   return { type: spec.type, data, dims };
 }
 
-/** A small seeded generator: the boot check must do the same on every start. */
-function mulberry32(seed: number): () => number {
+/** A small seeded generator: the boot check must do the same on every start (scripts and tests use it too). */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -1,9 +1,10 @@
 /** The only file that imports onnxruntime-node: model file discovery, session options, metadata. */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { BootError } from '../errors.js';
 import type { InitContext } from '../isolate/entry-script.js';
+import { listFolder } from '../model-version.js';
 import type { ElementType, TensorData, TensorSpec } from './tensors.js';
 import { ELEMENT_TYPES, isElementType } from './element-types.js';
 import { rewriteModel, type ZipMapOutput } from './graph-rewrite.js';
@@ -23,12 +24,9 @@ export interface LoadedModel {
 
 /** The model folder must hold exactly one .onnx file: guessing between several would score with the wrong one. */
 export function findModelFile(modelDir: string): string {
-  let files: string[];
-  try {
-    files = readdirSync(modelDir).filter((f) => f.endsWith('.onnx'));
-  } catch (err) {
-    throw new BootError(`model folder ${modelDir} cannot be read (${(err as NodeJS.ErrnoException).code})`);
-  }
+  const files = listFolder(modelDir)
+    .map((d) => d.name)
+    .filter((f) => f.endsWith('.onnx'));
   if (files.length !== 1) {
     throw new BootError(`model folder ${modelDir} must hold exactly one .onnx file, found ${files.length}${files.length ? `: ${files.join(', ')}` : ''}`);
   }

@@ -4,7 +4,7 @@
  * capped before any allocation, and typed arrays are filled in one pass that also catches ragged rows.
  */
 import { clip, ScoringError } from '../errors.js';
-import { jsonType as withArticle } from '../isolate/parse-message.js';
+import { jsonKind, jsonType } from '../isolate/parse-message.js';
 
 import { ElementProblem, elementInfo, type Element, type ElementInfo, type ElementType, type TensorData, type TypedData } from './element-types.js';
 
@@ -49,7 +49,7 @@ export function buildInputs(data: unknown, inputs: readonly TensorSpec[], limits
   }
   const names = namesOf(inputs);
   if (!isPlainObject(data)) {
-    throw new ScoringError('SHAPE', `model has ${inputs.length} inputs (${names}): data must be an object keyed by input name, got ${jsonType(data)}`);
+    throw new ScoringError('SHAPE', `model has ${inputs.length} inputs (${names}): data must be an object keyed by input name, got ${jsonKind(data)}`);
   }
   const known = new Set(inputs.map((s) => s.name));
   for (const key of Object.keys(data)) {
@@ -111,7 +111,7 @@ function fillLevel(node: unknown[], level: number, f: Fill): void {
     const child = node[i];
     f.idx[level] = i;
     if (!Array.isArray(child)) {
-      throw new ScoringError('SHAPE', `input '${f.spec.name}' is ragged: ${path(f.idx.slice(0, level + 1))} is ${withArticle(child)}, expected an array (expects shape ${formatDims(f.spec.dims)})`);
+      throw new ScoringError('SHAPE', `input '${f.spec.name}' is ragged: ${path(f.idx.slice(0, level + 1))} is ${jsonType(child)}, expected an array (expects shape ${formatDims(f.spec.dims)})`);
     }
     fillLevel(child, level + 1, f);
   }
@@ -138,7 +138,7 @@ function typeError(f: Fill, v: unknown, i: number, why?: string): ScoringError {
   if (Array.isArray(v)) { // deeper than the rank in a row after the first: a shape problem, not a type one
     return new ScoringError('SHAPE', `input '${f.spec.name}' is ragged: ${path(at)} is an array, expected a ${f.spec.type} element (expects shape ${formatDims(f.spec.dims)})`);
   }
-  const got = typeof v === 'number' ? `number ${v}${why ? ` (${why})` : ''}` : why ? `${jsonType(v)} (${why})` : jsonType(v);
+  const got = typeof v === 'number' ? `number ${v}${why ? ` (${why})` : ''}` : why ? `${jsonKind(v)} (${why})` : jsonKind(v);
   return new ScoringError('TYPE', `input '${f.spec.name}' expects ${f.spec.type} elements, got ${got}${at.length ? ` at ${path(at)}` : ''}`);
 }
 
@@ -200,10 +200,6 @@ function toJson(t: TensorData, offset: number, dims: number[]): unknown {
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function jsonType(v: unknown): string {
-  return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v === 'object' ? 'object' : typeof v;
 }
 
 const path = (idx: readonly number[]): string => (idx.length === 0 ? 'the top level' : idx.map((i) => `[${i}]`).join(''));

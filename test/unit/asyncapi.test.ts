@@ -1,7 +1,8 @@
 /** The AsyncAPI document's structure, with the iris model's own schemas (read from models/iris.onnx). */
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
-import { ERROR_CODES, buildAsyncApi } from '../../src/cli/asyncapi.js';
+import { buildAsyncApi } from '../../src/cli/asyncapi.js';
+import { ERROR_CODES } from '../../src/errors.js';
 import { PROJECT_ROOT } from '../../src/config.js';
 import { dataSchema, resultSchema } from '../../src/onnx/schema.js';
 import { loadModel } from '../../src/onnx/session.js';

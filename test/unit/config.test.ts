@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { CONFIG_KEYS, DEFAULTS_FILE, loadConfig, redactUrl, splitAmqpUrls } from '../../src/config.js';
+import { CONFIG_KEYS, DEFAULTS_FILE, loadConfig, readConfigFile, redactUrl, splitAmqpUrls } from '../../src/config.js';
 import { BootError } from '../../src/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'scorer-config-'));
@@ -101,6 +101,16 @@ test('an empty variable counts as unset, as compose and Kubernetes write optiona
 
 test('a reconnect ceiling below the first delay is refused', () => {
   refuses({ RECONNECT_INITIAL_DELAY_MS: '500', RECONNECT_MAX_DELAY_MS: '100' }, 'RECONNECT_MAX_DELAY_MS', 'RECONNECT_INITIAL_DELAY_MS (500)', '100');
+});
+
+test('an isolate restart ceiling below the first delay is refused', () => {
+  refuses({ ISOLATE_RESTART_INITIAL_DELAY_MS: '500', ISOLATE_RESTART_MAX_DELAY_MS: '100' }, 'ISOLATE_RESTART_MAX_DELAY_MS', 'ISOLATE_RESTART_INITIAL_DELAY_MS (500)', '100');
+});
+
+test('the backoffs are read from RECONNECT_* and ISOLATE_RESTART_*', () => {
+  const c = loadConfig({ RECONNECT_INITIAL_DELAY_MS: '7', RECONNECT_MAX_DELAY_MS: '70', ISOLATE_RESTART_INITIAL_DELAY_MS: '9', ISOLATE_RESTART_MAX_DELAY_MS: '90' });
+  assert.deepEqual(c.amqp.reconnect, { initialMs: 7, maxMs: 70 });
+  assert.deepEqual(c.isolateRestart, { initialMs: 9, maxMs: 90 });
 });
 
 test('a bad AMQP_URL is refused without showing its password', () => {
@@ -220,4 +230,15 @@ test('the issue-17 keys: deadline, answered record, priorities and tracing, defa
   refuses({ MAX_PRIORITY: '256' }, 'config MAX_PRIORITY: expected an integer from 0 to 255, got "256"');
   refuses({ DEADLINE_MS: '-1' }, 'config DEADLINE_MS: expected an integer from 0 to 604800000, got "-1"');
   refuses({ OTEL_TRACES_EXPORTER: 'jaeger' }, 'config OTEL_TRACES_EXPORTER: expected one of', '"otlp"', 'got "jaeger"');
+});
+
+test('a file a setting names is read whole, or refused with the setting and the errno', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'config-file-'));
+  try {
+    writeFileSync(join(dir, 'ca.pem'), 'PEM\n');
+    assert.equal(readConfigFile('AMQP_CA_FILE', join(dir, 'ca.pem')).toString(), 'PEM\n');
+    assert.throws(() => readConfigFile('AMQP_CA_FILE', join(dir, 'nope.pem')), (e: Error) => e instanceof BootError && e.message === `config AMQP_CA_FILE: cannot read ${join(dir, 'nope.pem')} (ENOENT)`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ScoringError, type ErrorCode } from '../../src/errors.js';
-import { MAX_JSON_DEPTH, checkSize, dataText, jsonType, parseMessage } from '../../src/isolate/parse-message.js';
+import { MAX_JSON_DEPTH, checkSize, dataText, jsonKind, jsonType, parseMessage } from '../../src/isolate/parse-message.js';
 
 const MAX = 1 << 20;
 const parse = (body: string | Buffer, max = MAX) => parseMessage(typeof body === 'string' ? Buffer.from(body) : body, max);
@@ -106,6 +106,7 @@ test('jsonType names a value the way an error message reads', () => {
   assert.equal(jsonType({}), 'an object');
   assert.equal(jsonType(1), 'a number');
   assert.equal(jsonType('s'), 'a string');
+  assert.deepEqual([null, [], {}, 1, 's', true].map(jsonKind), ['null', 'array', 'object', 'number', 'string', 'boolean']);
 });
 
 test('a number beyond a double (1e400, 400 digits) is rejected as BAD_JSON naming where it is; big finite ones and exponents in strings are kept', () => {
