@@ -194,7 +194,7 @@ async function main(): Promise<void> {
       const mlp = (await benchModels()).find((m) => m.name === 'mlp')!;
       const r = await binaryRows(links, mlp, count, warmup, log);
       log(`\n${binaryTable(r)}\n\n${((Date.now() - started) / 1000).toFixed(0)} s`);
-      writeFileSync(opts.out.replace(/\.json$/, '.binary.json'), JSON.stringify({ date: new Date().toISOString(), machine, defaults, messagesPerRow: count, ...r }, null, 2) + '\n');
+      writeFileSync(opts.out.replace(/\.json$/, '.binary.json'), `${JSON.stringify({ date: new Date().toISOString(), machine, defaults, messagesPerRow: count, ...r }, null, 2)}\n`);
       return;
     }
     const results: ModelResult[] = [];
@@ -215,7 +215,7 @@ async function main(): Promise<void> {
     log(`\n${opts.only ? '' : targetLines(targets)}`);
     if (python && results.length === 0) {
       const file = opts.out.replace(/\.json$/, '.python.json');
-      writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), machine, defaults, python, targets }, null, 2) + '\n');
+      writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine, defaults, python, targets }, null, 2)}\n`);
       log(`wrote ${file}`);
     }
     log(`\n${Object.keys(oursEnv).length ? `this consumer with ${JSON.stringify(oursEnv)}; ` : ''}defaults ${JSON.stringify(defaults)}; ${((Date.now() - started) / 1000).toFixed(0)} s`);

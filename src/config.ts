@@ -17,7 +17,7 @@ const int = (min: number, max: number) => z.coerce.number().int().min(min).max(m
 const name = z.string().min(1).max(255);
 const path = z.string();
 const NUMBER = String.raw`-?\d+(?:\.\d+)?(?:e-?\d+)?`;
-const NUMBER_OR_FRACTION = new RegExp(String.raw`^\d+(?:\.\d+)?(?:e-?\d+)?(?:/\d+(?:\.\d+)?)?$`);
+const NUMBER_OR_FRACTION = /^\d+(?:\.\d+)?(?:e-?\d+)?(?:\/\d+(?:\.\d+)?)?$/;
 const NUMBER_LIST = new RegExp(`^${NUMBER}(?:,${NUMBER}){0,2}$`);
 
 /** Keyed by environment variable: the names users type are the names errors print. */

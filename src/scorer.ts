@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { ScoringError } from './errors.js';
-import { BUILT_IN_ENTRY_SCRIPT, resolveEntryScript, resolveModelDir, type InitContext } from './isolate/entry-script.js';
+import { BUILT_IN_ENTRY_SCRIPT, resolveEntryScript, resolveModelDir, } from './isolate/entry-script.js';
 import type { Outcome } from './reply.js';
 import type { BodyMeta, ScriptInfo } from './isolate/protocol.js';
 import { resolveModelVersion, type ModelVersion } from './model-version.js';

@@ -170,7 +170,7 @@ export async function startTracing(c: TracingConfig, o: { exporter?: SpanExporte
   // Loaded only now: a consumer without tracing never pays for the SDK's modules.
   const { TracerProvider, BatchSpanProcessor, SimpleSpanProcessor, ConsoleSpanExporter } = await import('@opentelemetry/sdk-trace');
   const { resourceFromAttributes } = await import('@opentelemetry/resources');
-  let processor;
+  let processor: InstanceType<typeof SimpleSpanProcessor> | InstanceType<typeof BatchSpanProcessor> | undefined;
   if (o.exporter) processor = new SimpleSpanProcessor({ exporter: o.exporter });
   else if (c.exporter === 'console') processor = new SimpleSpanProcessor({ exporter: new ConsoleSpanExporter() });
   else {

@@ -77,8 +77,8 @@ const QUORUM_ONLY = new Set(['x-overflow', 'x-dead-letter-strategy']);
  * RabbitMQ 3.10 (rabbit_misc:assert_args_equivalence) says "received X but current is Y", where each side
  * is `none`, `'5'` (same type, other value) or `the value '5' of type 'byte'` (one side missing or another type).
  */
-const ARG_VALUE = String.raw`(?:none|(?:the value )?'([^']*)'(?: of type '[^']*')?)`;
-const INEQUIVALENT_ARG = new RegExp(String.raw`inequivalent arg '([^']+)'.*?: received ${ARG_VALUE} but current (?:value )?is ${ARG_VALUE}`);
+const ARG_VALUE = `(?:none|(?:the value )?'([^']*)'(?: of type '[^']*')?)`;
+const INEQUIVALENT_ARG = new RegExp(`inequivalent arg '([^']+)'.*?: received ${ARG_VALUE} but current (?:value )?is ${ARG_VALUE}`);
 
 /**
  * The broker's PRECONDITION_FAILED text names the argument and both values; say it in one line with

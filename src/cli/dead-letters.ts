@@ -325,7 +325,7 @@ class Pass {
     ];
     let line: string;
     if (this.o.command === 'list') {
-      line = `dead-letters list: ${handled} parked in '${this.deadQueue}' (${c.answeredBefore} answered, ${handled - c.answeredBefore} not); reasons: ${reasons}` + (c.oldest ? `; oldest dead-lettered ${c.oldest}` : '');
+      line = `dead-letters list: ${handled} parked in '${this.deadQueue}' (${c.answeredBefore} answered, ${handled - c.answeredBefore} not); reasons: ${reasons}${c.oldest ? `; oldest dead-lettered ${c.oldest}` : ''}`;
     } else if (this.o.command === 'answer') {
       line =
         `dead-letters answer: ${handled} parked in '${this.deadQueue}'; ${c.answered} callers sent a POISON reply` +

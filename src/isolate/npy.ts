@@ -71,7 +71,7 @@ export function writeNpy(tensor: TensorData, what = 'the tensor'): Uint8Array {
   out[6] = 1;
   out[7] = 0;
   new DataView(out.buffer).setUint16(8, headerLength, true);
-  const text = dict.padEnd(headerLength - 1, ' ') + '\n';
+  const text = `${dict.padEnd(headerLength - 1, ' ')}\n`;
   for (let i = 0; i < text.length; i++) out[10 + i] = text.charCodeAt(i);
   out.set(data, 10 + headerLength);
   return out;

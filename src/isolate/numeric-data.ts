@@ -27,7 +27,7 @@ const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
 const NEAR = 2 ** -47; // 32 units in the last place of a double, relative
 
 /** What a number is read for: exactly as JSON.parse (entry scripts' data), or a finite float64 / float32 tensor element. */
-const enum Target { Json, Float64, Float32 }
+enum Target { Json, Float64, Float32 }
 
 // Character codes.
 const SPACE = 0x20, TAB = 0x09, LF = 0x0a, CR = 0x0d;
@@ -205,7 +205,7 @@ class Reader {
           // Up to 19 digits the arithmetic is within 12 roundings of the true value: take it when every
           // double that near rounds to one float32; otherwise (and for float64) the text decides.
           const f = target === Target.Float32 && digits <= FLOAT32_DIGITS ? Math.fround(value) : NaN;
-          if (f !== f || Math.fround(value * (1 - NEAR)) !== f || Math.fround(value * (1 + NEAR)) !== f) value = Math.abs(this.slow(start, i));
+          if (Number.isNaN(f) || Math.fround(value * (1 - NEAR)) !== f || Math.fround(value * (1 + NEAR)) !== f) value = Math.abs(this.slow(start, i));
         }
         if (negative) value = -value;
       }

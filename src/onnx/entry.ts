@@ -73,16 +73,16 @@ export function apiSchemas(): { inputSchema: object; outputSchema: object } {
 }
 
 /** A binary body (its bytes) goes as it is, JSON data as its parsed value. */
-const valueOf = (data: string | Uint8Array): unknown => (typeof data === 'string' ? JSON.parse(data) : data);
+const asValue = (data: string | Uint8Array): unknown => (typeof data === 'string' ? JSON.parse(data) : data);
 
 export async function run(data: string | Uint8Array, meta?: ScriptMeta): Promise<unknown> {
-  const [result] = await runBatchParsed([valueOf(data)], meta && [meta]);
+  const [result] = await runBatchParsed([asValue(data)], meta && [meta]);
   if (result instanceof Error) throw result;
   return result;
 }
 
 export async function runBatch(items: Array<string | Uint8Array>, metas?: ScriptMeta[]): Promise<unknown[]> {
-  return runBatchParsed(items.map(valueOf), metas);
+  return runBatchParsed(items.map(asValue), metas);
 }
 
 /** One result per value, in order; a value that fails its checks gets its own Error and is left out of the run. */

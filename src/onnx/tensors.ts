@@ -106,7 +106,10 @@ function fillLevel(node: unknown[], level: number, f: Fill): void {
     const got = node.length === 0 ? `got an empty array at ${path(here)}` : `is ragged: ${path(here)} has length ${node.length} but ${path(here.map(() => 0))} has length ${f.dims[level]}`;
     throw new ScoringError('SHAPE', `input '${f.spec.name}' ${got} (expects shape ${formatDims(f.spec.dims)})`);
   }
-  if (level === f.dims.length - 1) return fillLeaf(node, f);
+  if (level === f.dims.length - 1) {
+    fillLeaf(node, f);
+    return;
+  }
   for (let i = 0; i < node.length; i++) {
     const child = node[i];
     f.idx[level] = i;

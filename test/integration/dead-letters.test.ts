@@ -212,7 +212,7 @@ test('answer sends each caller exactly one POISON reply, as the consumer builds 
   const ch = await client.connection.createChannel();
   const firstBack = await ch.get(p.input, { noAck: false });
   assert.ok(firstBack);
-  assert.equal((firstBack.properties.headers?.['x-death'] as Array<{ reason: string }>)[0].reason, 'delivery_limit', 'its history rides along');
+  assert.equal((firstBack.properties.headers?.['x-death'] as Array<{ reason: string }> | undefined)?.[0]?.reason, 'delivery_limit', 'its history rides along');
   assert.equal(firstBack.properties.messageId, `m-${firstBack.properties.correlationId}`, 'ids as published');
   ch.nack(firstBack, false, true);
   await ch.close();

@@ -178,7 +178,7 @@ async function startHaproxy(nodes: PrivateBroker[]): Promise<HaproxyProcess> {
     ...nodes.map((n, i) => `  server node${i + 1} 127.0.0.1:${n.port} check inter 500 fall 1 rise 2 on-marked-down shutdown-sessions`),
   ];
   const file = join(dir, 'haproxy.cfg');
-  writeFileSync(file, config.join('\n') + '\n');
+  writeFileSync(file, `${config.join('\n')}\n`);
   // -db: foreground, no daemon; -W off. Our child in its own group, so the kill reaches it whatever it forked.
   const child: ChildProcess = spawn(HAPROXY_BIN, ['-db', '-f', file], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
