@@ -30,7 +30,13 @@ const url = process.env.AMQP_URL ?? 'amqp://guest:guest@localhost:5672';
 const models = (await benchModels()).filter((m) => opts.models.split(',').includes(m.name));
 const publish = await connect(url, 'bench/ab-load');
 const read = await connect(url, 'bench/ab-replies');
-const links = { url, runId: `${Date.now().toString(36)}.${randomBytes(2).toString('hex')}`, config: loadConfig({ AMQP_URL: url }), publish, read };
+const links = {
+  url,
+  runId: `${Date.now().toString(36)}.${randomBytes(2).toString('hex')}`,
+  config: loadConfig({ AMQP_URL: url }),
+  publish,
+  read,
+};
 const env = Object.fromEntries(opts.set.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const rate = Number(opts.rate);
 try {
@@ -48,7 +54,9 @@ try {
       });
       const l = r.latencies[0];
       const ms = (x: number | undefined) => x?.toFixed(1) ?? '?';
-      console.log(`${m.name}\t${Math.round(r.msgPerS)} msg/s\tCPU ${(r.cpuMsPerMsg * 1000).toFixed(1)} µs/msg\tat ${rate} msg/s p50 ${ms(l?.p50Ms)} p99 ${ms(l?.p99Ms)} ms\tpeak RSS ${r.rss?.peakMb.toFixed(0)} MB`);
+      console.log(
+        `${m.name}\t${Math.round(r.msgPerS)} msg/s\tCPU ${(r.cpuMsPerMsg * 1000).toFixed(1)} µs/msg\tat ${rate} msg/s p50 ${ms(l?.p50Ms)} p99 ${ms(l?.p99Ms)} ms\tpeak RSS ${r.rss?.peakMb.toFixed(0)} MB`,
+      );
     }
   }
 } finally {

@@ -33,17 +33,38 @@ export interface BinaryResults {
     requests: number;
     ortMs: number;
     decodeMs: number;
-    npy: { bytes: number; endToEndMs: number; scoringMs: number; brokerMs: number; ratio: number; target: number; met: boolean };
+    npy: {
+      bytes: number;
+      endToEndMs: number;
+      scoringMs: number;
+      brokerMs: number;
+      ratio: number;
+      target: number;
+      met: boolean;
+    };
     png: { bytes: number; endToEndMs: number; scoringMs: number; brokerMs: number; budgetMs: number; met: boolean };
   };
-  mlp: { json: DrainResult; npy: DrainResult; noopCpuMsPerMsg: number; ortMsPerRow: number; npyCpuRatio: number; target: number; met: boolean };
+  mlp: {
+    json: DrainResult;
+    npy: DrainResult;
+    noopCpuMsPerMsg: number;
+    ortMsPerRow: number;
+    npyCpuRatio: number;
+    target: number;
+    met: boolean;
+  };
 }
 
 function writeImageModel(): string {
   const dir = join(ROOT, 'bench', 'work', 'conv');
   mkdirSync(dir, { recursive: true });
   const next = mulberry32(640);
-  const w = (name: string, dims: number[]) => floatTensor(name, dims, Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => (next() - 0.5) / 4));
+  const w = (name: string, dims: number[]) =>
+    floatTensor(
+      name,
+      dims,
+      Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => (next() - 0.5) / 4),
+    );
   const graph = {
     name: 'conv',
     nodes: [
@@ -67,12 +88,13 @@ function writeImageModel(): string {
 /** A smooth synthetic photo-like image (gradients and rings), so its PNG is of a photo's size, not noise's. */
 function pixels(): Buffer {
   const raw = Buffer.alloc(SIDE * SIDE * 3);
-  for (let y = 0; y < SIDE; y++) for (let x = 0; x < SIDE; x++) {
-    const i = (y * SIDE + x) * 3;
-    raw[i] = x % 256;
-    raw[i + 1] = y % 256;
-    raw[i + 2] = Math.round(127 + 127 * Math.sin(Math.hypot(x - 320, y - 320) / 9));
-  }
+  for (let y = 0; y < SIDE; y++)
+    for (let x = 0; x < SIDE; x++) {
+      const i = (y * SIDE + x) * 3;
+      raw[i] = x % 256;
+      raw[i + 1] = y % 256;
+      raw[i + 2] = Math.round(127 + 127 * Math.sin(Math.hypot(x - 320, y - 320) / 9));
+    }
   return raw;
 }
 
@@ -82,10 +104,26 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
  * Requests one at a time through a consumer of the image model (or the no-op consumer): the median
  * publish-to-reply time, and the median of the replies' x-scoring-ms.
  */
-async function endToEnd(links: BenchLinks, label: string, body: Buffer, contentType: string, requests: number, modelDir: string, noop = false): Promise<{ ms: number; scoringMs: number }> {
+async function endToEnd(
+  links: BenchLinks,
+  label: string,
+  body: Buffer,
+  contentType: string,
+  requests: number,
+  modelDir: string,
+  noop = false,
+): Promise<{ ms: number; scoringMs: number }> {
   const q = uniqueQueues(links.runId, label);
   await declareQueues(links.publish, q, links.config);
-  const env = { ...IMAGE_ENV, AMQP_URL: links.url, INPUT_QUEUE: q.input, REPLY_QUEUE: q.reply, MODEL_DIR: modelDir, CONCURRENCY: '1', ...(noop ? { PREFETCH: '1', CONNECTIONS: '2' } : {}) };
+  const env = {
+    ...IMAGE_ENV,
+    AMQP_URL: links.url,
+    INPUT_QUEUE: q.input,
+    REPLY_QUEUE: q.reply,
+    MODEL_DIR: modelDir,
+    CONCURRENCY: '1',
+    ...(noop ? { PREFETCH: '1', CONNECTIONS: '2' } : {}),
+  };
   const proc = startConsumer(env, noop ? { script: 'bench/noop-consumer.ts' } : {});
   const pub: amqp.ConfirmChannel = await links.publish.createConfirmChannel();
   const sub = await links.read.createChannel();
@@ -116,20 +154,33 @@ async function endToEnd(links: BenchLinks, label: string, body: Buffer, contentT
   }
 }
 
-export async function binaryRows(links: BenchLinks, mlp: BenchModel, count: number, warmup: number, log: (l: string) => void): Promise<BinaryResults> {
+export async function binaryRows(
+  links: BenchLinks,
+  mlp: BenchModel,
+  count: number,
+  warmup: number,
+  log: (l: string) => void,
+): Promise<BinaryResults> {
   const modelDir = writeImageModel();
   const raw = pixels();
   const { config } = links;
   const prep = { ...config.image };
   const plan = planImage({ name: 'images', type: 'float32', dims: [1, 3, SIDE, SIDE] }, prep);
   if (typeof plan === 'string') throw new Error(plan);
-  const png = await sharp(raw, { raw: { width: SIDE, height: SIDE, channels: 3 } }).png().toBuffer();
+  const png = await sharp(raw, { raw: { width: SIDE, height: SIDE, channels: 3 } })
+    .png()
+    .toBuffer();
   const tensor = await decodeImage(png, plan);
   const npy = Buffer.from(writeNpy(tensor));
   const requests = 15;
 
   log(`image: onnxruntime alone and the decode alone (${requests} runs each)`);
-  const session = await ort.InferenceSession.create(join(modelDir, 'conv.onnx'), { intraOpNumThreads: config.ort.intraOpNumThreads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: config.ort.graphOptimizationLevel });
+  const session = await ort.InferenceSession.create(join(modelDir, 'conv.onnx'), {
+    intraOpNumThreads: config.ort.intraOpNumThreads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: config.ort.graphOptimizationLevel,
+  });
   const ortTimes: number[] = [];
   const decodeTimes: number[] = [];
   for (let i = 0; i < requests + 3; i++) {
@@ -147,17 +198,40 @@ export async function binaryRows(links: BenchLinks, mlp: BenchModel, count: numb
   log(`image: .npy (${(npy.length / 1e6).toFixed(1)} MB) end to end, and the no-op consumer's round trip of it`);
   const npyRun = await endToEnd(links, 'image.npy', npy, 'application/x-npy', requests, modelDir);
   const npyBroker = (await endToEnd(links, 'image.npy.noop', npy, 'application/x-npy', requests, modelDir, true)).ms;
-  log(`  ${npyRun.ms.toFixed(1)} ms (in the entry script ${npyRun.scoringMs.toFixed(1)} ms; the broker's round trip alone ${npyBroker.toFixed(1)} ms)`);
+  log(
+    `  ${npyRun.ms.toFixed(1)} ms (in the entry script ${npyRun.scoringMs.toFixed(1)} ms; the broker's round trip alone ${npyBroker.toFixed(1)} ms)`,
+  );
   log(`image: PNG (${(png.length / 1e6).toFixed(2)} MB) end to end`);
   const pngRun = await endToEnd(links, 'image.png', png, 'image/png', requests, modelDir);
   const pngBroker = (await endToEnd(links, 'image.png.noop', png, 'image/png', requests, modelDir, true)).ms;
-  log(`  ${pngRun.ms.toFixed(1)} ms (in the entry script ${pngRun.scoringMs.toFixed(1)} ms; the broker's round trip alone ${pngBroker.toFixed(1)} ms)`);
+  log(
+    `  ${pngRun.ms.toFixed(1)} ms (in the entry script ${pngRun.scoringMs.toFixed(1)} ms; the broker's round trip alone ${pngBroker.toFixed(1)} ms)`,
+  );
 
-  log(`mlp: JSON and .npy drains (${count} messages each), the no-op consumer with our reply properties, onnxruntime per row`);
-  const npyBodies = mlp.rows.map((row) => Buffer.from(writeNpy({ type: 'float32', data: Float32Array.from(row), dims: [1, 784] })));
+  log(
+    `mlp: JSON and .npy drains (${count} messages each), the no-op consumer with our reply properties, onnxruntime per row`,
+  );
+  const npyBodies = mlp.rows.map((row) =>
+    Buffer.from(writeNpy({ type: 'float32', data: Float32Array.from(row), dims: [1, 784] })),
+  );
   const env = { MODEL_DIR: mlp.modelDir };
-  const json = await drain(links, { label: 'mlp.json', bodies: mlp.bodies, count, warmup, env, readyText: '"msg":"consuming"' });
-  const npyDrain = await drain(links, { label: 'mlp.npy', bodies: npyBodies, contentType: 'application/x-npy', count, warmup, env, readyText: '"msg":"consuming"' });
+  const json = await drain(links, {
+    label: 'mlp.json',
+    bodies: mlp.bodies,
+    count,
+    warmup,
+    env,
+    readyText: '"msg":"consuming"',
+  });
+  const npyDrain = await drain(links, {
+    label: 'mlp.npy',
+    bodies: npyBodies,
+    contentType: 'application/x-npy',
+    count,
+    warmup,
+    env,
+    readyText: '"msg":"consuming"',
+  });
   const compute = await computeCeiling(mlp, config);
   const noop = await drain(links, {
     label: 'mlp.noop.contract',
@@ -166,7 +240,13 @@ export async function binaryRows(links: BenchLinks, mlp: BenchModel, count: numb
     count,
     warmup,
     script: 'bench/noop-consumer.ts',
-    env: { PREFETCH: String(config.prefetch), REPLY_BODY: compute.sampleReply, CONNECTIONS: '2', REPLY_PROPS: 'full', MODEL_NAME: 'mlp' },
+    env: {
+      PREFETCH: String(config.prefetch),
+      REPLY_BODY: compute.sampleReply,
+      CONNECTIONS: '2',
+      REPLY_PROPS: 'full',
+      MODEL_NAME: 'mlp',
+    },
     readyText: '"msg":"ready"',
   });
   const ortMsPerRow = 1000 / compute.rowsPerS;
@@ -176,10 +256,33 @@ export async function binaryRows(links: BenchLinks, mlp: BenchModel, count: numb
       requests,
       ortMs,
       decodeMs,
-      npy: { bytes: npy.length, endToEndMs: npyRun.ms, scoringMs: npyRun.scoringMs, brokerMs: npyBroker, ratio: npyRun.ms / ortMs, target: 1.25, met: npyRun.ms / ortMs <= 1.25 },
-      png: { bytes: png.length, endToEndMs: pngRun.ms, scoringMs: pngRun.scoringMs, brokerMs: pngBroker, budgetMs: ortMs + decodeMs, met: pngRun.ms <= ortMs + decodeMs },
+      npy: {
+        bytes: npy.length,
+        endToEndMs: npyRun.ms,
+        scoringMs: npyRun.scoringMs,
+        brokerMs: npyBroker,
+        ratio: npyRun.ms / ortMs,
+        target: 1.25,
+        met: npyRun.ms / ortMs <= 1.25,
+      },
+      png: {
+        bytes: png.length,
+        endToEndMs: pngRun.ms,
+        scoringMs: pngRun.scoringMs,
+        brokerMs: pngBroker,
+        budgetMs: ortMs + decodeMs,
+        met: pngRun.ms <= ortMs + decodeMs,
+      },
     },
-    mlp: { json, npy: npyDrain, noopCpuMsPerMsg: noop.cpuMsPerMsg, ortMsPerRow, npyCpuRatio, target: 1.3, met: npyCpuRatio <= 1.3 },
+    mlp: {
+      json,
+      npy: npyDrain,
+      noopCpuMsPerMsg: noop.cpuMsPerMsg,
+      ortMsPerRow,
+      npyCpuRatio,
+      target: 1.3,
+      met: npyCpuRatio <= 1.3,
+    },
   };
 }
 
@@ -189,9 +292,33 @@ export function binaryTable(r: BinaryResults): string {
   return [
     row(['row', 'measured', 'against', 'target', 'met']),
     row(['---', '---', '---', '---', '---']),
-    row([`1x3x640x640 .npy (${(image.npy.bytes / 1e6).toFixed(1)} MB), end to end`, `${image.npy.endToEndMs.toFixed(1)} ms median (entry script ${image.npy.scoringMs.toFixed(1)}; broker round trip alone ${image.npy.brokerMs.toFixed(1)})`, `onnxruntime alone ${image.ortMs.toFixed(1)} ms (×${image.npy.ratio.toFixed(2)})`, '≤ ×1.25', image.npy.met ? 'yes' : 'no']),
-    row([`same image as PNG (${(image.png.bytes / 1e6).toFixed(2)} MB), end to end`, `${image.png.endToEndMs.toFixed(1)} ms median (entry script ${image.png.scoringMs.toFixed(1)}; broker round trip alone ${image.png.brokerMs.toFixed(1)})`, `onnxruntime + decode alone ${image.ortMs.toFixed(1)} + ${image.decodeMs.toFixed(1)} = ${image.png.budgetMs.toFixed(1)} ms`, '≤ that', image.png.met ? 'yes' : 'no']),
-    row(['MLP 784 floats as JSON', `${Math.round(mlp.json.msgPerS)} msg/s, ${mlp.json.cpuMsPerMsg.toFixed(3)} ms CPU/msg`, '', '', '']),
-    row(['MLP 784 floats as .npy', `${Math.round(mlp.npy.msgPerS)} msg/s, ${mlp.npy.cpuMsPerMsg.toFixed(3)} ms CPU/msg`, `no-op with our reply properties ${mlp.noopCpuMsPerMsg.toFixed(3)} + onnxruntime ${mlp.ortMsPerRow.toFixed(3)} ms/row (×${mlp.npyCpuRatio.toFixed(2)})`, '≤ ×1.3', mlp.met ? 'yes' : 'no']),
+    row([
+      `1x3x640x640 .npy (${(image.npy.bytes / 1e6).toFixed(1)} MB), end to end`,
+      `${image.npy.endToEndMs.toFixed(1)} ms median (entry script ${image.npy.scoringMs.toFixed(1)}; broker round trip alone ${image.npy.brokerMs.toFixed(1)})`,
+      `onnxruntime alone ${image.ortMs.toFixed(1)} ms (×${image.npy.ratio.toFixed(2)})`,
+      '≤ ×1.25',
+      image.npy.met ? 'yes' : 'no',
+    ]),
+    row([
+      `same image as PNG (${(image.png.bytes / 1e6).toFixed(2)} MB), end to end`,
+      `${image.png.endToEndMs.toFixed(1)} ms median (entry script ${image.png.scoringMs.toFixed(1)}; broker round trip alone ${image.png.brokerMs.toFixed(1)})`,
+      `onnxruntime + decode alone ${image.ortMs.toFixed(1)} + ${image.decodeMs.toFixed(1)} = ${image.png.budgetMs.toFixed(1)} ms`,
+      '≤ that',
+      image.png.met ? 'yes' : 'no',
+    ]),
+    row([
+      'MLP 784 floats as JSON',
+      `${Math.round(mlp.json.msgPerS)} msg/s, ${mlp.json.cpuMsPerMsg.toFixed(3)} ms CPU/msg`,
+      '',
+      '',
+      '',
+    ]),
+    row([
+      'MLP 784 floats as .npy',
+      `${Math.round(mlp.npy.msgPerS)} msg/s, ${mlp.npy.cpuMsPerMsg.toFixed(3)} ms CPU/msg`,
+      `no-op with our reply properties ${mlp.noopCpuMsPerMsg.toFixed(3)} + onnxruntime ${mlp.ortMsPerRow.toFixed(3)} ms/row (×${mlp.npyCpuRatio.toFixed(2)})`,
+      '≤ ×1.3',
+      mlp.met ? 'yes' : 'no',
+    ]),
   ].join('\n');
 }

@@ -18,7 +18,11 @@ export interface ComputeCeiling {
 }
 
 /** Best of one and two intra-op threads, each timed over `seconds` after a warm-up. */
-export async function computeCeiling(model: BenchModel, config: Readonly<Config>, seconds = 1.5): Promise<ComputeCeiling> {
+export async function computeCeiling(
+  model: BenchModel,
+  config: Readonly<Config>,
+  seconds = 1.5,
+): Promise<ComputeCeiling> {
   const batchSize = config.maxBatchSize;
   const x = new Float32Array(batchSize * model.width);
   for (let r = 0; r < batchSize; r++) x.set(model.rows[r % model.rows.length], r * model.width);
@@ -32,7 +36,15 @@ export async function computeCeiling(model: BenchModel, config: Readonly<Config>
       graphOptimizationLevel: config.ort.graphOptimizationLevel,
     });
     const feeds = { [model.inputName]: new ort.Tensor('float32', x, [batchSize, model.width]) };
-    if (!sampleReply) sampleReply = JSON.stringify(resultJson(session, await session.run({ [model.inputName]: new ort.Tensor('float32', Float32Array.from(model.rows[0]), [1, model.width]) })));
+    if (!sampleReply)
+      sampleReply = JSON.stringify(
+        resultJson(
+          session,
+          await session.run({
+            [model.inputName]: new ort.Tensor('float32', Float32Array.from(model.rows[0]), [1, model.width]),
+          }),
+        ),
+      );
     for (let i = 0; i < 50; i++) await session.run(feeds);
     let runs = 0;
     const start = performance.now();
@@ -53,7 +65,9 @@ function resultJson(session: ort.InferenceSession, outputs: ort.InferenceSession
     const flat = Array.from(t.data as ArrayLike<number | bigint>, Number);
     const [rows, ...rest] = t.dims;
     const width = rest.reduce((a, b) => a * b, 1);
-    return Array.from({ length: rows }, (_, r) => (rest.length === 0 ? flat[r] : flat.slice(r * width, (r + 1) * width)));
+    return Array.from({ length: rows }, (_, r) =>
+      rest.length === 0 ? flat[r] : flat.slice(r * width, (r + 1) * width),
+    );
   };
   const names = session.outputNames;
   return names.length === 1 ? nested(outputs[names[0]]) : Object.fromEntries(names.map((n) => [n, nested(outputs[n])]));
@@ -67,7 +81,14 @@ export interface BrokerCeiling {
 }
 
 /** The no-op consumer at each prefetch; the best one is the ceiling. */
-export async function brokerCeiling(links: BenchLinks, model: BenchModel, count: number, warmup: number, prefetches: readonly number[], sampleReply: string): Promise<BrokerCeiling> {
+export async function brokerCeiling(
+  links: BenchLinks,
+  model: BenchModel,
+  count: number,
+  warmup: number,
+  prefetches: readonly number[],
+  sampleReply: string,
+): Promise<BrokerCeiling> {
   const tried: BrokerCeiling['tried'] = [];
   let best: BrokerCeiling['best'] | undefined;
   for (const prefetch of prefetches) {
@@ -90,7 +111,13 @@ export async function brokerCeiling(links: BenchLinks, model: BenchModel, count:
     count,
     warmup,
     script: 'bench/noop-consumer.ts',
-    env: { PREFETCH: String(best!.prefetch), REPLY_BODY: sampleReply, CONNECTIONS: '2', REPLY_PROPS: 'full', MODEL_NAME: model.name },
+    env: {
+      PREFETCH: String(best!.prefetch),
+      REPLY_BODY: sampleReply,
+      CONNECTIONS: '2',
+      REPLY_PROPS: 'full',
+      MODEL_NAME: model.name,
+    },
     readyText: '"msg":"ready"',
   });
   return { best: best!, tried, withReplyContract };

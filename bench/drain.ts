@@ -9,7 +9,16 @@ import { loadavg } from 'node:os';
 import type * as amqp from 'amqplib';
 import type { Config } from '../src/config.js';
 import { startConsumer, type ConsumerProcess } from '../test/support/consumer-process.js';
-import { declareQueues, deleteQueues, LatencyTally, Publisher, ReplyReader, Tally, uniqueQueues, type ReplySeen } from './load.js';
+import {
+  declareQueues,
+  deleteQueues,
+  LatencyTally,
+  Publisher,
+  ReplyReader,
+  Tally,
+  uniqueQueues,
+  type ReplySeen,
+} from './load.js';
 import { ROOT } from './models.js';
 
 export interface BenchLinks {
@@ -105,14 +114,18 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
     reader = await ReplyReader.open(links.read, q.reply, (r) => onReply(r));
 
     const loadAvg = loadavg()[0];
-    proc = startConsumer({ ...spec.env, AMQP_URL: links.url, INPUT_QUEUE: q.input, REPLY_QUEUE: q.reply }, { cwd: spec.cwd ?? ROOT, script: spec.script, nodeArgs: spec.nodeArgs, command: spec.command });
+    proc = startConsumer(
+      { ...spec.env, AMQP_URL: links.url, INPUT_QUEUE: q.input, REPLY_QUEUE: q.reply },
+      { cwd: spec.cwd ?? ROOT, script: spec.script, nodeArgs: spec.nodeArgs, command: spec.command },
+    );
     await proc.waitFor(spec.readyText, 60_000);
     const pid = proc.child.pid!;
     let cpuBefore = cpuSecondsOf(pid);
     tally.onReached(warmup, () => (cpuBefore = cpuSecondsOf(pid)));
     const complete = await tally.within(spec.timeLimitMs ?? 120_000);
     const cpuMsPerMsg = ((cpuSecondsOf(pid) - cpuBefore) * 1000) / Math.max(1, tally.received - warmup);
-    if (!complete && !spec.timeLimitMs) process.stderr.write(`bench: ${spec.label}: only ${tally.received} of ${total} replies within the time limit\n`);
+    if (!complete && !spec.timeLimitMs)
+      process.stderr.write(`bench: ${spec.label}: only ${tally.received} of ${total} replies within the time limit\n`);
     const msgPerS = tally.steadyRatePerS(warmup);
 
     const latencies: LatencyResult[] = [];

@@ -15,7 +15,10 @@ const inputName = session.inputNames[0];
 
 // The tutorial leaves Nagle on (amqplib's default); here that costs a delayed TCP ack per message, so the
 // benchmark turns it off (NO_DELAY=1) to compare against the best this shape can do.
-const conn = await amqp.connect(env.AMQP_URL ?? 'amqp://guest:guest@localhost:5672', { noDelay: env.NO_DELAY === '1', clientProperties: { connection_name: 'bench-hand' } });
+const conn = await amqp.connect(env.AMQP_URL ?? 'amqp://guest:guest@localhost:5672', {
+  noDelay: env.NO_DELAY === '1',
+  clientProperties: { connection_name: 'bench-hand' },
+});
 const channel = await conn.createChannel();
 await channel.prefetch(1);
 
@@ -32,7 +35,8 @@ await channel.consume(env.INPUT_QUEUE!, async (msg) => {
   const input = new ort.Tensor('float32', Float32Array.from(rows.flat()), [rows.length, rows[0].length]);
   const outputs = await session.run({ [inputName]: input });
   const names = session.outputNames;
-  const result = names.length === 1 ? nested(outputs[names[0]]) : Object.fromEntries(names.map((n) => [n, nested(outputs[n])]));
+  const result =
+    names.length === 1 ? nested(outputs[names[0]]) : Object.fromEntries(names.map((n) => [n, nested(outputs[n])]));
   channel.sendToQueue(msg.properties.replyTo || env.REPLY_QUEUE!, Buffer.from(JSON.stringify(result)), {
     correlationId: msg.properties.correlationId,
     headers: { 'x-status': 'ok' },
@@ -41,4 +45,11 @@ await channel.consume(env.INPUT_QUEUE!, async (msg) => {
 });
 console.log(JSON.stringify({ msg: 'ready', prefetch: 1 }));
 
-process.on('SIGTERM', () => void conn.close().then(() => process.exit(0), () => process.exit(0)));
+process.on(
+  'SIGTERM',
+  () =>
+    void conn.close().then(
+      () => process.exit(0),
+      () => process.exit(0),
+    ),
+);

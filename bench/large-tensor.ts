@@ -25,7 +25,11 @@ export interface LargeTensorResult {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-export async function largeTensorRow(config: Readonly<Config>, runs: number, log: (line: string) => void): Promise<LargeTensorResult> {
+export async function largeTensorRow(
+  config: Readonly<Config>,
+  runs: number,
+  log: (line: string) => void,
+): Promise<LargeTensorResult> {
   const bytes = image640();
   const { body, tensor } = image640Body();
   log(`image640: onnxruntime alone (${runs} runs)`);
@@ -61,7 +65,8 @@ export async function largeTensorRow(config: Readonly<Config>, runs: number, log
   const endToEnd: number[] = [];
   try {
     await consumer.waitFor('"msg":"consuming"', 120_000);
-    for (let k = -1; k < runs; k++) { // k = -1: warm-up, not measured
+    for (let k = -1; k < runs; k++) {
+      // k = -1: warm-up, not measured
       const t = performance.now();
       const replies = await client.ask(q.input, q.replies, [{ id: `img-${k}`, body }], 120_000);
       const r = replies.get(`img-${k}`);
@@ -73,8 +78,18 @@ export async function largeTensorRow(config: Readonly<Config>, runs: number, log
     await client.deleteQueues(...queuesOf(q.input, q.replies)).catch(() => {});
     await client.close();
   }
-  const result: LargeTensorResult = { model: 'image640', bodyBytes: body.length, runs, endToEndMs: median(endToEnd), onnxruntimeMs: median(alone), brokerMs, ratio: median(endToEnd) / median(alone) };
-  log(`  end to end p50 ${result.endToEndMs.toFixed(0)} ms; onnxruntime alone p50 ${result.onnxruntimeMs.toFixed(0)} ms (${result.ratio.toFixed(1)}×, target ≤ 2×); the broker alone moving the bytes p50 ${brokerMs.toFixed(0)} ms`);
+  const result: LargeTensorResult = {
+    model: 'image640',
+    bodyBytes: body.length,
+    runs,
+    endToEndMs: median(endToEnd),
+    onnxruntimeMs: median(alone),
+    brokerMs,
+    ratio: median(endToEnd) / median(alone),
+  };
+  log(
+    `  end to end p50 ${result.endToEndMs.toFixed(0)} ms; onnxruntime alone p50 ${result.onnxruntimeMs.toFixed(0)} ms (${result.ratio.toFixed(1)}×, target ≤ 2×); the broker alone moving the bytes p50 ${brokerMs.toFixed(0)} ms`,
+  );
   return result;
 }
 

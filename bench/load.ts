@@ -28,7 +28,12 @@ export async function connect(url: string, name: string): Promise<amqp.ChannelMo
 
 /** Input, dead-letter and reply queues with the consumer's own arguments (quorum by default). */
 export async function declareQueues(conn: amqp.ChannelModel, q: Queues, config: Readonly<Config>): Promise<void> {
-  const t = topologyFor({ inputQueue: q.input, replyQueue: q.reply, queueType: config.queueType, deliveryLimit: config.deliveryLimit });
+  const t = topologyFor({
+    inputQueue: q.input,
+    replyQueue: q.reply,
+    queueType: config.queueType,
+    deliveryLimit: config.deliveryLimit,
+  });
   const ch = await conn.createChannel();
   await ch.assertQueue(q.input, { durable: true, arguments: t.inputArguments });
   await ch.assertQueue(q.dead, { durable: true, arguments: { 'x-queue-type': t.queueType } });
@@ -73,7 +78,14 @@ export class Publisher {
    * Offers `count` messages at `ratePerS`, in ticks of about a millisecond; `onSent(i)` runs just before
    * each publish, which is when its latency clock starts.
    */
-  async atRate(queue: string, bodies: readonly Buffer[], count: number, ratePerS: number, onSent: (i: number) => void, prefix = ''): Promise<void> {
+  async atRate(
+    queue: string,
+    bodies: readonly Buffer[],
+    count: number,
+    ratePerS: number,
+    onSent: (i: number) => void,
+    prefix = '',
+  ): Promise<void> {
     const start = performance.now();
     let sent = 0;
     while (sent < count) {
@@ -89,7 +101,13 @@ export class Publisher {
   }
 
   /** Sends `count` messages as fast as `gate` lets through (a soak keeps a bounded backlog this way). */
-  async gated(queue: string, bodies: readonly Buffer[], count: number, gate: (sent: number) => Promise<void>, prefix = ''): Promise<void> {
+  async gated(
+    queue: string,
+    bodies: readonly Buffer[],
+    count: number,
+    gate: (sent: number) => Promise<void>,
+    prefix = '',
+  ): Promise<void> {
     for (let i = 0; i < count; i++) {
       await gate(i);
       await this.send(queue, bodies[i % bodies.length], `${prefix}${i}`);
@@ -104,15 +122,20 @@ export class Publisher {
   private async send(queue: string, body: Buffer, correlationId: string): Promise<void> {
     while (this.outstanding >= 2000) await new Promise<void>((r) => (this.wake = r));
     this.outstanding++;
-    const ok = this.ch.sendToQueue(queue, body, { persistent: true, correlationId, contentType: this.contentType }, (err) => {
-      if (err) this.failed++;
-      this.outstanding--;
-      if (this.outstanding < 1000 && this.wake) {
-        const w = this.wake;
-        this.wake = undefined;
-        w();
-      }
-    });
+    const ok = this.ch.sendToQueue(
+      queue,
+      body,
+      { persistent: true, correlationId, contentType: this.contentType },
+      (err) => {
+        if (err) this.failed++;
+        this.outstanding--;
+        if (this.outstanding < 1000 && this.wake) {
+          const w = this.wake;
+          this.wake = undefined;
+          w();
+        }
+      },
+    );
     if (!ok) await new Promise((r) => this.ch.once('drain', r));
   }
 }
@@ -137,7 +160,11 @@ export class ReplyReader {
       queue,
       (m) => {
         if (!m) return;
-        onReply({ correlationId: m.properties.correlationId ?? '', ok: m.properties.headers?.['x-status'] !== 'error', at: performance.now() });
+        onReply({
+          correlationId: m.properties.correlationId ?? '',
+          ok: m.properties.headers?.['x-status'] !== 'error',
+          at: performance.now(),
+        });
       },
       { noAck: true },
     );
@@ -220,7 +247,10 @@ export class Tally {
   }
 
   within(ms: number): Promise<boolean> {
-    return Promise.race([this.done.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
+    return Promise.race([
+      this.done.then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref()),
+    ]);
   }
 }
 
@@ -241,7 +271,8 @@ export class LatencyTally extends Tally {
   protected override tallyReply(r: ReplySeen): void {
     const before = this.received;
     super.tallyReply(r);
-    if (this.received > before) this.latenciesMs.push(r.at - this.sentAt[Number(r.correlationId.slice(this.prefixText.length))]);
+    if (this.received > before)
+      this.latenciesMs.push(r.at - this.sentAt[Number(r.correlationId.slice(this.prefixText.length))]);
   }
 
   /** The p-th percentile (0–100) of the replies after the first `skip` (warm-up). */

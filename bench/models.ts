@@ -33,7 +33,6 @@ const IRIS_ROWS = [
   [5.8, 2.7, 5.1, 1.9],
 ];
 
-
 /** 784 values with 4 decimals, every pixel non-zero: denser (and larger, ~5.5 kB) than a real MNIST digit. */
 function mlpRows(count: number): number[][] {
   const next = mulberry32(784);
@@ -49,7 +48,23 @@ export async function benchModels(): Promise<BenchModel[]> {
   if (!existsSync(mlpFile)) await makeMlpModel(join(ROOT, 'models'));
   const mlp = mlpRows(16);
   return [
-    { name: 'iris', modelDir: join(ROOT, 'models'), modelFile: join(ROOT, 'models', 'iris.onnx'), inputName: 'float_input', width: 4, bodies: IRIS_ROWS.map(body), rows: IRIS_ROWS },
-    { name: 'mlp', modelDir: mlpDir, modelFile: mlpFile, inputName: 'input', width: 784, bodies: mlp.map(body), rows: mlp },
+    {
+      name: 'iris',
+      modelDir: join(ROOT, 'models'),
+      modelFile: join(ROOT, 'models', 'iris.onnx'),
+      inputName: 'float_input',
+      width: 4,
+      bodies: IRIS_ROWS.map(body),
+      rows: IRIS_ROWS,
+    },
+    {
+      name: 'mlp',
+      modelDir: mlpDir,
+      modelFile: mlpFile,
+      inputName: 'input',
+      width: 784,
+      bodies: mlp.map(body),
+      rows: mlp,
+    },
   ];
 }

@@ -24,7 +24,10 @@ const modelName = env.MODEL_NAME ?? 'model';
 
 const noDelay = env.NO_DELAY !== '0';
 const consumeConn = await amqp.connect(url, { noDelay, clientProperties: { connection_name: 'bench-noop/consume' } });
-const publishConn = env.CONNECTIONS === '1' ? consumeConn : await amqp.connect(url, { noDelay, clientProperties: { connection_name: 'bench-noop/publish' } });
+const publishConn =
+  env.CONNECTIONS === '1'
+    ? consumeConn
+    : await amqp.connect(url, { noDelay, clientProperties: { connection_name: 'bench-noop/publish' } });
 const consumeCh = await consumeConn.createChannel();
 const publishCh = await publishConn.createConfirmChannel();
 await consumeCh.prefetch(prefetch);
@@ -42,9 +45,11 @@ await consumeCh.consume(env.INPUT_QUEUE!, (msg) => {
   const tag = msg.fields.deliveryTag;
   const { correlationId } = msg.properties;
   const options: amqp.Options.Publish = { persistent: true, contentType: 'application/json', correlationId };
-  if (fullProps || props.has('id')) Object.assign(options, { messageId: randomUUID(), timestamp: Math.floor(Date.now() / 1000) });
+  if (fullProps || props.has('id'))
+    Object.assign(options, { messageId: randomUUID(), timestamp: Math.floor(Date.now() / 1000) });
   if (fullProps || props.has('mandatory')) options.mandatory = true;
-  if (fullProps || props.has('headers')) options.headers = { 'x-status': 'ok', 'x-model': modelName, 'x-scoring-ms': 0.123 };
+  if (fullProps || props.has('headers'))
+    options.headers = { 'x-status': 'ok', 'x-model': modelName, 'x-scoring-ms': 0.123 };
   publishCh.publish('', msg.properties.replyTo || replyQueue, replyBody, options, (err) => {
     if (err) throw err; // a nacked reply would be acked by the next multiple ack: stop the run instead
     if (tag > ackUpTo) ackUpTo = tag;

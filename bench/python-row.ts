@@ -96,12 +96,17 @@ def run_batch(items):
     return items
 `;
 
-export async function pythonRow(links: BenchLinks, options: { count: number; warmup: number; handSeconds: number; log: (line: string) => void }): Promise<PythonRowResult> {
+export async function pythonRow(
+  links: BenchLinks,
+  options: { count: number; warmup: number; handSeconds: number; log: (line: string) => void },
+): Promise<PythonRowResult> {
   const python = process.env.PYTHON_BENCH ?? '/usr/bin/python3';
   try {
     execFileSync(python, ['-c', 'import sklearn, joblib, numpy, pika'], { stdio: 'ignore' });
   } catch {
-    throw new Error(`bench python row: ${python} lacks scikit-learn or pika; apt-get install python3-sklearn python3-joblib python3-pika (or set PYTHON_BENCH)`);
+    throw new Error(
+      `bench python row: ${python} lacks scikit-learn or pika; apt-get install python3-sklearn python3-joblib python3-pika (or set PYTHON_BENCH)`,
+    );
   }
   const work = join(ROOT, 'bench', 'work', 'python');
   mkdirSync(join(work, 'model'), { recursive: true });
@@ -109,7 +114,9 @@ export async function pythonRow(links: BenchLinks, options: { count: number; war
   writeFileSync(join(work, 'noop.py'), NOOP);
   writeFileSync(join(work, 'timed.py'), TIMED);
   writeFileSync(join(work, 'train.py'), TRAIN);
-  const trained = JSON.parse(execFileSync(python, [join(work, 'train.py'), work], { encoding: 'utf8' })) as { rows: number[][] };
+  const trained = JSON.parse(execFileSync(python, [join(work, 'train.py'), work], { encoding: 'utf8' })) as {
+    rows: number[][];
+  };
   const bodies = trained.rows.map((row) => Buffer.from(JSON.stringify({ data: [row] })));
   const modelDir = join(work, 'model');
 
@@ -139,7 +146,13 @@ export async function pythonRow(links: BenchLinks, options: { count: number; war
   return { python, ours, pika, vsPika: ours.msgPerS / pika.msgPerS, overhead };
 }
 
-async function isolateOverhead(work: string, modelDir: string, python: string, bodies: Buffer[], batchSize: number): Promise<PythonRowResult['overhead']> {
+async function isolateOverhead(
+  work: string,
+  modelDir: string,
+  python: string,
+  bodies: Buffer[],
+  batchSize: number,
+): Promise<PythonRowResult['overhead']> {
   const start = (script: string) =>
     ScriptHost.start({
       entryScript: join(work, script),
@@ -149,7 +162,12 @@ async function isolateOverhead(work: string, modelDir: string, python: string, b
       logger: pino({ level: 'warn' }),
       python,
     });
-  const perCall = async (host: ScriptHost, method: 'run' | 'runBatch', batch: number, calls: number): Promise<number> => {
+  const perCall = async (
+    host: ScriptHost,
+    method: 'run' | 'runBatch',
+    batch: number,
+    calls: number,
+  ): Promise<number> => {
     const items = Array.from({ length: batch }, (_, i) => bodies[i % bodies.length]);
     for (let i = 0; i < 100; i++) await host.call(method, items, 30_000); // warm-up
     const t = performance.now();

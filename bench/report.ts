@@ -32,7 +32,11 @@ export interface Target {
   met: boolean;
 }
 
-export function targetsOf(results: readonly ModelResult[], maxBatchDelayMs: number, soak: readonly SoakResult[]): Target[] {
+export function targetsOf(
+  results: readonly ModelResult[],
+  maxBatchDelayMs: number,
+  soak: readonly SoakResult[],
+): Target[] {
   const targets: Target[] = [];
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
   for (const r of results) {
@@ -46,12 +50,27 @@ export function targetsOf(results: readonly ModelResult[], maxBatchDelayMs: numb
       targets.push({ model: r.model, target: '≥ 85% of the lower ceiling', measured: pct(ratio), met: ratio >= 0.85 });
     }
     const vsHand = ours / r.hand.msgPerS;
-    targets.push({ model: r.model, target: '≥ 10× the hand-written consumer', measured: `${vsHand.toFixed(1)}×`, met: vsHand >= 10 });
+    targets.push({
+      model: r.model,
+      target: '≥ 10× the hand-written consumer',
+      measured: `${vsHand.toFixed(1)}×`,
+      met: vsHand >= 10,
+    });
     const p99 = r.ours.latencies[0]?.p99Ms ?? NaN;
-    targets.push({ model: r.model, target: `p99 at half load ≤ ${maxBatchDelayMs + 10} ms`, measured: `${p99.toFixed(1)} ms`, met: p99 <= maxBatchDelayMs + 10 });
+    targets.push({
+      model: r.model,
+      target: `p99 at half load ≤ ${maxBatchDelayMs + 10} ms`,
+      measured: `${p99.toFixed(1)} ms`,
+      met: p99 <= maxBatchDelayMs + 10,
+    });
   }
   for (const s of soak) {
-    targets.push({ model: s.model, target: `RSS flat (±10%) from 50k to ${s.messages / 1000}k`, measured: `${s.changePct >= 0 ? '+' : ''}${s.changePct.toFixed(1)}%`, met: Math.abs(s.changePct) <= 10 });
+    targets.push({
+      model: s.model,
+      target: `RSS flat (±10%) from 50k to ${s.messages / 1000}k`,
+      measured: `${s.changePct >= 0 ? '+' : ''}${s.changePct.toFixed(1)}%`,
+      met: Math.abs(s.changePct) <= 10,
+    });
   }
   return targets;
 }
@@ -66,16 +85,57 @@ export function table(results: readonly ModelResult[]): string {
     const ours = r.ours.msgPerS;
     const ratio = (x: number) => (ours / x >= 2 ? `${(ours / x).toFixed(1)}×` : `${((ours / x) * 100).toFixed(1)}%`);
     const bl = r.brokerLatencies[0];
-    rows.push([r.model, `broker ceiling: no-op consumer, prefetch ${r.broker.best.prefetch}`, rate(r.broker.best.msgPerS), ratio(r.broker.best.msgPerS), ms(bl?.p50Ms), ms(bl?.p99Ms), '']);
-    rows.push([r.model, '  the same, replies with our headers and properties', rate(r.broker.withReplyContract.msgPerS), ratio(r.broker.withReplyContract.msgPerS), '', '', '']);
-    rows.push([r.model, `compute ceiling: session.run, batch ${r.compute.batchSize}, ${r.compute.intraOpThreads} thread${r.compute.intraOpThreads > 1 ? 's' : ''}`, rate(r.compute.rowsPerS), ratio(r.compute.rowsPerS), '', '', '']);
-    rows.push([r.model, 'hand-written: prefetch 1, run + ack per message', rate(r.hand.msgPerS), ratio(r.hand.msgPerS), '', '', '']);
+    rows.push([
+      r.model,
+      `broker ceiling: no-op consumer, prefetch ${r.broker.best.prefetch}`,
+      rate(r.broker.best.msgPerS),
+      ratio(r.broker.best.msgPerS),
+      ms(bl?.p50Ms),
+      ms(bl?.p99Ms),
+      '',
+    ]);
+    rows.push([
+      r.model,
+      '  the same, replies with our headers and properties',
+      rate(r.broker.withReplyContract.msgPerS),
+      ratio(r.broker.withReplyContract.msgPerS),
+      '',
+      '',
+      '',
+    ]);
+    rows.push([
+      r.model,
+      `compute ceiling: session.run, batch ${r.compute.batchSize}, ${r.compute.intraOpThreads} thread${r.compute.intraOpThreads > 1 ? 's' : ''}`,
+      rate(r.compute.rowsPerS),
+      ratio(r.compute.rowsPerS),
+      '',
+      '',
+      '',
+    ]);
+    rows.push([
+      r.model,
+      'hand-written: prefetch 1, run + ack per message',
+      rate(r.hand.msgPerS),
+      ratio(r.hand.msgPerS),
+      '',
+      '',
+      '',
+    ]);
     const l = r.ours.latencies[0];
-    rows.push([r.model, 'this consumer, defaults', rate(ours), '', ms(l?.p50Ms), ms(l?.p99Ms), r.ours.rss ? r.ours.rss.peakMb.toFixed(0) : '']);
+    rows.push([
+      r.model,
+      'this consumer, defaults',
+      rate(ours),
+      '',
+      ms(l?.p50Ms),
+      ms(l?.p99Ms),
+      r.ours.rss ? r.ours.rss.peakMb.toFixed(0) : '',
+    ]);
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
   const numeric = new Set([2, 3, 4, 5, 6]);
-  const line = (row: string[]) => `| ${row.map((cell, c) => (numeric.has(c) ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join(' | ')} |`;
+  const line = (row: string[]) =>
+    `| ${row.map((cell, c) => (numeric.has(c) ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join(' | ')} |`;
   const rule = `|${widths.map((w, c) => (numeric.has(c) ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
   return [line(rows[0]), rule, ...rows.slice(1).map(line)].join('\n');
 }
@@ -98,11 +158,16 @@ export function notes(results: readonly ModelResult[]): string {
 }
 
 export function targetLines(targets: readonly Target[]): string {
-  return targets.map((t) => `${t.met ? 'met   ' : 'MISSED'}  ${t.model.padEnd(4)}  ${t.target}: ${t.measured}`).join('\n');
+  return targets
+    .map((t) => `${t.met ? 'met   ' : 'MISSED'}  ${t.model.padEnd(4)}  ${t.target}: ${t.measured}`)
+    .join('\n');
 }
 
 export function soakTable(soak: readonly SoakResult[]): string {
   return soak
-    .map((s) => `${s.model}: ${s.messages.toLocaleString('en-US')} messages at ${rate(s.msgPerS)} msg/s; VmRSS ${s.rssAt50kMb.toFixed(0)} MB at 50k → ${s.rssAtEndMb.toFixed(0)} MB at the end (${s.changePct >= 0 ? '+' : ''}${s.changePct.toFixed(1)}%), peak ${s.peakMb.toFixed(0)} MB`)
+    .map(
+      (s) =>
+        `${s.model}: ${s.messages.toLocaleString('en-US')} messages at ${rate(s.msgPerS)} msg/s; VmRSS ${s.rssAt50kMb.toFixed(0)} MB at 50k → ${s.rssAtEndMb.toFixed(0)} MB at the end (${s.changePct >= 0 ? '+' : ''}${s.changePct.toFixed(1)}%), peak ${s.peakMb.toFixed(0)} MB`,
+    )
     .join('\n');
 }

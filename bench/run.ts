@@ -90,11 +90,29 @@ async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelRe
     ],
   });
   const [half, low] = ours.latencies;
-  log(`  ${Math.round(ours.msgPerS)} msg/s; at ${half?.offeredPerS} msg/s p50 ${half?.p50Ms.toFixed(1)} ms, p99 ${half?.p99Ms.toFixed(1)} ms; at ${LOW_RATE} msg/s p50 ${low?.p50Ms.toFixed(1)} ms, p99 ${low?.p99Ms.toFixed(1)} ms`);
-  if (only === 'ours') return { model: model.name, count, compute, broker: { best: { ...ours, prefetch: 0 }, tried: [], withReplyContract: ours }, brokerLatencies: [], hand: ours, ours };
+  log(
+    `  ${Math.round(ours.msgPerS)} msg/s; at ${half?.offeredPerS} msg/s p50 ${half?.p50Ms.toFixed(1)} ms, p99 ${half?.p99Ms.toFixed(1)} ms; at ${LOW_RATE} msg/s p50 ${low?.p50Ms.toFixed(1)} ms, p99 ${low?.p99Ms.toFixed(1)} ms`,
+  );
+  if (only === 'ours')
+    return {
+      model: model.name,
+      count,
+      compute,
+      broker: { best: { ...ours, prefetch: 0 }, tried: [], withReplyContract: ours },
+      brokerLatencies: [],
+      hand: ours,
+      ours,
+    };
 
   log(`${model.name}: broker ceiling (no-op consumer, prefetch ${opts.prefetch})`);
-  const broker = await brokerCeiling(links, model, count, warmup, opts.prefetch.split(',').map(Number), compute.sampleReply);
+  const broker = await brokerCeiling(
+    links,
+    model,
+    count,
+    warmup,
+    opts.prefetch.split(',').map(Number),
+    compute.sampleReply,
+  );
   log(`  ${broker.tried.map((t) => `prefetch ${t.prefetch}: ${Math.round(t.msgPerS)} msg/s`).join(', ')}`);
   const brokerLatencies = (
     await drain(links, {
@@ -158,10 +176,14 @@ async function tracingRows(links: BenchLinks, model: BenchModel): Promise<void> 
       });
       rows.push({ tracing, result });
     }
-    log(`\n| model | tracing | msg/s | CPU ms/msg | p50 ms at ${LOW_RATE} msg/s | p99 ms | load avg |\n| --- | --- | --- | --- | --- | --- | --- |`);
+    log(
+      `\n| model | tracing | msg/s | CPU ms/msg | p50 ms at ${LOW_RATE} msg/s | p99 ms | load avg |\n| --- | --- | --- | --- | --- | --- | --- |`,
+    );
     for (const { tracing, result: r } of rows) {
       const l = r.latencies[0];
-      log(`| ${model.name} | ${tracing} | ${Math.round(r.msgPerS)} | ${r.cpuMsPerMsg.toFixed(3)} | ${l?.p50Ms.toFixed(1)} | ${l?.p99Ms.toFixed(1)} | ${r.loadAvg.toFixed(1)} |`);
+      log(
+        `| ${model.name} | ${tracing} | ${Math.round(r.msgPerS)} | ${r.cpuMsPerMsg.toFixed(3)} | ${l?.p50Ms.toFixed(1)} | ${l?.p99Ms.toFixed(1)} | ${r.loadAvg.toFixed(1)} |`,
+      );
     }
     log(`(${spans} OTLP export requests received with tracing on)`);
   } finally {
@@ -177,7 +199,15 @@ async function main(): Promise<void> {
   const read = await connect(url, 'bench/replies');
   const links: BenchLinks = { url, runId, config, publish, read };
   const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version };
-  const defaults = { PREFETCH: config.prefetch, CONCURRENCY: config.concurrency, MAX_BATCH_SIZE: config.maxBatchSize, MAX_BATCH_DELAY_MS: config.maxBatchDelayMs, ORT_INTRA_OP_THREADS: config.ort.intraOpNumThreads, ORT_GRAPH_OPTIMIZATION: config.ort.graphOptimizationLevel, QUEUE_TYPE: config.queueType };
+  const defaults = {
+    PREFETCH: config.prefetch,
+    CONCURRENCY: config.concurrency,
+    MAX_BATCH_SIZE: config.maxBatchSize,
+    MAX_BATCH_DELAY_MS: config.maxBatchDelayMs,
+    ORT_INTRA_OP_THREADS: config.ort.intraOpNumThreads,
+    ORT_GRAPH_OPTIMIZATION: config.ort.graphOptimizationLevel,
+    QUEUE_TYPE: config.queueType,
+  };
   try {
     if (opts.tracing) {
       for (const model of models) await tracingRows(links, model);
@@ -187,41 +217,73 @@ async function main(): Promise<void> {
       const soaks: SoakResult[] = [];
       for (const model of models) soaks.push(await soak(links, model, Number(opts['soak-messages'])));
       log(`\n${soakTable(soaks)}\n\n${targetLines(targetsOf([], config.maxBatchDelayMs, soaks))}`);
-      writeFileSync(opts.out.replace(/\.json$/, '.soak.json'), `${JSON.stringify({ date: new Date().toISOString(), machine, defaults, soak: soaks }, null, 2)}\n`);
+      writeFileSync(
+        opts.out.replace(/\.json$/, '.soak.json'),
+        `${JSON.stringify({ date: new Date().toISOString(), machine, defaults, soak: soaks }, null, 2)}\n`,
+      );
       return;
     }
     if (opts.binary) {
       const mlp = (await benchModels()).find((m) => m.name === 'mlp')!;
       const r = await binaryRows(links, mlp, count, warmup, log);
       log(`\n${binaryTable(r)}\n\n${((Date.now() - started) / 1000).toFixed(0)} s`);
-      writeFileSync(opts.out.replace(/\.json$/, '.binary.json'), `${JSON.stringify({ date: new Date().toISOString(), machine, defaults, messagesPerRow: count, ...r }, null, 2)}\n`);
+      writeFileSync(
+        opts.out.replace(/\.json$/, '.binary.json'),
+        `${JSON.stringify({ date: new Date().toISOString(), machine, defaults, messagesPerRow: count, ...r }, null, 2)}\n`,
+      );
       return;
     }
     const results: ModelResult[] = [];
     for (const model of models) results.push(await benchModel(links, model));
-    const largeTensor: LargeTensorResult | undefined = opts.models.split(',').includes('image640') ? await largeTensorRow(config, Number(opts['large-tensor-runs']), log) : undefined;
+    const largeTensor: LargeTensorResult | undefined = opts.models.split(',').includes('image640')
+      ? await largeTensorRow(config, Number(opts['large-tensor-runs']), log)
+      : undefined;
     let python: PythonRowResult | undefined;
     if (opts.models.split(',').includes('python')) {
-      python = await pythonRow(links, { count: Math.min(count, 20_000), warmup: Math.min(warmup, 2000), handSeconds: Number(opts['hand-seconds']), log });
+      python = await pythonRow(links, {
+        count: Math.min(count, 20_000),
+        warmup: Math.min(warmup, 2000),
+        handSeconds: Number(opts['hand-seconds']),
+        log,
+      });
     }
     const targets = targetsOf(results, config.maxBatchDelayMs, []);
     if (largeTensor) {
       const m = largeTensor;
-      targets.push({ model: 'image640', target: 'one 1x3x640x640 image as JSON end to end ≤ 2× onnxruntime alone', measured: `${m.endToEndMs.toFixed(0)} ms vs ${m.onnxruntimeMs.toFixed(0)} ms (${m.ratio.toFixed(1)}×)`, met: m.ratio <= 2 });
+      targets.push({
+        model: 'image640',
+        target: 'one 1x3x640x640 image as JSON end to end ≤ 2× onnxruntime alone',
+        measured: `${m.endToEndMs.toFixed(0)} ms vs ${m.onnxruntimeMs.toFixed(0)} ms (${m.ratio.toFixed(1)}×)`,
+        met: m.ratio <= 2,
+      });
     }
-    if (python) targets.push({ model: 'py', target: '≥ 4× the pika consumer (seed score.py)', measured: `${python.vsPika.toFixed(1)}×`, met: python.vsPika >= 4 });
+    if (python)
+      targets.push({
+        model: 'py',
+        target: '≥ 4× the pika consumer (seed score.py)',
+        measured: `${python.vsPika.toFixed(1)}×`,
+        met: python.vsPika >= 4,
+      });
     if (results.length > 0) log(`\n${table(results)}\n\n${notes(results)}`);
     if (python) log(`\n${pythonLines(python)}`);
     log(`\n${opts.only ? '' : targetLines(targets)}`);
     if (python && results.length === 0) {
       const file = opts.out.replace(/\.json$/, '.python.json');
-      writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine, defaults, python, targets }, null, 2)}\n`);
+      writeFileSync(
+        file,
+        `${JSON.stringify({ date: new Date().toISOString(), machine, defaults, python, targets }, null, 2)}\n`,
+      );
       log(`wrote ${file}`);
     }
-    log(`\n${Object.keys(oursEnv).length ? `this consumer with ${JSON.stringify(oursEnv)}; ` : ''}defaults ${JSON.stringify(defaults)}; ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    log(
+      `\n${Object.keys(oursEnv).length ? `this consumer with ${JSON.stringify(oursEnv)}; ` : ''}defaults ${JSON.stringify(defaults)}; ${((Date.now() - started) / 1000).toFixed(0)} s`,
+    );
     // A row alone (--models image640 or python) leaves results.json as it is: it would lose its models.
     if (!opts.only && Object.keys(oursEnv).length === 0 && results.length > 0) {
-      writeFileSync(opts.out, `${JSON.stringify({ date: new Date().toISOString(), machine, defaults, messagesPerRow: count, results, largeTensor, python, targets }, null, 2) }\n`);
+      writeFileSync(
+        opts.out,
+        `${JSON.stringify({ date: new Date().toISOString(), machine, defaults, messagesPerRow: count, results, largeTensor, python, targets }, null, 2)}\n`,
+      );
       log(`wrote ${opts.out}`);
     }
   } finally {

@@ -10,7 +10,12 @@ import { declareQueues, deleteQueues, Publisher, ReplyReader, Tally, uniqueQueue
 import { ROOT, type BenchModel } from './models.js';
 import type { SoakResult } from './report.js';
 
-export async function soak(links: BenchLinks, model: BenchModel, messages: number, backlog = 5000): Promise<SoakResult> {
+export async function soak(
+  links: BenchLinks,
+  model: BenchModel,
+  messages: number,
+  backlog = 5000,
+): Promise<SoakResult> {
   const q = uniqueQueues(links.runId, `${model.name}.soak`);
   const publisher = await Publisher.open(links.publish);
   let proc: ConsumerProcess | undefined;
@@ -20,7 +25,10 @@ export async function soak(links: BenchLinks, model: BenchModel, messages: numbe
     await declareQueues(links.publish, q, links.config);
     const tally = new Tally(messages);
     reader = await ReplyReader.open(links.read, q.reply, tally.onReply);
-    proc = startConsumer({ MODEL_DIR: model.modelDir, AMQP_URL: links.url, INPUT_QUEUE: q.input, REPLY_QUEUE: q.reply }, { cwd: ROOT });
+    proc = startConsumer(
+      { MODEL_DIR: model.modelDir, AMQP_URL: links.url, INPUT_QUEUE: q.input, REPLY_QUEUE: q.reply },
+      { cwd: ROOT },
+    );
     await proc.waitFor('"msg":"consuming"', 60_000);
     const pid = proc.child.pid!;
     const samples: SoakResult['samples'] = [];
@@ -34,7 +42,9 @@ export async function soak(links: BenchLinks, model: BenchModel, messages: numbe
       while (sent - tally.received > backlog) await new Promise((r) => setTimeout(r, 2));
       if (tally.received - lastReport >= 25_000) {
         lastReport = tally.received;
-        process.stdout.write(`  soak ${model.name}: ${tally.received.toLocaleString('en-US')} replies, VmRSS ${samples.at(-1)?.rssMb.toFixed(0) ?? '?'} MB\n`);
+        process.stdout.write(
+          `  soak ${model.name}: ${tally.received.toLocaleString('en-US')} replies, VmRSS ${samples.at(-1)?.rssMb.toFixed(0) ?? '?'} MB\n`,
+        );
       }
     };
     await publisher.gated(q.input, model.bodies, messages, gate, '');
@@ -44,7 +54,9 @@ export async function soak(links: BenchLinks, model: BenchModel, messages: numbe
     // Medians over a window, so one sample taken mid-GC does not decide: around 50k, and the last 10% of the run.
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
     const mark = Math.min(50_000, messages / 4);
-    const rssAt50kMb = median(samples.filter((s) => s.replies >= mark * 0.9 && s.replies <= mark * 1.1).map((s) => s.rssMb));
+    const rssAt50kMb = median(
+      samples.filter((s) => s.replies >= mark * 0.9 && s.replies <= mark * 1.1).map((s) => s.rssMb),
+    );
     const rssAtEndMb = median(samples.filter((s) => s.replies >= messages * 0.9).map((s) => s.rssMb));
     return {
       model: model.name,

@@ -30,7 +30,9 @@ export async function run(data: string): Promise<{ label: number[]; probabilitie
   }
   rows.forEach((row, i) => {
     if (!Array.isArray(row) || row.length !== 4 || !row.every(Number.isFinite)) {
-      throw new Error(`row ${i} must be 4 numbers (sepal length, sepal width, petal length, petal width), got ${JSON.stringify(row)}`);
+      throw new Error(
+        `row ${i} must be 4 numbers (sepal length, sepal width, petal length, petal width), got ${JSON.stringify(row)}`,
+      );
     }
   });
 

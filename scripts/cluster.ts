@@ -30,7 +30,9 @@ process.on('SIGTERM', () => void shutdown());
 for (const n of cluster.nodes) console.log(`node ${n.nodeName}  ${n.url}`);
 if (cluster.url) console.log(`\nHAProxy:            AMQP_URL=${cluster.url}`);
 console.log(`every node's address: AMQP_URL=${cluster.urls}`);
-console.log(`\nrabbitmqctl for a node: HOME=${cluster.nodes[0].dir}/home /usr/lib/rabbitmq/bin/rabbitmqctl -n ${cluster.nodes[0].nodeName} cluster_status`);
+console.log(
+  `\nrabbitmqctl for a node: HOME=${cluster.nodes[0].dir}/home /usr/lib/rabbitmq/bin/rabbitmqctl -n ${cluster.nodes[0].nodeName} cluster_status`,
+);
 console.log('\nCtrl-C stops it all.');
 // Keep the event loop alive until a signal.
 setInterval(() => {}, 1 << 30);

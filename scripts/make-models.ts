@@ -32,7 +32,10 @@ export async function makeIrisModel(outDir: string): Promise<IrisResult> {
     docString: 'Softmax regression on raw iris features; classes 0 setosa, 1 versicolor, 2 virginica.',
     inputs: [valueInfo('float_input', FLOAT, ['N', 4])],
     outputs: [valueInfo('label', INT64, ['N']), valueInfo('probabilities', FLOAT, ['N', CLASSES.length])],
-    initializers: [floatTensor('coef', [4, CLASSES.length], model.weights.flat()), floatTensor('intercept', [CLASSES.length], model.bias)],
+    initializers: [
+      floatTensor('coef', [4, CLASSES.length], model.weights.flat()),
+      floatTensor('intercept', [CLASSES.length], model.bias),
+    ],
     nodes: [
       node('Gemm', ['float_input', 'coef', 'intercept'], ['logits']),
       node('Softmax', ['logits'], ['probabilities'], { axis: new Int(1) }),
@@ -113,7 +116,10 @@ export async function makeModels(outDir: string) {
 function isMain(): boolean {
   if (!process.argv[1]) return false;
   try {
-    return pathToFileURL(realpathSync(process.argv[1])).href === pathToFileURL(realpathSync(fileURLToPath(import.meta.url))).href;
+    return (
+      pathToFileURL(realpathSync(process.argv[1])).href ===
+      pathToFileURL(realpathSync(fileURLToPath(import.meta.url))).href
+    );
   } catch {
     return false;
   }
@@ -122,6 +128,8 @@ function isMain(): boolean {
 if (isMain()) {
   const outDir = fileURLToPath(new URL('../models/', import.meta.url));
   const { iris, mlp } = await makeModels(outDir);
-  console.log(`wrote ${path.relative(process.cwd(), iris.path)}: held-out accuracy ${iris.testAccuracy} (onnxruntime), ${iris.tsTestAccuracy} (TS weights)`);
+  console.log(
+    `wrote ${path.relative(process.cwd(), iris.path)}: held-out accuracy ${iris.testAccuracy} (onnxruntime), ${iris.tsTestAccuracy} (TS weights)`,
+  );
   console.log(`wrote ${path.relative(process.cwd(), mlp)}`);
 }

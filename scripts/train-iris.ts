@@ -37,7 +37,10 @@ export function stratifiedSplit(labels: number[], testPerClass: number, rng: () 
   const train: number[] = [];
   const classes = [...new Set(labels)].sort((a, b) => a - b);
   for (const c of classes) {
-    const rows = shuffle(labels.flatMap((l, i) => (l === c ? [i] : [])), rng);
+    const rows = shuffle(
+      labels.flatMap((l, i) => (l === c ? [i] : [])),
+      rng,
+    );
     test.push(...rows.slice(0, testPerClass));
     train.push(...rows.slice(testPerClass));
   }

@@ -126,10 +126,12 @@ export function fateOf(
     case 'returned':
       // A caller's replyTo that has gone: no one is left to answer. Our own REPLY_QUEUE gone: declare it again.
       if (!item.toReplyQueue) return { kind: 'settle', settlement: 'ack', reason: 'caller gone' };
-      if (item.refusals >= rules.replyAttempts) return { kind: 'settle', settlement: 'dead-letter', reason: 'reply queue returns' };
+      if (item.refusals >= rules.replyAttempts)
+        return { kind: 'settle', settlement: 'dead-letter', reason: 'reply queue returns' };
       return { kind: 'retry', refusal: true, redeclare: true };
     case 'nacked':
-      if (item.refusals >= rules.replyAttempts) return { kind: 'settle', settlement: 'dead-letter', reason: 'reply refused' };
+      if (item.refusals >= rules.replyAttempts)
+        return { kind: 'settle', settlement: 'dead-letter', reason: 'reply refused' };
       return { kind: 'retry', refusal: true, redeclare: false };
     case 'too-large':
       return { kind: 'error-reply', reason: 'reply too large' };
@@ -166,7 +168,10 @@ class RetryLog {
       entry.since++;
       return;
     }
-    logger.warn({ correlationId: idOf(d), why, retriesSinceLastLine: entry?.since ?? 0 }, 'reply not taken by the broker; retrying');
+    logger.warn(
+      { correlationId: idOf(d), why, retriesSinceLastLine: entry?.since ?? 0 },
+      'reply not taken by the broker; retrying',
+    );
     this.last.set(why, { at: now, since: 0 });
   }
 }
@@ -186,7 +191,10 @@ export function dropStale(deliveries: readonly Delivery[], o: AnswerOptions): De
 
 /** Redeliveries of inputs already answered here: acked without scoring or replying again. */
 export function settleAnswered(deliveries: readonly Delivery[], o: AnswerOptions): void {
-  settle(deliveries.map((delivery) => ({ delivery, settlement: 'ack' as const, reason: 'already answered' as const })), o);
+  settle(
+    deliveries.map((delivery) => ({ delivery, settlement: 'ack' as const, reason: 'already answered' as const })),
+    o,
+  );
 }
 
 /**
@@ -200,11 +208,16 @@ export async function answer(items: readonly ScoredItem[], o: AnswerOptions): Pr
   const poisoned: Array<Promise<void>> = [];
   for (const item of items) {
     const { delivery, result } = item;
-    if (!broker.isCurrent(delivery) || (!result.ok && result.code === 'SKIPPED')) settledNow.push(final(item, 'stale', o));
+    if (!broker.isCurrent(delivery) || (!result.ok && result.code === 'SKIPPED'))
+      settledNow.push(final(item, 'stale', o));
     else if (!result.ok && result.code === 'CRASHED') {
-      o.logger.warn({ correlationId: idOf(delivery), deliveryCount: delivery.deliveryCount, reason: result.message }, 'entry script died under an input');
+      o.logger.warn(
+        { correlationId: idOf(delivery), deliveryCount: delivery.deliveryCount, reason: result.message },
+        'entry script died under an input',
+      );
       const fate = final(item, 'crashed', o);
-      if (fate.settlement === 'dead-letter' && o.answerPoison) poisoned.push(answerPoison(item, o.answerPoison.deadLetterQueue, o));
+      if (fate.settlement === 'dead-letter' && o.answerPoison)
+        poisoned.push(answerPoison(item, o.answerPoison.deadLetterQueue, o));
       else settledNow.push(fate);
     } else {
       const reply = buildReply(delivery, result as Outcome, replyContext(item, o));
@@ -215,7 +228,10 @@ export async function answer(items: readonly ScoredItem[], o: AnswerOptions): Pr
   }
   settle(settledNow, o);
   if (sending.length === 0) return void (await Promise.all(poisoned));
-  const results = await safePublish(o, sending.map((s) => s.reply));
+  const results = await safePublish(
+    o,
+    sending.map((s) => s.reply),
+  );
   const confirmed: Settled[] = [];
   const followUps: Array<Promise<void>> = [];
   for (let k = 0; k < sending.length; k++) {
@@ -271,7 +287,10 @@ async function errorReply(item: ScoredItem, tooBig: Reply, reason: SettleReason,
   const message = `the reply (${tooBig.body.byteLength} bytes) is over the broker's max_message_size; the input is dead-lettered to the input queue's dead-letter queue`;
   const reply = buildReply(delivery, { ok: false, code: 'REPLY_TOO_LARGE', message }, replyContext(item, o));
   const sent = await tryErrorReply(delivery, reply, o);
-  o.logger.warn({ correlationId: idOf(delivery), replyBytes: tooBig.body.byteLength, errorReply: sent ? 'sent' : 'not sent' }, 'reply refused for good; input dead-lettered');
+  o.logger.warn(
+    { correlationId: idOf(delivery), replyBytes: tooBig.body.byteLength, errorReply: sent ? 'sent' : 'not sent' },
+    'reply refused for good; input dead-lettered',
+  );
   settle([settled(item, { kind: 'settle', settlement: 'dead-letter', reason }, sent ? reply : undefined)], o);
 }
 
@@ -282,13 +301,25 @@ async function answerPoison(item: ScoredItem, deadLetterQueue: string, o: Answer
   const reply = buildReply(delivery, { ok: false, code: 'POISON', message }, replyContext(item, o, 0));
   reply.properties.headers['x-dead-letter-queue'] = deadLetterQueue;
   const sent = await tryErrorReply(delivery, reply, o);
-  o.logger.warn({ correlationId: idOf(delivery), poisonReply: sent ? 'sent' : 'not sent' }, 'poison input answered POISON and dead-lettered');
-  settle([settled(item, { kind: 'settle', settlement: 'dead-letter', reason: 'crashed' }, sent ? reply : undefined)], o);
+  o.logger.warn(
+    { correlationId: idOf(delivery), poisonReply: sent ? 'sent' : 'not sent' },
+    'poison input answered POISON and dead-lettered',
+  );
+  settle(
+    [settled(item, { kind: 'settle', settlement: 'dead-letter', reason: 'crashed' }, sent ? reply : undefined)],
+    o,
+  );
 }
 
 /** What a reply of this item carries beside its outcome: the model that scored it, its timings and trace. */
 function replyContext(item: ScoredItem, o: AnswerOptions, scoringMs = item.scoringMs): ReplyContext {
-  return { replyQueue: o.replyQueue, modelName: item.model?.name ?? o.modelName, modelVersion: item.model?.version, scoringMs, ...item.carries };
+  return {
+    replyQueue: o.replyQueue,
+    modelName: item.model?.name ?? o.modelName,
+    modelVersion: item.model?.version,
+    scoringMs,
+    ...item.carries,
+  };
 }
 
 /** A short error reply, a few tries with backoff while the input is ours: true once it is confirmed (or returned from a gone caller). */
@@ -296,8 +327,13 @@ async function tryErrorReply(delivery: Delivery, reply: Reply, o: AnswerOptions)
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   // A few tries, with backoff: the big reply has just closed the publish channel, and the first try often meets it closing.
   let [result] = await safePublish(o, [reply]);
-  for (let attempt = 1; attempt < o.replyAttempts && result !== 'confirmed' && result !== 'returned' && o.broker.isCurrent(delivery); attempt++) {
-    if (result === 'late') result = await o.broker.awaitLate(reply, o.backoffMs(attempt)).catch((): PublishResult => 'lost');
+  for (
+    let attempt = 1;
+    attempt < o.replyAttempts && result !== 'confirmed' && result !== 'returned' && o.broker.isCurrent(delivery);
+    attempt++
+  ) {
+    if (result === 'late')
+      result = await o.broker.awaitLate(reply, o.backoffMs(attempt)).catch((): PublishResult => 'lost');
     else {
       await sleep(o.backoffMs(attempt));
       [result] = await safePublish(o, [reply]);
@@ -315,7 +351,12 @@ function final(item: ScoredItem, stage: 'stale' | 'crashed' | 'confirmed', o: An
 }
 
 function settled(item: ScoredItem, fate: Extract<Fate, { kind: 'settle' }>, reply?: Reply): Settled {
-  return { delivery: item.delivery, settlement: fate.settlement, reason: fate.reason, reply: fate.settlement === 'ack' || fate.settlement === 'dead-letter' ? reply : undefined };
+  return {
+    delivery: item.delivery,
+    settlement: fate.settlement,
+    reason: fate.reason,
+    reply: fate.settlement === 'ack' || fate.settlement === 'dead-letter' ? reply : undefined,
+  };
 }
 
 /** Settles on the delivery's own channel only: one whose channel has gone becomes 'none' (the broker has it back). */
@@ -330,7 +371,10 @@ function settle(items: Settled[], o: AnswerOptions): void {
       s.reply = undefined;
     }
     if (s.settlement === 'dead-letter' || s.reason === 'gave up') {
-      o.logger.warn({ correlationId: idOf(s.delivery), settlement: s.settlement, reason: s.reason }, 'input not answered normally');
+      o.logger.warn(
+        { correlationId: idOf(s.delivery), settlement: s.settlement, reason: s.reason },
+        'input not answered normally',
+      );
     }
   }
   o.broker.settle(items);
@@ -347,8 +391,16 @@ async function safePublish(o: AnswerOptions, replies: Reply[]): Promise<PublishR
   }
 }
 
-function facts(item: ScoredItem, reply?: Reply): { toReplyQueue: boolean; redelivered: boolean; refusals: number; elapsedMs: number } {
-  return { toReplyQueue: reply?.toReplyQueue ?? !item.delivery.replyTo, redelivered: item.delivery.redelivered, refusals: 0, elapsedMs: 0 };
+function facts(
+  item: ScoredItem,
+  reply?: Reply,
+): { toReplyQueue: boolean; redelivered: boolean; refusals: number; elapsedMs: number } {
+  return {
+    toReplyQueue: reply?.toReplyQueue ?? !item.delivery.replyTo,
+    redelivered: item.delivery.redelivered,
+    refusals: 0,
+    elapsedMs: 0,
+  };
 }
 
 function idOf(d: Delivery): string | undefined {

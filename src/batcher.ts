@@ -69,7 +69,8 @@ export class Batcher<T> {
     const now = performance.now();
     while (this.items.size > 0 && this.hasCapacity()) {
       // 1 ms of slack: timers fire on the event loop's millisecond clock, a hair before performance.now() agrees.
-      const due = this.flushed > 0 || this.items.size >= this.maxBatchSize || now - this.arrivals[0] >= this.maxBatchDelayMs - 1;
+      const due =
+        this.flushed > 0 || this.items.size >= this.maxBatchSize || now - this.arrivals[0] >= this.maxBatchDelayMs - 1;
       if (!due) break;
       const batch = this.items.nextBatch(this.maxBatchSize);
       const n = batch.length;

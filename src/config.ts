@@ -24,7 +24,10 @@ const NUMBER_LIST = new RegExp(`^${NUMBER}(?:,${NUMBER}){0,2}$`);
 export const configSchema = z.object({
   AMQP_URL: z
     .string()
-    .refine((v) => splitAmqpUrls(v).every((u) => /^amqps?:\/\/\S+$/.test(u) && URL.canParse(u)), 'expected an amqp:// or amqps:// URL, or several separated by commas')
+    .refine(
+      (v) => splitAmqpUrls(v).every((u) => /^amqps?:\/\/\S+$/.test(u) && URL.canParse(u)),
+      'expected an amqp:// or amqps:// URL, or several separated by commas',
+    )
     .describe('broker URL, or several comma-separated: a reconnect tries the next'),
   AMQP_CA_FILE: path,
   AMQP_CERT_FILE: path,
@@ -50,7 +53,9 @@ export const configSchema = z.object({
   ORT_INTRA_OP_THREADS: int(0, 64),
   ORT_GRAPH_OPTIMIZATION: z.enum(['disabled', 'basic', 'extended', 'all']),
   BATCHING: z.enum(['auto', 'on', 'off']),
-  OUTPUTS: z.string().regex(/^[^,\s]*(\s*,\s*[^,\s]+)*$/, 'expected output names separated by commas, or nothing for every output'),
+  OUTPUTS: z
+    .string()
+    .regex(/^[^,\s]*(\s*,\s*[^,\s]+)*$/, 'expected output names separated by commas, or nothing for every output'),
   CONFIRM_TIMEOUT_MS: int(100, 600_000),
   CONNECT_TIMEOUT_MS: int(100, 600_000),
   REPLY_ATTEMPTS: int(1, 1000),
@@ -68,13 +73,22 @@ export const configSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   HTTP_PORT: int(0, 65535),
   // Images for the built-in ONNX script (issue 14): how a decoded image becomes the model's input.
-  IMAGE_SIZE: z.string().regex(/^(|[1-9]\d{0,4}x[1-9]\d{0,4})$/, 'expected WIDTHxHEIGHT (e.g. 640x640), or empty to take the model\'s fixed size'),
+  IMAGE_SIZE: z
+    .string()
+    .regex(
+      /^(|[1-9]\d{0,4}x[1-9]\d{0,4})$/,
+      "expected WIDTHxHEIGHT (e.g. 640x640), or empty to take the model's fixed size",
+    ),
   IMAGE_RESIZE: z.enum(['fill', 'cover', 'contain']),
   IMAGE_CHANNEL_ORDER: z.enum(['rgb', 'bgr']),
   IMAGE_LAYOUT: z.enum(['auto', 'nchw', 'nhwc']),
   IMAGE_SCALE: z.string().regex(NUMBER_OR_FRACTION, 'expected a positive number or fraction, e.g. 1/255 or 0.0039'),
-  IMAGE_MEAN: z.string().regex(NUMBER_LIST, 'expected one number, or one per channel separated by commas, e.g. 0.485,0.456,0.406'),
-  IMAGE_STD: z.string().regex(NUMBER_LIST, 'expected one number, or one per channel separated by commas, e.g. 0.229,0.224,0.225'),
+  IMAGE_MEAN: z
+    .string()
+    .regex(NUMBER_LIST, 'expected one number, or one per channel separated by commas, e.g. 0.485,0.456,0.406'),
+  IMAGE_STD: z
+    .string()
+    .regex(NUMBER_LIST, 'expected one number, or one per channel separated by commas, e.g. 0.229,0.224,0.225'),
   IMAGE_PAD_VALUE: int(0, 255),
   IMAGE_MAX_INPUT_PIXELS: int(1, 1_000_000_000),
   DEADLINE_MS: int(0, 604_800_000),
@@ -122,8 +136,12 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) throw new BootError(describeIssue(parsed.error.issues[0], merged));
   const c = parsed.data;
-  for (const [max, initial] of [['RECONNECT_MAX_DELAY_MS', 'RECONNECT_INITIAL_DELAY_MS'], ['ISOLATE_RESTART_MAX_DELAY_MS', 'ISOLATE_RESTART_INITIAL_DELAY_MS']] as const) {
-    if (c[max] < c[initial]) throw new BootError(`config ${max}: expected at least ${initial} (${c[initial]}), got ${c[max]}`);
+  for (const [max, initial] of [
+    ['RECONNECT_MAX_DELAY_MS', 'RECONNECT_INITIAL_DELAY_MS'],
+    ['ISOLATE_RESTART_MAX_DELAY_MS', 'ISOLATE_RESTART_INITIAL_DELAY_MS'],
+  ] as const) {
+    if (c[max] < c[initial])
+      throw new BootError(`config ${max}: expected at least ${initial} (${c[initial]}), got ${c[max]}`);
   }
   return deepFreeze(toConfig(c));
 }
@@ -157,7 +175,10 @@ function toConfig(c: z.infer<typeof configSchema>) {
     /** The interpreter of a .py entry script: a name looked up on PATH, or a path (a venv's bin/python). */
     python: c.PYTHON,
     /** Between attempts to start a fresh isolate after one died or hung and the restart failed. */
-    isolateRestart: { initialMs: c.ISOLATE_RESTART_INITIAL_DELAY_MS, maxMs: c.ISOLATE_RESTART_MAX_DELAY_MS } satisfies Backoff,
+    isolateRestart: {
+      initialMs: c.ISOLATE_RESTART_INITIAL_DELAY_MS,
+      maxMs: c.ISOLATE_RESTART_MAX_DELAY_MS,
+    } satisfies Backoff,
     /** A reload whose new isolates have not booted and answered within this is given up (the old model serves on). */
     reloadTimeoutMs: c.RELOAD_TIMEOUT_MS,
     /** Reload once the model folder (or the entry script) has been quiet this long after a change; 0: no file watch. */
@@ -171,7 +192,12 @@ function toConfig(c: z.infer<typeof configSchema>) {
     maxTensorElements: c.MAX_TENSOR_ELEMENTS,
     ort: { intraOpNumThreads: c.ORT_INTRA_OP_THREADS, graphOptimizationLevel: c.ORT_GRAPH_OPTIMIZATION },
     /** The built-in ONNX script: whether messages may share a run (BATCHING), which outputs to fetch (OUTPUTS; [] for all). */
-    onnx: { batching: c.BATCHING, outputs: c.OUTPUTS.split(',').map((o) => o.trim()).filter((o) => o !== '') },
+    onnx: {
+      batching: c.BATCHING,
+      outputs: c.OUTPUTS.split(',')
+        .map((o) => o.trim())
+        .filter((o) => o !== ''),
+    },
     image: imagePreprocessing(c),
     /** Refusals of one reply (nacked, returned from REPLY_QUEUE) before its input is dead-lettered. */
     replyAttempts: c.REPLY_ATTEMPTS,
@@ -205,9 +231,15 @@ function imagePreprocessing(c: z.infer<typeof configSchema>): ImagePreprocessing
   const [w, h] = c.IMAGE_SIZE ? c.IMAGE_SIZE.split('x').map(Number) : [];
   const [num, den = 1] = c.IMAGE_SCALE.split('/').map(Number);
   const scale = num / den;
-  if (!(scale > 0) || !Number.isFinite(scale)) throw new BootError(`config IMAGE_SCALE: expected a positive number or fraction, got ${JSON.stringify(c.IMAGE_SCALE)}`);
+  if (!(scale > 0) || !Number.isFinite(scale))
+    throw new BootError(
+      `config IMAGE_SCALE: expected a positive number or fraction, got ${JSON.stringify(c.IMAGE_SCALE)}`,
+    );
   const std = c.IMAGE_STD.split(',').map(Number);
-  if (std.some((s) => s === 0)) throw new BootError(`config IMAGE_STD: expected non-zero numbers (each value is divided by it), got ${JSON.stringify(c.IMAGE_STD)}`);
+  if (std.some((s) => s === 0))
+    throw new BootError(
+      `config IMAGE_STD: expected non-zero numbers (each value is divided by it), got ${JSON.stringify(c.IMAGE_STD)}`,
+    );
   return {
     ...(w ? { size: { width: w, height: h } } : {}),
     resize: c.IMAGE_RESIZE,
@@ -228,7 +260,9 @@ function imagePreprocessing(c: z.infer<typeof configSchema>): ImagePreprocessing
  * has no collector; so an endpoint, or the exporter named, is the ask.
  */
 function tracingConfig(c: z.infer<typeof configSchema>) {
-  const endpoint = c.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (c.OTEL_EXPORTER_OTLP_ENDPOINT && `${c.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`);
+  const endpoint =
+    c.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ||
+    (c.OTEL_EXPORTER_OTLP_ENDPOINT && `${c.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`);
   const asked = c.OTEL_TRACES_EXPORTER || (endpoint ? 'otlp' : 'none');
   const exporter = c.OTEL_SDK_DISABLED === 'true' ? 'none' : asked;
   return {

@@ -79,7 +79,10 @@ export class Consumer {
     // A script with run only takes one message per call: batches of one, spread over every isolate, each answered as it is done.
     const batchSize = deps.scorer.info.hasRunBatch ? config.maxBatchSize : 1;
     // What the batcher holds while every isolate is busy is cut by priority (redelivered ones never wait there: see onDelivery).
-    const order = { maxPriority: config.maxPriority, infoOf: (r: Received) => ({ priority: r.delivery.priority, redelivered: r.delivery.redelivered }) };
+    const order = {
+      maxPriority: config.maxPriority,
+      infoOf: (r: Received) => ({ priority: r.delivery.priority, redelivered: r.delivery.redelivered }),
+    };
     this.batcher = new Batcher(batchSize, config.maxBatchDelayMs, (batch) => this.schedule(batch), isolateFree, order);
     // An isolate is free: cut the next batch now, grown while every isolate was busy.
     this.scoring.on('next', () => this.batcher.wake());
@@ -96,7 +99,10 @@ export class Consumer {
       onSettled: (items) => this.onSettled(items),
       onRetry: (why) => metrics.replyRetries.inc({ reason: why }),
       record: this.record,
-      answerPoison: config.answerPoison && config.queueType === 'classic' ? { deadLetterQueue: deadQueueOf(config.inputQueue) } : undefined,
+      answerPoison:
+        config.answerPoison && config.queueType === 'classic'
+          ? { deadLetterQueue: deadQueueOf(config.inputQueue) }
+          : undefined,
     };
     broker.on('returned', ({ routingKey, correlationId, replyText }) => {
       metrics.returnedReplies.inc();
@@ -116,13 +122,20 @@ export class Consumer {
   /** Ready: the model is loaded (the scorer exists), both connections are up, the consumer is subscribed and not stalled. */
   get ready(): boolean {
     const s = this.deps.broker.state;
-    return this.state === 'running' && s.consumeConnected && s.publishConnected && s.consuming && !this.progress.stalled;
+    return (
+      this.state === 'running' && s.consumeConnected && s.publishConnected && s.consuming && !this.progress.stalled
+    );
   }
 
   /** Whether inputs are held and none has been settled for longer than READY_STALL_MS. */
   get progress(): { held: number; heldBytes: number; sinceProgressMs: number; stalled: boolean } {
     const sinceProgressMs = this.held > 0 ? Date.now() - this.lastProgressAt : 0;
-    return { held: this.held, heldBytes: this.heldBytes, sinceProgressMs, stalled: sinceProgressMs > this.deps.config.readyStallMs };
+    return {
+      held: this.held,
+      heldBytes: this.heldBytes,
+      sinceProgressMs,
+      stalled: sinceProgressMs > this.deps.config.readyStallMs,
+    };
   }
 
   stop(): Promise<void> {
@@ -146,15 +159,22 @@ export class Consumer {
     if (this.held === 0) this.lastProgressAt = Date.now();
     this.held++;
     this.heldBytes += delivery.bytes;
-    this.bodyBytesAverage = this.bodyBytesAverage === 0 ? delivery.bytes : 0.9 * this.bodyBytesAverage + 0.1 * delivery.bytes;
+    this.bodyBytesAverage =
+      this.bodyBytesAverage === 0 ? delivery.bytes : 0.9 * this.bodyBytesAverage + 0.1 * delivery.bytes;
     metrics.inFlight.inc();
     metrics.inFlightBytes.set(this.heldBytes);
     if (this.heldBytes >= config.maxInFlightBytes && !broker.state.paused) {
-      logger.info({ heldBytes: this.heldBytes, maxInFlightBytes: config.maxInFlightBytes }, 'byte budget spent: taking no new deliveries until some are settled');
+      logger.info(
+        { heldBytes: this.heldBytes, maxInFlightBytes: config.maxInFlightBytes },
+        'byte budget spent: taking no new deliveries until some are settled',
+      );
       void broker.pause();
     }
     if (idMayBeAltered(delivery)) {
-      logger.warn({ correlationId: delivery.correlationId, messageId: delivery.messageId }, 'correlation or message id is not valid UTF-8; the reply carries it as the broker client decoded it');
+      logger.warn(
+        { correlationId: delivery.correlationId, messageId: delivery.messageId },
+        'correlation or message id is not valid UTF-8; the reply carries it as the broker client decoded it',
+      );
     }
     const receivedAtMs = Date.now();
     // Its reply was confirmed here and only the ack was lost: the caller has its answer.
@@ -256,7 +276,10 @@ export class Consumer {
    */
   private async scoreAndAnswer(received: Received[]): Promise<Array<Promise<void>>> {
     const { metrics, scorer, config } = this.deps;
-    const current = dropStale(received.map((r) => r.delivery), this.answerOptions);
+    const current = dropStale(
+      received.map((r) => r.delivery),
+      this.answerOptions,
+    );
     // A redelivery held while the first copy's reply was being confirmed: answered by now.
     const answered = current.filter((d) => this.record.wasAnswered(d, Date.now()));
     if (answered.length > 0) {
@@ -268,7 +291,8 @@ export class Consumer {
     const answering: Array<Promise<void>> = [];
     const started = performance.now();
     const answerNow = (items: ScoredItem[]) => answering.push(answer(items, this.answerOptions));
-    const scored = (delivery: Delivery, result: ItemResult, scoringMs: number, model: ModelId) => this.scoredItem(delivery, result, scoringMs, model);
+    const scored = (delivery: Delivery, result: ItemResult, scoringMs: number, model: ModelId) =>
+      this.scoredItem(delivery, result, scoringMs, model);
     const toScore: Delivery[] = [];
     const early: ScoredItem[] = [];
     const now = Date.now();
@@ -339,5 +363,7 @@ export class Consumer {
 /** Binary payloads (issue 14): each body's contentType and headers for the entry script; none when no delivery has either. */
 function bodyMetas(deliveries: readonly Delivery[]): Array<BodyMeta | undefined> | undefined {
   if (!deliveries.some((d) => d.contentType || d.headers)) return undefined;
-  return deliveries.map((d) => (d.contentType || d.headers ? { contentType: d.contentType, headers: d.headers } : undefined));
+  return deliveries.map((d) =>
+    d.contentType || d.headers ? { contentType: d.contentType, headers: d.headers } : undefined,
+  );
 }

@@ -65,7 +65,9 @@ export function deadlineOf(m: DeadlineSource, receivedAtMs: number, defaultDeadl
   if (absolute !== undefined && absolute !== null) {
     const atMs = absoluteMs(absolute);
     if (atMs === undefined) {
-      return { invalid: `header x-deadline ${shown(absolute)} is not a time: give RFC 3339 (2026-12-01T10:00:00Z) or epoch milliseconds` };
+      return {
+        invalid: `header x-deadline ${shown(absolute)} is not a time: give RFC 3339 (2026-12-01T10:00:00Z) or epoch milliseconds`,
+      };
     }
     found.push({ atMs, origin: 'x-deadline' });
   }
@@ -80,7 +82,8 @@ export function deadlineOf(m: DeadlineSource, receivedAtMs: number, defaultDeadl
     const ms = milliseconds(m.expiration);
     if (ms !== undefined) found.push({ atMs: from + ms, origin: 'expiration' });
   }
-  if (found.length === 0) return defaultDeadlineMs > 0 ? { atMs: from + defaultDeadlineMs, origin: 'DEADLINE_MS' } : NEVER;
+  if (found.length === 0)
+    return defaultDeadlineMs > 0 ? { atMs: from + defaultDeadlineMs, origin: 'DEADLINE_MS' } : NEVER;
   return found.reduce((a, b) => (b.atMs < a.atMs ? b : a));
 }
 
@@ -114,7 +117,12 @@ function absoluteMs(value: unknown): number | undefined {
 function milliseconds(value: unknown): number | undefined {
   if (Buffer.isBuffer(value)) return milliseconds(value.toString('utf8'));
   if (typeof value === 'bigint') return milliseconds(Number(value));
-  const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+(?:\.\d+)?\s*$/.test(value) ? Number(value) : Number.NaN;
+  const n =
+    typeof value === 'number'
+      ? value
+      : typeof value === 'string' && /^\s*\d+(?:\.\d+)?\s*$/.test(value)
+        ? Number(value)
+        : Number.NaN;
   return Number.isFinite(n) && n >= 0 ? n : undefined;
 }
 

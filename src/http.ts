@@ -53,14 +53,25 @@ export class LivenessWatch {
  * `reload`: POST /reload loads the model again (src/model-switch.ts). Nothing authenticates it but
  * who can reach the port: keep HTTP_PORT inside the pod's network (README, "Changing the model").
  */
-export async function startHttp(port: number, probes: Probes, metrics: Metrics, livenessTimeoutMs: number, reload?: (trigger: string) => Promise<ReloadResult>): Promise<Server> {
+export async function startHttp(
+  port: number,
+  probes: Probes,
+  metrics: Metrics,
+  livenessTimeoutMs: number,
+  reload?: (trigger: string) => Promise<ReloadResult>,
+): Promise<Server> {
   const liveness = new LivenessWatch(probes.well, livenessTimeoutMs);
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/healthz') {
       liveness.sample();
       const alive = liveness.alive;
-      return send(res, alive ? 200 : 503, 'application/json', JSON.stringify({ status: alive ? 'alive' : 'stuck', unwellForMs: liveness.unwellForMs, livenessTimeoutMs }));
+      return send(
+        res,
+        alive ? 200 : 503,
+        'application/json',
+        JSON.stringify({ status: alive ? 'alive' : 'stuck', unwellForMs: liveness.unwellForMs, livenessTimeoutMs }),
+      );
     }
     if (path === '/readyz') {
       const ready = probes.ready();
@@ -74,7 +85,8 @@ export async function startHttp(port: number, probes: Probes, metrics: Metrics, 
       return;
     }
     if (path === '/reload' && reload) {
-      if (req.method !== 'POST') return void res.writeHead(405, { allow: 'POST', 'content-type': 'text/plain' }).end('POST only\n');
+      if (req.method !== 'POST')
+        return void res.writeHead(405, { allow: 'POST', 'content-type': 'text/plain' }).end('POST only\n');
       // 200: the new model serves; 422: it could not, the old one serves on, and `reason` says why.
       void reload('POST /reload').then((r) => send(res, r.ok ? 200 : 422, 'application/json', JSON.stringify(r)));
       return;

@@ -67,7 +67,10 @@ async function main(): Promise<void> {
 
   const boot = (async () => {
     const options = scorerOptions(config, log);
-    log.info({ entryScript: options.entryScript, modelDir: options.context.modelDir, version: options.modelVersion }, 'loading entry script');
+    log.info(
+      { entryScript: options.entryScript, modelDir: options.context.modelDir, version: options.modelVersion },
+      'loading entry script',
+    );
     const metrics = new Metrics();
     parts.scorer = await ModelSwitch.start(options, {
       resolve: () => scorerOptions(config, log),
@@ -77,12 +80,21 @@ async function main(): Promise<void> {
     });
     const scorer = parts.scorer;
     metrics.showModel(scorer.model);
-    log.info({ model: scorer.info.modelName, version: scorer.model.version, runBatch: scorer.info.hasRunBatch }, 'entry script ready');
+    log.info(
+      { model: scorer.info.modelName, version: scorer.model.version, runBatch: scorer.info.hasRunBatch },
+      'entry script ready',
+    );
     for (const line of scorer.info.bootLog ?? []) log.info(line.fields, line.msg);
     onReload = (trigger) => void scorer.reload(trigger);
     if (config.modelWatchMs > 0) {
       const script = options.entryScript === BUILT_IN_ENTRY_SCRIPT ? undefined : options.entryScript;
-      parts.watch = watchModel(resolveModelDir(config.modelDir), script, config.modelWatchMs, (changed) => onReload?.(`file changed: ${changed}`), log);
+      parts.watch = watchModel(
+        resolveModelDir(config.modelDir),
+        script,
+        config.modelWatchMs,
+        (changed) => onReload?.(`file changed: ${changed}`),
+        log,
+      );
     }
     if (stopping) return;
     parts.broker = await Broker.connect(config, log).catch(async (err) => {
@@ -93,7 +105,11 @@ async function main(): Promise<void> {
     const broker = parts.broker;
     // No OTEL_* saying so: TRACING_OFF, and no SDK module is even loaded.
     parts.tracing = await startTracing(config.tracing);
-    if (parts.tracing.enabled) log.info({ exporter: config.tracing.exporter, url: config.tracing.otlpTracesUrl, service: config.tracing.serviceName }, 'tracing on');
+    if (parts.tracing.enabled)
+      log.info(
+        { exporter: config.tracing.exporter, url: config.tracing.otlpTracesUrl, service: config.tracing.serviceName },
+        'tracing on',
+      );
     const consumer = new Consumer({ broker, scorer, config, logger: log, metrics, tracing: parts.tracing });
     parts.consumer = consumer;
     if (config.httpPort) {
@@ -105,7 +121,9 @@ async function main(): Promise<void> {
         },
         state: () => ({ ...broker.state, ...consumer.progress }),
       };
-      parts.http = await startHttp(config.httpPort, probes, metrics, config.livenessTimeoutMs, (trigger) => scorer.reload(trigger));
+      parts.http = await startHttp(config.httpPort, probes, metrics, config.livenessTimeoutMs, (trigger) =>
+        scorer.reload(trigger),
+      );
       log.info({ port: config.httpPort }, 'http listening');
     }
     if (stopping) return;

@@ -3,7 +3,12 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export class Metrics {
   readonly registry = new Registry();
-  readonly messages = new Counter({ name: 'scorer_messages_total', help: 'Inputs answered, by reply status', labelNames: ['status'] as const, registers: [this.registry] });
+  readonly messages = new Counter({
+    name: 'scorer_messages_total',
+    help: 'Inputs answered, by reply status',
+    labelNames: ['status'] as const,
+    registers: [this.registry],
+  });
   readonly scoringSeconds = new Histogram({
     name: 'scorer_scoring_seconds',
     help: 'Time in the entry script per batch',
@@ -16,9 +21,22 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30],
     registers: [this.registry],
   });
-  readonly batchSize = new Histogram({ name: 'scorer_batch_size', help: 'Inputs per scored batch', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: [this.registry] });
-  readonly inFlight = new Gauge({ name: 'scorer_in_flight', help: 'Inputs received and not yet settled', registers: [this.registry] });
-  readonly inFlightBytes = new Gauge({ name: 'scorer_in_flight_bytes', help: 'Bytes of the bodies received and not yet settled (MAX_IN_FLIGHT_BYTES bounds it)', registers: [this.registry] });
+  readonly batchSize = new Histogram({
+    name: 'scorer_batch_size',
+    help: 'Inputs per scored batch',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+    registers: [this.registry],
+  });
+  readonly inFlight = new Gauge({
+    name: 'scorer_in_flight',
+    help: 'Inputs received and not yet settled',
+    registers: [this.registry],
+  });
+  readonly inFlightBytes = new Gauge({
+    name: 'scorer_in_flight_bytes',
+    help: 'Bytes of the bodies received and not yet settled (MAX_IN_FLIGHT_BYTES bounds it)',
+    registers: [this.registry],
+  });
   readonly replyRetries = new Counter({
     name: 'scorer_reply_retries_total',
     help: 'Replies published again, by what the broker said of the last try (late, lost, nacked, returned)',
@@ -31,21 +49,59 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
-  readonly stale = new Counter({ name: 'scorer_stale_total', help: 'Inputs dropped unanswered because their channel closed first (the broker redelivers them)', registers: [this.registry] });
-  readonly reconnects = new Counter({ name: 'scorer_reconnects_total', help: 'Broker reconnections', labelNames: ['role'] as const, registers: [this.registry] });
-  readonly deadLettered = new Counter({ name: 'scorer_dead_lettered_total', help: 'Inputs sent to the dead-letter queue after killing the entry script', registers: [this.registry] });
-  readonly requeued = new Counter({ name: 'scorer_requeued_total', help: 'Inputs requeued because the entry script died under them', registers: [this.registry] });
-  readonly returnedReplies = new Counter({ name: 'scorer_returned_replies_total', help: 'Replies the broker could not route (the caller had gone)', registers: [this.registry] });
-  readonly expired = new Counter({ name: 'scorer_expired_total', help: 'Inputs past their deadline when taken from their batch, answered EXPIRED without scoring', registers: [this.registry] });
+  readonly stale = new Counter({
+    name: 'scorer_stale_total',
+    help: 'Inputs dropped unanswered because their channel closed first (the broker redelivers them)',
+    registers: [this.registry],
+  });
+  readonly reconnects = new Counter({
+    name: 'scorer_reconnects_total',
+    help: 'Broker reconnections',
+    labelNames: ['role'] as const,
+    registers: [this.registry],
+  });
+  readonly deadLettered = new Counter({
+    name: 'scorer_dead_lettered_total',
+    help: 'Inputs sent to the dead-letter queue after killing the entry script',
+    registers: [this.registry],
+  });
+  readonly requeued = new Counter({
+    name: 'scorer_requeued_total',
+    help: 'Inputs requeued because the entry script died under them',
+    registers: [this.registry],
+  });
+  readonly returnedReplies = new Counter({
+    name: 'scorer_returned_replies_total',
+    help: 'Replies the broker could not route (the caller had gone)',
+    registers: [this.registry],
+  });
+  readonly expired = new Counter({
+    name: 'scorer_expired_total',
+    help: 'Inputs past their deadline when taken from their batch, answered EXPIRED without scoring',
+    registers: [this.registry],
+  });
   readonly alreadyAnswered = new Counter({
     name: 'scorer_already_answered_total',
     help: 'Redelivered inputs found in the answered record, acked without scoring or a second reply',
     registers: [this.registry],
   });
 
-  readonly modelInfo = new Gauge({ name: 'scorer_model_info', help: 'The model serving now: 1 for its name and version (x-model-version)', labelNames: ['model', 'version'] as const, registers: [this.registry] });
-  readonly reloads = new Counter({ name: 'scorer_reloads_total', help: 'Model reloads that switched to a new model', registers: [this.registry] });
-  readonly reloadFailures = new Counter({ name: 'scorer_reload_failures_total', help: 'Model reloads that failed: the old model serves on (the log says why)', registers: [this.registry] });
+  readonly modelInfo = new Gauge({
+    name: 'scorer_model_info',
+    help: 'The model serving now: 1 for its name and version (x-model-version)',
+    labelNames: ['model', 'version'] as const,
+    registers: [this.registry],
+  });
+  readonly reloads = new Counter({
+    name: 'scorer_reloads_total',
+    help: 'Model reloads that switched to a new model',
+    registers: [this.registry],
+  });
+  readonly reloadFailures = new Counter({
+    name: 'scorer_reload_failures_total',
+    help: 'Model reloads that failed: the old model serves on (the log says why)',
+    registers: [this.registry],
+  });
 
   /** Only the serving model is shown: a switch removes the old one's series. */
   showModel(model: { name: string; version: string }): void {

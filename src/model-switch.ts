@@ -123,7 +123,10 @@ export class ModelSwitch {
     }
     const old = this.current;
     this.current = { scorer: next, busy: 0 };
-    logger.info({ trigger, from: from.version, to: next.model.version, model: next.model.name, oldBatches: old.busy }, 'model switched');
+    logger.info(
+      { trigger, from: from.version, to: next.model.version, model: next.model.name, oldBatches: old.busy },
+      'model switched',
+    );
     if (old.busy === 0) this.retire(old);
     return report({ ok: true, from, to: next.model });
   }
@@ -141,7 +144,11 @@ export class ModelSwitch {
     })();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`the new model did not boot and answer within RELOAD_TIMEOUT_MS (${reloadTimeoutMs} ms)`)), reloadTimeoutMs);
+      timer = setTimeout(
+        () =>
+          reject(new Error(`the new model did not boot and answer within RELOAD_TIMEOUT_MS (${reloadTimeoutMs} ms)`)),
+        reloadTimeoutMs,
+      );
     });
     try {
       return await Promise.race([work, deadline]);

@@ -54,26 +54,47 @@ export function resolveModelVersion(modelDir: string, log: VersionLog, pinned?: 
   const files = here.filter((e) => e.isFile()).map((e) => e.name);
   // A repository (`models/`) holding one versioned model and no model files of its own.
   if (files.filter((f) => !f.startsWith('.')).length === 0) {
-    const versioned = subfolders.filter((s) => listFolder(join(modelDir, s)).some((e) => e.isDirectory() && NUMERIC.test(e.name)));
+    const versioned = subfolders.filter((s) =>
+      listFolder(join(modelDir, s)).some((e) => e.isDirectory() && NUMERIC.test(e.name)),
+    );
     if (versioned.length === 1) {
       const inner = join(modelDir, versioned[0]);
-      return pickVersion(inner, listFolder(inner).filter((e) => e.isDirectory()).map((e) => e.name), log, pinned);
+      return pickVersion(
+        inner,
+        listFolder(inner)
+          .filter((e) => e.isDirectory())
+          .map((e) => e.name),
+        log,
+        pinned,
+      );
     }
     if (versioned.length > 1) {
-      throw new BootError(`model folder ${modelDir} holds several versioned models (${versioned.join(', ')}): set MODEL_DIR to one of them`);
+      throw new BootError(
+        `model folder ${modelDir} holds several versioned models (${versioned.join(', ')}): set MODEL_DIR to one of them`,
+      );
     }
   }
-  if (pinned !== undefined) throw new BootError(`model folder ${modelDir} has no version folders, so version ${pinned} cannot be served`);
+  if (pinned !== undefined)
+    throw new BootError(`model folder ${modelDir} has no version folders, so version ${pinned} cannot be served`);
   return { dir: modelDir, version: flatVersion(modelDir, files) };
 }
 
-function pickVersion(modelDir: string, subfolders: string[], log: VersionLog, pinned: string | undefined): ModelVersion {
+function pickVersion(
+  modelDir: string,
+  subfolders: string[],
+  log: VersionLog,
+  pinned: string | undefined,
+): ModelVersion {
   const { versions, ignored } = rankVersions(subfolders);
-  for (const folder of ignored) log.warn({ modelDir, folder }, 'model version folder ignored: its name is not a number');
+  for (const folder of ignored)
+    log.warn({ modelDir, folder }, 'model version folder ignored: its name is not a number');
   const name = basename(resolve(modelDir));
   if (pinned !== undefined) {
-    const found = versions.find((v) => v === pinned) ?? versions.find((v) => BigInt(v) === (NUMERIC.test(pinned) ? BigInt(pinned) : -1n));
-    if (!found) throw new BootError(`model folder ${modelDir} has no version ${pinned} (versions: ${versions.join(', ')})`);
+    const found =
+      versions.find((v) => v === pinned) ??
+      versions.find((v) => BigInt(v) === (NUMERIC.test(pinned) ? BigInt(pinned) : -1n));
+    if (!found)
+      throw new BootError(`model folder ${modelDir} has no version ${pinned} (versions: ${versions.join(', ')})`);
     return { dir: join(modelDir, found), version: `${name}/${found}` };
   }
   return { dir: join(modelDir, versions[0]), version: `${name}/${versions[0]}` };
@@ -98,6 +119,8 @@ export function listFolder(dir: string): Dirent[] {
   try {
     return readdirSync(dir, { withFileTypes: true });
   } catch (err) {
-    throw new BootError(`model folder ${dir} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}): check MODEL_DIR`);
+    throw new BootError(
+      `model folder ${dir} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}): check MODEL_DIR`,
+    );
   }
 }

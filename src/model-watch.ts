@@ -14,7 +14,13 @@ export interface ModelWatch {
 }
 
 /** `folder` is watched with everything under it; `file` (a user's entry script) through its own folder, filtered to its name. */
-export function watchModel(folder: string, file: string | undefined, quietMs: number, onQuiet: (changed: string) => void, log: Logger): ModelWatch {
+export function watchModel(
+  folder: string,
+  file: string | undefined,
+  quietMs: number,
+  onQuiet: (changed: string) => void,
+  log: Logger,
+): ModelWatch {
   let timer: NodeJS.Timeout | undefined;
   let last = '';
   const changed = (what: string) => {
@@ -29,10 +35,15 @@ export function watchModel(folder: string, file: string | undefined, quietMs: nu
         const n = name?.toString() ?? '';
         if (keep(n)) changed(resolve(target, n));
       });
-      w.on('error', (err) => log.warn({ target, err: err.message }, 'model watch failed; reload with SIGHUP or POST /reload'));
+      w.on('error', (err) =>
+        log.warn({ target, err: err.message }, 'model watch failed; reload with SIGHUP or POST /reload'),
+      );
       watchers.push(w);
     } catch (err) {
-      log.warn({ target, err: (err as Error).message }, 'model watch could not start; reload with SIGHUP or POST /reload');
+      log.warn(
+        { target, err: (err as Error).message },
+        'model watch could not start; reload with SIGHUP or POST /reload',
+      );
     }
   };
   add(folder, true, () => true);

@@ -6,7 +6,9 @@ import { randomUUID } from 'node:crypto';
 import type { ErrorCode } from './errors.js';
 
 /** A scored message: its reply body (the result's JSON, UTF-8, or bytes of `contentType`) or what was wrong with it. */
-export type Outcome = { ok: true; body: Buffer; contentType?: string } | { ok: false; code: ErrorCode; message: string };
+export type Outcome =
+  | { ok: true; body: Buffer; contentType?: string }
+  | { ok: false; code: ErrorCode; message: string };
 
 export interface ReplyAddress {
   correlationId?: string;

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { ScoringError } from './errors.js';
-import { BUILT_IN_ENTRY_SCRIPT, resolveEntryScript, resolveModelDir, } from './isolate/entry-script.js';
+import { BUILT_IN_ENTRY_SCRIPT, resolveEntryScript, resolveModelDir } from './isolate/entry-script.js';
 import type { Outcome } from './reply.js';
 import type { BodyMeta, ScriptInfo } from './isolate/protocol.js';
 import { resolveModelVersion, type ModelVersion } from './model-version.js';
@@ -58,7 +58,13 @@ export function scorerOptions(config: Readonly<Config>, logger: Logger, version?
     restartBackoff: config.isolateRestart,
     concurrency: config.concurrency,
     modelVersion: model.version,
-    context: { modelDir: model.dir, maxTensorElements: config.maxTensorElements, ort: config.ort, onnx: config.onnx, image: config.image },
+    context: {
+      modelDir: model.dir,
+      maxTensorElements: config.maxTensorElements,
+      ort: config.ort,
+      onnx: config.onnx,
+      image: config.image,
+    },
     maxMessageBytes: config.maxMessageBytes,
     runTimeoutMs: config.runTimeoutMs,
     logger,
@@ -70,7 +76,8 @@ export function scorerOptions(config: Readonly<Config>, logger: Logger, version?
  * seed's "local model"), so a folder that is not there is its init()'s business, and the version says so.
  */
 function modelVersionFor(entryScript: string, modelDir: string, logger: Logger): ModelVersion {
-  if (entryScript !== BUILT_IN_ENTRY_SCRIPT && !existsSync(modelDir)) return { dir: modelDir, version: 'no-model-folder' };
+  if (entryScript !== BUILT_IN_ENTRY_SCRIPT && !existsSync(modelDir))
+    return { dir: modelDir, version: 'no-model-folder' };
   return resolveModelVersion(modelDir, logger);
 }
 
@@ -93,7 +100,11 @@ export class Scorer {
       await Promise.all(started.map((s) => (s.status === 'fulfilled' ? s.value.close() : undefined)));
       throw (failed as PromiseRejectedResult).reason;
     }
-    return new Scorer(started.map((s) => (s as PromiseFulfilledResult<ScriptHost>).value), runTimeoutMs, modelVersion);
+    return new Scorer(
+      started.map((s) => (s as PromiseFulfilledResult<ScriptHost>).value),
+      runTimeoutMs,
+      modelVersion,
+    );
   }
 
   get info(): ScriptInfo {

@@ -12,7 +12,18 @@
  * `begin` returns undefined, and the answer path's `trace?.…` calls cost a property check. The caller's
  * traceparent is still copied onto the reply (`passTraceHeaders`), so a caller can match the two.
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter, type TextMapSetter, type Tracer } from '@opentelemetry/api';
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Context,
+  type Span,
+  type TextMapGetter,
+  type TextMapSetter,
+  type Tracer,
+} from '@opentelemetry/api';
 import { TRACE_PARENT_HEADER, TRACE_STATE_HEADER, W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { SpanExporter } from '@opentelemetry/sdk-trace';
 import type { TracingConfig } from './config.js';
@@ -83,7 +94,11 @@ export class InputTrace {
     if (input.deliveryCount !== undefined) attributes['messaging.rabbitmq.delivery_count'] = input.deliveryCount;
     if (input.bodyBytes !== undefined) attributes['messaging.message.body.size'] = input.bodyBytes;
     const startTime = input.receivedAtMs ?? Date.now();
-    this.process = tracer.startSpan(`${input.queue} process`, { kind: SpanKind.CONSUMER, attributes, startTime }, parent);
+    this.process = tracer.startSpan(
+      `${input.queue} process`,
+      { kind: SpanKind.CONSUMER, attributes, startTime },
+      parent,
+    );
     this.stageContext = trace.setSpan(parent, this.process);
     this.stage = tracer.startSpan('batch', { startTime }, this.stageContext);
   }
@@ -165,10 +180,15 @@ export const TRACING_OFF: Tracing = { enabled: false, begin: () => undefined, sh
  * Starts the SDK and its exporter when the config asks for one; otherwise TRACING_OFF, loading nothing.
  * `exporter` replaces the configured one (tests).
  */
-export async function startTracing(c: TracingConfig, o: { exporter?: SpanExporter; version?: string } = {}): Promise<Tracing> {
+export async function startTracing(
+  c: TracingConfig,
+  o: { exporter?: SpanExporter; version?: string } = {},
+): Promise<Tracing> {
   if (c.exporter === 'none' && !o.exporter) return TRACING_OFF;
   // Loaded only now: a consumer without tracing never pays for the SDK's modules.
-  const { TracerProvider, BatchSpanProcessor, SimpleSpanProcessor, ConsoleSpanExporter } = await import('@opentelemetry/sdk-trace');
+  const { TracerProvider, BatchSpanProcessor, SimpleSpanProcessor, ConsoleSpanExporter } = await import(
+    '@opentelemetry/sdk-trace'
+  );
   const { resourceFromAttributes } = await import('@opentelemetry/resources');
   let processor: InstanceType<typeof SimpleSpanProcessor> | InstanceType<typeof BatchSpanProcessor> | undefined;
   if (o.exporter) processor = new SimpleSpanProcessor({ exporter: o.exporter });
@@ -179,7 +199,10 @@ export async function startTracing(c: TracingConfig, o: { exporter?: SpanExporte
     processor = new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: c.otlpTracesUrl }) });
   }
   const provider = new TracerProvider({
-    resource: resourceFromAttributes({ 'service.name': c.serviceName, ...(o.version ? { 'service.version': o.version } : {}) }),
+    resource: resourceFromAttributes({
+      'service.name': c.serviceName,
+      ...(o.version ? { 'service.version': o.version } : {}),
+    }),
     spanProcessors: [processor],
   });
   const tracer = provider.getTracer('onnx-rabbitmq-scorer', o.version);

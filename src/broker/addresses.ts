@@ -25,7 +25,9 @@ export function toConnectOptions(url: string, heartbeatS: number): Options.Conne
     hostname: u.hostname.replace(/^\[|\]$/g, ''),
     port: u.port ? Number(u.port) : protocol === 'amqps' ? 5671 : 5672,
     // Both absent means amqplib's guest/guest, as in its string form.
-    ...(u.username !== '' || u.password !== '' ? { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) } : {}),
+    ...(u.username !== '' || u.password !== ''
+      ? { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) }
+      : {}),
     // Still escaped: amqplib unescapes the vhost itself, for both forms.
     vhost: u.pathname.slice(1),
     heartbeat: int(query.heartbeat) ?? heartbeatS,
@@ -72,7 +74,10 @@ export class BrokerAddresses {
     const live = {} as Options.Connect;
     const keys = new Set(this.options.flatMap((o) => Object.keys(o)));
     for (const key of keys) {
-      Object.defineProperty(live, key, { enumerable: true, get: () => (this.options[this.index] as Record<string, unknown>)[key] });
+      Object.defineProperty(live, key, {
+        enumerable: true,
+        get: () => (this.options[this.index] as Record<string, unknown>)[key],
+      });
     }
     return live;
   }

@@ -40,10 +40,17 @@ export function amqplibVersion(): string {
  * are not there, writes stay as they were.
  */
 export function coalesceWrites(model: amqp.ChannelModel): void {
-  const connection = (model as unknown as { connection?: { stream?: unknown; muxer?: { _readIncoming?: unknown } } }).connection;
+  const connection = (model as unknown as { connection?: { stream?: unknown; muxer?: { _readIncoming?: unknown } } })
+    .connection;
   const socket = connection?.stream as { cork?: () => void; uncork?: () => void } | undefined;
   const mux = connection?.muxer;
-  if (!mux || typeof mux._readIncoming !== 'function' || typeof socket?.cork !== 'function' || typeof socket.uncork !== 'function') return;
+  if (
+    !mux ||
+    typeof mux._readIncoming !== 'function' ||
+    typeof socket?.cork !== 'function' ||
+    typeof socket.uncork !== 'function'
+  )
+    return;
   const readIncoming = (mux._readIncoming as () => void).bind(mux);
   mux._readIncoming = () => {
     socket.cork!();
@@ -68,8 +75,14 @@ interface ChannelInternals {
  * straight to the two methods publish() calls, with the same fields. This reaches into amqplib 2.x
  * internals: if they are not there, replies go through publish().
  */
-export function publishOn(ch: amqp.ConfirmChannel, reply: Reply, cb: (err: unknown) => void, viaInternals = hasInternals(ch)): boolean {
-  if (!viaInternals) return ch.publish('', reply.routingKey, reply.body, { ...reply.properties, mandatory: reply.mandatory }, cb);
+export function publishOn(
+  ch: amqp.ConfirmChannel,
+  reply: Reply,
+  cb: (err: unknown) => void,
+  viaInternals = hasInternals(ch),
+): boolean {
+  if (!viaInternals)
+    return ch.publish('', reply.routingKey, reply.body, { ...reply.properties, mandatory: reply.mandatory }, cb);
   const internals = ch as unknown as ChannelInternals;
   const p = reply.properties;
   const fields = {

@@ -64,7 +64,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
     super();
     this.nextPrefetch = config.prefetch;
     this.topology = topologyFor(config);
-    this.publisher = new ReplyPublisher(this.topology, config.amqp.confirmTimeoutMs, log, (r) => this.emit('returned', r));
+    this.publisher = new ReplyPublisher(this.topology, config.amqp.confirmTimeoutMs, log, (r) =>
+      this.emit('returned', r),
+    );
   }
 
   /** Fails fast at boot (unreachable broker, refused login, a queue that clashes); retries for ever once connected. */
@@ -76,12 +78,23 @@ export class Broker extends EventEmitter<BrokerEvents> {
     } catch (err) {
       await broker.close();
       // A BootError already says what is wrong (an unreadable AMQP_CERT_FILE): the broker was never tried.
-      throw broker.fatal ?? (err instanceof BootError ? err : new BootError(`broker ${redactUrl(config.amqp.url)} unreachable: ${(err as Error).message}`));
+      throw (
+        broker.fatal ??
+        (err instanceof BootError
+          ? err
+          : new BootError(`broker ${redactUrl(config.amqp.url)} unreachable: ${(err as Error).message}`))
+      );
     }
     return broker;
   }
 
-  get state(): { consumeConnected: boolean; publishConnected: boolean; consuming: boolean; paused: boolean; blocked: boolean } {
+  get state(): {
+    consumeConnected: boolean;
+    publishConnected: boolean;
+    consuming: boolean;
+    paused: boolean;
+    blocked: boolean;
+  } {
     const c = this.consumeState.name;
     return {
       consumeConnected: c === 'idle' || c === 'consuming',
@@ -182,7 +195,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   private want(demand: Demand): Promise<void> {
     if (this.demand !== 'stopped') this.demand = demand;
-    this.reconciling = this.reconciling.then(() => this.reconcile()).catch((err: Error) => this.log.warn({ err: err.message }, 'consume or cancel failed'));
+    this.reconciling = this.reconciling
+      .then(() => this.reconcile())
+      .catch((err: Error) => this.log.warn({ err: err.message }, 'consume or cancel failed'));
     return this.reconciling;
   }
 
@@ -251,23 +266,38 @@ export class Broker extends EventEmitter<BrokerEvents> {
     await declareQueues(model, this.topology, [this.topology.inputQueue, this.topology.deadQueue], this.log);
     const ch = await model.createChannel();
     let generation = -1;
-    watchChannel(ch, model, 'consume', this.log, () => this.acks()?.generation === generation && this.consumeState.name !== 'closed');
+    watchChannel(
+      ch,
+      model,
+      'consume',
+      this.log,
+      () => this.acks()?.generation === generation && this.consumeState.name !== 'closed',
+    );
     // Cautious at first: as many of the largest bodies as fit in the byte budget. Deliveries the broker
     // sent before a pause reaches it still arrive, so a first prefetch of PREFETCH could overshoot the
     // budget by hundreds of MiB; the consumer raises it once it has seen how large the bodies are.
-    const first = Math.max(1, Math.min(this.config.prefetch, Math.floor(this.config.maxInFlightBytes / this.config.maxMessageBytes)));
+    const first = Math.max(
+      1,
+      Math.min(this.config.prefetch, Math.floor(this.config.maxInFlightBytes / this.config.maxMessageBytes)),
+    );
     await ch.prefetch(first);
     this.channelPrefetch = first;
     this.nextPrefetch = first;
     this.acks()?.lost();
     generation = ++this.generation;
     if (this.consumeState.name === 'closed') return;
-    this.toConsume({ name: 'idle', channel: ch, acks: new ChannelAcks(generation, ch as unknown as AckChannel, this.log) }, 'connected');
+    this.toConsume(
+      { name: 'idle', channel: ch, acks: new ChannelAcks(generation, ch as unknown as AckChannel, this.log) },
+      'connected',
+    );
     await this.want(this.demand);
   }
 
   /** `msg`: the log line; 'consuming' marks a (re)subscription, which tests and operators look for. */
-  private async subscribe(s: { channel: amqp.Channel; acks: ChannelAcks }, msg: 'consuming' | 'prefetch changed' = 'consuming'): Promise<void> {
+  private async subscribe(
+    s: { channel: amqp.Channel; acks: ChannelAcks },
+    msg: 'consuming' | 'prefetch changed' = 'consuming',
+  ): Promise<void> {
     const { channel: ch, acks } = s;
     if (this.channelPrefetch !== this.nextPrefetch) {
       await ch.prefetch(this.nextPrefetch);

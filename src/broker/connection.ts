@@ -32,7 +32,10 @@ export async function openConnection(
 ): Promise<amqp.RecoveringChannelModel> {
   const version = amqplibVersion();
   if (role === 'consume' && !version.startsWith(`${TESTED_WITH}.`)) {
-    log.warn({ amqplib: version, testedWith: `${TESTED_WITH}.x` }, 'amqplib version not the one its internals were checked against; the guarded fast paths may fall back to the public API');
+    log.warn(
+      { amqplib: version, testedWith: `${TESTED_WITH}.x` },
+      'amqplib version not the one its internals were checked against; the guarded fast paths may fall back to the public API',
+    );
   }
   // Every address AMQP_URL lists, tried in turn by amqplib's own recovery (see addresses.ts).
   const addresses = new BrokerAddresses(a.urls, a.heartbeatS);
@@ -62,7 +65,9 @@ export async function openConnection(
     },
   });
   conn.on('error', (err: Error) => log.warn({ role, err: err.message }, 'broker connection error'));
-  conn.on('handler-error', (err: Error, event: string) => log.error({ role, event, err: err.message }, 'broker event handler threw'));
+  conn.on('handler-error', (err: Error, event: string) =>
+    log.error({ role, event, err: err.message }, 'broker event handler threw'),
+  );
   conn.on('connect-failed', (err: Error) => {
     log.warn({ role, broker: redactUrl(addresses.currentUrl), err: err.message }, 'broker connect failed');
     addresses.next();
@@ -92,7 +97,12 @@ export async function openConnection(
  * argument and how to fix it. The reply and dead-letter queues may be someone else's, declared their
  * way: we use them as they are.
  */
-export async function declareQueues(model: amqp.ChannelModel, topology: Topology, queues: string[], log: Logger): Promise<void> {
+export async function declareQueues(
+  model: amqp.ChannelModel,
+  topology: Topology,
+  queues: string[],
+  log: Logger,
+): Promise<void> {
   for (const queue of queues) {
     const ch = await model.createChannel();
     ch.on('error', () => {});
@@ -104,16 +114,28 @@ export async function declareQueues(model: amqp.ChannelModel, topology: Topology
       if (!/PRECONDITION_FAILED/.test(message)) throw err;
       if (queue === topology.inputQueue) throw explainPreconditionFailed(queue, message);
       const foreign = foreignArgument(message);
-      if (foreign?.loss) log.warn({ queue, argument: foreign.argument, value: foreign.value, loss: foreign.loss }, 'reply queue has an argument that can drop confirmed replies');
+      if (foreign?.loss)
+        log.warn(
+          { queue, argument: foreign.argument, value: foreign.value, loss: foreign.loss },
+          'reply queue has an argument that can drop confirmed replies',
+        );
       else log.info({ queue, argument: foreign?.argument }, 'queue exists with its own arguments; using it as it is');
     }
   }
 }
 
 /** A channel that dies under a live connection would leave us deaf or mute: recycle the connection. */
-export function watchChannel(ch: amqp.Channel, model: amqp.ChannelModel, role: Role, log: Logger, stillWanted: () => boolean): void {
+export function watchChannel(
+  ch: amqp.Channel,
+  model: amqp.ChannelModel,
+  role: Role,
+  log: Logger,
+  stillWanted: () => boolean,
+): void {
   ch.on('error', (err: Error) => log.warn({ role, err: err.message }, 'channel error'));
-  ch.on('handler-error', (err: Error, event: string) => log.error({ role, event, err: err.message }, 'channel handler threw'));
+  ch.on('handler-error', (err: Error, event: string) =>
+    log.error({ role, event, err: err.message }, 'channel handler threw'),
+  );
   ch.on('close', () => {
     if (stillWanted()) void model.close().catch(() => {});
   });

@@ -45,7 +45,8 @@ export function toDelivery(msg: amqp.ConsumeMessage, generation: number): Delive
     redelivered: msg.fields.redelivered,
     deliveryCount: typeof count === 'number' ? count : msg.fields.redelivered ? 1 : 0,
     timestamp: typeof p.timestamp === 'number' ? p.timestamp : undefined,
-    expiration: p.expiration === undefined || p.expiration === null || p.expiration === '' ? undefined : String(p.expiration),
+    expiration:
+      p.expiration === undefined || p.expiration === null || p.expiration === '' ? undefined : String(p.expiration),
     priority: typeof p.priority === 'number' ? p.priority : undefined,
     tag: msg.fields.deliveryTag,
     channel: generation,

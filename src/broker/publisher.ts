@@ -77,13 +77,20 @@ export class ReplyPublisher {
       const max = TOO_LARGE.exec(err.message);
       if (max) {
         this.maxMessageBytes = Number(max[1]);
-        this.log.warn({ maxMessageBytes: this.maxMessageBytes }, 'broker refused a reply over its max_message_size; such replies are answered with an error instead');
+        this.log.warn(
+          { maxMessageBytes: this.maxMessageBytes },
+          'broker refused a reply over its max_message_size; such replies are answered with an error instead',
+        );
       }
     });
     ch.on('return', (msg: amqp.Message) => {
       const id = msg.properties.messageId as string | undefined;
       if (id) this.returnedIds.add(id);
-      this.onReturned({ routingKey: msg.fields.routingKey, correlationId: msg.properties.correlationId, replyText: String((msg.fields as { replyText?: string }).replyText ?? '') });
+      this.onReturned({
+        routingKey: msg.fields.routingKey,
+        correlationId: msg.properties.correlationId,
+        replyText: String((msg.fields as { replyText?: string }).replyText ?? ''),
+      });
     });
     ch.on('drain', () => {
       if (this.state.name === 'full' && this.state.channel === ch) this.to({ name: 'up', channel: ch, model }, 'drain');
@@ -160,8 +167,11 @@ export class ReplyPublisher {
         }
         const id = reply.properties.messageId;
         try {
-          const ok = publishOn(ch, reply, (err: unknown) => settle(i, err ? failed(i, err) : this.returnedIds.delete(id) ? 'returned' : 'confirmed'));
-          if (!ok && this.state.name === 'up' && this.state.channel === ch) this.to({ ...this.state, name: 'full' }, 'buffer full');
+          const ok = publishOn(ch, reply, (err: unknown) =>
+            settle(i, err ? failed(i, err) : this.returnedIds.delete(id) ? 'returned' : 'confirmed'),
+          );
+          if (!ok && this.state.name === 'up' && this.state.channel === ch)
+            this.to({ ...this.state, name: 'full' }, 'buffer full');
         } catch (err) {
           settle(i, failed(i, err));
         }
@@ -181,7 +191,10 @@ export class ReplyPublisher {
     const entry = this.late.get(id);
     if (!entry) return 'lost';
     let timer: NodeJS.Timeout | undefined;
-    const result = await Promise.race([entry.promise, new Promise<PublishResult>((r) => (timer = setTimeout(() => r('late'), waitMs)))]);
+    const result = await Promise.race([
+      entry.promise,
+      new Promise<PublishResult>((r) => (timer = setTimeout(() => r('late'), waitMs))),
+    ]);
     clearTimeout(timer);
     if (result !== 'late') this.late.delete(id);
     return result;
@@ -195,7 +208,8 @@ export class ReplyPublisher {
   /** A reply to REPLY_QUEUE came back unroutable: someone deleted it. Declare it again before republishing. */
   async redeclareReplyQueue(): Promise<void> {
     const s = this.state;
-    if (s.name === 'up' || s.name === 'full' || s.name === 'blocked') await declareQueues(s.model, this.topology, [this.topology.replyQueue], this.log).catch(() => {});
+    if (s.name === 'up' || s.name === 'full' || s.name === 'blocked')
+      await declareQueues(s.model, this.topology, [this.topology.replyQueue], this.log).catch(() => {});
   }
 
   /** Whoever waits to publish stops waiting: publishAll() then fails fast instead of hanging a shutdown. */

@@ -20,7 +20,9 @@ export function deadQueueOf(inputQueue: string): string {
   return `${inputQueue}.dead`;
 }
 
-export function topologyFor(c: Pick<Config, 'inputQueue' | 'replyQueue' | 'queueType' | 'deliveryLimit'> & Partial<Pick<Config, 'maxPriority'>>): Topology {
+export function topologyFor(
+  c: Pick<Config, 'inputQueue' | 'replyQueue' | 'queueType' | 'deliveryLimit'> & Partial<Pick<Config, 'maxPriority'>>,
+): Topology {
   const deadQueue = deadQueueOf(c.inputQueue);
   const deadLetter = { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': deadQueue };
   const inputArguments: Record<string, string | number> =
@@ -45,7 +47,8 @@ export function topologyFor(c: Pick<Config, 'inputQueue' | 'replyQueue' | 'queue
     deadQueue,
     inputArguments,
     queueType: c.queueType,
-    argumentsOf: (queue) => (queue === c.inputQueue ? inputArguments : queue === deadQueue ? deadArguments : replyArguments),
+    argumentsOf: (queue) =>
+      queue === c.inputQueue ? inputArguments : queue === deadQueue ? deadArguments : replyArguments,
   };
 }
 
@@ -78,7 +81,9 @@ const QUORUM_ONLY = new Set(['x-overflow', 'x-dead-letter-strategy']);
  * is `none`, `'5'` (same type, other value) or `the value '5' of type 'byte'` (one side missing or another type).
  */
 const ARG_VALUE = `(?:none|(?:the value )?'([^']*)'(?: of type '[^']*')?)`;
-const INEQUIVALENT_ARG = new RegExp(`inequivalent arg '([^']+)'.*?: received ${ARG_VALUE} but current (?:value )?is ${ARG_VALUE}`);
+const INEQUIVALENT_ARG = new RegExp(
+  `inequivalent arg '([^']+)'.*?: received ${ARG_VALUE} but current (?:value )?is ${ARG_VALUE}`,
+);
 
 /**
  * The broker's PRECONDITION_FAILED text names the argument and both values; say it in one line with
@@ -86,7 +91,8 @@ const INEQUIVALENT_ARG = new RegExp(`inequivalent arg '([^']+)'.*?: received ${A
  */
 export function explainPreconditionFailed(queue: string, brokerMessage: string): BootError {
   const m = INEQUIVALENT_ARG.exec(brokerMessage);
-  if (!m) return new BootError(`queue '${queue}' exists with other settings than this consumer declares: ${brokerMessage}`);
+  if (!m)
+    return new BootError(`queue '${queue}' exists with other settings than this consumer declares: ${brokerMessage}`);
   const [, arg, wanted, existing] = m;
   const setting = SETTING[arg];
   const typeHint = QUORUM_ONLY.has(arg) && (wanted === undefined) !== (existing === undefined);
@@ -95,7 +101,9 @@ export function explainPreconditionFailed(queue: string, brokerMessage: string):
     : typeHint
       ? `set QUEUE_TYPE=${existing === undefined ? 'classic' : 'quorum'} to use the queue as it is, or delete the queue so it is declared anew`
       : 'delete the queue so it is declared anew';
-  return new BootError(`queue '${queue}' exists with ${arg} = ${shown(existing)}, but this consumer declares ${shown(wanted)}: ${fix}`);
+  return new BootError(
+    `queue '${queue}' exists with ${arg} = ${shown(existing)}, but this consumer declares ${shown(wanted)}: ${fix}`,
+  );
 }
 
 /** `none` when the argument is absent; an empty string (the default exchange) shown as ''. */

@@ -58,23 +58,38 @@ export class CliBroker {
   }
 
   /** A publish the broker could not route (returned under `mandatory`). */
-  onReturn(handler: (correlationId: string | undefined, routingKey: string, messageId: string | undefined) => void): void {
-    this.publisher.on('return', (m: amqp.Message) => handler(m.properties.correlationId, m.fields.routingKey, m.properties.messageId));
+  onReturn(
+    handler: (correlationId: string | undefined, routingKey: string, messageId: string | undefined) => void,
+  ): void {
+    this.publisher.on('return', (m: amqp.Message) =>
+      handler(m.properties.correlationId, m.fields.routingKey, m.properties.messageId),
+    );
   }
 
   /** The queue's message count, or undefined when it does not exist. Passive, on a throwaway channel. */
   async queueDepth(queue: string): Promise<number | undefined> {
-    return this.onThrowawayChannel((ch) => ch.checkQueue(queue).then((q) => q.messageCount, () => undefined));
+    return this.onThrowawayChannel((ch) =>
+      ch.checkQueue(queue).then(
+        (q) => q.messageCount,
+        () => undefined,
+      ),
+    );
   }
 
   /** A queue the consumer declares must be there before anything is sent to it; `hint`: what else the user can do. */
   async requireQueue(queue: string, hint = ''): Promise<void> {
-    if ((await this.queueDepth(queue)) === undefined) throw new Error(`queue '${queue}' does not exist: start a consumer first (it declares the queue)${hint}`);
+    if ((await this.queueDepth(queue)) === undefined)
+      throw new Error(`queue '${queue}' does not exist: start a consumer first (it declares the queue)${hint}`);
   }
 
   /** A durable queue of our own for one run's replies: it outlives the CLI, so an interrupted run can resume. */
   async declareRunQueue(queue: string): Promise<void> {
-    await this.onThrowawayChannel((ch) => ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'classic', 'x-expires': RUN_QUEUE_EXPIRES_MS } }));
+    await this.onThrowawayChannel((ch) =>
+      ch.assertQueue(queue, {
+        durable: true,
+        arguments: { 'x-queue-type': 'classic', 'x-expires': RUN_QUEUE_EXPIRES_MS },
+      }),
+    );
   }
 
   async deleteQueue(queue: string): Promise<void> {
@@ -136,7 +151,11 @@ export class CliBroker {
    * Consumes `queue` with manual acks and at most `prefetch` unacked replies. The handler gets an
    * `ack` to call once the reply is safely written: until then the broker keeps it for a later run.
    */
-  async consumeReplies(queue: string, prefetch: number, handler: (reply: ReplyMessage, ack: () => void) => void): Promise<void> {
+  async consumeReplies(
+    queue: string,
+    prefetch: number,
+    handler: (reply: ReplyMessage, ack: () => void) => void,
+  ): Promise<void> {
     const ch = await this.connection.createChannel();
     ch.on('error', (err: Error) => {
       if (!this.closing) this.lost?.(`reply channel error: ${err.message}`);
@@ -161,7 +180,13 @@ export class CliBroker {
    * One request and its reply over direct reply-to (`amq.rabbitmq.reply-to`): no queue to declare or
    * delete. At-most-once, which is fine for one interactive request.
    */
-  async request(queue: string, body: Buffer, correlationId: string, timeoutMs: number, extra: Pick<Published, 'contentType' | 'headers'> = {}): Promise<ReplyMessage | undefined> {
+  async request(
+    queue: string,
+    body: Buffer,
+    correlationId: string,
+    timeoutMs: number,
+    extra: Pick<Published, 'contentType' | 'headers'> = {},
+  ): Promise<ReplyMessage | undefined> {
     const DIRECT = 'amq.rabbitmq.reply-to';
     return new Promise<ReplyMessage | undefined>((resolve, reject) => {
       const timer = setTimeout(() => resolve(undefined), timeoutMs);
@@ -170,7 +195,9 @@ export class CliBroker {
         reject(err);
       };
       this.lost = (why) => fail(new Error(why));
-      this.onReturn(() => fail(new Error(`queue '${queue}' does not exist: start a consumer first (it declares the queue)`)));
+      this.onReturn(() =>
+        fail(new Error(`queue '${queue}' does not exist: start a consumer first (it declares the queue)`)),
+      );
       void this.publisher
         .consume(
           DIRECT,
@@ -232,5 +259,10 @@ export class QueueReader {
 }
 
 function toReply(m: amqp.ConsumeMessage): ReplyMessage {
-  return { correlationId: m.properties.correlationId || undefined, contentType: m.properties.contentType || undefined, headers: m.properties.headers ?? {}, body: m.content };
+  return {
+    correlationId: m.properties.correlationId || undefined,
+    contentType: m.properties.contentType || undefined,
+    headers: m.properties.headers ?? {},
+    body: m.content,
+  };
 }

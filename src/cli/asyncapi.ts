@@ -29,7 +29,11 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
   const deadQueue = deadQueueOf(f.inputQueue);
   const server = serverOf(f.url);
   const queueBinding = (name: string) => ({
-    amqp: { is: 'queue', queue: { name, durable: true, exclusive: false, autoDelete: false, vhost: server.vhost }, bindingVersion: AMQP_BINDING_VERSION },
+    amqp: {
+      is: 'queue',
+      queue: { name, durable: true, exclusive: false, autoDelete: false, vhost: server.vhost },
+      bindingVersion: AMQP_BINDING_VERSION,
+    },
   });
   const ref = (path: string) => ({ $ref: `#/${path}` });
 
@@ -40,18 +44,24 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
       version: f.version,
       description:
         'A RabbitMQ scoring consumer: publish `{"data": ...}` to the requests queue; every request gets one reply, ' +
-        'to its `replyTo` when set, else to the replies queue, with the request\'s correlationId (else its messageId). ' +
+        "to its `replyTo` when set, else to the replies queue, with the request's correlationId (else its messageId). " +
         'A request is acknowledged only after its reply is confirmed by the broker.',
     },
     defaultContentType: 'application/json',
     servers: {
-      broker: { host: server.host, protocol: server.protocol, pathname: server.pathname, description: 'the RabbitMQ broker (AMQP 0-9-1)' },
+      broker: {
+        host: server.host,
+        protocol: server.protocol,
+        pathname: server.pathname,
+        description: 'the RabbitMQ broker (AMQP 0-9-1)',
+      },
     },
     channels: {
       requests: {
         address: f.inputQueue,
         title: 'Scoring requests',
-        description: `INPUT_QUEUE, a durable ${f.queueType} queue${f.queueType === 'quorum' ? ` with x-delivery-limit ${f.deliveryLimit}` : ''}; dead-letters to ${deadQueue}. ` +
+        description:
+          `INPUT_QUEUE, a durable ${f.queueType} queue${f.queueType === 'quorum' ? ` with x-delivery-limit ${f.deliveryLimit}` : ''}; dead-letters to ${deadQueue}. ` +
           priorityText(f.queueType, f.maxPriority ?? 0),
         messages: {
           scoreRequest: ref('components/messages/scoreRequest'),
@@ -71,7 +81,8 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
       callerReplyTo: {
         address: null,
         title: "The caller's replyTo",
-        description: "A request's replyTo queue (its own queue, or amq.rabbitmq.reply-to): the same reply messages go there.",
+        description:
+          "A request's replyTo queue (its own queue, or amq.rabbitmq.reply-to): the same reply messages go there.",
         messages: replyMessages(),
       },
       deadLetters: {
@@ -88,11 +99,17 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
       score: {
         action: 'receive',
         title: 'Score a request',
-        summary: 'Consume a request, score its data, publish one reply (to replyTo, else to the replies queue), then ack.',
+        summary:
+          'Consume a request, score its data, publish one reply (to replyTo, else to the replies queue), then ack.',
         channel: ref('channels/requests'),
-        messages: ['scoreRequest', 'scoreRequestNpy', 'scoreRequestSafetensors', 'scoreRequestImage'].map((m) => ref(`channels/requests/messages/${m}`)),
+        messages: ['scoreRequest', 'scoreRequestNpy', 'scoreRequestSafetensors', 'scoreRequestImage'].map((m) =>
+          ref(`channels/requests/messages/${m}`),
+        ),
         reply: {
-          address: { location: '$message.header#/replyTo', description: "the request's replyTo property; without one, the replies queue" },
+          address: {
+            location: '$message.header#/replyTo',
+            description: "the request's replyTo property; without one, the replies queue",
+          },
           channel: ref('channels/replies'),
           messages: replyNames.map((m) => ref(`channels/replies/messages/${m}`)),
         },
@@ -113,7 +130,10 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
     },
     components: {
       correlationIds: {
-        request: { location: '$message.header#/correlationId', description: 'the AMQP correlation_id property (else message_id) of the request' },
+        request: {
+          location: '$message.header#/correlationId',
+          description: 'the AMQP correlation_id property (else message_id) of the request',
+        },
       },
       messages: {
         scoreRequest: {
@@ -145,13 +165,14 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
         ),
         scoreRequestImage: binaryRequest(
           'Image request',
-          'image/png, image/jpeg or image/webp (the contentType says which): decoded, resized and laid out into the image model\'s input with the IMAGE_* preprocessing.',
+          "image/png, image/jpeg or image/webp (the contentType says which): decoded, resized and laid out into the image model's input with the IMAGE_* preprocessing.",
           'image/png',
         ),
         scoreResultBinary: {
           name: 'scoreResultBinary',
           title: 'Binary result',
-          summary: 'Sent when the request asked for it with x-reply-content-type: the single output as .npy, or every output by name as safetensors; the contentType says which. A user entry script may return { contentType, body } for a reply of its own type.',
+          summary:
+            'Sent when the request asked for it with x-reply-content-type: the single output as .npy, or every output by name as safetensors; the contentType says which. A user entry script may return { contentType, body } for a reply of its own type.',
           contentType: 'application/x-npy',
           correlationId: ref('components/correlationIds/request'),
           headers: replyHeaders('ok'),
@@ -183,10 +204,23 @@ export function buildAsyncApi(f: AsyncApiFacts): Record<string, unknown> {
             type: 'object',
             properties: {
               'x-death': { type: 'array', description: 'RabbitMQ dead-lettering history: reason, queue, count, time' },
-              'x-first-death-reason': { type: 'string', description: 'delivery_limit (quorum queue), rejected (classic queue: the consumer gave up on it)' },
-              'x-delivery-count': { type: 'integer', description: "the dead queue's own count of deliveries (from 0), not the input queue's" },
-              'x-poison-answered': { type: 'string', format: 'date-time', description: 'set by `scorer dead-letters answer`: when its caller was sent the POISON reply' },
-              'x-dead-letters-pass': { type: 'string', description: 'set by `scorer dead-letters` on the copies it puts back: the pass that made them' },
+              'x-first-death-reason': {
+                type: 'string',
+                description: 'delivery_limit (quorum queue), rejected (classic queue: the consumer gave up on it)',
+              },
+              'x-delivery-count': {
+                type: 'integer',
+                description: "the dead queue's own count of deliveries (from 0), not the input queue's",
+              },
+              'x-poison-answered': {
+                type: 'string',
+                format: 'date-time',
+                description: 'set by `scorer dead-letters answer`: when its caller was sent the POISON reply',
+              },
+              'x-dead-letters-pass': {
+                type: 'string',
+                description: 'set by `scorer dead-letters` on the copies it puts back: the pass that made them',
+              },
             },
           },
           payload: { description: 'the request as it was published' },
@@ -208,15 +242,28 @@ function requestHeaders(): object {
     properties: {
       'x-deadline': {
         description: 'absolute deadline: RFC 3339 with a zone, or epoch milliseconds; anything else gets BAD_DEADLINE',
-        oneOf: [{ type: 'string', format: 'date-time' }, { type: 'integer', minimum: 100_000_000_000 }, { type: 'string', pattern: '^[0-9]{12,}$' }],
+        oneOf: [
+          { type: 'string', format: 'date-time' },
+          { type: 'integer', minimum: 100_000_000_000 },
+          { type: 'string', pattern: '^[0-9]{12,}$' },
+        ],
       },
-      'x-deadline-ms': { type: 'number', minimum: 0, description: 'relative deadline: ms after the message timestamp (else its receipt)' },
-      traceparent: { type: 'string', pattern: TRACEPARENT_PATTERN, description: "W3C Trace Context: the consumer's spans continue this trace" },
+      'x-deadline-ms': {
+        type: 'number',
+        minimum: 0,
+        description: 'relative deadline: ms after the message timestamp (else its receipt)',
+      },
+      traceparent: {
+        type: 'string',
+        pattern: TRACEPARENT_PATTERN,
+        description: "W3C Trace Context: the consumer's spans continue this trace",
+      },
       tracestate: { type: 'string', description: 'W3C Trace Context vendor state, carried onto the reply' },
       'x-reply-content-type': {
         type: 'string',
         enum: ['application/json', 'application/x-npy', 'application/x-safetensors'],
-        description: 'built-in ONNX script: the reply as .npy (a model with one output) or safetensors (outputs by name) instead of JSON; error replies stay JSON strings',
+        description:
+          'built-in ONNX script: the reply as .npy (a model with one output) or safetensors (outputs by name) instead of JSON; error replies stay JSON strings',
       },
     },
   };
@@ -238,12 +285,25 @@ function replyHeaders(status: 'ok' | 'error'): object {
   const headers: Record<string, object> = {
     'x-status': { type: 'string', const: status },
     'x-model': { type: 'string', description: "the model's name (the ONNX file's, or the entry script's modelName)" },
-    'x-scoring-ms': { type: 'number', description: 'time in the entry script for the batch this request was scored in, ms (0 when not scored)' },
+    'x-scoring-ms': {
+      type: 'number',
+      description: 'time in the entry script for the batch this request was scored in, ms (0 when not scored)',
+    },
   };
   // Not on every reply, so not required.
   const optional: Record<string, object> = {
-    'x-queue-wait-ms': { type: 'number', minimum: 0, description: "time the request waited in the queue: from its timestamp to its delivery, ms; absent when it has no timestamp" },
-    traceparent: { type: 'string', pattern: TRACEPARENT_PATTERN, description: "W3C Trace Context of the reply's publish, in the request's trace (with tracing off: the request's own traceparent)" },
+    'x-queue-wait-ms': {
+      type: 'number',
+      minimum: 0,
+      description:
+        'time the request waited in the queue: from its timestamp to its delivery, ms; absent when it has no timestamp',
+    },
+    traceparent: {
+      type: 'string',
+      pattern: TRACEPARENT_PATTERN,
+      description:
+        "W3C Trace Context of the reply's publish, in the request's trace (with tracing off: the request's own traceparent)",
+    },
     tracestate: { type: 'string', description: "the request's tracestate" },
   };
   if (status === 'error') {
@@ -255,14 +315,19 @@ function replyHeaders(status: 'ok' | 'error'): object {
         .join('; '),
     };
   }
-  if (status === 'error') optional['x-dead-letter-queue'] = { type: 'string', description: 'POISON replies: the queue the request is parked in' };
+  if (status === 'error')
+    optional['x-dead-letter-queue'] = {
+      type: 'string',
+      description: 'POISON replies: the queue the request is parked in',
+    };
   return { type: 'object', required: Object.keys(headers), properties: { ...headers, ...optional } };
 }
 
 const TRACEPARENT_PATTERN = '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$';
 
 function priorityText(queueType: QueueType, maxPriority: number): string {
-  if (maxPriority === 0) return 'Priorities: none (MAX_PRIORITY 0): requests are scored in arrival order, redelivered ones first.';
+  if (maxPriority === 0)
+    return 'Priorities: none (MAX_PRIORITY 0): requests are scored in arrival order, redelivered ones first.';
   const broker =
     queueType === 'classic'
       ? `declared with x-max-priority ${maxPriority}, so the broker delivers higher priorities first too`

@@ -16,7 +16,17 @@
  * are gone.
  */
 import { type QueueReader, type Taken, CliBroker } from './amqp.js';
-import { ANSWERED_HEADER, PASS_HEADER, copyProperties, describeParked, listLine, passOf, poisonText, requestKey, type ParkedInfo } from './parked.js';
+import {
+  ANSWERED_HEADER,
+  PASS_HEADER,
+  copyProperties,
+  describeParked,
+  listLine,
+  passOf,
+  poisonText,
+  requestKey,
+  type ParkedInfo,
+} from './parked.js';
 import { defaultStatePath, openPass, PassJournal, type PassCommand, type PassState } from './pass-state.js';
 import { createProgress, type Progress } from './progress.js';
 import type { Output } from './submit.js';
@@ -82,13 +92,19 @@ export async function deadLetters(o: DeadLettersOptions, io: Output): Promise<nu
   const broker = await CliBroker.connect(o.url, `scorer-dead-letters/${o.command}`);
   try {
     const parked = await broker.queueDepth(deadQueue);
-    if (parked === undefined) throw new Error(`queue '${deadQueue}' does not exist: no consumer has declared '${o.queue}' here (check --queue and --url)`);
+    if (parked === undefined)
+      throw new Error(
+        `queue '${deadQueue}' does not exist: no consumer has declared '${o.queue}' here (check --queue and --url)`,
+      );
     if (o.command === 'replay') await broker.requireQueue(o.queue);
     const state = openPass(statePath, o.command, deadQueue, parked);
     if (state.resumed) {
-      io.stderr.write(`resuming the interrupted ${o.command} pass ${state.header.runId} over '${deadQueue}' (${state.done.size} of ${state.header.parked} messages done; state in ${statePath})\n`);
+      io.stderr.write(
+        `resuming the interrupted ${o.command} pass ${state.header.runId} over '${deadQueue}' (${state.done.size} of ${state.header.parked} messages done; state in ${statePath})\n`,
+      );
     }
-    const size = o.command === 'replay' && o.limit !== undefined ? Math.min(state.header.parked, o.limit) : state.header.parked;
+    const size =
+      o.command === 'replay' && o.limit !== undefined ? Math.min(state.header.parked, o.limit) : state.header.parked;
     const budget = Math.max(0, size - state.done.size);
     const pass = new Pass(o, io, broker, deadQueue, state, new PassJournal(statePath), budget);
     return await pass.run();
@@ -131,7 +147,8 @@ class Pass {
     private readonly journal: PassJournal,
     private readonly budget: number,
   ) {
-    if (o.progress) this.progress = createProgress(budget, 0, io.stderr, { name: `dead-letters ${o.command}`, unit: 'messages' });
+    if (o.progress)
+      this.progress = createProgress(budget, 0, io.stderr, { name: `dead-letters ${o.command}`, unit: 'messages' });
   }
 
   async run(): Promise<number> {
@@ -172,7 +189,10 @@ class Pass {
     while (!this.stopReason) {
       const chunk: Taken[] = [];
       let end = false;
-      while (chunk.length < (this.o.window ?? DEFAULT_WINDOW) && this.counts.taken - this.counts.resumed + chunk.length - this.resumedInHand < this.budget) {
+      while (
+        chunk.length < (this.o.window ?? DEFAULT_WINDOW) &&
+        this.counts.taken - this.counts.resumed + chunk.length - this.resumedInHand < this.budget
+      ) {
         const t = await reader.get();
         if (!t) {
           end = true;
@@ -217,7 +237,11 @@ class Pass {
       this.tally(info);
       let copied = false;
       const copy = (routingKey: string, extra: Record<string, string>) => {
-        copies.push({ routingKey, body: t.body, properties: copyProperties(t, { [PASS_HEADER]: state.header.runId, ...extra }) });
+        copies.push({
+          routingKey,
+          body: t.body,
+          properties: copyProperties(t, { [PASS_HEADER]: state.header.runId, ...extra }),
+        });
         copied = routingKey === this.deadQueue;
       };
       if (o.command === 'list') {
@@ -229,12 +253,16 @@ class Pass {
         const marked = info.answeredAt !== undefined;
         if (marked) this.counts.answeredBefore++;
         else {
-          const reply = buildReply(t.properties, { ok: false, code: 'POISON', message: poisonText(info, this.deadQueue) }, {
-            replyQueue: o.replyQueue,
-            modelName: o.modelName ?? 'unknown',
-            scoringMs: 0,
-            traceHeaders: passTraceHeaders(t.properties.headers),
-          });
+          const reply = buildReply(
+            t.properties,
+            { ok: false, code: 'POISON', message: poisonText(info, this.deadQueue) },
+            {
+              replyQueue: o.replyQueue,
+              modelName: o.modelName ?? 'unknown',
+              scoringMs: 0,
+              traceHeaders: passTraceHeaders(t.properties.headers),
+            },
+          );
           // One id per parked request: a caller answered twice (a kill mid-chunk) can tell the second for a repeat.
           reply.properties.messageId = `poison:${key}`;
           reply.properties.headers['x-dead-letter-queue'] = this.deadQueue;
@@ -251,7 +279,11 @@ class Pass {
       if (!(await this.confirmed('a POISON reply'))) return false;
       for (const r of replies) {
         if (!this.returned.has(r.messageId)) continue;
-        if (r.toReplyQueue) return this.stop(`queue '${o.replyQueue}' does not exist: start a consumer first (it declares it), or pass --reply-queue`, 1);
+        if (r.toReplyQueue)
+          return this.stop(
+            `queue '${o.replyQueue}' does not exist: start a consumer first (it declares it), or pass --reply-queue`,
+            1,
+          );
         this.counts.callersGone++;
       }
       this.counts.answered += replies.length;
@@ -297,13 +329,16 @@ class Pass {
 
   private tally(info: ParkedInfo): void {
     this.counts.reasons.set(info.reason, (this.counts.reasons.get(info.reason) ?? 0) + 1);
-    if (info.deadLetteredAt && (!this.counts.oldest || info.deadLetteredAt < this.counts.oldest)) this.counts.oldest = info.deadLetteredAt;
+    if (info.deadLetteredAt && (!this.counts.oldest || info.deadLetteredAt < this.counts.oldest))
+      this.counts.oldest = info.deadLetteredAt;
     if (this.o.command === 'list' && info.answeredAt) this.counts.answeredBefore++;
   }
 
   private print(info: ParkedInfo): void {
     this.listed++;
-    this.io.stdout.write(this.o.json ? `${JSON.stringify({ n: this.listed, ...info })}\n` : `${listLine(this.listed, info)}\n`);
+    this.io.stdout.write(
+      this.o.json ? `${JSON.stringify({ n: this.listed, ...info })}\n` : `${listLine(this.listed, info)}\n`,
+    );
   }
 
   private stop(reason: string, exitCode: number): false {

@@ -49,7 +49,8 @@ export async function openInput(input: string, forcedContentType?: string): Prom
     nameOf: (line) => names[line - 1],
     digest: createHash('sha256').update(names.join('\n')).digest('hex'),
     async *items(skipThrough = 0) {
-      for (let i = 0; i < files.length; i++) yield i < skipThrough ? { line: i + 1, blank: true } : await fileItem(i + 1, files[i], forcedContentType);
+      for (let i = 0; i < files.length; i++)
+        yield i < skipThrough ? { line: i + 1, blank: true } : await fileItem(i + 1, files[i], forcedContentType);
     },
   };
 }
@@ -57,13 +58,19 @@ export async function openInput(input: string, forcedContentType?: string): Prom
 async function fileItem(line: number, file: string, forced: string | undefined): Promise<InputItem> {
   const contentType = contentTypeFor(file, forced);
   if (!contentType) {
-    return { line, error: `no content type for '${extname(file) || file}' files: pass --content-type, or name files .npy, .safetensors, .png, .jpg, .webp or .json`, code: 'CONTENT_TYPE' };
+    return {
+      line,
+      error: `no content type for '${extname(file) || file}' files: pass --content-type, or name files .npy, .safetensors, .png, .jpg, .webp or .json`,
+      code: 'CONTENT_TYPE',
+    };
   }
   const body = await readFile(file);
   if (!isJsonContentType(contentType)) return { line, body, contentType };
   // A JSON file is one request, as a JSONL line is.
   const prepared = prepareLine(body.toString('utf8'));
-  return 'error' in prepared ? { line, error: prepared.error.replace(/^line/, 'file'), code: 'BAD_JSON' } : { line, body: prepared.body };
+  return 'error' in prepared
+    ? { line, error: prepared.error.replace(/^line/, 'file'), code: 'BAD_JSON' }
+    : { line, body: prepared.body };
 }
 
 async function jsonLines(path: string): Promise<InputSource> {
@@ -113,7 +120,10 @@ export function globFiles(pattern: string): { base: string; files: string[] } {
   const base = parts.slice(0, firstWild).join(sep) || sep;
   const rest = parts.slice(firstWild).join('/');
   const regex = new RegExp(`^${globToRegex(rest)}$`);
-  const files = existsSync(base) && statSync(base).isDirectory() ? walk(base).filter((f) => regex.test(relative(base, f).split(sep).join('/'))) : [];
+  const files =
+    existsSync(base) && statSync(base).isDirectory()
+      ? walk(base).filter((f) => regex.test(relative(base, f).split(sep).join('/')))
+      : [];
   return { base, files };
 }
 

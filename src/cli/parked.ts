@@ -68,7 +68,8 @@ function text(v: unknown): string | undefined {
 /** amqplib decodes an AMQP timestamp in a table as `{ '!': 'timestamp', value: seconds }`. */
 function seconds(v: unknown): number | undefined {
   if (typeof v === 'number') return v;
-  if (v && typeof v === 'object' && 'value' in v && typeof (v as { value: unknown }).value === 'number') return (v as { value: number }).value;
+  if (v && typeof v === 'object' && 'value' in v && typeof (v as { value: unknown }).value === 'number')
+    return (v as { value: number }).value;
   return undefined;
 }
 
@@ -78,7 +79,9 @@ export function describeParked(m: ParkedMessage, deliveryLimit: number): ParkedI
   const first = deaths[0];
   const reason = text(h['x-first-death-reason']) ?? text(first?.reason) ?? 'unknown';
   const count = deaths.reduce((n, d) => n + (typeof d.count === 'number' ? d.count : 1), 0);
-  const limitDeaths = deaths.filter((d) => text(d.reason) === 'delivery_limit').reduce((n, d) => n + (typeof d.count === 'number' ? d.count : 1), 0);
+  const limitDeaths = deaths
+    .filter((d) => text(d.reason) === 'delivery_limit')
+    .reduce((n, d) => n + (typeof d.count === 'number' ? d.count : 1), 0);
   const times = deaths.map((d) => seconds(d.time)).filter((t): t is number => t !== undefined);
   const info: ParkedInfo = {
     reason,
@@ -127,7 +130,10 @@ export function poisonText(info: ParkedInfo, deadQueue: string): string {
 }
 
 /** Properties for a copy of `m`: itself, with `extra` headers, without the dead queue's delivery count. */
-export function copyProperties(m: ParkedMessage, extra: Record<string, string>): ParkedProperties & { headers: Record<string, unknown>; persistent: boolean } {
+export function copyProperties(
+  m: ParkedMessage,
+  extra: Record<string, string>,
+): ParkedProperties & { headers: Record<string, unknown>; persistent: boolean } {
   // userId: RabbitMQ refuses a publish whose user-id is not the publishing connection's user.
   const { deliveryMode, headers, userId: _userId, ...rest } = m.properties as ParkedProperties & { clusterId?: string };
   delete (rest as { clusterId?: string }).clusterId;

@@ -41,7 +41,14 @@ export function defaultStatePath(deadQueue: string): string {
 /** @param parked the dead queue's depth now: the pass's size when it is a new one */
 export function openPass(path: string, command: PassCommand, deadQueue: string, parked: number): PassState {
   if (!existsSync(path)) {
-    const header: PassHeader = { version: 1, runId: randomBytes(6).toString('hex'), command, deadQueue, parked, startedAt: new Date().toISOString() };
+    const header: PassHeader = {
+      version: 1,
+      runId: randomBytes(6).toString('hex'),
+      command,
+      deadQueue,
+      parked,
+      startedAt: new Date().toISOString(),
+    };
     const fd = openSync(path, 'w');
     writeSync(fd, `${JSON.stringify(header)}\n`);
     closeSync(fd);
@@ -54,10 +61,14 @@ export function openPass(path: string, command: PassCommand, deadQueue: string, 
   } catch {
     throw new Error(`state file ${path} is not a dead-letters state: delete it to start over`);
   }
-  if (header.version !== 1 || typeof header.runId !== 'string' || typeof header.parked !== 'number') throw new Error(`state file ${path} is not a dead-letters state: delete it to start over`);
-  if (header.deadQueue !== deadQueue) throw new Error(`state file ${path} is a pass over '${header.deadQueue}', not '${deadQueue}': pass --state`);
+  if (header.version !== 1 || typeof header.runId !== 'string' || typeof header.parked !== 'number')
+    throw new Error(`state file ${path} is not a dead-letters state: delete it to start over`);
+  if (header.deadQueue !== deadQueue)
+    throw new Error(`state file ${path} is a pass over '${header.deadQueue}', not '${deadQueue}': pass --state`);
   if (header.command !== command) {
-    throw new Error(`an interrupted \`dead-letters ${header.command}\` of '${deadQueue}' is unfinished (${path}): run it again to finish it first`);
+    throw new Error(
+      `an interrupted \`dead-letters ${header.command}\` of '${deadQueue}' is unfinished (${path}): run it again to finish it first`,
+    );
   }
   const state: PassState = { header, done: new Set(), resumed: true };
   // The last line may be cut short by a kill: its messages are still unacked, so they are simply done again.

@@ -13,13 +13,26 @@ export interface ProgressLabel {
   unit: string;
 }
 
-export function createProgress(total: number, alreadyDone: number, stream: NodeJS.WriteStream = process.stderr, label: ProgressLabel = { name: 'submit', unit: 'lines' }): Progress {
+export function createProgress(
+  total: number,
+  alreadyDone: number,
+  stream: NodeJS.WriteStream = process.stderr,
+  label: ProgressLabel = { name: 'submit', unit: 'lines' },
+): Progress {
   const started = performance.now();
   const rate = (done: number) => (done - alreadyDone) / Math.max(0.001, (performance.now() - started) / 1000);
-  return stream.isTTY ? barProgress(total, alreadyDone, stream, rate, label) : lineProgress(total, alreadyDone, stream, rate, label);
+  return stream.isTTY
+    ? barProgress(total, alreadyDone, stream, rate, label)
+    : lineProgress(total, alreadyDone, stream, rate, label);
 }
 
-function barProgress(total: number, alreadyDone: number, stream: NodeJS.WriteStream, rate: (done: number) => number, label: ProgressLabel): Progress {
+function barProgress(
+  total: number,
+  alreadyDone: number,
+  stream: NodeJS.WriteStream,
+  rate: (done: number) => number,
+  label: ProgressLabel,
+): Progress {
   const bar = new cliProgress.SingleBar(
     {
       format: `${label.name} {bar} {percentage}% | {value}/{total} ${label.unit} | {rate} msg/s | ETA {eta_formatted}`,
@@ -39,7 +52,13 @@ function barProgress(total: number, alreadyDone: number, stream: NodeJS.WriteStr
 
 const PLAIN_EVERY_MS = 2000;
 
-function lineProgress(total: number, alreadyDone: number, stream: NodeJS.WriteStream, rate: (done: number) => number, label: ProgressLabel): Progress {
+function lineProgress(
+  total: number,
+  alreadyDone: number,
+  stream: NodeJS.WriteStream,
+  rate: (done: number) => number,
+  label: ProgressLabel,
+): Progress {
   let last = 0;
   let latest = alreadyDone;
   const print = () => {

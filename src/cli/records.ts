@@ -17,7 +17,8 @@ export function prepareLine(text: string): Prepared {
   } catch (err) {
     return { error: `line is not JSON: ${(err as Error).message}` };
   }
-  const isRequest = value !== null && typeof value === 'object' && !Array.isArray(value) && Object.hasOwn(value, 'data');
+  const isRequest =
+    value !== null && typeof value === 'object' && !Array.isArray(value) && Object.hasOwn(value, 'data');
   return { body: Buffer.from(isRequest ? text : `{"data":${text}}`) };
 }
 
@@ -40,7 +41,11 @@ export interface ResultRecord {
  * `{"line": n, "status": "ok", "result": <reply body>}` or `{"line": n, "status": "error", "error":
  * "<reply text>", "code": "<x-error-code>"}`.
  */
-export function resultRecord(line: number, reply: { headers: Record<string, unknown>; body: Buffer }, file?: string): ResultRecord {
+export function resultRecord(
+  line: number,
+  reply: { headers: Record<string, unknown>; body: Buffer },
+  file?: string,
+): ResultRecord {
   const status = reply.headers['x-status'];
   const text = reply.body.toString('utf8');
   let body: unknown;
@@ -53,12 +58,20 @@ export function resultRecord(line: number, reply: { headers: Record<string, unkn
   const named = file === undefined ? '' : `"file":${JSON.stringify(file)},`;
   if (status === 'ok') return { text: `{"line":${line},${named}"status":"ok","result":${text}}\n`, ok: true };
   const code = reply.headers['x-error-code'];
-  const message = typeof body === 'string' ? body : status === 'error' ? text : `reply without an x-status header: ${text.slice(0, 200)}`;
+  const message =
+    typeof body === 'string'
+      ? body
+      : status === 'error'
+        ? text
+        : `reply without an x-status header: ${text.slice(0, 200)}`;
   return errorRecord(line, message, typeof code === 'string' ? code : undefined, file);
 }
 
 export function errorRecord(line: number, error: string, code?: string, file?: string): ResultRecord {
-  return { text: `${JSON.stringify({ line, ...(file === undefined ? {} : { file }), status: 'error', error, ...(code ? { code } : {}) })}\n`, ok: false };
+  return {
+    text: `${JSON.stringify({ line, ...(file === undefined ? {} : { file }), status: 'error', error, ...(code ? { code } : {}) })}\n`,
+    ok: false,
+  };
 }
 
 export interface WrittenResults {
@@ -79,7 +92,9 @@ export function readWrittenResults(text: string): WrittenResults {
     index++;
     const record = parseRecord(text.slice(start, end));
     if (!record || record.line <= written.lastLine) {
-      throw new Error(`line ${index} of the results file is not a result record in input order: is it from another run?`);
+      throw new Error(
+        `line ${index} of the results file is not a result record in input order: is it from another run?`,
+      );
     }
     written.lastLine = record.line;
     if (record.status === 'ok') written.ok++;

@@ -4,7 +4,16 @@
  * leaves either the old state or the new one.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { readWrittenResults, type WrittenResults } from './records.js';
 
 export interface RunState {
@@ -31,7 +40,12 @@ export function readState(path: string): RunState | undefined {
   } catch (err) {
     throw new Error(`state file ${path} is unreadable: ${(err as Error).message}`);
   }
-  if (state.version !== 1 || typeof state.runId !== 'string' || typeof state.replyQueue !== 'string' || typeof state.sentThrough !== 'number') {
+  if (
+    state.version !== 1 ||
+    typeof state.runId !== 'string' ||
+    typeof state.replyQueue !== 'string' ||
+    typeof state.sentThrough !== 'number'
+  ) {
     throw new Error(`state file ${path} is not a scorer submit state`);
   }
   return state as RunState;
@@ -61,7 +75,10 @@ export function startOrResume(
 ): { state: RunState; written: WrittenResults } {
   const existing = readState(statePath);
   if (!o.resume) {
-    if (existing) throw new Error(`an interrupted run's state is in ${statePath}: add --resume to finish it, or delete that file to start over`);
+    if (existing)
+      throw new Error(
+        `an interrupted run's state is in ${statePath}: add --resume to finish it, or delete that file to start over`,
+      );
     const runId = `${new Date().toISOString().slice(0, 10).replaceAll('-', '')}-${randomBytes(4).toString('hex')}`;
     closeSync(openSync(o.out, 'w'));
     const state: RunState = {
@@ -78,9 +95,15 @@ export function startOrResume(
   }
   if (!existing) throw new Error(`nothing to resume: no ${statePath} (the run finished, or never started)`);
   if (existing.input !== input) throw new Error(`${statePath} is a run of ${existing.input}, not of ${input}`);
-  if (existing.digest !== digest) throw new Error(`the files of ${input} are not the ones the run in ${statePath} started with: restore them, or start a new run with another --out`);
-  if (existing.queue !== o.queue) throw new Error(`${statePath} is a run on queue '${existing.queue}', not '${o.queue}'`);
-  const written = existsSync(o.out) ? readWrittenResults(readFileSync(o.out, 'utf8')) : { lastLine: 0, ok: 0, errors: 0, validLength: 0 };
+  if (existing.digest !== digest)
+    throw new Error(
+      `the files of ${input} are not the ones the run in ${statePath} started with: restore them, or start a new run with another --out`,
+    );
+  if (existing.queue !== o.queue)
+    throw new Error(`${statePath} is a run on queue '${existing.queue}', not '${o.queue}'`);
+  const written = existsSync(o.out)
+    ? readWrittenResults(readFileSync(o.out, 'utf8'))
+    : { lastLine: 0, ok: 0, errors: 0, validLength: 0 };
   const fd = openSync(o.out, existsSync(o.out) ? 'r+' : 'w');
   ftruncateSync(fd, written.validLength);
   closeSync(fd);

@@ -9,7 +9,10 @@ import { Scorer, scorerOptions } from '../scorer.js';
 
 export async function loadScriptInfo(config: Readonly<Config>): Promise<ScriptInfo> {
   // stdout may be the document itself: the script's logs go to stderr.
-  const scorer = await Scorer.start({ ...scorerOptions(config, pino({ level: 'warn' }, pino.destination(2))), concurrency: 1 });
+  const scorer = await Scorer.start({
+    ...scorerOptions(config, pino({ level: 'warn' }, pino.destination(2))),
+    concurrency: 1,
+  });
   try {
     return scorer.info;
   } finally {

@@ -25,7 +25,10 @@ export interface SendOptions {
 }
 
 /** The body and its properties: a JSON text, or a file (JSON or binary). */
-function requestOf(json: string | undefined, o: SendOptions): { body: Buffer } & Pick<Published, 'contentType' | 'headers'> {
+function requestOf(
+  json: string | undefined,
+  o: SendOptions,
+): { body: Buffer } & Pick<Published, 'contentType' | 'headers'> {
   const headers = o.replyContentType ? { headers: { 'x-reply-content-type': o.replyContentType } } : {};
   if (o.file === undefined) {
     if (json === undefined) throw new Error('give the request as an argument, or --file');
@@ -40,7 +43,9 @@ function requestOf(json: string | undefined, o: SendOptions): { body: Buffer } &
   try {
     bytes = readFileSync(o.file);
   } catch (err) {
-    throw new Error(`--file ${o.file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new Error(
+      `--file ${o.file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
   }
   if (!isJsonContentType(contentType)) return { body: bytes, contentType, ...headers };
   const prepared = prepareLine(bytes.toString('utf8'));
@@ -61,7 +66,11 @@ export async function send(json: string | undefined, o: SendOptions, io: Output)
     }
     const h = reply.headers;
     const status = typeof h['x-status'] === 'string' ? h['x-status'] : 'unknown';
-    const facts = [`status: ${status}`, `model: ${String(h['x-model'] ?? '?')}`, `scoring-ms: ${String(h['x-scoring-ms'] ?? '?')}`];
+    const facts = [
+      `status: ${status}`,
+      `model: ${String(h['x-model'] ?? '?')}`,
+      `scoring-ms: ${String(h['x-scoring-ms'] ?? '?')}`,
+    ];
     if (h['x-error-code']) facts.push(`code: ${String(h['x-error-code'])}`);
     const binary = !isJsonContentType(reply.contentType);
     if (binary) facts.push(`content-type: ${reply.contentType}`);

@@ -170,7 +170,11 @@ class Run {
         this.scheduleWrite();
       } else if (line > sentBefore) {
         this.sent++;
-        const ok = this.broker.publish(o.queue, item.body, { correlationId: correlationIdFor(state.runId, line), replyTo: state.replyQueue, contentType: item.contentType });
+        const ok = this.broker.publish(o.queue, item.body, {
+          correlationId: correlationIdFor(state.runId, line),
+          replyTo: state.replyQueue,
+          contentType: item.contentType,
+        });
         if (!ok) await this.untilStopped(this.broker.drain());
       } else {
         // Sent by the interrupted run: its reply may be here already, waiting for this line to be reached.
@@ -197,7 +201,10 @@ class Run {
     const through = this.handledThrough;
     let confirmed: boolean | undefined;
     try {
-      confirmed = await this.untilStopped(this.broker.waitForConfirms().then(() => true), final);
+      confirmed = await this.untilStopped(
+        this.broker.waitForConfirms().then(() => true),
+        final,
+      );
     } catch (err) {
       this.stop(`the broker refused a message: ${(err as Error).message}`, 1);
       return;
@@ -262,7 +269,10 @@ class Run {
   private checkIdle(): void {
     const idleS = (performance.now() - this.lastResultAt) / 1000;
     if (this.o.idleTimeoutS > 0 && this.order.pending > 0 && idleS > this.o.idleTimeoutS) {
-      this.stop(`no reply for ${this.o.idleTimeoutS} s with ${this.order.pending} lines outstanding (are the consumers running?)`, 1);
+      this.stop(
+        `no reply for ${this.o.idleTimeoutS} s with ${this.order.pending} lines outstanding (are the consumers running?)`,
+        1,
+      );
     }
   }
 
@@ -290,7 +300,9 @@ class Run {
    * flush waits anyway, a few seconds at most, so the state file records what was sent.
    */
   private untilStopped<T>(p: Promise<T>, evenIfStopped = false): Promise<T | undefined> {
-    const giveUp = evenIfStopped ? new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000).unref()) : this.stopped;
+    const giveUp = evenIfStopped
+      ? new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000).unref())
+      : this.stopped;
     // Given up on, `p` may still reject later (the connection closing): that is expected, not unhandled.
     p.catch(() => {});
     return Promise.race([p, giveUp]);

@@ -17,9 +17,17 @@ export function binaryResult(result: unknown): Scored | undefined {
   if (typeof result !== 'object' || result === null) return undefined;
   const { contentType, body } = result as { contentType?: unknown; body?: unknown };
   // A Buffer is a Uint8Array; a typed array of a script's other realm is caught by isView.
-  if (!(body instanceof Uint8Array) && !(ArrayBuffer.isView(body) && Object.prototype.toString.call(body) === '[object Uint8Array]')) return undefined;
+  if (
+    !(body instanceof Uint8Array) &&
+    !(ArrayBuffer.isView(body) && Object.prototype.toString.call(body) === '[object Uint8Array]')
+  )
+    return undefined;
   if (typeof contentType !== 'string' || contentType.trim() === '') {
-    return { ok: false, code: 'BAD_RESULT', message: 'run returned a binary reply { body: Uint8Array } without a contentType string' };
+    return {
+      ok: false,
+      code: 'BAD_RESULT',
+      message: 'run returned a binary reply { body: Uint8Array } without a contentType string',
+    };
   }
   return { ok: true, bytes: body as Uint8Array, contentType };
 }

@@ -12,7 +12,13 @@ import { binaryResult, scriptMeta } from './binary-calls.js';
 import { isJsonContentType } from './content-types.js';
 import type { BodyMeta, CallMethod, Scored } from './protocol.js';
 
-export async function callScript(s: EntryScript, method: CallMethod, bodies: Uint8Array[], maxMessageBytes: number, bodyMetas: Array<BodyMeta | undefined> = []): Promise<Scored[]> {
+export async function callScript(
+  s: EntryScript,
+  method: CallMethod,
+  bodies: Uint8Array[],
+  maxMessageBytes: number,
+  bodyMetas: Array<BodyMeta | undefined> = [],
+): Promise<Scored[]> {
   const outcomes: Scored[] = new Array(bodies.length);
   const valid: number[] = [];
   const values: unknown[] = [];
@@ -46,7 +52,13 @@ export async function callScript(s: EntryScript, method: CallMethod, bodies: Uin
   for (let k = 0; k < valid.length; k++) {
     if (batched) outcomes[valid[k]] = toOutcome(batched[k]);
     // A value readBody made is the script's own: run() gets the body's data text, read the general way.
-    else outcomes[valid[k]] = await runOne(s, () => (readBody && !(values[k] instanceof Uint8Array) ? parseMessage(bodies[valid[k]], maxMessageBytes) : values[k]), validMetas[k]);
+    else
+      outcomes[valid[k]] = await runOne(
+        s,
+        () =>
+          readBody && !(values[k] instanceof Uint8Array) ? parseMessage(bodies[valid[k]], maxMessageBytes) : values[k],
+        validMetas[k],
+      );
   }
   return outcomes;
 }
@@ -57,7 +69,9 @@ const scriptInput = (value: unknown): string | Uint8Array => (value instanceof U
 /** undefined when runBatch threw or broke its contract: the caller then runs item by item to find the culprit. */
 async function tryRunBatch(s: EntryScript, values: unknown[], metas: ScriptMeta[]): Promise<unknown[] | undefined> {
   try {
-    const results = s.runBatchParsed ? await s.runBatchParsed(values, metas) : await s.runBatch!(values.map(scriptInput), metas);
+    const results = s.runBatchParsed
+      ? await s.runBatchParsed(values, metas)
+      : await s.runBatch!(values.map(scriptInput), metas);
     if (Array.isArray(results) && results.length === values.length) return results;
   } catch {
     // fall through to item-by-item
@@ -88,4 +102,3 @@ function failure(err: unknown): Scored {
   const code = err instanceof ScoringError ? err.code : 'RUN_FAILED';
   return { ok: false, code, message: replyText(err) };
 }
-

@@ -14,13 +14,24 @@ import { BootError } from '../errors.js';
 import type { InitContext } from './entry-script.js';
 import type { Outcome } from '../reply.js';
 import { spawnPythonIsolate } from './python-isolate.js';
-import { packBodies, unpackOutcomes, type BodyMeta, type CallMethod, type FromRuntime, type ScriptInfo, type ToRuntime } from './protocol.js';
+import {
+  packBodies,
+  unpackOutcomes,
+  type BodyMeta,
+  type CallMethod,
+  type FromRuntime,
+  type ScriptInfo,
+  type ToRuntime,
+} from './protocol.js';
 
 const BOOTSTRAP = new URL('./bootstrap.mjs', import.meta.url);
 const PROJECT_NODE_MODULES = fileURLToPath(new URL('../../node_modules/', import.meta.url));
 
 export type Isolation = 'thread' | 'process' | 'python';
-export type CallResult = { kind: 'done'; outcomes: Outcome[] } | { kind: 'timeout' } | { kind: 'crash'; reason: string };
+export type CallResult =
+  | { kind: 'done'; outcomes: Outcome[] }
+  | { kind: 'timeout' }
+  | { kind: 'crash'; reason: string };
 
 export interface HostOptions {
   entryScript: string;
@@ -48,7 +59,8 @@ interface Isolate {
 }
 
 function spawnIsolate(isolation: Isolation, env: NodeJS.ProcessEnv, options: HostOptions): Isolate {
-  if (isolation === 'python') return spawnPythonIsolate(env, { python: options.python ?? 'python3', logger: options.logger });
+  if (isolation === 'python')
+    return spawnPythonIsolate(env, { python: options.python ?? 'python3', logger: options.logger });
   if (isolation === 'thread') {
     const worker = new Worker(BOOTSTRAP, { env });
     return {
@@ -61,7 +73,11 @@ function spawnIsolate(isolation: Isolation, env: NodeJS.ProcessEnv, options: Hos
       },
     };
   }
-  const child: ChildProcess = fork(BOOTSTRAP, [], { env, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child: ChildProcess = fork(BOOTSTRAP, [], {
+    env,
+    serialization: 'advanced',
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   return {
     send: (msg) => child.send(msg),
     kill: () => void child.kill('SIGKILL'),
@@ -105,7 +121,12 @@ export class ScriptHost {
   }
 
   /** One call at a time per host; the consumer's queue guarantees it. */
-  async call(method: CallMethod, bodies: Uint8Array[], timeoutMs: number, metas?: Array<BodyMeta | undefined>): Promise<CallResult> {
+  async call(
+    method: CallMethod,
+    bodies: Uint8Array[],
+    timeoutMs: number,
+    metas?: Array<BodyMeta | undefined>,
+  ): Promise<CallResult> {
     await this.ready;
     const id = this.nextId++;
     if (this.state === 'idle') this.to('calling', method);
@@ -113,7 +134,9 @@ export class ScriptHost {
       const timer = setTimeout(() => this.fail({ kind: 'timeout' }), timeoutMs);
       this.pending = { id, resolve, timer };
       const packed = packBodies(bodies);
-      this.isolate.send({ type: 'call', id, method, bodies: packed, ...(metas ? { metas } : {}) }, [packed.bytes.buffer as ArrayBuffer]);
+      this.isolate.send({ type: 'call', id, method, bodies: packed, ...(metas ? { metas } : {}) }, [
+        packed.bytes.buffer as ArrayBuffer,
+      ]);
     });
   }
 
@@ -184,7 +207,10 @@ export class ScriptHost {
       if (this.options.isolation !== 'thread') old.kill();
       else old.onMessage(() => old.kill()); // a thread may be inside onnxruntime: end it once its call returns
     }
-    this.options.logger.warn({ reason: result.kind === 'crash' ? result.reason : 'run timed out' }, 'replacing entry-script isolate');
+    this.options.logger.warn(
+      { reason: result.kind === 'crash' ? result.reason : 'run timed out' },
+      'replacing entry-script isolate',
+    );
     if (this.state === 'closed') return;
     this.to('replacing', result.kind);
     this.ready = this.respawn().then(() => {
@@ -203,4 +229,3 @@ export class ScriptHost {
     }
   }
 }
-

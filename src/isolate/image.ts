@@ -53,7 +53,8 @@ export function planImage(spec: ImageInputSpec, prep: ImagePreprocessing): Image
   if (spec.type !== 'float32' && spec.type !== 'uint8') return `${notImage}: an image input is float32 or uint8`;
   if (dims.length !== 4 && dims.length !== 3) return `${notImage}: an image input has rank 4 (NCHW or NHWC) or 3`;
   const rank = dims.length as 3 | 4;
-  if (rank === 4 && fixed(dims[0]) && dims[0] !== 1) return `${notImage}: its batch axis is ${dims[0]}, an image is one`;
+  if (rank === 4 && fixed(dims[0]) && dims[0] !== 1)
+    return `${notImage}: its batch axis is ${dims[0]}, an image is one`;
   const first = rank - 3; // the axis after the batch axis
   const isChannels = (d: number | string) => d === 1 || d === 3;
   let layout: 'nchw' | 'nhwc';
@@ -61,27 +62,44 @@ export function planImage(spec: ImageInputSpec, prep: ImagePreprocessing): Image
   else if (isChannels(dims[first]) && !isChannels(dims[rank - 1])) layout = 'nchw';
   else if (isChannels(dims[rank - 1]) && !isChannels(dims[first])) layout = 'nhwc';
   else if (isChannels(dims[first])) {
-    throw new BootError(`config IMAGE_LAYOUT: input '${name}' has shape ${formatDims(dims)}, which could be NCHW or NHWC; set IMAGE_LAYOUT to nchw or nhwc`);
+    throw new BootError(
+      `config IMAGE_LAYOUT: input '${name}' has shape ${formatDims(dims)}, which could be NCHW or NHWC; set IMAGE_LAYOUT to nchw or nhwc`,
+    );
   } else return `${notImage}: no axis of 1 or 3 channels (set IMAGE_LAYOUT if its channels are dynamic)`;
-  const [c, h, w] = layout === 'nchw' ? [dims[first], dims[first + 1], dims[first + 2]] : [dims[rank - 1], dims[first], dims[first + 1]];
-  if (fixed(c) && !isChannels(c)) throw new BootError(`config IMAGE_LAYOUT: ${layout} puts ${c} channels on input '${name}' (shape ${formatDims(dims)}); images have 1 or 3`);
+  const [c, h, w] =
+    layout === 'nchw'
+      ? [dims[first], dims[first + 1], dims[first + 2]]
+      : [dims[rank - 1], dims[first], dims[first + 1]];
+  if (fixed(c) && !isChannels(c))
+    throw new BootError(
+      `config IMAGE_LAYOUT: ${layout} puts ${c} channels on input '${name}' (shape ${formatDims(dims)}); images have 1 or 3`,
+    );
   const channels = c === 1 ? 1 : 3;
 
   let size = prep.size;
   if (fixed(h) && fixed(w)) {
     if (size && (size.width !== w || size.height !== h)) {
-      throw new BootError(`config IMAGE_SIZE: input '${name}' takes ${w}x${h} images (shape ${formatDims(dims)}), got ${size.width}x${size.height}; leave IMAGE_SIZE empty for a model of fixed size`);
+      throw new BootError(
+        `config IMAGE_SIZE: input '${name}' takes ${w}x${h} images (shape ${formatDims(dims)}), got ${size.width}x${size.height}; leave IMAGE_SIZE empty for a model of fixed size`,
+      );
     }
     size = { width: w, height: h };
   } else if (size && ((fixed(h) && h !== size.height) || (fixed(w) && w !== size.width))) {
-    throw new BootError(`config IMAGE_SIZE: input '${name}' has shape ${formatDims(dims)}, which ${size.width}x${size.height} does not fit`);
+    throw new BootError(
+      `config IMAGE_SIZE: input '${name}' has shape ${formatDims(dims)}, which ${size.width}x${size.height} does not fit`,
+    );
   }
   for (const key of ['mean', 'std'] as const) {
     const n = prep[key].length;
-    if (n !== 1 && n !== channels) throw new BootError(`config IMAGE_${key.toUpperCase()}: input '${name}' has ${channels} channel(s), got ${n} values; give 1 or ${channels}`);
+    if (n !== 1 && n !== channels)
+      throw new BootError(
+        `config IMAGE_${key.toUpperCase()}: input '${name}' has ${channels} channel(s), got ${n} values; give 1 or ${channels}`,
+      );
   }
   if (spec.type === 'uint8' && (prep.mean.some((m) => m !== 0) || prep.std.some((s) => s !== 1))) {
-    throw new BootError(`config IMAGE_MEAN/IMAGE_STD: input '${name}' is uint8 and takes the pixels as they are; mean and std apply to float32 inputs only`);
+    throw new BootError(
+      `config IMAGE_MEAN/IMAGE_STD: input '${name}' is uint8 and takes the pixels as they are; mean and std apply to float32 inputs only`,
+    );
   }
   return { name, type: spec.type, layout, channels, rank, prep, ...(size ? { size } : {}) };
 }
@@ -103,7 +121,10 @@ function loadSharp(): Promise<SharpFactory> {
 export async function decodeImage(body: Uint8Array, plan: ImagePlan): Promise<TensorData> {
   const { prep } = plan;
   if (!plan.size) {
-    throw new ScoringError('SHAPE', `input '${plan.name}' has a dynamic height or width: set IMAGE_SIZE (e.g. 640x640) for the consumer to resize images to`);
+    throw new ScoringError(
+      'SHAPE',
+      `input '${plan.name}' has a dynamic height or width: set IMAGE_SIZE (e.g. 640x640) for the consumer to resize images to`,
+    );
   }
   const { width, height } = plan.size;
   const sharp = await loadSharp();
@@ -119,12 +140,19 @@ export async function decodeImage(body: Uint8Array, plan: ImagePlan): Promise<Te
       .toBuffer({ resolveWithObject: true });
   } catch (err) {
     const why = (err as Error).message.split('\n')[0];
-    if (/pixel limit/i.test(why)) throw new ScoringError('BAD_BINARY', `image is over IMAGE_MAX_INPUT_PIXELS (${prep.maxInputPixels} pixels): ${why}`);
+    if (/pixel limit/i.test(why))
+      throw new ScoringError(
+        'BAD_BINARY',
+        `image is over IMAGE_MAX_INPUT_PIXELS (${prep.maxInputPixels} pixels): ${why}`,
+      );
     throw new ScoringError('BAD_BINARY', `image cannot be decoded: ${why}`);
   }
   const { info } = pixels;
   if (info.width !== width || info.height !== height || info.channels !== plan.channels) {
-    throw new ScoringError('BAD_BINARY', `image decoded to ${info.width}x${info.height} with ${info.channels} channels, expected ${width}x${height} with ${plan.channels}`);
+    throw new ScoringError(
+      'BAD_BINARY',
+      `image decoded to ${info.width}x${info.height} with ${info.channels} channels, expected ${width}x${height} with ${plan.channels}`,
+    );
   }
   const dims = plan.layout === 'nchw' ? [plan.channels, height, width] : [height, width, plan.channels];
   if (plan.rank === 4) dims.unshift(1);

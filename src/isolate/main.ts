@@ -30,7 +30,9 @@ async function handle(msg: ToRuntime): Promise<void> {
     }
     return;
   }
-  const outcomes = packOutcomes(await callScript(script!, msg.method, unpackBodies(msg.bodies), maxMessageBytes, msg.metas));
+  const outcomes = packOutcomes(
+    await callScript(script!, msg.method, unpackBodies(msg.bodies), maxMessageBytes, msg.metas),
+  );
   send({ type: 'result', id: msg.id, outcomes }, [outcomes.bodies.bytes.buffer as ArrayBuffer]);
 }
 

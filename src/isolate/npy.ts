@@ -7,7 +7,15 @@
  * Format: https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
  */
 import { clip, ScoringError } from '../errors.js';
-import { byNpyCode, bytesOf, elementInfo, typedView, type BinaryCodes, type NumericData, type TensorData } from '../onnx/element-types.js';
+import {
+  byNpyCode,
+  bytesOf,
+  elementInfo,
+  typedView,
+  type BinaryCodes,
+  type NumericData,
+  type TensorData,
+} from '../onnx/element-types.js';
 import { elementCount } from '../onnx/tensors.js';
 
 export const NPY_CONTENT_TYPE = 'application/x-npy';
@@ -24,15 +32,19 @@ const bad = (what: string): ScoringError => new ScoringError('BAD_BINARY', `.npy
 
 /** The array in an .npy body; `what` names the body in errors (an input, a file in a request). */
 export function readNpy(body: Uint8Array, limits: NpyLimits): TensorData<NumericData> {
-  if (body.byteLength < 10 || MAGIC.some((b, i) => body[i] !== b)) throw bad('does not start with the NumPy magic "\\x93NUMPY"');
+  if (body.byteLength < 10 || MAGIC.some((b, i) => body[i] !== b))
+    throw bad('does not start with the NumPy magic "\\x93NUMPY"');
   const major = body[6];
   if (major < 1 || major > 3) throw bad(`has format version ${major}.${body[7]}; versions 1.0 to 3.0 are read`);
   const lenBytes = major === 1 ? 2 : 4;
   const dv = new DataView(body.buffer, body.byteOffset, body.byteLength);
-  const headerLength = lenBytes === 2 ? dv.getUint16(8, true) : body.byteLength >= 12 ? dv.getUint32(8, true) : Infinity;
-  if (headerLength > NPY_MAX_HEADER_BYTES) throw bad(`has a ${headerLength}-byte header, over the ${NPY_MAX_HEADER_BYTES}-byte limit`);
+  const headerLength =
+    lenBytes === 2 ? dv.getUint16(8, true) : body.byteLength >= 12 ? dv.getUint32(8, true) : Infinity;
+  if (headerLength > NPY_MAX_HEADER_BYTES)
+    throw bad(`has a ${headerLength}-byte header, over the ${NPY_MAX_HEADER_BYTES}-byte limit`);
   const dataOffset = 8 + lenBytes + headerLength;
-  if (dataOffset > body.byteLength) throw bad(`is truncated: its header needs ${dataOffset} bytes, the body has ${body.byteLength}`);
+  if (dataOffset > body.byteLength)
+    throw bad(`is truncated: its header needs ${dataOffset} bytes, the body has ${body.byteLength}`);
   const header = parseHeader(latin1(body.subarray(8 + lenBytes, dataOffset)));
 
   const order = header.descr[0];
@@ -44,23 +56,37 @@ export function readNpy(body: Uint8Array, limits: NpyLimits): TensorData<Numeric
   const dims = header.shape;
   const count = elementCount(dims, limits.maxTensorElements);
   if (count > limits.maxTensorElements) {
-    throw new ScoringError('TOO_MANY_ELEMENTS', `.npy body has shape (${dims.join(', ')}), over the cap of ${limits.maxTensorElements} elements (MAX_TENSOR_ELEMENTS)`);
+    throw new ScoringError(
+      'TOO_MANY_ELEMENTS',
+      `.npy body has shape (${dims.join(', ')}), over the cap of ${limits.maxTensorElements} elements (MAX_TENSOR_ELEMENTS)`,
+    );
   }
   const dataBytes = count * info.bytes;
   const got = body.byteLength - dataOffset;
-  if (got < dataBytes) throw bad(`is truncated: shape (${dims.join(', ')}) of ${header.descr} needs ${dataBytes} data bytes, the body has ${got}`);
-  if (got > dataBytes) throw bad(`has ${got - dataBytes} bytes after its data (shape (${dims.join(', ')}) of ${header.descr} is ${dataBytes} bytes)`);
+  if (got < dataBytes)
+    throw bad(
+      `is truncated: shape (${dims.join(', ')}) of ${header.descr} needs ${dataBytes} data bytes, the body has ${got}`,
+    );
+  if (got > dataBytes)
+    throw bad(
+      `has ${got - dataBytes} bytes after its data (shape (${dims.join(', ')}) of ${header.descr} is ${dataBytes} bytes)`,
+    );
 
   const raw = body.subarray(dataOffset);
   const bigEndian = order === '>' && info.bytes > 1;
   if (!bigEndian && !header.fortranOrder) return { type: info.type, data: typedView(info, raw, count), dims };
-  return { type: info.type, data: typedView(info, toLittleCOrder(raw, info, dims, bigEndian, header.fortranOrder), count), dims };
+  return {
+    type: info.type,
+    data: typedView(info, toLittleCOrder(raw, info, dims, bigEndian, header.fortranOrder), count),
+    dims,
+  };
 }
 
 /** The .npy bytes of a tensor: version 1.0, little-endian, C order, the header padded to 64 bytes as numpy pads it. */
 export function writeNpy(tensor: TensorData, what = 'the tensor'): Uint8Array {
   const info = elementInfo(tensor.type).binary;
-  if (!info) throw new ScoringError('TYPE', `${what} has ${tensor.type} elements, which a .npy cannot carry; ask for JSON`);
+  if (!info)
+    throw new ScoringError('TYPE', `${what} has ${tensor.type} elements, which a .npy cannot carry; ask for JSON`);
   const shape = tensor.dims.length === 1 ? `(${tensor.dims[0]},)` : `(${tensor.dims.join(', ')})`;
   const dict = `{'descr': '${info.bytes === 1 ? '|' : '<'}${info.npy}', 'fortran_order': False, 'shape': ${shape}, }`;
   const unpadded = 10 + dict.length + 1;
@@ -91,7 +117,9 @@ interface NpyHeader {
 function parseHeader(text: string): NpyHeader {
   let at = 0;
   const fail = (why: string): never => {
-    throw bad(`has a header that is not a NumPy header (${why} at character ${at}): ${clip(JSON.stringify(text.trim()), 80)}`);
+    throw bad(
+      `has a header that is not a NumPy header (${why} at character ${at}): ${clip(JSON.stringify(text.trim()), 80)}`,
+    );
   };
   const skip = () => {
     while (at < text.length && ' \t\n\r'.includes(text[at])) at++;
@@ -113,8 +141,8 @@ function parseHeader(text: string): NpyHeader {
   };
   const bool = (): boolean => {
     skip();
-    if (text.startsWith('True', at)) return (at += 4), true;
-    if (text.startsWith('False', at)) return (at += 5), false;
+    if (text.startsWith('True', at)) return ((at += 4), true);
+    if (text.startsWith('False', at)) return ((at += 5), false);
     return fail('expected True or False');
   };
   const tuple = (): number[] => {
@@ -165,7 +193,13 @@ function parseHeader(text: string): NpyHeader {
 }
 
 /** One copy: bytes swapped to little-endian, elements moved from Fortran to C order. */
-function toLittleCOrder(raw: Uint8Array, info: BinaryCodes, dims: number[], swap: boolean, fortran: boolean): Uint8Array {
+function toLittleCOrder(
+  raw: Uint8Array,
+  info: BinaryCodes,
+  dims: number[],
+  swap: boolean,
+  fortran: boolean,
+): Uint8Array {
   const size = info.bytes;
   const count = raw.byteLength / size;
   const out = new Uint8Array(raw.byteLength);
@@ -197,4 +231,3 @@ function latin1(bytes: Uint8Array): string {
   for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]);
   return s;
 }
-

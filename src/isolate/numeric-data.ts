@@ -27,12 +27,31 @@ const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
 const NEAR = 2 ** -47; // 32 units in the last place of a double, relative
 
 /** What a number is read for: exactly as JSON.parse (entry scripts' data), or a finite float64 / float32 tensor element. */
-enum Target { Json, Float64, Float32 }
+enum Target {
+  Json,
+  Float64,
+  Float32,
+}
 
 // Character codes.
-const SPACE = 0x20, TAB = 0x09, LF = 0x0a, CR = 0x0d;
-const OPEN_BRACE = 0x7b, CLOSE_BRACE = 0x7d, OPEN_BRACKET = 0x5b, CLOSE_BRACKET = 0x5d;
-const QUOTE = 0x22, COLON = 0x3a, COMMA = 0x2c, MINUS = 0x2d, PLUS = 0x2b, DOT = 0x2e, ZERO = 0x30, NINE = 0x39, LOWER_E = 0x65, UPPER_E = 0x45;
+const SPACE = 0x20,
+  TAB = 0x09,
+  LF = 0x0a,
+  CR = 0x0d;
+const OPEN_BRACE = 0x7b,
+  CLOSE_BRACE = 0x7d,
+  OPEN_BRACKET = 0x5b,
+  CLOSE_BRACKET = 0x5d;
+const QUOTE = 0x22,
+  COLON = 0x3a,
+  COMMA = 0x2c,
+  MINUS = 0x2d,
+  PLUS = 0x2b,
+  DOT = 0x2e,
+  ZERO = 0x30,
+  NINE = 0x39,
+  LOWER_E = 0x65,
+  UPPER_E = 0x45;
 const DATA_KEY = [QUOTE, 0x64, 0x61, 0x74, 0x61, QUOTE]; // "data"
 
 /** Thrown inside the reader to give up on the fast path; never escapes readNumericData. */
@@ -205,7 +224,8 @@ class Reader {
           // Up to 19 digits the arithmetic is within 12 roundings of the true value: take it when every
           // double that near rounds to one float32; otherwise (and for float64) the text decides.
           const f = target === Target.Float32 && digits <= FLOAT32_DIGITS ? Math.fround(value) : NaN;
-          if (Number.isNaN(f) || Math.fround(value * (1 - NEAR)) !== f || Math.fround(value * (1 + NEAR)) !== f) value = Math.abs(this.slow(start, i));
+          if (Number.isNaN(f) || Math.fround(value * (1 - NEAR)) !== f || Math.fround(value * (1 + NEAR)) !== f)
+            value = Math.abs(this.slow(start, i));
         }
         if (negative) value = -value;
       }
@@ -269,7 +289,10 @@ export function readNumericTensor(
   });
   const { dims, count } = r;
   const values = scratch.subarray(0, count);
-  const tensor = read && count > 0 && !dims.includes(0) ? { dims, data: type === 'float64' ? values.slice() : new Float32Array(values) } : undefined;
+  const tensor =
+    read && count > 0 && !dims.includes(0)
+      ? { dims, data: type === 'float64' ? values.slice() : new Float32Array(values) }
+      : undefined;
   if (scratch.length > SCRATCH_KEEP) scratch = new Float64Array(4096);
   return tensor;
 }

@@ -44,7 +44,10 @@ const MAYBE_BEYOND_DOUBLE = /[eE][+]?\d{3}|\d{309}/;
 function checkFinite(value: unknown, at: string): void {
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) {
-      throw new ScoringError('BAD_JSON', `message body has a number out of range at ${at}: JSON numbers must fit a double (about ±1.8e308)`);
+      throw new ScoringError(
+        'BAD_JSON',
+        `message body has a number out of range at ${at}: JSON numbers must fit a double (about ±1.8e308)`,
+      );
     }
   } else if (value !== null && typeof value === 'object') {
     for (const [k, v] of Object.entries(value)) checkFinite(v, Array.isArray(value) ? `${at}[${k}]` : `${at}.${k}`);
@@ -63,12 +66,16 @@ function checkDepth(text: string): void {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {
       if (++depth > MAX_JSON_DEPTH) {
-        throw new ScoringError('TOO_DEEP', `message JSON is nested deeper than ${MAX_JSON_DEPTH} levels (a fixed limit, not a setting: no tensor is that deep)`);
+        throw new ScoringError(
+          'TOO_DEEP',
+          `message JSON is nested deeper than ${MAX_JSON_DEPTH} levels (a fixed limit, not a setting: no tensor is that deep)`,
+        );
       }
     } else if (c === 0x5d || c === 0x7d) depth--;
   }

@@ -65,7 +65,13 @@ export function packBodies(bodies: readonly Uint8Array[]): PackedBodies {
   // sent as it is, so a 5 MB tensor is copied once between the socket and the model (by amqplib), not twice.
   // The thread takes the buffer over: the caller must not read that body again.
   const [only] = bodies;
-  if (bodies.length === 1 && only.byteLength >= OWN_BUFFER_MIN_BYTES && only.byteOffset === 0 && only.buffer instanceof ArrayBuffer && only.buffer.byteLength === only.byteLength) {
+  if (
+    bodies.length === 1 &&
+    only.byteLength >= OWN_BUFFER_MIN_BYTES &&
+    only.byteOffset === 0 &&
+    only.buffer instanceof ArrayBuffer &&
+    only.buffer.byteLength === only.byteLength
+  ) {
     return { bytes: only, ends: Uint32Array.of(only.byteLength), align: BODY_ALIGN };
   }
   let total = 0;
@@ -154,8 +160,12 @@ function packMixedOutcomes(scored: readonly Scored[]): PackedOutcomes {
 
 /** Outcomes whose bodies are views on the one buffer, no copies. */
 export function unpackOutcomes({ bodies, failures, binary }: PackedOutcomes): Outcome[] {
-  const outcomes: Outcome[] = unpackBodies(bodies).map((b) => ({ ok: true, body: Buffer.from(b.buffer, b.byteOffset, b.byteLength) }));
+  const outcomes: Outcome[] = unpackBodies(bodies).map((b) => ({
+    ok: true,
+    body: Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+  }));
   for (const { index, code, message } of failures) outcomes[index] = { ok: false, code, message };
-  for (const { index, contentType } of binary ?? []) (outcomes[index] as { contentType?: string }).contentType = contentType;
+  for (const { index, contentType } of binary ?? [])
+    (outcomes[index] as { contentType?: string }).contentType = contentType;
   return outcomes;
 }

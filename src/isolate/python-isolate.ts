@@ -15,10 +15,27 @@ import type { Logger } from 'pino';
 import { ScoringError, replyText, type ErrorCode } from '../errors.js';
 import { dataText, parseMessage } from './parse-message.js';
 import { readNumericData } from './numeric-data.js';
-import { unpackBodies, type BodyMeta, type FromRuntime, type PackedOutcomes, type ScriptInfo, type ToRuntime } from './protocol.js';
+import {
+  unpackBodies,
+  type BodyMeta,
+  type FromRuntime,
+  type PackedOutcomes,
+  type ScriptInfo,
+  type ToRuntime,
+} from './protocol.js';
 import { validateSchema } from './input-schema.js';
 import { isJsonContentType } from './content-types.js';
-import { FRAME, FrameReader, STATUS, STATUS_CODES, decodeResult, encodeCall, encodeJsonFrame, metaSection, type ResultFrame } from './python-protocol.js';
+import {
+  FRAME,
+  FrameReader,
+  STATUS,
+  STATUS_CODES,
+  decodeResult,
+  encodeCall,
+  encodeJsonFrame,
+  metaSection,
+  type ResultFrame,
+} from './python-protocol.js';
 
 export const PYTHON_RUNTIME = fileURLToPath(new URL('./python/scorer_runtime.py', import.meta.url));
 
@@ -34,7 +51,12 @@ export interface ReadItems {
 }
 
 /** What a TypeScript script's isolate does before it calls the script (call-script.ts), to the same codes. */
-export function readItems(bodies: readonly Uint8Array[], maxMessageBytes: number, inputSchema?: object, metas?: ReadonlyArray<BodyMeta | undefined>): ReadItems {
+export function readItems(
+  bodies: readonly Uint8Array[],
+  maxMessageBytes: number,
+  inputSchema?: object,
+  metas?: ReadonlyArray<BodyMeta | undefined>,
+): ReadItems {
   const items: ReadItems = { items: [], indexes: [], failures: [] };
   bodies.forEach((body, index) => {
     // A binary body (not JSON by its contentType) reaches the script as its bytes: no parse, no input_schema.
@@ -50,7 +72,11 @@ export function readItems(bodies: readonly Uint8Array[], maxMessageBytes: number
       items.items.push(dataText(value));
       items.indexes.push(index);
     } catch (err) {
-      items.failures.push({ index, code: err instanceof ScoringError ? err.code : 'RUN_FAILED', message: replyText(err) });
+      items.failures.push({
+        index,
+        code: err instanceof ScoringError ? err.code : 'RUN_FAILED',
+        message: replyText(err),
+      });
     }
   });
   return items;
@@ -78,7 +104,11 @@ export function mergeOutcomes(count: number, items: ReadItems, result: ResultFra
     // A failed item's slice is ignored: unpackOutcomes puts its failure in its place.
     ends[i] = last;
   }
-  return { bodies: { bytes: result?.bodies ?? new Uint8Array(0), ends }, failures, ...(binary.length > 0 ? { binary } : {}) };
+  return {
+    bodies: { bytes: result?.bodies ?? new Uint8Array(0), ends },
+    failures,
+    ...(binary.length > 0 ? { binary } : {}),
+  };
 }
 
 export interface PythonOptions {
@@ -114,7 +144,10 @@ export function spawnPythonIsolate(env: NodeJS.ProcessEnv, { python, logger }: P
         calls.delete(result.id);
         emit({ type: 'result', id: result.id, outcomes: mergeOutcomes(call.count, call.items, result) });
       } else if (type === FRAME.ready) {
-        const ready = JSON.parse(payload.toString('utf8')) as ScriptInfo & { takesMeta: boolean; python: { executable: string; version: string } };
+        const ready = JSON.parse(payload.toString('utf8')) as ScriptInfo & {
+          takesMeta: boolean;
+          python: { executable: string; version: string };
+        };
         const { python: interpreter, takesMeta: wantsMeta, ...info } = ready;
         const broken = info.inputSchema ? schemaProblem(info.inputSchema) : undefined;
         if (broken) {
@@ -123,7 +156,10 @@ export function spawnPythonIsolate(env: NodeJS.ProcessEnv, { python, logger }: P
         }
         inputSchema = info.inputSchema;
         takesMeta = wantsMeta;
-        logger.info({ python: interpreter.executable, version: interpreter.version, pythonPid: child.pid }, 'python isolate started');
+        logger.info(
+          { python: interpreter.executable, version: interpreter.version, pythonPid: child.pid },
+          'python isolate started',
+        );
         emit({ type: 'ready', info });
       } else if (type === FRAME.initFailed) {
         emit({ type: 'init-failed', message: replyText(payload.toString('utf8')) });
@@ -164,7 +200,8 @@ export function spawnPythonIsolate(env: NodeJS.ProcessEnv, { python, logger }: P
 }
 
 function spawnProblem(python: string, err: NodeJS.ErrnoException): string {
-  if (err.code === 'ENOENT') return `PYTHON ${python}: no such interpreter (not on PATH nor a file); set PYTHON to a Python 3 interpreter`;
+  if (err.code === 'ENOENT')
+    return `PYTHON ${python}: no such interpreter (not on PATH nor a file); set PYTHON to a Python 3 interpreter`;
   if (err.code === 'EACCES') return `PYTHON ${python}: not executable; set PYTHON to a Python 3 interpreter`;
   return `PYTHON ${python}: could not start (${err.message})`;
 }

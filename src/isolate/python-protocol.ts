@@ -62,7 +62,12 @@ export function encodeJsonFrame(type: number, value: unknown): Buffer {
  * One call frame: a data text (a string) is UTF-8 encoded straight into the frame, a binary body
  * (bytes) copied as it is. `meta` is the call's metadata section, already JSON (see metaSection).
  */
-export function encodeCall(id: number, method: keyof typeof METHOD, items: ReadonlyArray<string | Uint8Array>, meta?: string): Buffer {
+export function encodeCall(
+  id: number,
+  method: keyof typeof METHOD,
+  items: ReadonlyArray<string | Uint8Array>,
+  meta?: string,
+): Buffer {
   const n = items.length;
   const lengths = new Array<number>(n);
   let total = 0;
@@ -113,7 +118,8 @@ export function metaSection(metas: ReadonlyArray<ItemMeta | undefined>): string 
 /** JSON.stringify has already turned a Buffer into {type: 'Buffer', data: [...]} by now: the holder still has the original. */
 function bytesAsTagged(this: Record<string, unknown>, key: string, value: unknown): unknown {
   const raw = this[key];
-  if (raw instanceof Uint8Array) return { '!': 'bytes', value: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') };
+  if (raw instanceof Uint8Array)
+    return { '!': 'bytes', value: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') };
   return value;
 }
 
@@ -129,10 +135,12 @@ export function decodeResult(payload: Buffer): ResultFrame {
   at += 4;
   const contentTypes = metaLength > 0 ? (JSON.parse(payload.toString('utf8', at, at + metaLength)) as string[]) : [];
   const bodies = payload.subarray(at + metaLength);
-  if (n > 0 && ends[n - 1] !== bodies.length) throw new Error(`python result frame: bodies end at ${ends[n - 1]}, frame has ${bodies.length} bytes`);
+  if (n > 0 && ends[n - 1] !== bodies.length)
+    throw new Error(`python result frame: bodies end at ${ends[n - 1]}, frame has ${bodies.length} bytes`);
   let binary = 0;
   for (let i = 0; i < n; i++) if (status[i] === STATUS.binary) binary++;
-  if (binary !== contentTypes.length) throw new Error(`python result frame: ${binary} binary items, ${contentTypes.length} content types`);
+  if (binary !== contentTypes.length)
+    throw new Error(`python result frame: ${binary} binary items, ${contentTypes.length} content types`);
   return { id, status, ends, bodies, contentTypes };
 }
 

@@ -61,15 +61,22 @@ export function groupByShape(feeds: readonly Feeds[], inputs: readonly TensorSpe
   return out;
 }
 
-export async function decideBatching(mode: BatchingMode, inputs: readonly TensorSpec[], outputs: readonly string[], run: RunFeeds): Promise<BatchingDecision> {
+export async function decideBatching(
+  mode: BatchingMode,
+  inputs: readonly TensorSpec[],
+  outputs: readonly string[],
+  run: RunFeeds,
+): Promise<BatchingDecision> {
   if (mode === 'off') return { stack: false, reason: 'BATCHING=off' };
-  if (!canStack(inputs)) return { stack: false, reason: 'axis 0 of every input is not dynamic, so messages cannot be stacked' };
+  if (!canStack(inputs))
+    return { stack: false, reason: 'axis 0 of every input is not dynamic, so messages cannot be stacked' };
   if (mode === 'on') return { stack: true, reason: 'BATCHING=on (not verified)' };
   let lastProblem = '';
   // Dynamic axes beyond 0 get a small size; some models (strided convolutions) need a larger one.
   for (const size of [4, 32]) {
     const problem = await verifyRows(inputs, outputs, run, size);
-    if (problem === undefined) return { stack: true, reason: 'verified: stacked runs on generated inputs answer as runs one by one' };
+    if (problem === undefined)
+      return { stack: true, reason: 'verified: stacked runs on generated inputs answer as runs one by one' };
     if (!problem.startsWith('could not run the check')) return { stack: false, reason: problem };
     lastProblem = problem;
   }
@@ -77,12 +84,23 @@ export async function decideBatching(mode: BatchingMode, inputs: readonly Tensor
 }
 
 /** undefined when stacking 3 generated messages (1, 2 and 1 rows) answers as running each alone; otherwise what differed. */
-export async function verifyRows(inputs: readonly TensorSpec[], outputs: readonly string[], run: RunFeeds, dynamicSize = 4): Promise<string | undefined> {
+export async function verifyRows(
+  inputs: readonly TensorSpec[],
+  outputs: readonly string[],
+  run: RunFeeds,
+  dynamicSize = 4,
+): Promise<string | undefined> {
   const rows = [1, 2, 1];
-  const perRow = inputs.reduce((sum, s) => sum + s.dims.slice(1).reduce<number>((n, d) => n * (isDynamic(d) ? dynamicSize : (d as number)), 1), 0);
-  if (perRow * 4 > MAX_GENERATED_ELEMENTS) return `could not run the check: 4 generated rows would hold ${perRow * 4} elements, over ${MAX_GENERATED_ELEMENTS}`;
+  const perRow = inputs.reduce(
+    (sum, s) => sum + s.dims.slice(1).reduce<number>((n, d) => n * (isDynamic(d) ? dynamicSize : (d as number)), 1),
+    0,
+  );
+  if (perRow * 4 > MAX_GENERATED_ELEMENTS)
+    return `could not run the check: 4 generated rows would hold ${perRow * 4} elements, over ${MAX_GENERATED_ELEMENTS}`;
   const random = mulberry32(0x5eed);
-  const messages = rows.map((n) => Object.fromEntries(inputs.map((s) => [s.name, generate(s, n, dynamicSize, random)])) as Feeds);
+  const messages = rows.map(
+    (n) => Object.fromEntries(inputs.map((s) => [s.name, generate(s, n, dynamicSize, random)])) as Feeds,
+  );
   let alone: Feeds[];
   let together: Feeds;
   try {
@@ -95,7 +113,8 @@ export async function verifyRows(inputs: readonly TensorSpec[], outputs: readonl
   const total = rows.reduce((a, b) => a + b, 0);
   for (const name of outputs) {
     const t = together[name];
-    if (!t || t.dims[0] !== total) return `output '${name}' has no batch axis: a stacked run of ${total} rows gave shape [${t?.dims.join(',')}]`;
+    if (!t || t.dims[0] !== total)
+      return `output '${name}' has no batch axis: a stacked run of ${total} rows gave shape [${t?.dims.join(',')}]`;
     let offset = 0;
     for (let m = 0; m < rows.length; m++) {
       const a = alone[m][name];
@@ -103,7 +122,8 @@ export async function verifyRows(inputs: readonly TensorSpec[], outputs: readonl
         return `output '${name}' changes shape when messages are stacked ([${a.dims.join(',')}] alone, [${t.dims.join(',')}] stacked)`;
       }
       const at = firstDifference(a, t, offset);
-      if (at !== undefined) return `output '${name}' changes when messages are stacked along axis 0 (element ${at} of message ${m + 1}): axis 0 is not a batch axis, or the model mixes rows`;
+      if (at !== undefined)
+        return `output '${name}' changes when messages are stacked along axis 0 (element ${at} of message ${m + 1}): axis 0 is not a batch axis, or the model mixes rows`;
       offset += a.data.length;
     }
   }
@@ -138,8 +158,8 @@ function firstDifference(alone: TensorData, together: TensorData, offset: number
     const y = t[offset + i];
     if (x === y) continue;
     if (float) {
-      const fx = alone.type === 'float16' ? elementInfo('float16').toJson(x) as number : (x as number);
-      const fy = alone.type === 'float16' ? elementInfo('float16').toJson(y) as number : (y as number);
+      const fx = alone.type === 'float16' ? (elementInfo('float16').toJson(x) as number) : (x as number);
+      const fy = alone.type === 'float16' ? (elementInfo('float16').toJson(y) as number) : (y as number);
       if (Number.isNaN(fx) && Number.isNaN(fy)) continue;
       // A batched kernel may sum in another order: allow float noise, not a different answer.
       if (Math.abs(fx - fy) <= 1e-4 + 1e-3 * Math.abs(fx)) continue;

@@ -35,12 +35,19 @@ export function imagePlanFor(inputs: readonly TensorSpec[], prep: ImagePreproces
 const accepted = `application/json, ${NPY_CONTENT_TYPE}, ${SAFETENSORS_CONTENT_TYPE}, ${IMAGE_CONTENT_TYPES.join(', ')}`;
 
 /** A binary body → one tensor per model input, of the input's own element type. */
-export async function readBinaryInputs(body: Uint8Array, contentType: string, model: BinaryModel): Promise<Record<string, TensorData>> {
+export async function readBinaryInputs(
+  body: Uint8Array,
+  contentType: string,
+  model: BinaryModel,
+): Promise<Record<string, TensorData>> {
   const type = mediaType(contentType);
   const { inputs, limits } = model;
   if (type === NPY_CONTENT_TYPE) {
     if (inputs.length !== 1) {
-      throw new ScoringError('SHAPE', `model has ${inputs.length} inputs (${namesOf(inputs)}): an .npy body carries one array; send ${SAFETENSORS_CONTENT_TYPE} with one tensor per input`);
+      throw new ScoringError(
+        'SHAPE',
+        `model has ${inputs.length} inputs (${namesOf(inputs)}): an .npy body carries one array; send ${SAFETENSORS_CONTENT_TYPE} with one tensor per input`,
+      );
     }
     return { [inputs[0].name]: fit(readNpy(body, limits), inputs[0], 'a .npy') };
   }
@@ -48,12 +55,20 @@ export async function readBinaryInputs(body: Uint8Array, contentType: string, mo
     const tensors = readSafetensors(body, limits);
     const known = new Set(inputs.map((s) => s.name));
     for (const name of tensors.keys()) {
-      if (!known.has(name)) throw new ScoringError('SHAPE', `safetensors body has unknown input '${clip(name)}'; the model's inputs are ${namesOf(inputs)}`);
+      if (!known.has(name))
+        throw new ScoringError(
+          'SHAPE',
+          `safetensors body has unknown input '${clip(name)}'; the model's inputs are ${namesOf(inputs)}`,
+        );
     }
     const out: Record<string, TensorData> = {};
     for (const spec of inputs) {
       const t = tensors.get(spec.name);
-      if (!t) throw new ScoringError('SHAPE', `input '${spec.name}' is missing from the safetensors body; the model's inputs are ${namesOf(inputs)}`);
+      if (!t)
+        throw new ScoringError(
+          'SHAPE',
+          `input '${spec.name}' is missing from the safetensors body; the model's inputs are ${namesOf(inputs)}`,
+        );
       out[spec.name] = fit(t, spec, 'a safetensors tensor');
     }
     return out;
@@ -62,21 +77,35 @@ export async function readBinaryInputs(body: Uint8Array, contentType: string, mo
     if (typeof model.image === 'string') throw new ScoringError('CONTENT_TYPE', `${type} body refused: ${model.image}`);
     return { [model.image.name]: await decodeImage(body, model.image) };
   }
-  throw new ScoringError('CONTENT_TYPE', `contentType '${clip(contentType)}' is not taken by the built-in ONNX script; send one of ${accepted}`);
+  throw new ScoringError(
+    'CONTENT_TYPE',
+    `contentType '${clip(contentType)}' is not taken by the built-in ONNX script; send one of ${accepted}`,
+  );
 }
 
 /** A tensor read from a body, checked against its input as the JSON path checks it, converted where that loses nothing. */
 function fit(t: TensorData, spec: TensorSpec, what: string): TensorData {
   const want = formatDims(spec.dims);
   // .npy and safetensors carry no strings: a string input takes JSON.
-  if (spec.type === 'string') throw new ScoringError('TYPE', `input '${spec.name}' expects string elements, which ${what} body cannot carry; send JSON`);
+  if (spec.type === 'string')
+    throw new ScoringError(
+      'TYPE',
+      `input '${spec.name}' expects string elements, which ${what} body cannot carry; send JSON`,
+    );
   if (t.dims.length !== spec.dims.length) {
-    throw new ScoringError('SHAPE', `input '${spec.name}' expects rank ${spec.dims.length} (shape ${want}), got rank ${t.dims.length} (shape ${formatDims(t.dims)})`);
+    throw new ScoringError(
+      'SHAPE',
+      `input '${spec.name}' expects rank ${spec.dims.length} (shape ${want}), got rank ${t.dims.length} (shape ${formatDims(t.dims)})`,
+    );
   }
-  if (!fitsSpec(t.dims, spec)) throw new ScoringError('SHAPE', `input '${spec.name}' expects shape ${want}, got ${formatDims(t.dims)}`);
+  if (!fitsSpec(t.dims, spec))
+    throw new ScoringError('SHAPE', `input '${spec.name}' expects shape ${want}, got ${formatDims(t.dims)}`);
   if (!convertsExactly(t.type, spec.type)) {
     const others = typesConvertingTo(spec.type).slice(1);
-    throw new ScoringError('TYPE', `input '${spec.name}' expects ${spec.type} elements, got ${what} of ${t.type}; send ${spec.type}${others.length ? ` (or ${others.join(', ')}, converted exactly)` : ''}`);
+    throw new ScoringError(
+      'TYPE',
+      `input '${spec.name}' expects ${spec.type} elements, got ${what} of ${t.type}; send ${spec.type}${others.length ? ` (or ${others.join(', ')}, converted exactly)` : ''}`,
+    );
   }
   return convertTensor(t, spec.type);
 }
@@ -89,18 +118,28 @@ export function replyTypeOf(meta: ScriptMeta | undefined, outputs: readonly Tens
   const type = mediaType(text);
   if (isJsonContentType(type)) return undefined;
   if (!REPLY_TYPES.includes(type)) {
-    throw new ScoringError('CONTENT_TYPE', `${REPLY_CONTENT_TYPE_HEADER} '${clip(text)}' is not offered; ask for ${REPLY_TYPES.join(', ')}`);
+    throw new ScoringError(
+      'CONTENT_TYPE',
+      `${REPLY_CONTENT_TYPE_HEADER} '${clip(text)}' is not offered; ask for ${REPLY_TYPES.join(', ')}`,
+    );
   }
   if (type === NPY_CONTENT_TYPE && outputs.length !== 1) {
-    throw new ScoringError('CONTENT_TYPE', `${REPLY_CONTENT_TYPE_HEADER} ${NPY_CONTENT_TYPE} carries one array, and the model has ${outputs.length} outputs (${namesOf(outputs)}); ask for ${SAFETENSORS_CONTENT_TYPE}`);
+    throw new ScoringError(
+      'CONTENT_TYPE',
+      `${REPLY_CONTENT_TYPE_HEADER} ${NPY_CONTENT_TYPE} carries one array, and the model has ${outputs.length} outputs (${namesOf(outputs)}); ask for ${SAFETENSORS_CONTENT_TYPE}`,
+    );
   }
   return type;
 }
 
 /** One message's outputs as the binary reply it asked for. */
-export function binaryReply(type: string, outputs: Record<string, TensorData>, outputNames: readonly string[]): { contentType: string; body: Uint8Array } {
-  if (type === NPY_CONTENT_TYPE) return { contentType: type, body: writeNpy(outputs[outputNames[0]], `output '${outputNames[0]}'`) };
+export function binaryReply(
+  type: string,
+  outputs: Record<string, TensorData>,
+  outputNames: readonly string[],
+): { contentType: string; body: Uint8Array } {
+  if (type === NPY_CONTENT_TYPE)
+    return { contentType: type, body: writeNpy(outputs[outputNames[0]], `output '${outputNames[0]}'`) };
   const named = new Map(outputNames.map((n) => [n, outputs[n]]));
   return { contentType: type, body: writeSafetensors(named) };
 }
-

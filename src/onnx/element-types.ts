@@ -18,13 +18,31 @@
 import { clip } from '../errors.js';
 
 export type ElementType =
-  | 'float32' | 'float64' | 'float16'
-  | 'int8' | 'uint8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'int64' | 'uint64'
-  | 'bool' | 'string';
+  | 'float32'
+  | 'float64'
+  | 'float16'
+  | 'int8'
+  | 'uint8'
+  | 'int16'
+  | 'uint16'
+  | 'int32'
+  | 'uint32'
+  | 'int64'
+  | 'uint64'
+  | 'bool'
+  | 'string';
 
 export type TypedData =
-  | Float32Array | Float64Array | Uint16Array // float16 as bits
-  | Int8Array | Uint8Array | Int16Array | Int32Array | Uint32Array | BigInt64Array | BigUint64Array // bool as Uint8Array
+  | Float32Array
+  | Float64Array
+  | Uint16Array // float16 as bits
+  | Int8Array
+  | Uint8Array
+  | Int16Array
+  | Int32Array
+  | Uint32Array
+  | BigInt64Array
+  | BigUint64Array // bool as Uint8Array
   | string[];
 
 /** Every TypedData but string[]: what a binary body's bytes can be viewed as. */
@@ -34,11 +52,18 @@ export type NumericData = Exclude<TypedData, string[]>;
  * A tensor of any element type; float16 is its bits in a Uint16Array, bool a Uint8Array of 0/1.
  * TensorData<NumericData> is one read from a binary body, which never holds strings.
  */
-export interface TensorData<D extends TypedData = TypedData> { type: ElementType; data: D; dims: number[] }
+export interface TensorData<D extends TypedData = TypedData> {
+  type: ElementType;
+  data: D;
+  dims: number[];
+}
 
 export type Element = number | bigint | string;
 
-type ArrayMaker = { new (buffer: ArrayBufferLike, byteOffset: number, length: number): NumericData; new (length: number): NumericData };
+type ArrayMaker = {
+  new (buffer: ArrayBufferLike, byteOffset: number, length: number): NumericData;
+  new (length: number): NumericData;
+};
 
 /** How the binary formats carry a type. */
 export interface BinaryCodes {
@@ -71,7 +96,12 @@ export interface ElementInfo {
 
 const WRONG_KIND = new ElementProblem();
 
-const codes = (npy: string, safetensors: string, bytes: number, array: ArrayMaker): BinaryCodes => ({ npy, safetensors, bytes, array });
+const codes = (npy: string, safetensors: string, bytes: number, array: ArrayMaker): BinaryCodes => ({
+  npy,
+  safetensors,
+  bytes,
+  array,
+});
 
 function integer(type: ElementType, min: number, max: number, binary: BinaryCodes): ElementInfo {
   const range = `outside the ${type} range (${min} to ${max})`;
@@ -101,20 +131,28 @@ function wide(type: 'int64' | 'uint64', min: bigint, max: bigint, binary: Binary
       if (typeof v === 'number') {
         if (!Number.isInteger(v)) throw new ElementProblem('not an integer');
         // Beyond 2^53 JSON.parse has already rounded the value, so we refuse rather than send a wrong id.
-        if (!Number.isSafeInteger(v)) throw new ElementProblem(`not a safe integer (|n| > 2^53-1); send larger ${type} values as JSON strings of digits, e.g. "9007199254740993"`);
+        if (!Number.isSafeInteger(v))
+          throw new ElementProblem(
+            `not a safe integer (|n| > 2^53-1); send larger ${type} values as JSON strings of digits, e.g. "9007199254740993"`,
+          );
         if (v < 0 && min === 0n) throw new ElementProblem(range);
         return BigInt(v);
       }
       if (typeof v === 'string') {
-        if (!/^-?[0-9]{1,20}$/.test(v)) throw new ElementProblem(`a string that is not a decimal integer: "${clip(v, 24)}"`);
+        if (!/^-?[0-9]{1,20}$/.test(v))
+          throw new ElementProblem(`a string that is not a decimal integer: "${clip(v, 24)}"`);
         const n = BigInt(v);
         if (n < min || n > max) throw new ElementProblem(range);
         return n;
       }
       throw WRONG_KIND;
     },
-    toJson: (x) => (x as bigint >= -9007199254740991n && x as bigint <= 9007199254740991n ? Number(x) : String(x)),
-    jsonSchema: { type: ['integer', 'string'], pattern: '^-?[0-9]+$', description: 'a JSON integer up to 2^53-1 in magnitude, or a decimal string for any value' },
+    toJson: (x) => ((x as bigint) >= -9007199254740991n && (x as bigint) <= 9007199254740991n ? Number(x) : String(x)),
+    jsonSchema: {
+      type: ['integer', 'string'],
+      pattern: '^-?[0-9]+$',
+      description: 'a JSON integer up to 2^53-1 in magnitude, or a decimal string for any value',
+    },
     sample: (r) => (r < 0.5 ? 0n : 1n),
   };
 }
@@ -204,8 +242,12 @@ export function elementInfo(type: ElementType): ElementInfo {
 
 /** The types a binary body can carry, by each format's code for them. */
 const BINARY = ELEMENT_TYPES.flatMap((type) => (TABLE[type].binary ? [{ type, ...TABLE[type].binary }] : []));
-export const byNpyCode: ReadonlyMap<string, BinaryCodes & { type: ElementType }> = new Map(BINARY.map((t) => [t.npy, t]));
-export const bySafetensorsCode: ReadonlyMap<string, BinaryCodes & { type: ElementType }> = new Map(BINARY.map((t) => [t.safetensors, t]));
+export const byNpyCode: ReadonlyMap<string, BinaryCodes & { type: ElementType }> = new Map(
+  BINARY.map((t) => [t.npy, t]),
+);
+export const bySafetensorsCode: ReadonlyMap<string, BinaryCodes & { type: ElementType }> = new Map(
+  BINARY.map((t) => [t.safetensors, t]),
+);
 
 /**
  * A typed array over `bytes` without a copy where its offset is aligned for the type, else a copy
@@ -259,7 +301,8 @@ export function convertTensor(t: TensorData, to: ElementType): TensorData {
   const src = t.data as NumericData;
   const n = src.length;
   const out = TABLE[to].allocate(n);
-  const read: (i: number) => number = t.type === 'float16' ? (i) => fromFloat16Bits(src[i] as number) : (i) => Number(src[i]);
+  const read: (i: number) => number =
+    t.type === 'float16' ? (i) => fromFloat16Bits(src[i] as number) : (i) => Number(src[i]);
   if (to === 'int64' || to === 'uint64') {
     const big = out as BigInt64Array | BigUint64Array;
     for (let i = 0; i < n; i++) big[i] = BigInt(read(i));

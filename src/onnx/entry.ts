@@ -10,7 +10,15 @@ import { loadModel, type LoadedModel } from './session.js';
 import { dataSchema, resultSchema } from './schema.js';
 import { readNumericTensor } from '../isolate/numeric-data.js';
 import { binaryReply, imagePlanFor, readBinaryInputs, replyTypeOf, type BinaryModel } from './binary.js';
-import { buildInputs, fitsSpec, sliceOutputs, splitOutputs, type Limits, type TensorData, type TensorSpec } from './tensors.js';
+import {
+  buildInputs,
+  fitsSpec,
+  sliceOutputs,
+  splitOutputs,
+  type Limits,
+  type TensorData,
+  type TensorSpec,
+} from './tensors.js';
 import { decideBatching, groupByShape, stack, type BatchingDecision } from './batching.js';
 import { ElementProblem, elementInfo, type TypedData } from './element-types.js';
 
@@ -34,10 +42,20 @@ export async function init(context: InitContext): Promise<void> {
   model = await loadModel(context);
   limits = { maxTensorElements: context.maxTensorElements };
   modelName = model.name;
-  batching = await decideBatching(context.onnx?.batching ?? 'auto', model.inputs, outputNames(), (feeds) => model.run(feeds));
+  batching = await decideBatching(context.onnx?.batching ?? 'auto', model.inputs, outputNames(), (feeds) =>
+    model.run(feeds),
+  );
   const [only] = model.inputs;
-  numericInput = model.inputs.length === 1 && (only.type === 'float32' || only.type === 'float64' || VIA_DOUBLES.has(only.type)) ? only : undefined;
-  binaryModel = { inputs: model.inputs, outputs: model.outputs, limits, image: imagePlanFor(model.inputs, context.image) };
+  numericInput =
+    model.inputs.length === 1 && (only.type === 'float32' || only.type === 'float64' || VIA_DOUBLES.has(only.type))
+      ? only
+      : undefined;
+  binaryModel = {
+    inputs: model.inputs,
+    outputs: model.outputs,
+    limits,
+    image: imagePlanFor(model.inputs, context.image),
+  };
 }
 
 /**
@@ -112,7 +130,10 @@ export async function runBatchParsed(values: unknown[], metas?: ScriptMeta[]): P
   if (good.length === 0) return results;
   const groups = batching.stack ? groupByShape(feeds, model.inputs) : feeds.map((_, k) => [k]);
   for (const group of groups) {
-    const answers = await runGroup(group.map((k) => feeds[k]), group.map((k) => replyTypes[k]));
+    const answers = await runGroup(
+      group.map((k) => feeds[k]),
+      group.map((k) => replyTypes[k]),
+    );
     group.forEach((k, j) => (results[good[k]] = answers[j]));
   }
   return results;
@@ -122,16 +143,23 @@ export async function runBatchParsed(values: unknown[], metas?: ScriptMeta[]): P
  * One session run for messages of one shape, each answered as JSON or as the binary type it asked for;
  * when a stacked run fails, each runs alone so only the culprit gets the error.
  */
-async function runGroup(feeds: Record<string, TensorData>[], replyTypes: Array<string | undefined>): Promise<unknown[]> {
+async function runGroup(
+  feeds: Record<string, TensorData>[],
+  replyTypes: Array<string | undefined>,
+): Promise<unknown[]> {
   try {
     const outputs = await model.run(stack(feeds, model.inputs));
     const rows = feeds.length === 1 ? [1] : feeds.map((f) => f[model.inputs[0].name].dims[0]);
-    const json = replyTypes.some((t) => t === undefined) ? splitOutputs(outputs, outputNames(), rows).map(withZipMaps) : [];
+    const json = replyTypes.some((t) => t === undefined)
+      ? splitOutputs(outputs, outputNames(), rows).map(withZipMaps)
+      : [];
     const slices = replyTypes.some((t) => t !== undefined) ? sliceOutputs(outputs, outputNames(), rows) : [];
     return replyTypes.map((t, k) => (t ? binaryReply(t, slices[k], outputNames()) : json[k]));
   } catch (err) {
     if (feeds.length > 1) return Promise.all(feeds.map(async (f, k) => (await runGroup([f], [replyTypes[k]]))[0]));
-    return [err instanceof ScoringError ? err : new ScoringError('RUN_FAILED', `model run failed: ${(err as Error).message}`)];
+    return [
+      err instanceof ScoringError ? err : new ScoringError('RUN_FAILED', `model run failed: ${(err as Error).message}`),
+    ];
   }
 }
 
@@ -151,10 +179,24 @@ function toMaps(rows: unknown, labels: readonly string[]): unknown {
 
 /** What init() decided, for the boot log: stacking, and outputs left out. */
 export function bootLog(): Array<{ msg: string; fields: Record<string, unknown> }> {
-  const override = batching.stack ? 'set BATCHING=off to score one message per run' : 'set BATCHING=on to stack messages anyway';
-  const lines: Array<{ msg: string; fields: Record<string, unknown> }> = [{ msg: batching.stack ? 'batching on' : 'batching off', fields: { batching: batching.stack ? 'on' : 'off', reason: batching.reason, override } }];
+  const override = batching.stack
+    ? 'set BATCHING=off to score one message per run'
+    : 'set BATCHING=on to stack messages anyway';
+  const lines: Array<{ msg: string; fields: Record<string, unknown> }> = [
+    {
+      msg: batching.stack ? 'batching on' : 'batching off',
+      fields: { batching: batching.stack ? 'on' : 'off', reason: batching.reason, override },
+    },
+  ];
   if (model.dropped.length > 0) {
-    lines.push({ msg: 'outputs left out', fields: { outputs: model.dropped, reason: 'not tensors, which onnxruntime-node cannot return', override: 'export the model with tensor outputs' } });
+    lines.push({
+      msg: 'outputs left out',
+      fields: {
+        outputs: model.dropped,
+        reason: 'not tensors, which onnxruntime-node cannot return',
+        override: 'export the model with tensor outputs',
+      },
+    });
   }
   return lines;
 }

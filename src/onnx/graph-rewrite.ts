@@ -60,21 +60,29 @@ export function rewriteModel(bytes: Uint8Array, options: RewriteOptions): Rewrit
     if (node?.opType === 'ZipMap' && node.input?.[0]) {
       const source = node.input[0];
       zipMaps.push({ name, source, labels: zipMapLabels(node) });
-      if (!outputs.some((o) => o.name === source)) outputs.push({ name: source, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } });
+      if (!outputs.some((o) => o.name === source))
+        outputs.push({ name: source, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } });
     } else dropped.push(name);
   }
   if (outputs.length === 0) {
-    throw new BootError(`model has no tensor output left to return (non-tensor outputs: ${dropped.join(', ')}); export it with tensor outputs (skl2onnx: options={'zipmap': False})`);
+    throw new BootError(
+      `model has no tensor output left to return (non-tensor outputs: ${dropped.join(', ')}); export it with tensor outputs (skl2onnx: options={'zipmap': False})`,
+    );
   }
   graph.output = outputs as onnxProto.onnx.ValueInfoProto[];
-  prune(graph, outputs.map((o) => o.name ?? ''));
+  prune(
+    graph,
+    outputs.map((o) => o.name ?? ''),
+  );
   return { bytes: onnx.ModelProto.encode(model).finish(), zipMaps, dropped };
 }
 
 function checkKeep(keep: readonly string[], names: readonly string[]): void {
   const unknown = keep.filter((k) => !names.includes(k));
   if (unknown.length > 0) {
-    throw new BootError(`config OUTPUTS: the model has no output ${unknown.map((u) => `'${u}'`).join(', ')}; its outputs are ${names.map((n) => `'${n}'`).join(', ')}`);
+    throw new BootError(
+      `config OUTPUTS: the model has no output ${unknown.map((u) => `'${u}'`).join(', ')}; its outputs are ${names.map((n) => `'${n}'`).join(', ')}`,
+    );
   }
 }
 

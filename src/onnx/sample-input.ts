@@ -7,7 +7,8 @@
 export function sampleInput(schema: object): unknown {
   const s = schema as { type?: string; items?: object; minItems?: number; properties?: Record<string, object> };
   if (s.type === 'array') return Array.from({ length: Math.max(1, s.minItems ?? 1) }, () => sampleInput(s.items ?? {}));
-  if (s.type === 'object') return Object.fromEntries(Object.entries(s.properties ?? {}).map(([name, p]) => [name, sampleInput(p)]));
+  if (s.type === 'object')
+    return Object.fromEntries(Object.entries(s.properties ?? {}).map(([name, p]) => [name, sampleInput(p)]));
   if (s.type === 'boolean') return false;
   return 0;
 }

@@ -9,7 +9,12 @@ const elementSchema = (type: TensorSpec['type']): object => elementInfo(type).js
 function zipMapSchema(z: ZipMapOutput): object {
   return {
     type: 'array',
-    items: { type: 'object', properties: Object.fromEntries(z.labels.map((l) => [l, { type: 'number' }])), required: z.labels, additionalProperties: false },
+    items: {
+      type: 'object',
+      properties: Object.fromEntries(z.labels.map((l) => [l, { type: 'number' }])),
+      required: z.labels,
+      additionalProperties: false,
+    },
     description: `one {label: probability} object per row (scikit-learn ZipMap '${z.name}')`,
   };
 }

@@ -9,7 +9,6 @@ import type { ElementType, TensorData, TensorSpec } from './tensors.js';
 import { ELEMENT_TYPES, isElementType } from './element-types.js';
 import { rewriteModel, type ZipMapOutput } from './graph-rewrite.js';
 
-
 export interface LoadedModel {
   name: string;
   inputs: TensorSpec[];
@@ -28,7 +27,9 @@ export function findModelFile(modelDir: string): string {
     .map((d) => d.name)
     .filter((f) => f.endsWith('.onnx'));
   if (files.length !== 1) {
-    throw new BootError(`model folder ${modelDir} must hold exactly one .onnx file, found ${files.length}${files.length ? `: ${files.join(', ')}` : ''}`);
+    throw new BootError(
+      `model folder ${modelDir} must hold exactly one .onnx file, found ${files.length}${files.length ? `: ${files.join(', ')}` : ''}`,
+    );
   }
   return join(modelDir, files[0]);
 }
@@ -56,7 +57,9 @@ export async function loadModel(context: InitContext): Promise<LoadedModel> {
   const inputs = session.inputMetadata.map(toSpec);
   const bySource = new Map(zipMaps.map((z) => [z.source, z]));
   // A ZipMap's probabilities are answered under the ZipMap output's name, as Python's onnxruntime names them.
-  const outputs = session.outputMetadata.map(toSpec).map((s) => (bySource.has(s.name) ? { ...s, name: bySource.get(s.name)!.name } : s));
+  const outputs = session.outputMetadata
+    .map(toSpec)
+    .map((s) => (bySource.has(s.name) ? { ...s, name: bySource.get(s.name)!.name } : s));
   return {
     name: basename(file, '.onnx'),
     inputs,
@@ -65,7 +68,8 @@ export async function loadModel(context: InitContext): Promise<LoadedModel> {
     dropped,
     async run(feeds) {
       const tensors: Record<string, ort.Tensor> = {};
-      for (const [k, t] of Object.entries(feeds)) tensors[k] = new ort.Tensor(t.type, t.data as ort.Tensor['data'], t.dims);
+      for (const [k, t] of Object.entries(feeds))
+        tensors[k] = new ort.Tensor(t.type, t.data as ort.Tensor['data'], t.dims);
       const results = await session.run(tensors);
       const out: Record<string, TensorData> = {};
       for (const [k, t] of Object.entries(results)) {
@@ -81,9 +85,12 @@ export async function loadModel(context: InitContext): Promise<LoadedModel> {
 }
 
 function toSpec(meta: ort.InferenceSession.ValueMetadata): TensorSpec {
-  if (!meta.isTensor) throw new BootError(`model value '${meta.name}' is not a tensor; the built-in entry script takes tensors only`);
+  if (!meta.isTensor)
+    throw new BootError(`model value '${meta.name}' is not a tensor; the built-in entry script takes tensors only`);
   if (!isElementType(meta.type)) {
-    throw new BootError(`model value '${meta.name}' has element type ${meta.type}; the built-in entry script takes ${ELEMENT_TYPES.join(', ')}`);
+    throw new BootError(
+      `model value '${meta.name}' has element type ${meta.type}; the built-in entry script takes ${ELEMENT_TYPES.join(', ')}`,
+    );
   }
   return { name: meta.name, type: meta.type as ElementType, dims: meta.shape };
 }

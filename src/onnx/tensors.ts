@@ -6,11 +6,25 @@
 import { clip, ScoringError } from '../errors.js';
 import { jsonKind, jsonType } from '../isolate/parse-message.js';
 
-import { ElementProblem, elementInfo, type Element, type ElementInfo, type ElementType, type TensorData, type TypedData } from './element-types.js';
+import {
+  ElementProblem,
+  elementInfo,
+  type Element,
+  type ElementInfo,
+  type ElementType,
+  type TensorData,
+  type TypedData,
+} from './element-types.js';
 
 export type { ElementType, TensorData, TypedData };
-export interface TensorSpec { name: string; type: ElementType; dims: ReadonlyArray<number | string> }
-export interface Limits { maxTensorElements: number }
+export interface TensorSpec {
+  name: string;
+  type: ElementType;
+  dims: ReadonlyArray<number | string>;
+}
+export interface Limits {
+  maxTensorElements: number;
+}
 
 const isDynamic = (d: number | string): boolean => typeof d !== 'number' || d < 0;
 
@@ -49,14 +63,19 @@ export function buildInputs(data: unknown, inputs: readonly TensorSpec[], limits
   }
   const names = namesOf(inputs);
   if (!isPlainObject(data)) {
-    throw new ScoringError('SHAPE', `model has ${inputs.length} inputs (${names}): data must be an object keyed by input name, got ${jsonKind(data)}`);
+    throw new ScoringError(
+      'SHAPE',
+      `model has ${inputs.length} inputs (${names}): data must be an object keyed by input name, got ${jsonKind(data)}`,
+    );
   }
   const known = new Set(inputs.map((s) => s.name));
   for (const key of Object.keys(data)) {
-    if (!known.has(key)) throw new ScoringError('SHAPE', `data has unknown input '${clip(key)}'; the model's inputs are ${names}`);
+    if (!known.has(key))
+      throw new ScoringError('SHAPE', `data has unknown input '${clip(key)}'; the model's inputs are ${names}`);
   }
   for (const spec of inputs) {
-    if (!Object.hasOwn(data, spec.name)) throw new ScoringError('SHAPE', `input '${spec.name}' is missing; the model's inputs are ${names}`);
+    if (!Object.hasOwn(data, spec.name))
+      throw new ScoringError('SHAPE', `input '${spec.name}' is missing; the model's inputs are ${names}`);
     out[spec.name] = buildOne(data[spec.name], spec, limits);
   }
   return out;
@@ -66,10 +85,20 @@ function pickSingle(data: Record<string, unknown>, spec: TensorSpec): unknown {
   const keys = Object.keys(data);
   if (keys.length === 1 && keys[0] === spec.name) return data[spec.name];
   const shown = keys.length === 0 ? 'no keys' : `key '${clip(keys.find((k) => k !== spec.name) ?? keys[0])}'`;
-  throw new ScoringError('SHAPE', `input '${spec.name}' expects a nested array or {"${spec.name}": [...]}, got an object with ${shown}`);
+  throw new ScoringError(
+    'SHAPE',
+    `input '${spec.name}' expects a nested array or {"${spec.name}": [...]}, got an object with ${shown}`,
+  );
 }
 
-interface Fill { spec: TensorSpec; info: ElementInfo; dims: number[]; data: TypedData; pos: number; idx: number[] }
+interface Fill {
+  spec: TensorSpec;
+  info: ElementInfo;
+  dims: number[];
+  data: TypedData;
+  pos: number;
+  idx: number[];
+}
 
 function buildOne(value: unknown, spec: TensorSpec, limits: Limits): TensorData {
   const rank = spec.dims.length;
@@ -78,20 +107,30 @@ function buildOne(value: unknown, spec: TensorSpec, limits: Limits): TensorData 
   const dims: number[] = [];
   let node = value;
   while (Array.isArray(node) && dims.length <= rank) {
-    if (node.length === 0) throw new ScoringError('SHAPE', `input '${spec.name}' got an empty array at ${path(dims.map(() => 0))} (expects shape ${want})`);
+    if (node.length === 0)
+      throw new ScoringError(
+        'SHAPE',
+        `input '${spec.name}' got an empty array at ${path(dims.map(() => 0))} (expects shape ${want})`,
+      );
     dims.push(node.length);
     node = node[0];
   }
   if (dims.length !== rank) {
     const deeper = dims.length > rank && Array.isArray(node);
-    const got = deeper ? `rank ${dims.length + 1} or more (shape ${formatDims(dims).slice(0, -1)},...])` : `rank ${dims.length} (shape ${formatDims(dims)})`;
+    const got = deeper
+      ? `rank ${dims.length + 1} or more (shape ${formatDims(dims).slice(0, -1)},...])`
+      : `rank ${dims.length} (shape ${formatDims(dims)})`;
     throw new ScoringError('SHAPE', `input '${spec.name}' expects rank ${rank} (shape ${want}), got ${got}`);
   }
-  if (!fitsSpec(dims, spec)) throw new ScoringError('SHAPE', `input '${spec.name}' expects shape ${want}, got ${formatDims(dims)}`);
+  if (!fitsSpec(dims, spec))
+    throw new ScoringError('SHAPE', `input '${spec.name}' expects shape ${want}, got ${formatDims(dims)}`);
   let count = 1;
   for (const d of dims) count *= d; // each d ≤ body size, so the product stays exact long enough to compare
   if (count > limits.maxTensorElements) {
-    throw new ScoringError('TOO_MANY_ELEMENTS', `input '${spec.name}' has ${count} elements (shape ${formatDims(dims)}), over MAX_TENSOR_ELEMENTS (${limits.maxTensorElements})`);
+    throw new ScoringError(
+      'TOO_MANY_ELEMENTS',
+      `input '${spec.name}' has ${count} elements (shape ${formatDims(dims)}), over MAX_TENSOR_ELEMENTS (${limits.maxTensorElements})`,
+    );
   }
   const info = elementInfo(spec.type);
   const f: Fill = { spec, info, dims, data: info.allocate(count), pos: 0, idx: new Array<number>(rank).fill(0) };
@@ -103,7 +142,10 @@ function buildOne(value: unknown, spec: TensorSpec, limits: Limits): TensorData 
 function fillLevel(node: unknown[], level: number, f: Fill): void {
   if (node.length !== f.dims[level]) {
     const here = f.idx.slice(0, level);
-    const got = node.length === 0 ? `got an empty array at ${path(here)}` : `is ragged: ${path(here)} has length ${node.length} but ${path(here.map(() => 0))} has length ${f.dims[level]}`;
+    const got =
+      node.length === 0
+        ? `got an empty array at ${path(here)}`
+        : `is ragged: ${path(here)} has length ${node.length} but ${path(here.map(() => 0))} has length ${f.dims[level]}`;
     throw new ScoringError('SHAPE', `input '${f.spec.name}' ${got} (expects shape ${formatDims(f.spec.dims)})`);
   }
   if (level === f.dims.length - 1) {
@@ -114,7 +156,10 @@ function fillLevel(node: unknown[], level: number, f: Fill): void {
     const child = node[i];
     f.idx[level] = i;
     if (!Array.isArray(child)) {
-      throw new ScoringError('SHAPE', `input '${f.spec.name}' is ragged: ${path(f.idx.slice(0, level + 1))} is ${jsonType(child)}, expected an array (expects shape ${formatDims(f.spec.dims)})`);
+      throw new ScoringError(
+        'SHAPE',
+        `input '${f.spec.name}' is ragged: ${path(f.idx.slice(0, level + 1))} is ${jsonType(child)}, expected an array (expects shape ${formatDims(f.spec.dims)})`,
+      );
     }
     fillLevel(child, level + 1, f);
   }
@@ -138,26 +183,42 @@ function fillLeaf(row: unknown[], f: Fill): void {
 
 function typeError(f: Fill, v: unknown, i: number, why?: string): ScoringError {
   const at = f.dims.length === 0 ? [] : [...f.idx.slice(0, f.dims.length - 1), i];
-  if (Array.isArray(v)) { // deeper than the rank in a row after the first: a shape problem, not a type one
-    return new ScoringError('SHAPE', `input '${f.spec.name}' is ragged: ${path(at)} is an array, expected a ${f.spec.type} element (expects shape ${formatDims(f.spec.dims)})`);
+  if (Array.isArray(v)) {
+    // deeper than the rank in a row after the first: a shape problem, not a type one
+    return new ScoringError(
+      'SHAPE',
+      `input '${f.spec.name}' is ragged: ${path(at)} is an array, expected a ${f.spec.type} element (expects shape ${formatDims(f.spec.dims)})`,
+    );
   }
-  const got = typeof v === 'number' ? `number ${v}${why ? ` (${why})` : ''}` : why ? `${jsonKind(v)} (${why})` : jsonKind(v);
-  return new ScoringError('TYPE', `input '${f.spec.name}' expects ${f.spec.type} elements, got ${got}${at.length ? ` at ${path(at)}` : ''}`);
+  const got =
+    typeof v === 'number' ? `number ${v}${why ? ` (${why})` : ''}` : why ? `${jsonKind(v)} (${why})` : jsonKind(v);
+  return new ScoringError(
+    'TYPE',
+    `input '${f.spec.name}' expects ${f.spec.type} elements, got ${got}${at.length ? ` at ${path(at)}` : ''}`,
+  );
 }
 
 /** Batched outputs → each message's rows along axis 0, as views (copies for strings); an unbatched run's outputs whole. */
-export function sliceOutputs(outputs: Record<string, TensorData>, outputNames: readonly string[], rowCounts: readonly number[]): Array<Record<string, TensorData>> {
+export function sliceOutputs(
+  outputs: Record<string, TensorData>,
+  outputNames: readonly string[],
+  rowCounts: readonly number[],
+): Array<Record<string, TensorData>> {
   const perMessage: [string, TensorData][][] = rowCounts.map(() => []);
   const total = rowCounts.reduce((a, b) => a + b, 0);
   for (const name of outputNames) {
     const t = Object.hasOwn(outputs, name) ? outputs[name] : undefined;
     if (!t) throw new ScoringError('RUN_FAILED', `model returned no output '${name}'`);
-    if (rowCounts.length === 1) { // an unbatched run returns the output whole, even one without a batch axis
+    if (rowCounts.length === 1) {
+      // an unbatched run returns the output whole, even one without a batch axis
       perMessage[0].push([name, t]);
       continue;
     }
     if (t.dims.length === 0 || t.dims[0] !== total) {
-      throw new ScoringError('RUN_FAILED', `output '${name}' has shape ${formatDims(t.dims)}, which cannot be split into ${rowCounts.length} messages of ${total} rows in all`);
+      throw new ScoringError(
+        'RUN_FAILED',
+        `output '${name}' has shape ${formatDims(t.dims)}, which cannot be split into ${rowCounts.length} messages of ${total} rows in all`,
+      );
     }
     const rest = t.dims.slice(1);
     const rowSize = rest.reduce((a, b) => a * b, 1);
@@ -174,7 +235,11 @@ export function sliceOutputs(outputs: Record<string, TensorData>, outputNames: r
 }
 
 /** Split batched outputs back per message as JSON: one output as its nested array, several as an object keyed by name. */
-export function splitOutputs(outputs: Record<string, TensorData>, outputNames: readonly string[], rowCounts: readonly number[]): unknown[] {
+export function splitOutputs(
+  outputs: Record<string, TensorData>,
+  outputNames: readonly string[],
+  rowCounts: readonly number[],
+): unknown[] {
   return sliceOutputs(outputs, outputNames, rowCounts).map((tensors) => {
     const entries = outputNames.map((name) => [name, toJson(tensors[name], 0, tensors[name].dims)] as const);
     return outputNames.length === 1 ? entries[0][1] : Object.fromEntries(entries);
@@ -183,7 +248,15 @@ export function splitOutputs(outputs: Record<string, TensorData>, outputNames: r
 
 function toJson(t: TensorData, offset: number, dims: number[]): unknown {
   const info = elementInfo(t.type);
-  const numeric = t.type === 'float32' || t.type === 'float64' || t.type === 'int32' || t.type === 'int16' || t.type === 'int8' || t.type === 'uint8' || t.type === 'uint16' || t.type === 'uint32';
+  const numeric =
+    t.type === 'float32' ||
+    t.type === 'float64' ||
+    t.type === 'int32' ||
+    t.type === 'int16' ||
+    t.type === 'int8' ||
+    t.type === 'uint8' ||
+    t.type === 'uint16' ||
+    t.type === 'uint32';
   const conv = numeric ? undefined : info.toJson;
   const data = t.data as ArrayLike<Element>;
   if (dims.length === 0) return conv ? conv(data[offset]) : data[offset];
@@ -205,4 +278,5 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-const path = (idx: readonly number[]): string => (idx.length === 0 ? 'the top level' : idx.map((i) => `[${i}]`).join(''));
+const path = (idx: readonly number[]): string =>
+  idx.length === 0 ? 'the top level' : idx.map((i) => `[${i}]`).join('');

@@ -39,21 +39,41 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test("a reply over the broker's max_message_size: a short error reply instead, the input dead-lettered, the rest answered once, a clean shutdown", { timeout: 120_000 }, async (t) => {
+test("a reply over the broker's max_message_size: a short error reply instead, the input dead-lettered, the rest answered once, a clean shutdown", {
+  timeout: 120_000,
+}, async (t) => {
   const input = uniqueName('limits');
   const replies = uniqueName('limits.replies');
   const client = await TestClient.connect(broker.url);
   const watcher = await RestartProofWatcher.start(broker.url, replies, 'classic');
   try {
-    const consumer = consumers.start({ AMQP_URL: broker.url, INPUT_QUEUE: input, REPLY_QUEUE: replies, ENTRY_SCRIPT: SCRIPT, RECONNECT_INITIAL_DELAY_MS: '100', RECONNECT_MAX_DELAY_MS: '500' });
+    const consumer = consumers.start({
+      AMQP_URL: broker.url,
+      INPUT_QUEUE: input,
+      REPLY_QUEUE: replies,
+      ENTRY_SCRIPT: SCRIPT,
+      RECONNECT_INITIAL_DELAY_MS: '100',
+      RECONNECT_MAX_DELAY_MS: '500',
+    });
     await consumer.waitFor('"msg":"consuming"');
     const N = 200;
     const BIG = new Set([7, 120]);
     const ids = Array.from({ length: N }, (_, i) => `limits-${i}`);
     const started = Date.now();
-    await client.publishMany(input, ids.map((id, i) => ({ body: { data: { big: BIG.has(i) } }, options: { correlationId: id } })));
+    await client.publishMany(
+      input,
+      ids.map((id, i) => ({ body: { data: { big: BIG.has(i) } }, options: { correlationId: id } })),
+    );
     const all = await watcher.waitAll(ids, 60_000);
-    assert.ok(all, `every input answered (${watcher.answered(ids)} of ${N}; missing ${watcher.tally(ids).missing.join(', ')}); consumer said:\n${consumer.output().split('\n').filter((l) => /"level":[45]/.test(l)).slice(-15).join('\n')}`);
+    assert.ok(
+      all,
+      `every input answered (${watcher.answered(ids)} of ${N}; missing ${watcher.tally(ids).missing.join(', ')}); consumer said:\n${consumer
+        .output()
+        .split('\n')
+        .filter((l) => /"level":[45]/.test(l))
+        .slice(-15)
+        .join('\n')}`,
+    );
     const answeredMs = Date.now() - started;
     await watcher.quiet(1000);
     for (const i of BIG) {
@@ -65,11 +85,24 @@ test("a reply over the broker's max_message_size: a short error reply instead, t
     const dupOfSmall = watcher.tally(ids.filter((_, i) => !BIG.has(i))).duplicated;
     const rss = rssMiB(consumer.child.pid!) ?? 0;
     assert.equal(await consumer.stop('SIGTERM'), 0, 'shutdown within the grace period');
-    const refusals = logLines(consumer.output(), "broker refused a reply over its max_message_size; such replies are answered with an error instead").length;
-    assert.ok(refusals >= 1 && refusals <= BIG.size, `the publish channel closed at most once per big reply (${refusals})`);
-    assert.equal(await client.messageCount(`${input}.dead`), BIG.size, 'the inputs of the refused replies are dead-lettered');
+    const refusals = logLines(
+      consumer.output(),
+      'broker refused a reply over its max_message_size; such replies are answered with an error instead',
+    ).length;
+    assert.ok(
+      refusals >= 1 && refusals <= BIG.size,
+      `the publish channel closed at most once per big reply (${refusals})`,
+    );
+    assert.equal(
+      await client.messageCount(`${input}.dead`),
+      BIG.size,
+      'the inputs of the refused replies are dead-lettered',
+    );
     assert.equal(await client.messageCount(input), 0, 'nothing else left');
-    report(t, `max_message_size: N=${N} (2 over) lost=${missing.length} duplicated=${duplicated} (small ${dupOfSmall}) answered in ${answeredMs} ms, channel closes ${refusals}, RSS ${Math.round(rss)} MiB`);
+    report(
+      t,
+      `max_message_size: N=${N} (2 over) lost=${missing.length} duplicated=${duplicated} (small ${dupOfSmall}) answered in ${answeredMs} ms, channel closes ${refusals}, RSS ${Math.round(rss)} MiB`,
+    );
   } finally {
     await watcher.stop().catch(() => {});
     await client.deleteQueues(input, `${input}.dead`, replies);

@@ -54,7 +54,9 @@ function pollReadyz(port: number): { stop(): Array<{ status: number; at: number;
   };
 }
 
-test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer reconnects, declares its queues again and answers every input; /readyz is 503 while it is down', { timeout: 180_000 }, async (t) => {
+test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer reconnects, declares its queues again and answers every input; /readyz is 503 while it is down', {
+  timeout: 180_000,
+}, async (t) => {
   const N = 20_000;
   const items = numbered('restart', N);
   const ids = idsOf(items);
@@ -108,7 +110,8 @@ test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer
   // Replies read after start_app may have been published before the stop (the watcher reconnects too):
   // a new one is one that arrived after the consumer subscribed again.
   const subscribedAgainAt = consuming.find((l) => l.time > startAppAt)?.time;
-  const firstNewReply = subscribedAgainAt === undefined ? undefined : watcher.arrivals.find((a) => a.at >= subscribedAgainAt)?.at;
+  const firstNewReply =
+    subscribedAgainAt === undefined ? undefined : watcher.arrivals.find((a) => a.at >= subscribedAgainAt)?.at;
   const disconnects = logLines(out, 'broker disconnected');
   const notReady = statuses.find((s) => s.status === 503 && s.at >= stopAt);
   const readyAgain = statuses.find((s) => s.status === 200 && notReady && s.at > notReady.at);
@@ -119,15 +122,33 @@ test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer
       `stop_app took ${stoppedAt - stopAt} ms, start_app (+await_startup) took ${startedAt - startAppAt} ms, ` +
       `consuming again ${subscribedAgainAt === undefined ? 'never' : `${subscribedAgainAt - startAppAt} ms after start_app was called (${subscribedAgainAt - startedAt} ms after it returned)`}, ` +
       `first new reply ${firstNewReply === undefined ? 'never' : `${firstNewReply - startAppAt} ms after start_app was called`}, ` +
-      `consumer log: ${[...logLines(out, 'broker disconnected'), ...logLines(out, 'broker connect failed'), ...logLines(out, 'broker connected'), ...consuming].filter((l) => l.time >= stopAt).sort((a, b) => a.time - b.time).map((l) => `${String(l.msg)}${l.role ? `(${String(l.role)}${l.msg === 'broker connect failed' ? `: ${String(l.err).slice(0, 80)}` : ''})` : ''}@${l.time - stopAt}ms`).join(', ')}, ` +
+      `consumer log: ${[
+        ...logLines(out, 'broker disconnected'),
+        ...logLines(out, 'broker connect failed'),
+        ...logLines(out, 'broker connected'),
+        ...consuming,
+      ]
+        .filter((l) => l.time >= stopAt)
+        .sort((a, b) => a.time - b.time)
+        .map(
+          (l) =>
+            `${String(l.msg)}${l.role ? `(${String(l.role)}${l.msg === 'broker connect failed' ? `: ${String(l.err).slice(0, 80)}` : ''})` : ''}@${l.time - stopAt}ms`,
+        )
+        .join(', ')}, ` +
       `/readyz: ${statuses.map((s) => `${s.status}${s.error ? `[${s.error}]` : ''}@${s.at - stopAt}ms`).join(' → ')} (times from stop_app)`,
   );
 
   assert.ok(answeredWhenStopped < N, 'the restart came before the run was over');
   assert.ok(all, `every input answered (${watcher.answered(ids)} of ${N})`);
   assert.deepEqual(missing, [], 'no input without a reply');
-  assert.ok(watcher.arrivals.every((a) => a.status === 'ok'), 'every reply is a normal one');
-  assert.ok(disconnects.some((d) => d.role === 'consume') && disconnects.some((d) => d.role === 'publish'), 'both connections saw the broker go');
+  assert.ok(
+    watcher.arrivals.every((a) => a.status === 'ok'),
+    'every reply is a normal one',
+  );
+  assert.ok(
+    disconnects.some((d) => d.role === 'consume') && disconnects.some((d) => d.role === 'publish'),
+    'both connections saw the broker go',
+  );
   assert.ok(subscribedAgainAt !== undefined, 'it subscribed again after the restart');
   const checker = await TestClient.connect(broker.url);
   const deadQueue = await checker.messageCount(`${input}.dead`).then(
@@ -135,7 +156,11 @@ test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer
     (err: Error) => err.message,
   );
   await checker.close();
-  assert.equal(deadQueue, 'declared', `it declared its queues again: ${input}.dead, deleted before the restart, exists`);
+  assert.equal(
+    deadQueue,
+    'declared',
+    `it declared its queues again: ${input}.dead, deleted before the restart, exists`,
+  );
   assert.ok(firstNewReply !== undefined, 'and answered again');
   // A poll can go unanswered (0) on a loaded machine: what counts is what /readyz said when it answered.
   const answers = statuses.filter((s) => s.status !== 0);

@@ -71,12 +71,18 @@ async function phase(
   const stream = publishStream(client, q.input, uniqueName(name), 200);
   open.add(stream);
 
-  assert.ok(await watcher.waitUntil(() => watcher.arrivals.length >= 200, 60_000), `${name}: replies flow before the fault`);
+  assert.ok(
+    await watcher.waitUntil(() => watcher.arrivals.length >= 200, 60_000),
+    `${name}: replies flow before the fault`,
+  );
   const faultAt = Date.now();
   await fault();
   const publishedAfter = (id: string) => (stream.publishedAt.get(id) ?? 0) > faultAt;
   assert.ok(
-    await watcher.waitUntil(() => watcher.arrivals.some((a) => a.at > faultAt && publishedAfter(a.correlationId)), 90_000),
+    await watcher.waitUntil(
+      () => watcher.arrivals.some((a) => a.at > faultAt && publishedAfter(a.correlationId)),
+      90_000,
+    ),
     `${name}: inputs published after the fault are answered`,
   );
   await bringBack();
@@ -138,71 +144,92 @@ async function startOn(q: ConsumerQueues, url: string): Promise<ConsumerProcess>
   });
 }
 
-test(
-  'through HAProxy: killing the node that leads the input queue mid-stream, bringing it back, then a rolling restart of all three nodes leave no input without a reply',
-  { timeout: 900_000 },
-  async (t) => {
-    const c = cluster!;
-    const q = consumers.queuesFor('cluster');
-    const consumer = await startOn(q, c.url!);
-    await consumer.waitFor('"msg":"consuming"', 60_000);
-    const before = await c.awaitOnline(q.input, 3, 60_000);
-    assert.deepEqual([...before.members].sort(), c.nodes.map((n) => n.nodeName).sort(), 'the input queue is replicated on all three nodes');
+test('through HAProxy: killing the node that leads the input queue mid-stream, bringing it back, then a rolling restart of all three nodes leave no input without a reply', {
+  timeout: 900_000,
+}, async (t) => {
+  const c = cluster!;
+  const q = consumers.queuesFor('cluster');
+  const consumer = await startOn(q, c.url!);
+  await consumer.waitFor('"msg":"consuming"', 60_000);
+  const before = await c.awaitOnline(q.input, 3, 60_000);
+  assert.deepEqual(
+    [...before.members].sort(),
+    c.nodes.map((n) => n.nodeName).sort(),
+    'the input queue is replicated on all three nodes',
+  );
 
-    const figures: PhaseFigures[] = [];
-    const leader = c.node(before.leader);
-    const survivor = c.nodes.find((n) => n !== leader)!;
-    figures.push(
-      await phase('leader SIGKILL', q, survivor, () => leader.kill(), async () => {
+  const figures: PhaseFigures[] = [];
+  const leader = c.node(before.leader);
+  const survivor = c.nodes.find((n) => n !== leader)!;
+  figures.push(
+    await phase(
+      'leader SIGKILL',
+      q,
+      survivor,
+      () => leader.kill(),
+      async () => {
         await leader.restart();
         await c.awaitRejoined(leader, 120_000);
-      }),
-    );
-    const after = await c.members(q.input);
-    report(t, `${describe(figures[0])}; the leader moved from ${before.leader} to ${after.leader}`);
+      },
+    ),
+  );
+  const after = await c.members(q.input);
+  report(t, `${describe(figures[0])}; the leader moved from ${before.leader} to ${after.leader}`);
 
-    for (const [i, node] of c.nodes.entries()) {
-      const f = await phase(`rolling restart, node ${i + 1} of 3`, q, c.nodes[(i + 1) % c.nodes.length], () => node.halt(), async () => {
+  for (const [i, node] of c.nodes.entries()) {
+    const f = await phase(
+      `rolling restart, node ${i + 1} of 3`,
+      q,
+      c.nodes[(i + 1) % c.nodes.length],
+      () => node.halt(),
+      async () => {
         await node.restart();
         await c.awaitRejoined(node, 120_000);
-      });
-      figures.push(f);
-      report(t, describe(f));
-    }
+      },
+    );
+    figures.push(f);
+    report(t, describe(f));
+  }
 
-    for (const f of figures) assertWhole(f);
-    assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
-    const disconnects = logLines(consumer.output(), 'broker disconnected');
-    assert.ok(disconnects.length > 0, 'the consumer did lose a node along the way');
-  },
-);
+  for (const f of figures) assertWhole(f);
+  assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
+  const disconnects = logLines(consumer.output(), 'broker disconnected');
+  assert.ok(disconnects.length > 0, 'the consumer did lose a node along the way');
+});
 
-test(
-  "with every node's address in AMQP_URL and no load balancer: killing the node the consumer reads from sends it to another node, and no input goes without a reply",
-  { timeout: 600_000 },
-  async (t) => {
-    const c = cluster!;
-    const q = consumers.queuesFor('cluster.list');
-    const consumer = await startOn(q, c.urls);
-    await consumer.waitFor('"msg":"consuming"', 60_000);
-    await c.awaitOnline(q.input, 3, 60_000);
-    const connectedTo = (since: number) =>
-      logLines(consumer.output(), 'broker connected')
-        .filter((l) => l.role === 'consume' && l.time >= since)
-        .map((l) => String(l.broker));
-    const first = connectedTo(0)[0];
-    const node = c.nodes.find((n) => first.endsWith(`:${n.port}`));
-    assert.ok(node, `the consumer's node is one of the cluster's (${first})`);
-    const survivor = c.nodes.find((n) => n !== node)!;
+test("with every node's address in AMQP_URL and no load balancer: killing the node the consumer reads from sends it to another node, and no input goes without a reply", {
+  timeout: 600_000,
+}, async (t) => {
+  const c = cluster!;
+  const q = consumers.queuesFor('cluster.list');
+  const consumer = await startOn(q, c.urls);
+  await consumer.waitFor('"msg":"consuming"', 60_000);
+  await c.awaitOnline(q.input, 3, 60_000);
+  const connectedTo = (since: number) =>
+    logLines(consumer.output(), 'broker connected')
+      .filter((l) => l.role === 'consume' && l.time >= since)
+      .map((l) => String(l.broker));
+  const first = connectedTo(0)[0];
+  const node = c.nodes.find((n) => first.endsWith(`:${n.port}`));
+  assert.ok(node, `the consumer's node is one of the cluster's (${first})`);
+  const survivor = c.nodes.find((n) => n !== node)!;
 
-    const f = await phase(`list form, SIGKILL of the consumer's node`, q, survivor, () => node.kill(), async () => {
+  const f = await phase(
+    `list form, SIGKILL of the consumer's node`,
+    q,
+    survivor,
+    () => node.kill(),
+    async () => {
       await node.restart();
       await c.awaitRejoined(node, 120_000);
-    });
-    const movedTo = connectedTo(f.faultAt);
-    report(t, `${describe(f)}; consume connection moved from ${first} to ${movedTo.join(', ') || 'nowhere'}`);
-    assertWhole(f);
-    assert.ok(movedTo.length > 0 && !movedTo[0].endsWith(`:${node.port}`), `it reconnected to another node (${movedTo.join(', ')})`);
-    assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
-  },
-);
+    },
+  );
+  const movedTo = connectedTo(f.faultAt);
+  report(t, `${describe(f)}; consume connection moved from ${first} to ${movedTo.join(', ') || 'nowhere'}`);
+  assertWhole(f);
+  assert.ok(
+    movedTo.length > 0 && !movedTo[0].endsWith(`:${node.port}`),
+    `it reconnected to another node (${movedTo.join(', ')})`,
+  );
+  assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
+});

@@ -19,7 +19,9 @@ after(() => run.close());
  */
 const HANDFUL = 30;
 
-test('cutting both broker connections five times during a run loses nothing and answers next to none twice; the consumer reconnects and answers every input', { timeout: 90_000 }, async (t) => {
+test('cutting both broker connections five times during a run loses nothing and answers next to none twice; the consumer reconnects and answers every input', {
+  timeout: 90_000,
+}, async (t) => {
   const CUTS = 5;
   const { client, input, watcher, connectionName } = run;
   const port = await freePort();
@@ -63,7 +65,10 @@ test('cutting both broker connections five times during a run loses nothing and 
     const down = Math.max(...inCut.map((d) => d.time));
     const next = arrivals.find((a) => (stream.publishedAt.get(a.correlationId) ?? 0) > down);
     return {
-      roles: inCut.map((d) => d.role).sort().join('+'),
+      roles: inCut
+        .map((d) => d.role)
+        .sort()
+        .join('+'),
       toReplyMs: next === undefined ? NaN : next.at - down,
       toReadyMs: Math.max(readyAfter('consume'), readyAfter('publish')),
     };
@@ -91,12 +96,20 @@ test('cutting both broker connections five times during a run loses nothing and 
   for (const role of ['consume', 'publish']) {
     const reconnections = logLines(out, 'broker connected').filter((c) => c.role === role).length - 1;
     assert.ok(reconnections >= CUTS, `${role}: connected again after each cut (${reconnections})`);
-    assert.equal(m.get(`scorer_reconnects_total{role="${role}"}`), reconnections, `scorer_reconnects_total{role="${role}"}`);
+    assert.equal(
+      m.get(`scorer_reconnects_total{role="${role}"}`),
+      reconnections,
+      `scorer_reconnects_total{role="${role}"}`,
+    );
   }
   const deadQueue = await client.messageCount(`${input}.dead`).then(
     () => 'declared',
     (err: Error) => err.message,
   );
-  assert.equal(deadQueue, 'declared', `the queues are declared again after a reconnect: ${input}.dead, deleted before the cuts, exists`);
+  assert.equal(
+    deadQueue,
+    'declared',
+    `the queues are declared again after a reconnect: ${input}.dead, deleted before the cuts, exists`,
+  );
   assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
 });

@@ -30,7 +30,8 @@ interface Case {
 
 const ROW = '[5.1,3.5,1.4,0.2]';
 const rows = (n: number, row = ROW) => `[${Array.from({ length: n }, () => row).join(',')}]`;
-const nested = (depth: number, open: string, close: string, leaf: string) => open.repeat(depth) + leaf + close.repeat(depth);
+const nested = (depth: number, open: string, close: string, leaf: string) =>
+  open.repeat(depth) + leaf + close.repeat(depth);
 
 /** One hostile message of each kind, varied by `r`; every one must get an error reply. */
 function hostile(r: () => number): Array<[string, string | Buffer]> {
@@ -39,7 +40,10 @@ function hostile(r: () => number): Array<[string, string | Buffer]> {
   return [
     ['random bytes', Buffer.from(Array.from({ length: n(0, 2000) }, () => n(0, 256)))],
     ['truncated JSON', good.slice(0, n(1, good.length - 1))],
-    ['invalid UTF-8', Buffer.concat([Buffer.from('{"data":"'), Buffer.from([0xc3, 0x28, 0xff, 0xfe]), Buffer.from('"}')])],
+    [
+      'invalid UTF-8',
+      Buffer.concat([Buffer.from('{"data":"'), Buffer.from([0xc3, 0x28, 0xff, 0xfe]), Buffer.from('"}')]),
+    ],
     ['nesting 100,000 deep', `{"data":${nested(100_000, '[', ']', '1')}}`],
     ['nesting 30,000 deep', `{"data":${nested(30_000, '[', ']', '1')}}`],
     ['unclosed nesting', `{"data":${'['.repeat(n(65, 60_000))}`],
@@ -115,33 +119,46 @@ function controls(r: () => number): Array<[string, string]> {
   return [
     ['control: rows', `{"data":${rows(n(1, 30))}}`],
     ['control: keyed by input name', `{"data":{"float_input":${rows(n(1, 5))}}}`],
-    ['control: extra keys, __proto__ among them', `{"data":${rows(1)},"__proto__":{"polluted":true},"meta":{"a":[1,2]}}`],
+    [
+      'control: extra keys, __proto__ among them',
+      `{"data":${rows(1)},"__proto__":{"polluted":true},"meta":{"a":[1,2]}}`,
+    ],
     ['control: extreme but finite float32', `{"data":[[1e9,-1e9,3.4e38,1e-45]]}`],
   ];
 }
 
-test('a hostile flood of 10,000+ malformed, over-size and deeply nested messages gets an error reply for each, the well-formed ones mixed in are answered ok, and the consumer stays up with bounded memory', { timeout: 120_000 }, async (t) => {
+test('a hostile flood of 10,000+ malformed, over-size and deeply nested messages gets an error reply for each, the well-formed ones mixed in are answered ok, and the consumer stays up with bounded memory', {
+  timeout: 120_000,
+}, async (t) => {
   const { client, input, watcher } = run;
-  const consumer = run.start({ MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES), MAX_TENSOR_ELEMENTS: String(MAX_TENSOR_ELEMENTS) });
+  const consumer = run.start({
+    MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES),
+    MAX_TENSOR_ELEMENTS: String(MAX_TENSOR_ELEMENTS),
+  });
   await consumer.waitFor('"msg":"consuming"');
   const rss = sampleRss(consumer.child.pid!);
 
   const r = prng(20240611);
   const cases: Case[] = [];
   while (cases.length < 10_000) {
-    for (const [kind, body] of hostile(r)) cases.push({ kind, body: Buffer.isBuffer(body) ? body : Buffer.from(body), expect: 'error' });
+    for (const [kind, body] of hostile(r))
+      cases.push({ kind, body: Buffer.isBuffer(body) ? body : Buffer.from(body), expect: 'error' });
     for (const [kind, body] of controls(r)) cases.push({ kind, body: Buffer.from(body), expect: 'ok' });
   }
   // A few bodies of several MiB: a row of 3.5 million elements, and padding.
   cases.push({ kind: 'several MiB', body: Buffer.from(`{"data":[[${'0,'.repeat(3_500_000)}0]]}`), expect: 'error' });
-  for (const mib of [4, 6, 8]) cases.push({ kind: 'several MiB', body: Buffer.alloc(mib * 1024 * 1024, 0x5b), expect: 'error' });
+  for (const mib of [4, 6, 8])
+    cases.push({ kind: 'several MiB', body: Buffer.alloc(mib * 1024 * 1024, 0x5b), expect: 'error' });
   // Shuffled, so every kind meets every other in a batch.
   for (let i = cases.length - 1; i > 0; i--) {
     const j = Math.floor(r() * (i + 1));
     [cases[i], cases[j]] = [cases[j], cases[i]];
   }
   const ids = cases.map((_, i) => `flood-${i}`);
-  await client.publishMany(input, cases.map((c, i) => ({ body: c.body, options: { correlationId: ids[i] } })));
+  await client.publishMany(
+    input,
+    cases.map((c, i) => ({ body: c.body, options: { correlationId: ids[i] } })),
+  );
 
   const all = await watcher.waitAll(ids, 90_000);
   const { startMiB, peakMiB, endMiB, samples } = await rss.stop();
@@ -156,7 +173,8 @@ test('a hostile flood of 10,000+ malformed, over-size and deeply nested messages
     if (reply.status === 'error') {
       codes.set(reply.errorCode ?? '?', (codes.get(reply.errorCode ?? '?') ?? 0) + 1);
       codesByKind.set(c.kind, (codesByKind.get(c.kind) ?? new Set()).add(reply.errorCode ?? '?'));
-      if (!CODES[c.kind]?.includes(reply.errorCode ?? '?')) wrongCode.push(`${c.kind} (${ids[i]}): ${reply.errorCode} ${reply.body.slice(0, 200)}`);
+      if (!CODES[c.kind]?.includes(reply.errorCode ?? '?'))
+        wrongCode.push(`${c.kind} (${ids[i]}): ${reply.errorCode} ${reply.body.slice(0, 200)}`);
       assert.equal(typeof JSON.parse(reply.body), 'string', 'an error body is a JSON string');
     }
   });
@@ -168,10 +186,17 @@ test('a hostile flood of 10,000+ malformed, over-size and deeply nested messages
       `RSS ${startMiB.toFixed(0)} MiB before, peak ${peakMiB.toFixed(0)} MiB over ${samples} samples, ${endMiB.toFixed(0)} MiB after; error codes ${JSON.stringify(Object.fromEntries([...codes].sort()))}; ` +
       `by kind ${JSON.stringify(Object.fromEntries([...codesByKind].map(([k, s]) => [k, [...s].sort()])))}`,
   );
-  assert.ok(all, `every message answered (${watcher.answered(ids)} of ${ids.length}); first missing: ${missing.slice(0, 5).join(', ')}`);
+  assert.ok(
+    all,
+    `every message answered (${watcher.answered(ids)} of ${ids.length}); first missing: ${missing.slice(0, 5).join(', ')}`,
+  );
   assert.deepEqual(wrong.slice(0, 10), [], 'each hostile message gets an error reply, each control an ok one');
   assert.deepEqual(wrongCode.slice(0, 10), [], 'each error reply has the code of what is wrong with its message');
-  assert.deepEqual([...codesByKind.keys()].sort(), Object.keys(CODES).sort(), 'every hostile kind was sent and answered');
+  assert.deepEqual(
+    [...codesByKind.keys()].sort(),
+    Object.keys(CODES).sort(),
+    'every hostile kind was sent and answered',
+  );
   assert.equal(duplicated, 0, 'no message answered twice');
   assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
   assert.equal(await client.messageCount(input), 0, 'the input queue is empty');

@@ -50,7 +50,8 @@ async function connectionStates(): Promise<Record<string, string>> {
   const states: Record<string, string> = {};
   for (const line of out.split('\n')) {
     const name = /\{"connection_name","([^"]*)"\}/.exec(line)?.[1];
-    if (name?.startsWith(`${connectionName}/`)) states[name.slice(connectionName.length + 1)] = line.trim().split(/\s+/).at(-1)!;
+    if (name?.startsWith(`${connectionName}/`))
+      states[name.slice(connectionName.length + 1)] = line.trim().split(/\s+/).at(-1)!;
   }
   return states;
 }
@@ -61,7 +62,9 @@ async function inFlight(httpPort: number): Promise<number> {
   return Number(/^scorer_in_flight (\S+)$/m.exec(text)?.[1] ?? NaN);
 }
 
-test('a memory alarm mid-run holds the replies without dropping any: the consumer takes no new work, keeps both connections, and answers every input once the alarm clears', { timeout: 90_000 }, async (t) => {
+test('a memory alarm mid-run holds the replies without dropping any: the consumer takes no new work, keeps both connections, and answers every input once the alarm clears', {
+  timeout: 90_000,
+}, async (t) => {
   const N = 20_000;
   const ALARM_MS = 6000;
   const items = numbered('alarm', N);
@@ -97,7 +100,12 @@ test('a memory alarm mid-run holds the replies without dropping any: the consume
     await broker.ctl('set_vm_memory_high_watermark', '0.0000001');
     // Replies already on the wire when the alarm struck may still be confirmed; then nothing moves.
     await new Promise((r) => setTimeout(r, 1000));
-    const sample = async () => ({ answered: watcher!.answered(ids), ready: await client!.messageCount(input), inFlight: await inFlight(httpPort), states: await connectionStates() });
+    const sample = async () => ({
+      answered: watcher!.answered(ids),
+      ready: await client!.messageCount(input),
+      inFlight: await inFlight(httpPort),
+      states: await connectionStates(),
+    });
     held.push(await sample());
     await new Promise((r) => setTimeout(r, ALARM_MS - 3000));
     held.push(await sample());
@@ -132,7 +140,11 @@ test('a memory alarm mid-run holds the replies without dropping any: the consume
   assert.equal(last.states.publish, 'blocked', 'the reply connection is the one blocked');
   assert.notEqual(last.states.consume, 'blocked', 'the consuming connection (acks) is not blocked');
   assert.equal(logLines(out, 'broker disconnected').length, 0, 'neither connection was lost during the alarm');
-  assert.equal(logLines(out, 'broker blocked publishing: holding replies until it unblocks').length, 1, 'it logged the block');
+  assert.equal(
+    logLines(out, 'broker blocked publishing: holding replies until it unblocks').length,
+    1,
+    'it logged the block',
+  );
   assert.equal(logLines(out, 'broker unblocked publishing').length, 1, 'and the unblock');
   assert.ok(firstAfter !== undefined, 'replies flow again once the alarm clears');
   assert.ok(all, `every input answered (${watcher.answered(ids)} of ${N})`);
@@ -145,7 +157,9 @@ test('a memory alarm mid-run holds the replies without dropping any: the consume
   assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
 });
 
-test('a broker restarted while a memory alarm holds a full reply buffer: every input is answered after the restart, none waits on the dead channel', { timeout: 60_000 }, async (t) => {
+test('a broker restarted while a memory alarm holds a full reply buffer: every input is answered after the restart, none waits on the dead channel', {
+  timeout: 60_000,
+}, async (t) => {
   const input2 = uniqueName('alarm.restart');
   const replies2 = uniqueName('alarm.restart.replies');
   const N = 4096;
@@ -157,7 +171,12 @@ test('a broker restarted while a memory alarm holds a full reply buffer: every i
 
   const setup = await TestClient.connect(broker.url);
   const ch = await setup.connection.createChannel();
-  const { inputArguments } = topologyFor({ inputQueue: input2, replyQueue: replies2, queueType: 'quorum', deliveryLimit: 3 });
+  const { inputArguments } = topologyFor({
+    inputQueue: input2,
+    replyQueue: replies2,
+    queueType: 'quorum',
+    deliveryLimit: 3,
+  });
   await ch.assertQueue(input2, { durable: true, arguments: inputArguments });
   await setup.publishMany(input2, items);
   await setup.close();
@@ -166,7 +185,15 @@ test('a broker restarted while a memory alarm holds a full reply buffer: every i
 
   try {
     await broker.ctl('set_vm_memory_high_watermark', '0.0000001');
-    restartConsumer = startConsumer({ AMQP_URL: broker.url, INPUT_QUEUE: input2, REPLY_QUEUE: replies2, MAX_BATCH_SIZE: '2048', MAX_BATCH_DELAY_MS: '200', CONCURRENCY: '1', PREFETCH: '4096' });
+    restartConsumer = startConsumer({
+      AMQP_URL: broker.url,
+      INPUT_QUEUE: input2,
+      REPLY_QUEUE: replies2,
+      MAX_BATCH_SIZE: '2048',
+      MAX_BATCH_DELAY_MS: '200',
+      CONCURRENCY: '1',
+      PREFETCH: '4096',
+    });
     await restartConsumer.waitFor('"msg":"broker blocked publishing: holding replies until it unblocks"');
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal(w.answered(ids), 0, 'nothing answered while blocked');
@@ -177,10 +204,16 @@ test('a broker restarted while a memory alarm holds a full reply buffer: every i
   }
   const all = await w.waitAll(ids, 30_000);
   const { missing, duplicated } = w.tally(ids);
-  report(t, `restart during a memory alarm with a full reply buffer: N=${N}, lost=${missing.length}, duplicated=${duplicated}`);
+  report(
+    t,
+    `restart during a memory alarm with a full reply buffer: N=${N}, lost=${missing.length}, duplicated=${duplicated}`,
+  );
   assert.ok(all, `every input answered after the restart (${w.answered(ids)} of ${N})`);
   assert.deepEqual(missing, []);
   // A reply that got out before the restart, whose input's ack was lost with it, is sent again after the redelivery
   // (README, "Duplicates"; measured here: one batch of 2048). One fault: no input is answered more than twice.
-  assert.ok(ids.every((id) => w.of(id).length <= 2), `one restart answers an input twice at most (${duplicated} duplicates)`);
+  assert.ok(
+    ids.every((id) => w.of(id).length <= 2),
+    `one restart answers an input twice at most (${duplicated} duplicates)`,
+  );
 });

@@ -36,7 +36,9 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 for (const script of ['run.ts', 'run-batch.ts']) {
   const label = script === 'run.ts' ? 'run only' : 'with runBatch';
-  test(`a run that hangs (a never-settling promise, a synchronous loop) gets a TIMEOUT error reply after RUN_TIMEOUT_MS, and every message around it is served (${label})`, { timeout: 60_000 }, async (t) => {
+  test(`a run that hangs (a never-settling promise, a synchronous loop) gets a TIMEOUT error reply after RUN_TIMEOUT_MS, and every message around it is served (${label})`, {
+    timeout: 60_000,
+  }, async (t) => {
     const run = await WatchedRun.open('hang');
     t.after(() => run.close());
     const { client, input, watcher } = run;
@@ -59,7 +61,8 @@ for (const script of ['run.ts', 'run-batch.ts']) {
 
     const ids = [...idsOf(before), ...idsOf(afterwards), ...hangs];
     assert.ok(await watcher.waitAll(ids, 30_000), `every message answered (${watcher.answered(ids)} of ${ids.length})`);
-    for (const id of [...idsOf(before), ...idsOf(afterwards)]) assert.equal(watcher.of(id)[0].status, 'ok', `${id} answered ok`);
+    for (const id of [...idsOf(before), ...idsOf(afterwards)])
+      assert.equal(watcher.of(id)[0].status, 'ok', `${id} answered ok`);
 
     const latencies: string[] = [];
     for (const id of hangs) {
@@ -75,6 +78,9 @@ for (const script of ['run.ts', 'run-batch.ts']) {
     }
     assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
     assert.equal(await client.messageCount(input), 0, 'the input queue is empty');
-    report(t, `hang (${label}, RUN_TIMEOUT_MS=${RUN_TIMEOUT_MS}): ${ids.length - hangs.length} others answered ok; timeout replies after publish: ${latencies.join(', ')}`);
+    report(
+      t,
+      `hang (${label}, RUN_TIMEOUT_MS=${RUN_TIMEOUT_MS}): ${ids.length - hangs.length} others answered ok; timeout replies after publish: ${latencies.join(', ')}`,
+    );
   });
 }

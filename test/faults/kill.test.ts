@@ -20,7 +20,9 @@ after(async () => {
   for (const pid of orphans) if (alive(pid)) process.kill(pid, 'SIGKILL');
 });
 
-test('a consumer killed with SIGKILL mid-stream loses nothing: after a restart every input is answered, and only inputs redelivered by the kill are answered twice', { timeout: 90_000 }, async (t) => {
+test('a consumer killed with SIGKILL mid-stream loses nothing: after a restart every input is answered, and only inputs redelivered by the kill are answered twice', {
+  timeout: 90_000,
+}, async (t) => {
   const N = 5000;
   const items = numbered('kill', N);
   const ids = idsOf(items);
@@ -32,7 +34,10 @@ test('a consumer killed with SIGKILL mid-stream loses nothing: after a restart e
   const restartedAt = await restartUntilAnswered(run, ids, 60_000);
 
   const { missing, duplicated, duplicatedIds } = watcher.tally(ids);
-  report(t, `kill: N=${N}, answered before the kill=${killed.answered}, lost=${missing.length}, duplicated=${duplicated} (prefetch ${PREFETCH})`);
+  report(
+    t,
+    `kill: N=${N}, answered before the kill=${killed.answered}, lost=${missing.length}, duplicated=${duplicated} (prefetch ${PREFETCH})`,
+  );
   assert.deepEqual(missing, [], 'no input without a reply');
   // A duplicate is an input answered before the kill whose ack died with the process: at most the unacked window.
   assert.ok(duplicated <= PREFETCH, `duplicates (${duplicated}) bounded by the prefetch window (${PREFETCH})`);
@@ -44,13 +49,23 @@ test('a consumer killed with SIGKILL mid-stream loses nothing: after a restart e
   }
 });
 
-test('a consumer killed with SIGKILL while a user script hangs in a synchronous loop leaves no script process behind', { timeout: 60_000 }, async () => {
+test('a consumer killed with SIGKILL while a user script hangs in a synchronous loop leaves no script process behind', {
+  timeout: 60_000,
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'scorer-kill-'));
   const hangInput = uniqueName('kill.hang');
   const hangReplies = uniqueName('kill.hang.replies');
   try {
-    writeFileSync(join(dir, 'score.ts'), `export function init() {}\nexport function run(data: string) {\n  while (true) {}\n}\n`);
-    const consumer = run.consumers.start({ INPUT_QUEUE: hangInput, REPLY_QUEUE: hangReplies, ENTRY_SCRIPT: join(dir, 'score.ts'), RUN_TIMEOUT_MS: '60000' });
+    writeFileSync(
+      join(dir, 'score.ts'),
+      `export function init() {}\nexport function run(data: string) {\n  while (true) {}\n}\n`,
+    );
+    const consumer = run.consumers.start({
+      INPUT_QUEUE: hangInput,
+      REPLY_QUEUE: hangReplies,
+      ENTRY_SCRIPT: join(dir, 'score.ts'),
+      RUN_TIMEOUT_MS: '60000',
+    });
     await consumer.waitFor('"msg":"consuming"');
     const scripts = childrenOf(consumer.child.pid!);
     orphans.push(...scripts);
@@ -71,7 +86,12 @@ test('a consumer killed with SIGKILL while a user script hangs in a synchronous 
 
 function childrenOf(pid: number): number[] {
   try {
-    return execFileSync('pgrep', ['-P', String(pid)]).toString().trim().split('\n').filter(Boolean).map(Number);
+    return execFileSync('pgrep', ['-P', String(pid)])
+      .toString()
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return [];
   }

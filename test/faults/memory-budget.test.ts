@@ -12,11 +12,20 @@ const MiB = 1024 * 1024;
 let run: WatchedRun | undefined;
 after(() => run?.close());
 
-test('a backlog of 2 MiB messages is drained holding no more than the byte budget (plus what was already on its way), every input answered once', { timeout: 180_000 }, async (t) => {
+test('a backlog of 2 MiB messages is drained holding no more than the byte budget (plus what was already on its way), every input answered once', {
+  timeout: 180_000,
+}, async (t) => {
   const BUDGET = 32 * MiB;
   const N = Number(process.env.BUDGET_N ?? 150);
   const httpPort = await freePort();
-  run = await WatchedRun.open('budget', { env: { HTTP_PORT: String(httpPort), MAX_IN_FLIGHT_BYTES: String(BUDGET), MAX_MESSAGE_BYTES: String(8 * MiB), PREFETCH: '1024' } });
+  run = await WatchedRun.open('budget', {
+    env: {
+      HTTP_PORT: String(httpPort),
+      MAX_IN_FLIGHT_BYTES: String(BUDGET),
+      MAX_MESSAGE_BYTES: String(8 * MiB),
+      PREFETCH: '1024',
+    },
+  });
   const pad = 'x'.repeat(2 * MiB);
   const items = numbered('budget', N, () => ({ data: [[5.1, 3.5, 1.4, 0.2]], pad }));
   // The backlog first, then the consumer: PREFETCH alone would take all of it at once. A first consumer declares the queues.
@@ -37,7 +46,10 @@ test('a backlog of 2 MiB messages is drained holding no more than the byte budge
     }
   })();
   const all = await run.watcher.waitAll(idsOf(items), 150_000);
-  assert.ok(all, `every input answered (${run.watcher.answered(idsOf(items))} of ${N}); consumer said:\n${consumer.output().slice(-3000)}`);
+  assert.ok(
+    all,
+    `every input answered (${run.watcher.answered(idsOf(items))} of ${N}); consumer said:\n${consumer.output().slice(-3000)}`,
+  );
   await run.watcher.quiet(500);
   sampling = false;
   await sampler;
@@ -45,13 +57,29 @@ test('a backlog of 2 MiB messages is drained holding no more than the byte budge
   await new Promise((r) => setTimeout(r, 3000));
   const { startMiB, peakMiB, endMiB } = await rss.stop();
   const { missing, duplicated } = run.watcher.tally(idsOf(items));
-  report(t, `large backlog: N=${N} x 2 MiB, budget ${BUDGET / MiB} MiB: lost=${missing.length} duplicated=${duplicated} peak held ${(peakHeld / MiB).toFixed(1)} MiB, RSS start ${Math.round(startMiB)} peak ${Math.round(peakMiB)} end ${Math.round(endMiB)} MiB`);
+  report(
+    t,
+    `large backlog: N=${N} x 2 MiB, budget ${BUDGET / MiB} MiB: lost=${missing.length} duplicated=${duplicated} peak held ${(peakHeld / MiB).toFixed(1)} MiB, RSS start ${Math.round(startMiB)} peak ${Math.round(peakMiB)} end ${Math.round(endMiB)} MiB`,
+  );
   assert.deepEqual(missing, []);
   assert.equal(duplicated, 0);
   // Deliveries already sent when the cancel reached the broker still arrive: allow the budget again for them, far below the 300 MiB backlog.
   assert.ok(peakHeld <= 2 * BUDGET + 2 * MiB, `held at most ${(peakHeld / MiB).toFixed(1)} MiB`);
   assert.ok(peakHeld > 0, 'the gauge was read while draining');
-  const prefetches = consumer.output().split('\n').filter((l) => l.includes('"msg":"consuming"') || l.includes('"msg":"prefetch changed"')).map((l) => (JSON.parse(l) as { prefetch: number }).prefetch);
-  if (process.env.BUDGET_DEBUG) console.log(prefetches, consumer.output().split('\n').filter((l) => /budget|consum/.test(l)).slice(0, 20).join('\n'));
+  const prefetches = consumer
+    .output()
+    .split('\n')
+    .filter((l) => l.includes('"msg":"consuming"') || l.includes('"msg":"prefetch changed"'))
+    .map((l) => (JSON.parse(l) as { prefetch: number }).prefetch);
+  if (process.env.BUDGET_DEBUG)
+    console.log(
+      prefetches,
+      consumer
+        .output()
+        .split('\n')
+        .filter((l) => /budget|consum/.test(l))
+        .slice(0, 20)
+        .join('\n'),
+    );
   assert.ok(prefetches[0] < 1024, `the first consumer took only what fits the budget (prefetch ${prefetches[0]})`);
 });

@@ -48,15 +48,28 @@ function watchReady(port: number): { stop(): Promise<{ polls: number; notReady: 
   };
 }
 
-test('a broker that accepts and never answers the handshake: the attempt is abandoned at CONNECT_TIMEOUT_MS and the next one connects', { timeout: 90_000 }, async (t) => {
-  run = await WatchedRun.open('hang-connect', { env: { AMQP_URL: proxy.url, CONNECT_TIMEOUT_MS: '1000', CONNECT_RETRIES_AT_BOOT: '50', RECONNECT_INITIAL_DELAY_MS: '100', RECONNECT_MAX_DELAY_MS: '500' } });
+test('a broker that accepts and never answers the handshake: the attempt is abandoned at CONNECT_TIMEOUT_MS and the next one connects', {
+  timeout: 90_000,
+}, async (t) => {
+  run = await WatchedRun.open('hang-connect', {
+    env: {
+      AMQP_URL: proxy.url,
+      CONNECT_TIMEOUT_MS: '1000',
+      CONNECT_RETRIES_AT_BOOT: '50',
+      RECONNECT_INITIAL_DELAY_MS: '100',
+      RECONNECT_MAX_DELAY_MS: '500',
+    },
+  });
   proxy.mode = 'hang';
   const consumer = run.start();
   await consumer.waitFor('"msg":"entry script ready"');
   while (proxy.accepted === 0) await new Promise((r) => setTimeout(r, 20));
   const started = Date.now();
   await new Promise((r) => setTimeout(r, 3000));
-  assert.ok(proxy.accepted >= 2, `attempts abandoned and tried again while the broker hung (${proxy.accepted} accepted)`);
+  assert.ok(
+    proxy.accepted >= 2,
+    `attempts abandoned and tried again while the broker hung (${proxy.accepted} accepted)`,
+  );
   proxy.mode = 'forward';
   await consumer.waitFor('"msg":"consuming"', 30_000);
   const recoveredMs = Date.now() - started - 3000;
@@ -64,16 +77,27 @@ test('a broker that accepts and never answers the handshake: the attempt is aban
   await run.client.publishMany(run.input, items);
   assert.ok(await run.watcher.waitAll(idsOf(items), 30_000), 'every input answered');
   const { missing, duplicated } = run.watcher.tally(idsOf(items));
-  report(t, `hang at connect: N=200 lost=${missing.length} duplicated=${duplicated} recovered=${recoveredMs} ms RSS=${Math.round(rssMiB(consumer.child.pid!) ?? 0)} MiB`);
+  report(
+    t,
+    `hang at connect: N=200 lost=${missing.length} duplicated=${duplicated} recovered=${recoveredMs} ms RSS=${Math.round(rssMiB(consumer.child.pid!) ?? 0)} MiB`,
+  );
   assert.equal(missing.length, 0);
   await run.close();
   run = undefined as unknown as WatchedRun;
 });
 
-test('a connection cut, then reconnects into a broker that hangs: each attempt is abandoned, and the consumer comes back when the broker answers', { timeout: 120_000 }, async (t) => {
+test('a connection cut, then reconnects into a broker that hangs: each attempt is abandoned, and the consumer comes back when the broker answers', {
+  timeout: 120_000,
+}, async (t) => {
   const httpPort = await freePort();
   run = await WatchedRun.open('hang-reconnect', {
-    env: { AMQP_URL: proxy.url, HTTP_PORT: String(httpPort), CONNECT_TIMEOUT_MS: '1000', RECONNECT_INITIAL_DELAY_MS: '100', RECONNECT_MAX_DELAY_MS: '500' },
+    env: {
+      AMQP_URL: proxy.url,
+      HTTP_PORT: String(httpPort),
+      CONNECT_TIMEOUT_MS: '1000',
+      RECONNECT_INITIAL_DELAY_MS: '100',
+      RECONNECT_MAX_DELAY_MS: '500',
+    },
   });
   const consumer = run.start();
   await consumer.waitFor('"msg":"consuming"');
@@ -88,21 +112,38 @@ test('a connection cut, then reconnects into a broker that hangs: each attempt i
   assert.ok(proxy.accepted - before >= 3, `reconnect attempts abandoned and tried again (${proxy.accepted - before})`);
   proxy.mode = 'forward';
   await stream.stop();
-  assert.ok(await run.watcher.waitAll(stream.ids, 60_000), `every input answered (${run.watcher.answered(stream.ids)} of ${stream.ids.length})`);
+  assert.ok(
+    await run.watcher.waitAll(stream.ids, 60_000),
+    `every input answered (${run.watcher.answered(stream.ids)} of ${stream.ids.length})`,
+  );
   const recoveredMs = Date.now() - cutAt - 4000;
   const { notReady, polls } = await ready.stop();
   assert.ok(notReady > 0, `/readyz said 503 while the broker hung (${notReady} of ${polls} polls)`);
   assert.equal(await readyz(httpPort), 200, 'ready again');
   const { missing, duplicated } = run.watcher.tally(stream.ids);
-  report(t, `hang at reconnect: N=${stream.ids.length} lost=${missing.length} duplicated=${duplicated} recovered≤${recoveredMs} ms RSS=${Math.round(rssMiB(consumer.child.pid!) ?? 0)} MiB`);
+  report(
+    t,
+    `hang at reconnect: N=${stream.ids.length} lost=${missing.length} duplicated=${duplicated} recovered≤${recoveredMs} ms RSS=${Math.round(rssMiB(consumer.child.pid!) ?? 0)} MiB`,
+  );
   await run.close();
   run = undefined as unknown as WatchedRun;
 });
 
-test('a blackholed link longer than CONFIRM_TIMEOUT_MS: every reply still settled, every input answered after, and new work taken', { timeout: 120_000 }, async (t) => {
+test('a blackholed link longer than CONFIRM_TIMEOUT_MS: every reply still settled, every input answered after, and new work taken', {
+  timeout: 120_000,
+}, async (t) => {
   const httpPort = await freePort();
   run = await WatchedRun.open('blackhole', {
-    env: { AMQP_URL: proxy.url, HTTP_PORT: String(httpPort), CONFIRM_TIMEOUT_MS: '1000', AMQP_HEARTBEAT_S: '3', READY_STALL_MS: '2000', CONNECT_TIMEOUT_MS: '2000', RECONNECT_INITIAL_DELAY_MS: '100', RECONNECT_MAX_DELAY_MS: '1000' },
+    env: {
+      AMQP_URL: proxy.url,
+      HTTP_PORT: String(httpPort),
+      CONFIRM_TIMEOUT_MS: '1000',
+      AMQP_HEARTBEAT_S: '3',
+      READY_STALL_MS: '2000',
+      CONNECT_TIMEOUT_MS: '2000',
+      RECONNECT_INITIAL_DELAY_MS: '100',
+      RECONNECT_MAX_DELAY_MS: '1000',
+    },
   });
   const consumer = run.start();
   await consumer.waitFor('"msg":"consuming"');
@@ -117,7 +158,10 @@ test('a blackholed link longer than CONFIRM_TIMEOUT_MS: every reply still settle
   proxy.cut();
   await new Promise((r) => setTimeout(r, 1000));
   await stream.stop();
-  assert.ok(await run.watcher.waitAll(stream.ids, 60_000), `every input answered (${run.watcher.answered(stream.ids)} of ${stream.ids.length})`);
+  assert.ok(
+    await run.watcher.waitAll(stream.ids, 60_000),
+    `every input answered (${run.watcher.answered(stream.ids)} of ${stream.ids.length})`,
+  );
   const recoveredMs = Date.now() - holeAt - 10_000;
   const { notReady, polls } = await ready.stop();
   assert.ok(notReady > 0, `/readyz said 503 during the blackhole (${notReady} of ${polls} polls)`);
@@ -127,14 +171,27 @@ test('a blackholed link longer than CONFIRM_TIMEOUT_MS: every reply still settle
   assert.ok(await run.watcher.waitAll(idsOf(more), 30_000), 'new work answered after the fault');
   assert.equal(await readyz(httpPort), 200, 'ready again');
   const { missing, duplicated } = run.watcher.tally(stream.ids);
-  report(t, `blackhole 10 s: N=${stream.ids.length} lost=${missing.length} duplicated=${duplicated} recovered≤${recoveredMs} ms RSS=${Math.round(rssMiB(consumer.child.pid!) ?? 0)} MiB`);
+  report(
+    t,
+    `blackhole 10 s: N=${stream.ids.length} lost=${missing.length} duplicated=${duplicated} recovered≤${recoveredMs} ms RSS=${Math.round(rssMiB(consumer.child.pid!) ?? 0)} MiB`,
+  );
   await run.close();
   run = undefined as unknown as WatchedRun;
 });
 
-test('a slow link (10 KB/s) with CONFIRM_TIMEOUT_MS 1000: late confirms are waited for, never leaked nor published twice, and every input answered', { timeout: 240_000 }, async (t) => {
+test('a slow link (10 KB/s) with CONFIRM_TIMEOUT_MS 1000: late confirms are waited for, never leaked nor published twice, and every input answered', {
+  timeout: 240_000,
+}, async (t) => {
   const httpPort = await freePort();
-  run = await WatchedRun.open('slow', { env: { AMQP_URL: proxy.url, HTTP_PORT: String(httpPort), CONFIRM_TIMEOUT_MS: '1000', RECONNECT_INITIAL_DELAY_MS: '200', RECONNECT_MAX_DELAY_MS: '2000' } });
+  run = await WatchedRun.open('slow', {
+    env: {
+      AMQP_URL: proxy.url,
+      HTTP_PORT: String(httpPort),
+      CONFIRM_TIMEOUT_MS: '1000',
+      RECONNECT_INITIAL_DELAY_MS: '200',
+      RECONNECT_MAX_DELAY_MS: '2000',
+    },
+  });
   const consumer = run.start();
   await consumer.waitFor('"msg":"consuming"');
   proxy.bytesPerSecond = 10 * 1024;
@@ -145,10 +202,16 @@ test('a slow link (10 KB/s) with CONFIRM_TIMEOUT_MS 1000: late confirms are wait
   const started = Date.now();
   const answered = await run.watcher.waitAll(idsOf(items), 180_000);
   proxy.mode = 'forward';
-  assert.ok(answered, `every input answered over the slow link (${run.watcher.answered(idsOf(items))} of ${items.length})`);
+  assert.ok(
+    answered,
+    `every input answered over the slow link (${run.watcher.answered(idsOf(items))} of ${items.length})`,
+  );
   const m = await scrapeUntil(httpPort, (s) => s.get('scorer_in_flight') === 0, 60_000);
   assert.equal(m.get('scorer_in_flight'), 0, 'every input settled: none leaked in flight');
   assert.ok((m.get('scorer_reply_retries_total{reason="late"}') ?? 0) > 0, 'some confirms were late, and waited for');
   const { missing, duplicated } = run.watcher.tally(idsOf(items));
-  report(t, `slow link 10 KB/s: N=${items.length} lost=${missing.length} duplicated=${duplicated} drained in ${Date.now() - started} ms RSS=${Math.round(rssMiB(consumer.child.pid!) ?? 0)} MiB`);
+  report(
+    t,
+    `slow link 10 KB/s: N=${items.length} lost=${missing.length} duplicated=${duplicated} drained in ${Date.now() - started} ms RSS=${Math.round(rssMiB(consumer.child.pid!) ?? 0)} MiB`,
+  );
 });

@@ -26,21 +26,35 @@ before(() => {
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 for (const queueType of ['quorum', 'classic'] as const) {
-  test(`a message that kills the entry script's process is dead-lettered to <INPUT_QUEUE>.dead after the delivery limit, unanswered, while its neighbours are all answered (${queueType} queue)`, { timeout: 60_000 }, async (t) => {
+  test(`a message that kills the entry script's process is dead-lettered to <INPUT_QUEUE>.dead after the delivery limit, unanswered, while its neighbours are all answered (${queueType} queue)`, {
+    timeout: 60_000,
+  }, async (t) => {
     const run = await WatchedRun.open(`poison.${queueType}`, { queueType });
     t.after(() => run.close());
     const { client, input, watcher } = run;
     const dead = `${input}.dead`;
     const port = await freePort();
-    const consumer = run.start({ QUEUE_TYPE: queueType, DELIVERY_LIMIT: '2', ENTRY_SCRIPT: join(dir, 'score.ts'), HTTP_PORT: String(port) });
+    const consumer = run.start({
+      QUEUE_TYPE: queueType,
+      DELIVERY_LIMIT: '2',
+      ENTRY_SCRIPT: join(dir, 'score.ts'),
+      HTTP_PORT: String(port),
+    });
     await consumer.waitFor('"msg":"consuming"');
 
     const good = numbered('good', 200, (i) => ({ data: i }));
-    const items = [...good.slice(0, 100), { body: { data: 'poison' }, options: { correlationId: 'poison' } }, ...good.slice(100)];
+    const items = [
+      ...good.slice(0, 100),
+      { body: { data: 'poison' }, options: { correlationId: 'poison' } },
+      ...good.slice(100),
+    ];
     await client.publishMany(input, items);
 
     const ids = idsOf(good);
-    assert.ok(await watcher.waitAll(ids, 30_000), `every good message answered (${watcher.answered(ids)} of ${ids.length})`);
+    assert.ok(
+      await watcher.waitAll(ids, 30_000),
+      `every good message answered (${watcher.answered(ids)} of ${ids.length})`,
+    );
     for (const id of ids) {
       const [reply] = watcher.of(id);
       assert.equal(reply.status, 'ok', `${id} answered ok`);
@@ -64,7 +78,8 @@ for (const queueType of ['quorum', 'classic'] as const) {
     assert.equal(death.queue, input, 'x-death names the input queue');
     assert.equal(death.count, 1);
     // The consumer logs each death with the delivery's x-delivery-count (the dead queue's own delivery resets the header).
-    const counts = logLines(consumer.output(), 'input requeued').concat(logLines(consumer.output(), 'input dead-lettered'))
+    const counts = logLines(consumer.output(), 'input requeued')
+      .concat(logLines(consumer.output(), 'input dead-lettered'))
       .filter((l) => l.correlationId === 'poison')
       .map((l) => l.deliveryCount as number)
       .sort();
@@ -79,16 +94,28 @@ for (const queueType of ['quorum', 'classic'] as const) {
       assert.equal(deathsSeen, 2, 'the script process died twice');
     }
     // Every death but the last requeued it; the last one (the broker's limit, or the consumer's reject) dead-lettered it.
-    const m = await scrapeUntil(port, (s) => s.get('scorer_dead_lettered_total') === 1 && s.get('scorer_requeued_total') === deathsSeen - 1);
-    assert.equal(m.get('scorer_requeued_total'), deathsSeen - 1, 'scorer_requeued_total counts the deaths before the last');
+    const m = await scrapeUntil(
+      port,
+      (s) => s.get('scorer_dead_lettered_total') === 1 && s.get('scorer_requeued_total') === deathsSeen - 1,
+    );
+    assert.equal(
+      m.get('scorer_requeued_total'),
+      deathsSeen - 1,
+      'scorer_requeued_total counts the deaths before the last',
+    );
     assert.equal(m.get('scorer_dead_lettered_total'), 1, 'scorer_dead_lettered_total counts the poison message once');
     assert.equal(watcher.of('poison').length, 0, 'the poison message got no reply');
     assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
-    report(t, `poison (${queueType}): ${ids.length} good answered, poison dead-lettered after ${deathsSeen} deaths, x-death reason=${death.reason}, x-delivery-counts seen=[${counts.join(',')}]`);
+    report(
+      t,
+      `poison (${queueType}): ${ids.length} good answered, poison dead-lettered after ${deathsSeen} deaths, x-death reason=${death.reason}, x-delivery-counts seen=[${counts.join(',')}]`,
+    );
   });
 }
 
-test('ANSWER_POISON=true on a classic queue: the caller of a message that kills the entry script gets one POISON reply naming the dead-letter queue, and the message is parked there', { timeout: 60_000 }, async (t) => {
+test('ANSWER_POISON=true on a classic queue: the caller of a message that kills the entry script gets one POISON reply naming the dead-letter queue, and the message is parked there', {
+  timeout: 60_000,
+}, async (t) => {
   const run = await WatchedRun.open('poison.answered', { queueType: 'classic' });
   t.after(() => run.close());
   const { client, input, watcher } = run;
@@ -96,9 +123,16 @@ test('ANSWER_POISON=true on a classic queue: the caller of a message that kills 
   const consumer = run.start({ QUEUE_TYPE: 'classic', ANSWER_POISON: 'true', ENTRY_SCRIPT: join(dir, 'score.ts') });
   await consumer.waitFor('"msg":"consuming"');
   const good = numbered('good', 50, (i) => ({ data: i }));
-  await client.publishMany(input, [...good.slice(0, 25), { body: { data: 'poison' }, options: { correlationId: 'poison' } }, ...good.slice(25)]);
+  await client.publishMany(input, [
+    ...good.slice(0, 25),
+    { body: { data: 'poison' }, options: { correlationId: 'poison' } },
+    ...good.slice(25),
+  ]);
   const ids = idsOf(good);
-  assert.ok(await watcher.waitAll([...ids, 'poison'], 30_000), `every message answered (${watcher.answered([...ids, 'poison'])} of ${ids.length + 1})`);
+  assert.ok(
+    await watcher.waitAll([...ids, 'poison'], 30_000),
+    `every message answered (${watcher.answered([...ids, 'poison'])} of ${ids.length + 1})`,
+  );
   const deadline = Date.now() + 30_000;
   while ((await client.messageCount(dead)) < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   assert.equal(await client.messageCount(dead), 1, `the poison message is in ${dead}`);
@@ -108,6 +142,9 @@ test('ANSWER_POISON=true on a classic queue: the caller of a message that kills 
   assert.equal(replies[0].status, 'error');
   assert.equal(replies[0].errorCode, 'POISON');
   assert.equal(replies[0].deadLetterQueue, dead);
-  assert.match(JSON.parse(replies[0].body) as string, new RegExp(`dead-lettered to queue '${dead.replace(/\./g, '\\.')}'`));
+  assert.match(
+    JSON.parse(replies[0].body) as string,
+    new RegExp(`dead-lettered to queue '${dead.replace(/\./g, '\\.')}'`),
+  );
   for (const id of ids) assert.equal(watcher.of(id)[0].status, 'ok');
 });

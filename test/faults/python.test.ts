@@ -9,7 +9,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { WatchedRun, idsOf, logLines, numbered, report, restartUntilAnswered, stopMidStream } from '../support/faults.js';
+import {
+  WatchedRun,
+  idsOf,
+  logLines,
+  numbered,
+  report,
+  restartUntilAnswered,
+  stopMidStream,
+} from '../support/faults.js';
 
 const RUN_TIMEOUT_MS = 1000;
 
@@ -42,7 +50,9 @@ before(() => {
 
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-test('a Python run that hangs (time.sleep, C code holding the GIL) gets a TIMEOUT reply after RUN_TIMEOUT_MS, and every message around it is served', { timeout: 90_000 }, async (t) => {
+test('a Python run that hangs (time.sleep, C code holding the GIL) gets a TIMEOUT reply after RUN_TIMEOUT_MS, and every message around it is served', {
+  timeout: 90_000,
+}, async (t) => {
   const run = await WatchedRun.open('python.hang');
   t.after(() => run.close());
   const { client, input, watcher } = run;
@@ -81,10 +91,15 @@ test('a Python run that hangs (time.sleep, C code holding the GIL) gets a TIMEOU
   }
   assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
   assert.equal(await client.messageCount(input), 0, 'the input queue is empty');
-  report(t, `python hang (RUN_TIMEOUT_MS=${RUN_TIMEOUT_MS}): ${ids.length - hangs.length} others answered ok; timeout replies after publish: ${latencies.join(', ')}`);
+  report(
+    t,
+    `python hang (RUN_TIMEOUT_MS=${RUN_TIMEOUT_MS}): ${ids.length - hangs.length} others answered ok; timeout replies after publish: ${latencies.join(', ')}`,
+  );
 });
 
-test("a message that kills the Python script's process (os._exit) is dead-lettered after the delivery limit, unanswered, while its neighbours are all answered", { timeout: 90_000 }, async (t) => {
+test("a message that kills the Python script's process (os._exit) is dead-lettered after the delivery limit, unanswered, while its neighbours are all answered", {
+  timeout: 90_000,
+}, async (t) => {
   const run = await WatchedRun.open('python.poison');
   t.after(() => run.close());
   const { client, input, watcher } = run;
@@ -93,11 +108,19 @@ test("a message that kills the Python script's process (os._exit) is dead-letter
   await consumer.waitFor('"msg":"consuming"', 60_000);
 
   const good = numbered('good', 200, (i) => ({ data: i }));
-  await client.publishMany(input, [...good.slice(0, 100), { body: { data: 'poison' }, options: { correlationId: 'poison' } }, ...good.slice(100)]);
+  await client.publishMany(input, [
+    ...good.slice(0, 100),
+    { body: { data: 'poison' }, options: { correlationId: 'poison' } },
+    ...good.slice(100),
+  ]);
 
   const ids = idsOf(good);
-  assert.ok(await watcher.waitAll(ids, 60_000), `every good message answered (${watcher.answered(ids)} of ${ids.length})`);
-  for (const id of ids) assert.deepEqual(JSON.parse(watcher.of(id)[0].body), { echo: Number(id.slice('good-'.length)) });
+  assert.ok(
+    await watcher.waitAll(ids, 60_000),
+    `every good message answered (${watcher.answered(ids)} of ${ids.length})`,
+  );
+  for (const id of ids)
+    assert.deepEqual(JSON.parse(watcher.of(id)[0].body), { echo: Number(id.slice('good-'.length)) });
 
   const deadline = Date.now() + 60_000;
   while ((await client.messageCount(dead)) < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
@@ -114,7 +137,9 @@ test("a message that kills the Python script's process (os._exit) is dead-letter
   report(t, `python poison: ${ids.length} good answered, poison dead-lettered after ${counts.length} deaths`);
 });
 
-test('SIGTERM with Python runs in flight finishes them and exits 0; a restart answers the rest: nothing lost, nothing answered twice', { timeout: 120_000 }, async (t) => {
+test('SIGTERM with Python runs in flight finishes them and exits 0; a restart answers the rest: nothing lost, nothing answered twice', {
+  timeout: 120_000,
+}, async (t) => {
   const run = await WatchedRun.open('python.sigterm', { env: { ENTRY_SCRIPT: join(dir, 'score.py') } });
   t.after(() => run.close());
   const N = 3000;
@@ -125,8 +150,12 @@ test('SIGTERM with Python runs in flight finishes them and exits 0; a restart an
   assert.match(stopped.consumer.output(), /"msg":"stopped"/);
   await restartUntilAnswered(run, ids, 60_000);
   const { missing, duplicated, duplicatedIds } = run.watcher.tally(ids);
-  report(t, `python sigterm: N=${N}, answered before the stop=${stopped.answered}, lost=${missing.length}, duplicated=${duplicated}`);
+  report(
+    t,
+    `python sigterm: N=${N}, answered before the stop=${stopped.answered}, lost=${missing.length}, duplicated=${duplicated}`,
+  );
   assert.deepEqual(missing, [], 'no input without a reply');
   assert.equal(duplicated, 0, `no input answered twice (e.g. ${duplicatedIds.slice(0, 5).join(', ')})`);
-  for (const id of ids) assert.deepEqual(JSON.parse(run.watcher.of(id)[0].body), { echo: Number(id.slice('term-'.length)) });
+  for (const id of ids)
+    assert.deepEqual(JSON.parse(run.watcher.of(id)[0].body), { echo: Number(id.slice('term-'.length)) });
 });

@@ -10,7 +10,9 @@ before(async () => {
 
 after(() => run.close());
 
-test('SIGTERM mid-stream finishes what is in flight and exits 0; a restart answers the rest: nothing lost, nothing answered twice', { timeout: 60_000 }, async (t) => {
+test('SIGTERM mid-stream finishes what is in flight and exits 0; a restart answers the rest: nothing lost, nothing answered twice', {
+  timeout: 60_000,
+}, async (t) => {
   const N = 4000;
   const items = numbered('term', N);
   const ids = idsOf(items);
@@ -21,7 +23,10 @@ test('SIGTERM mid-stream finishes what is in flight and exits 0; a restart answe
   await restartUntilAnswered(run, ids, 30_000);
 
   const { missing, duplicated, duplicatedIds } = run.watcher.tally(ids);
-  report(t, `sigterm: N=${N}, answered before the stop=${stopped.answered}, lost=${missing.length}, duplicated=${duplicated}`);
+  report(
+    t,
+    `sigterm: N=${N}, answered before the stop=${stopped.answered}, lost=${missing.length}, duplicated=${duplicated}`,
+  );
   assert.deepEqual(missing, [], 'no input without a reply');
   assert.equal(duplicated, 0, `no input answered twice (e.g. ${duplicatedIds.slice(0, 5).join(', ')})`);
 });

@@ -25,23 +25,71 @@ const consumers = new TestConsumers();
 async function makeCertificates(): Promise<void> {
   const openssl = (...args: string[]) => run('openssl', args, { cwd: certs });
   const newKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  await openssl('req', '-x509', ...newKey, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=scorer test CA',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  await openssl(
+    'req',
+    '-x509',
+    ...newKey,
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=scorer test CA',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  );
   const sign = async (name: string, subject: string, extensions: string) => {
     writeFileSync(file(`${name}.ext`), extensions);
     await openssl('req', ...newKey, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject);
-    await openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`);
+    await openssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '2',
+      '-extfile',
+      `${name}.ext`,
+    );
   };
   await sign('server', '/CN=localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
   await sign('client', '/CN=scorer', 'extendedKeyUsage=clientAuth\n');
   // A CA that signed nothing here: trusting only it, the consumer must refuse the broker's certificate.
-  await openssl('req', '-x509', ...newKey, '-keyout', 'other-ca.key', '-out', 'other-ca.pem', '-days', '2', '-subj', '/CN=another CA',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  await openssl(
+    'req',
+    '-x509',
+    ...newKey,
+    '-keyout',
+    'other-ca.key',
+    '-out',
+    'other-ca.pem',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=another CA',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  );
 }
 
 before(async () => {
   await makeCertificates();
-  broker = await startPrivateBroker({ tls: { caFile: file('ca.pem'), certFile: file('server.pem'), keyFile: file('server.key') } });
+  broker = await startPrivateBroker({
+    tls: { caFile: file('ca.pem'), certFile: file('server.pem'), keyFile: file('server.key') },
+  });
   // The test's own side uses the plain listener: what is under test is the consumer's TLS.
   client = await TestClient.connect(broker.url);
 });
@@ -57,7 +105,9 @@ function consumerWith(env: Record<string, string>): ConsumerProcess {
   return consumers.start({ AMQP_URL: broker.tlsUrl!, CONNECT_RETRIES_AT_BOOT: '0', ...env });
 }
 
-test('over amqps:// with the CA, client certificate and key from AMQP_CA_FILE, AMQP_CERT_FILE, AMQP_KEY_FILE, the consumer answers', { timeout: 60_000 }, async () => {
+test('over amqps:// with the CA, client certificate and key from AMQP_CA_FILE, AMQP_CERT_FILE, AMQP_KEY_FILE, the consumer answers', {
+  timeout: 60_000,
+}, async () => {
   const input = uniqueName('tls');
   const replies = uniqueName('tls.replies');
   const connectionName = uniqueName('tls.conn');
@@ -87,15 +137,26 @@ test('over amqps:// with the CA, client certificate and key from AMQP_CA_FILE, A
   assert.equal(await c.stop(), 0);
 });
 
-test('without a client certificate the broker refuses the connection and boot fails in one line', { timeout: 60_000 }, async (t) => {
-  const c = consumerWith({ INPUT_QUEUE: uniqueName('tls.nocert'), REPLY_QUEUE: uniqueName('tls.nocert.replies'), AMQP_CA_FILE: file('ca.pem') });
+test('without a client certificate the broker refuses the connection and boot fails in one line', {
+  timeout: 60_000,
+}, async (t) => {
+  const c = consumerWith({
+    INPUT_QUEUE: uniqueName('tls.nocert'),
+    REPLY_QUEUE: uniqueName('tls.nocert.replies'),
+    AMQP_CA_FILE: file('ca.pem'),
+  });
   const line = await bootFailure(c);
   t.diagnostic(line);
   // Refused by the broker's TLS listener for want of a certificate, not a port that did not answer.
-  assert.match(line, /^scorer: boot failed: broker amqps:\/\/guest:\*\*\*@localhost:\d+ unreachable: .*alert certificate required/);
+  assert.match(
+    line,
+    /^scorer: boot failed: broker amqps:\/\/guest:\*\*\*@localhost:\d+ unreachable: .*alert certificate required/,
+  );
 });
 
-test('a broker certificate that AMQP_CA_FILE does not vouch for is refused: boot fails in one line naming the verification failure', { timeout: 60_000 }, async (t) => {
+test('a broker certificate that AMQP_CA_FILE does not vouch for is refused: boot fails in one line naming the verification failure', {
+  timeout: 60_000,
+}, async (t) => {
   const c = consumerWith({
     INPUT_QUEUE: uniqueName('tls.otherca'),
     REPLY_QUEUE: uniqueName('tls.otherca.replies'),
@@ -105,10 +166,15 @@ test('a broker certificate that AMQP_CA_FILE does not vouch for is refused: boot
   });
   const line = await bootFailure(c);
   t.diagnostic(line);
-  assert.match(line, /^scorer: boot failed: broker amqps:\/\/guest:\*\*\*@localhost:\d+ unreachable: .*(unable to get local issuer certificate|unable to verify|self[- ]signed)/);
+  assert.match(
+    line,
+    /^scorer: boot failed: broker amqps:\/\/guest:\*\*\*@localhost:\d+ unreachable: .*(unable to get local issuer certificate|unable to verify|self[- ]signed)/,
+  );
 });
 
-test('a certificate file that does not exist stops boot with one line naming AMQP_CERT_FILE and the path', { timeout: 60_000 }, async (t) => {
+test('a certificate file that does not exist stops boot with one line naming AMQP_CERT_FILE and the path', {
+  timeout: 60_000,
+}, async (t) => {
   const missing = file('no-such-client.pem');
   const c = consumerWith({
     INPUT_QUEUE: uniqueName('tls.missing'),

@@ -27,17 +27,28 @@ export async function run(data: string) {
 
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-test('inputs answered while an older one is still being scored are acked within moments, not when it finishes', { timeout: 60_000 }, async () => {
+test('inputs answered while an older one is still being scored are acked within moments, not when it finishes', {
+  timeout: 60_000,
+}, async () => {
   const client = await TestClient.connect();
   const input = uniqueName('acks.held');
   const replies = uniqueName('acks.held.replies');
-  const consumer = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies, ENTRY_SCRIPT: SCRIPT, CONCURRENCY: '2', MAX_BATCH_DELAY_MS: '0' });
+  const consumer = startConsumer({
+    INPUT_QUEUE: input,
+    REPLY_QUEUE: replies,
+    ENTRY_SCRIPT: SCRIPT,
+    CONCURRENCY: '2',
+    MAX_BATCH_DELAY_MS: '0',
+  });
   try {
     await consumer.waitFor('"msg":"consuming"');
     // The slow one first, on its own: it holds the oldest delivery tag for 20 s in one isolate.
     await client.publish(input, { data: { slow: true } }, { correlationId: 'slow' });
     await new Promise((r) => setTimeout(r, 500));
-    await client.publishMany(input, Array.from({ length: 10 }, (_, i) => ({ body: { data: {} }, options: { correlationId: `fast-${i}` } })));
+    await client.publishMany(
+      input,
+      Array.from({ length: 10 }, (_, i) => ({ body: { data: {} }, options: { correlationId: `fast-${i}` } })),
+    );
     const got = await client.collect(replies, (rs) => rs.length === 10, 15_000);
     assert.equal(got.length, 10, 'the ten fast inputs are answered by the other isolate');
     assert.ok(got.every((r) => r.correlationId?.startsWith('fast-')));

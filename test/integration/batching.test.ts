@@ -50,8 +50,16 @@ function newQueues(name: string): Queues {
 }
 
 /** Publishes every item at once and returns the one reply per correlation id. */
-async function ask(q: Queues, items: Array<{ id: string; body: object | Buffer; messageIdOnly?: boolean }>): Promise<Map<string, ReceivedReply>> {
-  return client.ask(q.input, q.replies, items.map(({ id, body, messageIdOnly }) => ({ id, body, options: messageIdOnly ? { messageId: id } : undefined })), 30_000);
+async function ask(
+  q: Queues,
+  items: Array<{ id: string; body: object | Buffer; messageIdOnly?: boolean }>,
+): Promise<Map<string, ReceivedReply>> {
+  return client.ask(
+    q.input,
+    q.replies,
+    items.map(({ id, body, messageIdOnly }) => ({ id, body, options: messageIdOnly ? { messageId: id } : undefined })),
+    30_000,
+  );
 }
 
 function answer(r: ReceivedReply | undefined): Answer {
@@ -123,7 +131,11 @@ test('a bad item in a batch gets its own error reply while its neighbours in the
   ];
   const replies = await ask(iris, items);
   const after = await batchMetrics(irisPort);
-  assert.deepEqual({ batches: after.batches - before.batches, items: after.items - before.items }, { batches: 1, items: items.length }, 'all six were scored as one batch');
+  assert.deepEqual(
+    { batches: after.batches - before.batches, items: after.items - before.items },
+    { batches: 1, items: items.length },
+    'all six were scored as one batch',
+  );
 
   const labels: Record<string, number> = { setosa: 0, versicolor: 1, virginica: 2 };
   for (const [id, label] of Object.entries(labels)) {
@@ -145,14 +157,22 @@ test('a bad item in a batch gets its own error reply while its neighbours in the
 });
 
 test('over many batches, every reply carries its own input correlation id and result, and a batch keeps its inputs in arrival order', async () => {
-  const items = Array.from({ length: 300 }, (_, i) => ({ id: `corr-${i}`, body: { data: { id: i } }, messageIdOnly: i % 10 === 0 }));
+  const items = Array.from({ length: 300 }, (_, i) => ({
+    id: `corr-${i}`,
+    body: { data: { id: i } },
+    messageIdOnly: i % 10 === 0,
+  }));
   const replies = await ask(correlation, items);
   const sizes: number[] = [];
   for (const [i, { id }] of items.entries()) {
     const a = answer(replies.get(id));
     assert.equal(a.id, i, `the reply to ${id} answers ${id}`);
     assert.ok(a.batch.includes(i));
-    assert.deepEqual(a.batch, [...a.batch].sort((x, y) => x - y), 'a batch holds its inputs in the order they arrived');
+    assert.deepEqual(
+      a.batch,
+      [...a.batch].sort((x, y) => x - y),
+      'a batch holds its inputs in the order they arrived',
+    );
     assert.ok(a.batch.length <= 16, 'no batch over MAX_BATCH_SIZE');
     sizes.push(a.batch.length);
   }
@@ -167,7 +187,10 @@ test('a redelivered input is scored alone, while fresh inputs published with it 
   await ch.assertQueue(q.input, { durable: true, arguments: t.inputArguments });
   // Another consumer takes five inputs and goes away without acking: the broker redelivers them.
   const first = [0, 1, 2, 3, 4].map((i) => ({ id: `again-${i}`, body: { data: { id: i } } }));
-  await client.publishMany(q.input, first.map(({ id, body }) => ({ body, options: { correlationId: id } })));
+  await client.publishMany(
+    q.input,
+    first.map(({ id, body }) => ({ body, options: { correlationId: id } })),
+  );
   await ch.prefetch(10);
   const taken = new Promise<void>((resolve) => {
     let n = 0;
@@ -176,7 +199,10 @@ test('a redelivered input is scored alone, while fresh inputs published with it 
   await taken;
   await ch.close();
   const fresh = [10, 11, 12].map((i) => ({ id: `fresh-${i}`, body: { data: { id: i } } }));
-  await client.publishMany(q.input, fresh.map(({ id, body }) => ({ body, options: { correlationId: id } })));
+  await client.publishMany(
+    q.input,
+    fresh.map(({ id, body }) => ({ body, options: { correlationId: id } })),
+  );
 
   const c = consumers.startOn(q, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_DELAY_MS: '200' });
   await c.waitFor('"msg":"consuming"');

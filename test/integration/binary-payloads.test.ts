@@ -35,7 +35,13 @@ const IMAGE_PREP = { IMAGE_MEAN: '0.485,0.456,0.406', IMAGE_STD: '0.229,0.224,0.
 
 before(async () => {
   client = await TestClient.connect();
-  const ids = modelDir('ids', { name: 'ids', nodes: [node('Identity', ['ids'], ['out'])], initializers: [], inputs: [valueInfo('ids', INT64, ['N', 3])], outputs: [valueInfo('out', INT64, ['N', 3])] });
+  const ids = modelDir('ids', {
+    name: 'ids',
+    nodes: [node('Identity', ['ids'], ['out'])],
+    initializers: [],
+    inputs: [valueInfo('ids', INT64, ['N', 3])],
+    outputs: [valueInfo('out', INT64, ['N', 3])],
+  });
   const pair = modelDir('pair', {
     name: 'pair',
     nodes: [node('Concat', ['a', 'b'], ['joined'], { axis: new Int(1) })],
@@ -43,8 +49,20 @@ before(async () => {
     inputs: [valueInfo('a', FLOAT, ['N', 2]), valueInfo('b', FLOAT, ['N', 3])],
     outputs: [valueInfo('joined', FLOAT, ['N', 5])],
   });
-  const nchw = modelDir('nchw', { name: 'nchw', nodes: [node('Identity', ['images'], ['same'])], initializers: [], inputs: [valueInfo('images', FLOAT, [1, 3, 'h', 'w'])], outputs: [valueInfo('same', FLOAT, [1, 3, 'h', 'w'])] });
-  const nhwc = modelDir('nhwc', { name: 'nhwc', nodes: [node('Identity', ['pixels'], ['same'])], initializers: [], inputs: [valueInfo('pixels', FLOAT, [1, 6, 8, 3])], outputs: [valueInfo('same', FLOAT, [1, 6, 8, 3])] });
+  const nchw = modelDir('nchw', {
+    name: 'nchw',
+    nodes: [node('Identity', ['images'], ['same'])],
+    initializers: [],
+    inputs: [valueInfo('images', FLOAT, [1, 3, 'h', 'w'])],
+    outputs: [valueInfo('same', FLOAT, [1, 3, 'h', 'w'])],
+  });
+  const nhwc = modelDir('nhwc', {
+    name: 'nhwc',
+    nodes: [node('Identity', ['pixels'], ['same'])],
+    initializers: [],
+    inputs: [valueInfo('pixels', FLOAT, [1, 6, 8, 3])],
+    outputs: [valueInfo('same', FLOAT, [1, 6, 8, 3])],
+  });
   const start = (name: keyof typeof q, env: Record<string, string>) => {
     q[name] = consumers.queuesFor(`binary.${name}`);
     consumers.startOn(q[name], { CONCURRENCY: '1', MAX_BATCH_DELAY_MS: '20', ...env });
@@ -67,10 +85,18 @@ after(async () => {
 type Item = { id: string; body: Buffer | object; contentType?: string; headers?: Record<string, unknown> };
 
 async function ask(queues: ConsumerQueues, items: Item[]): Promise<Map<string, ReceivedReply>> {
-  return client.ask(queues.input, queues.replies, items.map(({ id, body, contentType, headers }) => {
-    const options: PublishOptions = { correlationId: id, ...(contentType ? { contentType } : {}), ...(headers ? { headers } : {}) };
-    return { id, body, options };
-  }));
+  return client.ask(
+    queues.input,
+    queues.replies,
+    items.map(({ id, body, contentType, headers }) => {
+      const options: PublishOptions = {
+        correlationId: id,
+        ...(contentType ? { contentType } : {}),
+        ...(headers ? { headers } : {}),
+      };
+      return { id, body, options };
+    }),
+  );
 }
 
 const ok = (r: ReceivedReply | undefined): unknown => {
@@ -91,9 +117,18 @@ const NPY = 'application/x-npy';
 const ST = 'application/x-safetensors';
 
 test('.npy float32, uint8 and float16 bodies written by numpy are answered as the same values sent as JSON, and as onnxruntime answers them', async () => {
-  const rows = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]];
-  const ints = [[5, 3, 1, 0], [7, 3, 5, 1]];
-  const halves = [[5.5, 3.5, 1.5, 0.25], [6.25, 3.25, 6.0, 2.5]]; // exact in float16
+  const rows = [
+    [5.1, 3.5, 1.4, 0.2],
+    [6.3, 3.3, 6.0, 2.5],
+  ];
+  const ints = [
+    [5, 3, 1, 0],
+    [7, 3, 5, 1],
+  ];
+  const halves = [
+    [5.5, 3.5, 1.5, 0.25],
+    [6.25, 3.25, 6.0, 2.5],
+  ]; // exact in float16
   const replies = await ask(q.iris, [
     { id: 'json-f32', body: { data: rows } },
     { id: 'npy-f32', body: npySave(`np.array(${JSON.stringify(rows)}, dtype=np.float32)`), contentType: NPY },
@@ -111,11 +146,19 @@ test('.npy float32, uint8 and float16 bodies written by numpy are answered as th
 });
 
 test('an int64 .npy is answered as the same ids sent as JSON; asked for, the reply is an .npy numpy reads', async () => {
-  const ids = [[1, -2, 2 ** 40], [7, 8, 9]];
+  const ids = [
+    [1, -2, 2 ** 40],
+    [7, 8, 9],
+  ];
   const replies = await ask(q.ids, [
     { id: 'json', body: { data: ids } },
     { id: 'npy', body: npySave(`np.array(${JSON.stringify(ids)}, dtype=np.int64)`), contentType: NPY },
-    { id: 'npy-reply', body: npySave(`np.array(${JSON.stringify(ids)}, dtype=np.int64)`), contentType: NPY, headers: { 'x-reply-content-type': NPY } },
+    {
+      id: 'npy-reply',
+      body: npySave(`np.array(${JSON.stringify(ids)}, dtype=np.int64)`),
+      contentType: NPY,
+      headers: { 'x-reply-content-type': NPY },
+    },
     { id: 'json-npy-reply', body: { data: ids }, headers: { 'x-reply-content-type': NPY } },
   ]);
   assert.deepEqual(ok(replies.get('npy')), ok(replies.get('json')));
@@ -129,19 +172,30 @@ test('an int64 .npy is answered as the same ids sent as JSON; asked for, the rep
 });
 
 test('a safetensors body feeds a two-input model by name; asked for, the reply is safetensors keyed by output name', async () => {
-  const a = [[1, 2], [3, 4]];
-  const b = [[5, 6, 7], [8, 9, 10]];
-  const body = Buffer.from(writeSafetensors({
-    a: { type: 'float32', data: Float32Array.from(a.flat()), dims: [2, 2] },
-    b: { type: 'float32', data: Float32Array.from(b.flat()), dims: [2, 3] },
-  }));
+  const a = [
+    [1, 2],
+    [3, 4],
+  ];
+  const b = [
+    [5, 6, 7],
+    [8, 9, 10],
+  ];
+  const body = Buffer.from(
+    writeSafetensors({
+      a: { type: 'float32', data: Float32Array.from(a.flat()), dims: [2, 2] },
+      b: { type: 'float32', data: Float32Array.from(b.flat()), dims: [2, 3] },
+    }),
+  );
   const replies = await ask(q.pair, [
     { id: 'json', body: { data: { a, b } } },
     { id: 'st', body, contentType: ST },
     { id: 'st-reply', body, contentType: ST, headers: { 'x-reply-content-type': ST } },
   ]);
   assert.deepEqual(ok(replies.get('st')), ok(replies.get('json')));
-  assert.deepEqual(ok(replies.get('json')), [[1, 2, 5, 6, 7], [3, 4, 8, 9, 10]]);
+  assert.deepEqual(ok(replies.get('json')), [
+    [1, 2, 5, 6, 7],
+    [3, 4, 8, 9, 10],
+  ]);
   const r = replies.get('st-reply')!;
   assert.equal(r.contentType, ST);
   const joined = readSafetensors(new Uint8Array(r.content), { maxTensorElements: 100 }).get('joined')!;
@@ -150,19 +204,36 @@ test('a safetensors body feeds a two-input model by name; asked for, the reply i
 });
 
 test('a missing input, a wrong dtype, a wrong shape, a truncated body and a header claiming 10^12 elements each get an error reply naming the problem', async () => {
-  const f32 = (dims: number[]) => ({ type: 'float32' as const, data: new Float32Array(dims.reduce((x, y) => x * y, 1)), dims });
+  const f32 = (dims: number[]) => ({
+    type: 'float32' as const,
+    data: new Float32Array(dims.reduce((x, y) => x * y, 1)),
+    dims,
+  });
   const good = Buffer.from(writeSafetensors({ a: f32([1, 2]), b: f32([1, 3]) }));
-  const huge = Buffer.from(npySave('np.zeros((1, 4), dtype=np.float32)').toString('latin1').replace("(1, 4)", '(1000000, 1000000)'), 'latin1');
+  const huge = Buffer.from(
+    npySave('np.zeros((1, 4), dtype=np.float32)').toString('latin1').replace('(1, 4)', '(1000000, 1000000)'),
+    'latin1',
+  );
   const replies = await ask(q.pair, [
     { id: 'missing', body: Buffer.from(writeSafetensors({ a: f32([1, 2]) })), contentType: ST },
-    { id: 'dtype', body: Buffer.from(writeSafetensors({ a: f32([1, 2]), b: { type: 'int64', data: new BigInt64Array(3), dims: [1, 3] } })), contentType: ST },
+    {
+      id: 'dtype',
+      body: Buffer.from(
+        writeSafetensors({ a: f32([1, 2]), b: { type: 'int64', data: new BigInt64Array(3), dims: [1, 3] } }),
+      ),
+      contentType: ST,
+    },
     { id: 'shape', body: Buffer.from(writeSafetensors({ a: f32([1, 2]), b: f32([1, 4]) })), contentType: ST },
     { id: 'truncated', body: good.subarray(0, good.length - 2), contentType: ST },
     { id: 'npy-to-two-inputs', body: npySave('np.zeros((1, 2), dtype=np.float32)'), contentType: NPY },
     { id: 'csv', body: Buffer.from('1,2'), contentType: 'text/csv' },
     { id: 'image', body: Buffer.from('not really'), contentType: 'image/png' },
   ]);
-  error(replies.get('missing'), 'SHAPE', /input 'b' is missing from the safetensors body; the model's inputs are 'a', 'b'/);
+  error(
+    replies.get('missing'),
+    'SHAPE',
+    /input 'b' is missing from the safetensors body; the model's inputs are 'a', 'b'/,
+  );
   error(replies.get('dtype'), 'TYPE', /input 'b' expects float32 elements, got a safetensors tensor of int64/);
   error(replies.get('shape'), 'SHAPE', /input 'b' expects shape \[-1,3\], got \[1,4\]/);
   error(replies.get('truncated'), 'BAD_BINARY', /safetensors body is truncated/);
@@ -173,8 +244,16 @@ test('a missing input, a wrong dtype, a wrong shape, a truncated body and a head
     { id: 'huge', body: huge, contentType: NPY },
     { id: 'npy-multi-reply', body: { data: [[1, 2, 3, 4]] }, headers: { 'x-reply-content-type': NPY } },
   ]);
-  error(iris.get('huge'), 'TOO_MANY_ELEMENTS', /\.npy body has shape \(1000000, 1000000\), over the cap of \d+ elements \(MAX_TENSOR_ELEMENTS\)/);
-  error(iris.get('npy-multi-reply'), 'CONTENT_TYPE', /x-reply-content-type application\/x-npy carries one array, and the model has 2 outputs/);
+  error(
+    iris.get('huge'),
+    'TOO_MANY_ELEMENTS',
+    /\.npy body has shape \(1000000, 1000000\), over the cap of \d+ elements \(MAX_TENSOR_ELEMENTS\)/,
+  );
+  error(
+    iris.get('npy-multi-reply'),
+    'CONTENT_TYPE',
+    /x-reply-content-type application\/x-npy carries one array, and the model has 2 outputs/,
+  );
 });
 
 /** HWC RGB pixels of a w×h test image, every pixel different. */
@@ -186,8 +265,12 @@ function pixels(w: number, h: number): Buffer {
 
 test('a PNG and a JPEG reach an NCHW float32 model as the tensor computed here from the same pixels, with mean, std and BGR applied', async () => {
   const raw = pixels(8, 6);
-  const png = await sharp(raw, { raw: { width: 8, height: 6, channels: 3 } }).png().toBuffer();
-  const jpeg = await sharp(raw, { raw: { width: 8, height: 6, channels: 3 } }).jpeg().toBuffer();
+  const png = await sharp(raw, { raw: { width: 8, height: 6, channels: 3 } })
+    .png()
+    .toBuffer();
+  const jpeg = await sharp(raw, { raw: { width: 8, height: 6, channels: 3 } })
+    .jpeg()
+    .toBuffer();
   const replies = await ask(q.nchw, [
     { id: 'png', body: png, contentType: 'image/png' },
     { id: 'jpeg', body: jpeg, contentType: 'image/jpeg' },
@@ -195,22 +278,38 @@ test('a PNG and a JPEG reach an NCHW float32 model as the tensor computed here f
   const mean = [0.485, 0.456, 0.406];
   const std = [0.229, 0.224, 0.225];
   const expectFrom = (hwc: Uint8Array) =>
-    [0, 1, 2].map((k) => Array.from({ length: 6 }, (_, y) => Array.from({ length: 8 }, (_, x) => (hwc[(y * 8 + x) * 3 + (2 - k)] / 255 - mean[k]) / std[k])));
+    [0, 1, 2].map((k) =>
+      Array.from({ length: 6 }, (_, y) =>
+        Array.from({ length: 8 }, (_, x) => (hwc[(y * 8 + x) * 3 + (2 - k)] / 255 - mean[k]) / std[k]),
+      ),
+    );
   const decodedJpeg = await sharp(jpeg).raw().toBuffer(); // lossy: the same pixels are the decoded ones
-  for (const [id, hwc] of [['png', raw], ['jpeg', decodedJpeg]] as const) {
+  for (const [id, hwc] of [
+    ['png', raw],
+    ['jpeg', decodedJpeg],
+  ] as const) {
     const got = (ok(replies.get(id)) as number[][][][])[0];
     const want = expectFrom(hwc);
-    for (let k = 0; k < 3; k++) for (let y = 0; y < 6; y++) for (let x = 0; x < 8; x++) {
-      assert.ok(Math.abs(got[k][y][x] - want[k][y][x]) < 1e-5, `${id} [${k}][${y}][${x}]: ${got[k][y][x]} vs ${want[k][y][x]}`);
-    }
+    for (let k = 0; k < 3; k++)
+      for (let y = 0; y < 6; y++)
+        for (let x = 0; x < 8; x++) {
+          assert.ok(
+            Math.abs(got[k][y][x] - want[k][y][x]) < 1e-5,
+            `${id} [${k}][${y}][${x}]: ${got[k][y][x]} vs ${want[k][y][x]}`,
+          );
+        }
   }
 });
 
 // uint8 image inputs are unit-tested (test/unit/image.test.ts): session.ts takes uint8 models once every element type is in (issue 11).
 test('a larger image is resized (cover) into an NHWC model as sharp resizes it, and with IMAGE_SCALE 1 the pixels reach it as they are', async () => {
   const raw = pixels(32, 20);
-  const png = await sharp(raw, { raw: { width: 32, height: 20, channels: 3 } }).png().toBuffer();
-  const replies = await ask(q.nhwc, [{ id: 'png', body: png, contentType: 'image/png', headers: { 'x-reply-content-type': NPY } }]);
+  const png = await sharp(raw, { raw: { width: 32, height: 20, channels: 3 } })
+    .png()
+    .toBuffer();
+  const replies = await ask(q.nhwc, [
+    { id: 'png', body: png, contentType: 'image/png', headers: { 'x-reply-content-type': NPY } },
+  ]);
   const r = replies.get('png')!;
   assert.equal(r.contentType, NPY, r.body);
   const t = readNpy(new Uint8Array(r.content), { maxTensorElements: 1000 });
@@ -233,8 +332,17 @@ test('a large .npy (many frames, handed to the isolate without a copy) is answer
 });
 
 test('image settings that contradict the model stop the boot with one line naming the key, before any message', async () => {
-  const wrongSize = consumers.startOn(consumers.queuesFor('binary.boot'), { MODEL_DIR: modelDirs.nhwc, IMAGE_SIZE: '10x10' });
-  assert.match(await bootFailure(wrongSize), /config IMAGE_SIZE: input 'pixels' takes 8x6 images \(shape \[1,6,8,3\]\), got 10x10/);
-  const badStd = consumers.startOn(consumers.queuesFor('binary.boot'), { MODEL_DIR: modelDirs.nchw, IMAGE_STD: '1,0,1' });
+  const wrongSize = consumers.startOn(consumers.queuesFor('binary.boot'), {
+    MODEL_DIR: modelDirs.nhwc,
+    IMAGE_SIZE: '10x10',
+  });
+  assert.match(
+    await bootFailure(wrongSize),
+    /config IMAGE_SIZE: input 'pixels' takes 8x6 images \(shape \[1,6,8,3\]\), got 10x10/,
+  );
+  const badStd = consumers.startOn(consumers.queuesFor('binary.boot'), {
+    MODEL_DIR: modelDirs.nchw,
+    IMAGE_STD: '1,0,1',
+  });
   assert.match(await bootFailure(badStd), /config IMAGE_STD: expected non-zero numbers/);
 });

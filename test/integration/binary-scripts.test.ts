@@ -42,7 +42,12 @@ before(async () => {
   writeFileSync(join(dir, 'score.ts'), SCRIPT);
   client = await TestClient.connect();
   q = consumers.queuesFor('binary-scripts');
-  consumers.startOn(q, { ENTRY_SCRIPT: join(dir, 'score.ts'), CONCURRENCY: '1', MAX_BATCH_SIZE: '8', MAX_BATCH_DELAY_MS: '100' });
+  consumers.startOn(q, {
+    ENTRY_SCRIPT: join(dir, 'score.ts'),
+    CONCURRENCY: '1',
+    MAX_BATCH_SIZE: '8',
+    MAX_BATCH_DELAY_MS: '100',
+  });
   await consumers.allConsuming();
 });
 
@@ -54,11 +59,24 @@ after(async () => {
 
 test("a user's script receives bytes and the content type for a binary message, and a string for JSON, in one batch", async () => {
   const replies = await client.ask(q.input, q.replies, [
-    { id: 'png', body: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 255]), options: { correlationId: 'png', contentType: 'image/png', headers: { 'x-camera': 'gate-3' } } },
+    {
+      id: 'png',
+      body: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 255]),
+      options: { correlationId: 'png', contentType: 'image/png', headers: { 'x-camera': 'gate-3' } },
+    },
     { id: 'json', body: { data: [1, 2] } },
-    { id: 'typed-json', body: { data: 'x' }, options: { correlationId: 'typed-json', contentType: 'application/json' } },
+    {
+      id: 'typed-json',
+      body: { data: 'x' },
+      options: { correlationId: 'typed-json', contentType: 'application/json' },
+    },
   ]);
-  assert.deepEqual(replies.get('png')!.json(), { kind: 'bytes', bytes: [0x89, 0x50, 0x4e, 0x47, 0, 255], contentType: 'image/png', camera: 'gate-3' });
+  assert.deepEqual(replies.get('png')!.json(), {
+    kind: 'bytes',
+    bytes: [0x89, 0x50, 0x4e, 0x47, 0, 255],
+    contentType: 'image/png',
+    camera: 'gate-3',
+  });
   assert.deepEqual(replies.get('json')!.json(), { kind: 'string', text: '[1,2]', contentType: 'application/json' });
   assert.deepEqual(replies.get('typed-json')!.json(), { kind: 'string', text: '"x"', contentType: 'application/json' });
   assert.equal(replies.get('png')!.contentType, 'application/json');
@@ -66,7 +84,11 @@ test("a user's script receives bytes and the content type for a binary message, 
 
 test('a binary reply comes back with its content type and its bytes as they are', async () => {
   const replies = await client.ask(q.input, q.replies, [
-    { id: 'bin', body: Buffer.from([1, 2, 3, 250]), options: { correlationId: 'bin', contentType: 'application/octet-stream', headers: { 'x-want': 'bytes' } } },
+    {
+      id: 'bin',
+      body: Buffer.from([1, 2, 3, 250]),
+      options: { correlationId: 'bin', contentType: 'application/octet-stream', headers: { 'x-want': 'bytes' } },
+    },
   ]);
   const r = replies.get('bin')!;
   assert.equal(r.status, 'ok');

@@ -22,7 +22,9 @@ test('SIGTERM while the entry script is still loading: nothing more starts, exit
   await client.close();
 });
 
-test('a REPLY_QUEUE declared with a message TTL is named at warn: replies can be dropped there after their confirm', { timeout: 60_000 }, async () => {
+test('a REPLY_QUEUE declared with a message TTL is named at warn: replies can be dropped there after their confirm', {
+  timeout: 60_000,
+}, async () => {
   const client = await TestClient.connect();
   const input = uniqueName('ttl');
   const replies = uniqueName('ttl.replies');

@@ -18,7 +18,10 @@ after(async () => {
 });
 
 /** A consumer of its own on fresh queues, torn down after the file. */
-async function consumerOn(prefix: string, env: Record<string, string> = {}): Promise<{ input: string; replies: string; consumer: ConsumerProcess }> {
+async function consumerOn(
+  prefix: string,
+  env: Record<string, string> = {},
+): Promise<{ input: string; replies: string; consumer: ConsumerProcess }> {
   const input = uniqueName(prefix);
   const replies = uniqueName(`${prefix}.replies`);
   const consumer = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies, ...env });
@@ -40,25 +43,36 @@ async function until(queue: string, count: number, timeoutMs = 10_000): Promise<
   return false;
 }
 
-test('deleting the input queue while the consumer runs does not crash it: it declares the queue again and goes on consuming', { timeout: 30_000 }, async () => {
+test('deleting the input queue while the consumer runs does not crash it: it declares the queue again and goes on consuming', {
+  timeout: 30_000,
+}, async () => {
   const { input, replies, consumer } = await consumerOn('cancel.input');
   await client.publish(input, ROW, { correlationId: 'before-delete' });
-  assert.ok((await client.collect(replies, (rs) => rs.length === 1, 10_000)).some((r) => r.correlationId === 'before-delete'));
+  assert.ok(
+    (await client.collect(replies, (rs) => rs.length === 1, 10_000)).some((r) => r.correlationId === 'before-delete'),
+  );
 
   await client.deleteQueues(input);
   await consumer.waitFor('consumer cancelled by the broker', 10_000);
   // Subscribed again: a second "consuming" line.
   const deadline = Date.now() + 10_000;
-  while (logLines(consumer.output(), 'consuming').length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  while (logLines(consumer.output(), 'consuming').length < 2 && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 50));
   assert.equal(logLines(consumer.output(), 'consuming').length, 2, 'the consumer subscribed again');
 
   await client.publish(input, ROW, { correlationId: 'after-redeclare' });
   const got = await client.collect(replies, (rs) => rs.some((r) => r.correlationId === 'after-redeclare'), 10_000);
-  assert.equal(got.find((r) => r.correlationId === 'after-redeclare')?.status, 'ok', 'a message published after the re-declaration is answered');
+  assert.equal(
+    got.find((r) => r.correlationId === 'after-redeclare')?.status,
+    'ok',
+    'a message published after the re-declaration is answered',
+  );
   assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
 });
 
-test('deleting REPLY_QUEUE does not lose the next reply: the consumer declares it again and publishes the reply again', { timeout: 30_000 }, async () => {
+test('deleting REPLY_QUEUE does not lose the next reply: the consumer declares it again and publishes the reply again', {
+  timeout: 30_000,
+}, async () => {
   const { input, replies, consumer } = await consumerOn('cancel.replyq');
   await client.deleteQueues(replies);
   await client.publish(input, ROW, { correlationId: 'after-reply-queue-deleted' });
@@ -67,14 +81,21 @@ test('deleting REPLY_QUEUE does not lose the next reply: the consumer declares i
   const [reply] = await client.collect(replies, (rs) => rs.length === 1, 5000);
   assert.equal(reply?.correlationId, 'after-reply-queue-deleted');
   assert.equal(reply.status, 'ok');
-  assert.ok(logLines(consumer.output(), 'reply returned unroutable').some((l) => l.correlationId === 'after-reply-queue-deleted'), 'the return was logged');
+  assert.ok(
+    logLines(consumer.output(), 'reply returned unroutable').some(
+      (l) => l.correlationId === 'after-reply-queue-deleted',
+    ),
+    'the return was logged',
+  );
   // Acked, not merely held: a delivery held unacked also reads 0 ready while the consumer runs, and goes
   // back to ready once its channel closes. (rabbitmqctl's unacked count lags by the stats interval.)
   assert.equal(await consumer.stop('SIGTERM'), 0);
   assert.equal(await client.messageCount(input), 0, 'the input is acked');
 });
 
-test('a reply whose replyTo queue is gone (the caller left) is logged with its correlation id, and the input is acked', { timeout: 30_000 }, async () => {
+test('a reply whose replyTo queue is gone (the caller left) is logged with its correlation id, and the input is acked', {
+  timeout: 30_000,
+}, async () => {
   const { input, consumer } = await consumerOn('cancel.replyto');
   // An exclusive queue dies with its connection: the caller has gone.
   const caller = await TestClient.connect();
@@ -85,7 +106,9 @@ test('a reply whose replyTo queue is gone (the caller left) is logged with its c
 
   await client.publish(input, ROW, { correlationId: 'caller-left', replyTo: gone });
   await consumer.waitFor('"correlationId":"caller-left"', 10_000);
-  const returned = logLines(consumer.output(), 'reply returned unroutable').find((l) => l.correlationId === 'caller-left');
+  const returned = logLines(consumer.output(), 'reply returned unroutable').find(
+    (l) => l.correlationId === 'caller-left',
+  );
   assert.ok(returned, 'the returned reply is logged with the correlation id');
   assert.equal(returned.routingKey, gone);
 
@@ -95,20 +118,31 @@ test('a reply whose replyTo queue is gone (the caller left) is logged with its c
   assert.equal(await client.messageCount(input), 0, 'the input queue ends empty');
 });
 
-test('in one batch, replies that come back unroutable and replies that do not each get their own outcome: the rest are answered once, every input is acked', { timeout: 30_000 }, async () => {
+test('in one batch, replies that come back unroutable and replies that do not each get their own outcome: the rest are answered once, every input is acked', {
+  timeout: 30_000,
+}, async () => {
   // A long delay so all twenty are scored, and their replies published, as one batch.
   const { input, replies, consumer } = await consumerOn('cancel.mixed', { MAX_BATCH_DELAY_MS: '500' });
   const gone = uniqueName('cancel.mixed.gone');
   const leaving = new Set([3, 11, 17]);
   await client.publishMany(
     input,
-    Array.from({ length: 20 }, (_, i) => ({ body: ROW, options: { correlationId: `m-${i}`, ...(leaving.has(i) ? { replyTo: gone } : {}) } })),
+    Array.from({ length: 20 }, (_, i) => ({
+      body: ROW,
+      options: { correlationId: `m-${i}`, ...(leaving.has(i) ? { replyTo: gone } : {}) },
+    })),
   );
   const got = await client.collect(replies, (rs) => rs.length >= 17, 10_000);
   const ids = got.map((r) => r.correlationId).sort();
-  const expected = Array.from({ length: 20 }, (_, i) => i).filter((i) => !leaving.has(i)).map((i) => `m-${i}`).sort();
+  const expected = Array.from({ length: 20 }, (_, i) => i)
+    .filter((i) => !leaving.has(i))
+    .map((i) => `m-${i}`)
+    .sort();
   assert.deepEqual(ids, expected, 'each reply to REPLY_QUEUE arrives once; none of the unroutable ones does');
-  const returned = () => logLines(consumer.output(), 'reply returned unroutable').map((l) => l.correlationId).sort();
+  const returned = () =>
+    logLines(consumer.output(), 'reply returned unroutable')
+      .map((l) => l.correlationId)
+      .sort();
   const deadline = Date.now() + 5000;
   while (returned().length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   assert.deepEqual(returned(), ['m-11', 'm-17', 'm-3']);

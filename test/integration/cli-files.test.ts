@@ -50,8 +50,15 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function runCli(args: string[]): { child: ChildProcess; done: Promise<{ code: number | string; stdout: Buffer; stderr: string }> } {
-  const child = spawn(process.execPath, ['bin/scorer.js', ...args], { cwd: ROOT, env: { ...process.env, AMQP_URL }, stdio: ['ignore', 'pipe', 'pipe'] });
+function runCli(args: string[]): {
+  child: ChildProcess;
+  done: Promise<{ code: number | string; stdout: Buffer; stderr: string }>;
+} {
+  const child = spawn(process.execPath, ['bin/scorer.js', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, AMQP_URL },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const stdout: Buffer[] = [];
   let stderr = '';
   child.stdout!.on('data', (c: Buffer) => stdout.push(c));
@@ -66,7 +73,9 @@ function runCli(args: string[]): { child: ChildProcess; done: Promise<{ code: nu
 async function image(n: number, format: 'png' | 'jpeg' = 'png'): Promise<Buffer> {
   const raw = Buffer.alloc(4 * 4 * 3);
   for (let p = 0; p < 16; p++) for (let c = 0; c < 3; c++) raw[p * 3 + c] = (n * 3 + c) % 256;
-  return sharp(raw, { raw: { width: 4, height: 4, channels: 3 } }).toFormat(format).toBuffer();
+  return sharp(raw, { raw: { width: 4, height: 4, channels: 3 } })
+    .toFormat(format)
+    .toBuffer();
 }
 const meansOf = (n: number) => [[0, 1, 2].map((c) => (n * 3 + c) % 256)];
 
@@ -89,11 +98,27 @@ test('send --file sends an image or an .npy with the content type of its extensi
   const npy = join(dir, 'image.npy');
   writeFileSync(npy, npySave('np.full((1, 3, 4, 4), 2.5, dtype=np.float32)'));
   const out = join(dir, 'reply.npy');
-  const n = await runCli(['send', '--file', npy, '--queue', input, '--reply-content-type', 'application/x-npy', '--out', out]).done;
+  const n = await runCli([
+    'send',
+    '--file',
+    npy,
+    '--queue',
+    input,
+    '--reply-content-type',
+    'application/x-npy',
+    '--out',
+    out,
+  ]).done;
   assert.equal(n.code, 0, n.stderr);
   assert.match(n.stderr, /content-type: application\/x-npy/);
   const t = readNpy(new Uint8Array(readFileSync(out)), { maxTensorElements: 10 });
-  assert.deepEqual([t.dims, [...t.data]], [[1, 3], [2.5, 2.5, 2.5]]);
+  assert.deepEqual(
+    [t.dims, [...t.data]],
+    [
+      [1, 3],
+      [2.5, 2.5, 2.5],
+    ],
+  );
 
   const raw = join(dir, 'image.raw');
   writeFileSync(raw, await image(1));
@@ -107,7 +132,11 @@ test('send --file sends an image or an .npy with the content type of its extensi
 test('submit of a folder of 100 images, killed part-way and resumed, ends with one result per file in name order', async () => {
   const folder = join(dir, 'images');
   mkdirSync(folder);
-  for (let n = 0; n < 100; n++) writeFileSync(join(folder, `img-${String(n).padStart(3, '0')}.${n % 10 === 3 ? 'jpg' : 'png'}`), await image(n, n % 10 === 3 ? 'jpeg' : 'png'));
+  for (let n = 0; n < 100; n++)
+    writeFileSync(
+      join(folder, `img-${String(n).padStart(3, '0')}.${n % 10 === 3 ? 'jpg' : 'png'}`),
+      await image(n, n % 10 === 3 ? 'jpeg' : 'png'),
+    );
   const out = join(dir, 'images.jsonl');
   const args = ['submit', folder, '--out', out, '--queue', input, '--max-in-flight', '10', '--no-progress'];
   const lines = () => (existsSync(out) ? readFileSync(out, 'utf8').split('\n').filter(Boolean).length : 0);
@@ -122,15 +151,27 @@ test('submit of a folder of 100 images, killed part-way and resumed, ends with o
   const second = await runCli([...args, '--resume']).done;
   assert.equal(second.code, 0, second.stderr);
   assert.match(second.stderr, /resuming run .*: \d+ lines already in/);
-  assert.match(second.stdout.toString(), /submit done: 100 lines, 100 ok, 0 errors \(\d+ of them from the interrupted run\)/);
-  const results = readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { line: number; file: string; status: string; result: number[][] });
-  assert.deepEqual(results.map((r) => r.line), Array.from({ length: 100 }, (_, i) => i + 1), 'one result per file, in order');
+  assert.match(
+    second.stdout.toString(),
+    /submit done: 100 lines, 100 ok, 0 errors \(\d+ of them from the interrupted run\)/,
+  );
+  const results = readFileSync(out, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { line: number; file: string; status: string; result: number[][] });
+  assert.deepEqual(
+    results.map((r) => r.line),
+    Array.from({ length: 100 }, (_, i) => i + 1),
+    'one result per file, in order',
+  );
   for (const [i, r] of results.entries()) {
     assert.equal(r.file, `img-${String(i).padStart(3, '0')}.${i % 10 === 3 ? 'jpg' : 'png'}`);
     assert.equal(r.status, 'ok', JSON.stringify(r));
     // JPEG is lossy, PNG exact: a JPEG of flat colour decodes within a step or two of it.
     const tolerance = i % 10 === 3 ? 2.5 : 1e-4;
-    r.result[0].forEach((v, c) => assert.ok(Math.abs(v - meansOf(i)[0][c]) <= tolerance, `${r.file} channel ${c}: ${v} vs ${meansOf(i)[0][c]}`));
+    r.result[0].forEach((v, c) =>
+      assert.ok(Math.abs(v - meansOf(i)[0][c]) <= tolerance, `${r.file} channel ${c}: ${v} vs ${meansOf(i)[0][c]}`),
+    );
   }
   assert.equal(existsSync(`${out}.state.json`), false);
 });
@@ -140,7 +181,16 @@ test('a resumed folder run refuses files that changed since it started', async (
   mkdirSync(folder);
   writeFileSync(join(folder, 'a.png'), await image(1));
   const out = join(dir, 'changing.jsonl');
-  const state = { version: 1, runId: 'r2', input: folder, queue: input, replyQueue: 'scorer.submit.r2', sentThrough: 0, startedAt: new Date().toISOString(), digest: 'not-these-files' };
+  const state = {
+    version: 1,
+    runId: 'r2',
+    input: folder,
+    queue: input,
+    replyQueue: 'scorer.submit.r2',
+    sentThrough: 0,
+    startedAt: new Date().toISOString(),
+    digest: 'not-these-files',
+  };
   writeFileSync(`${out}.state.json`, JSON.stringify(state));
   const r = await runCli(['submit', folder, '--out', out, '--queue', input, '--resume']).done;
   assert.equal(r.code, 1);

@@ -84,7 +84,9 @@ function runCli(args: string[]): CliRun {
   child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   const done = new Promise<{ code: number | string; stdout: string; stderr: string; ms: number }>((resolve) =>
-    child.on('close', (code, signal) => resolve({ code: code ?? signal ?? -1, stdout, stderr, ms: Date.now() - started })),
+    child.on('close', (code, signal) =>
+      resolve({ code: code ?? signal ?? -1, stdout, stderr, ms: Date.now() - started }),
+    ),
   );
   return { child, stderr: () => stderr, done };
 }
@@ -97,7 +99,9 @@ async function until(check: () => boolean, timeoutMs: number, what: string): Pro
   }
 }
 
-test('submit --rate sends no faster than the rate and prints progress while it runs; Ctrl-C stops it with exit 130, and --resume finishes every line once', { timeout: 120_000 }, async () => {
+test('submit --rate sends no faster than the rate and prints progress while it runs; Ctrl-C stops it with exit 130, and --resume finishes every line once', {
+  timeout: 120_000,
+}, async () => {
   const q = consumers.queuesFor('cli-runs.rate');
   const consumer = consumers.startOn(q);
   await consumer.waitFor('"msg":"consuming"', 60_000);
@@ -120,19 +124,27 @@ test('submit --rate sends no faster than the rate and prints progress while it r
   first.child.kill('SIGINT');
   const stopped = await first.done;
   assert.equal(stopped.code, 130, stopped.stderr);
-  assert.match(stopped.stderr, /submit stopped: interrupted\. \d+ of 300 lines have a result .*run the same command with --resume/);
+  assert.match(
+    stopped.stderr,
+    /submit stopped: interrupted\. \d+ of 300 lines have a result .*run the same command with --resume/,
+  );
   assert.ok(existsSync(`${out}.state.json`), 'the state file is kept for --resume');
   const before = readResults(out).length;
   assert.ok(before < N);
 
   const second = await runCli(['submit', file, '--out', out, '--queue', q.input, '--resume', '--no-progress']).done;
   assert.equal(second.code, 0, second.stderr);
-  assert.match(second.stdout, new RegExp(`submit done: ${N} lines, ${N} ok, 0 errors \\(${before} of them from the interrupted run\\)`));
+  assert.match(
+    second.stdout,
+    new RegExp(`submit done: ${N} lines, ${N} ok, 0 errors \\(${before} of them from the interrupted run\\)`),
+  );
   assertComplete(out, N);
   assert.equal(existsSync(`${out}.state.json`), false, 'the state file is removed at the end');
 });
 
-test('with no consumer running, submit --idle-timeout stops with exit 1 and send --timeout gives up with exit 1; once a consumer runs, --resume finishes the run', { timeout: 120_000 }, async () => {
+test('with no consumer running, submit --idle-timeout stops with exit 1 and send --timeout gives up with exit 1; once a consumer runs, --resume finishes the run', {
+  timeout: 120_000,
+}, async () => {
   const q = consumers.queuesFor('cli-runs.idle');
   // The consumer declares the queue, then leaves: the queue stays, nobody consumes it.
   const declaring = consumers.startOn(q);
@@ -142,9 +154,13 @@ test('with no consumer running, submit --idle-timeout stops with exit 1 and send
   const N = 20;
   const file = writeInput('idle.jsonl', N);
   const out = join(dir, 'idle.out.jsonl');
-  const idle = await runCli(['submit', file, '--out', out, '--queue', q.input, '--idle-timeout', '2', '--no-progress']).done;
+  const idle = await runCli(['submit', file, '--out', out, '--queue', q.input, '--idle-timeout', '2', '--no-progress'])
+    .done;
   assert.equal(idle.code, 1, idle.stderr);
-  assert.match(idle.stderr, /submit stopped: no reply for 2 s with 20 lines outstanding \(are the consumers running\?\)/);
+  assert.match(
+    idle.stderr,
+    /submit stopped: no reply for 2 s with 20 lines outstanding \(are the consumers running\?\)/,
+  );
   assert.ok(idle.ms >= 2000, `it waited the idle timeout first (${idle.ms} ms)`);
   assert.ok(existsSync(`${out}.state.json`), 'the state file is kept for --resume');
   assert.equal(readResults(out).length, 0);
@@ -162,7 +178,9 @@ test('with no consumer running, submit --idle-timeout stops with exit 1 and send
   assertComplete(out, N);
 });
 
-test('asyncapi --out writes the document to the file, the same as on stdout, and nothing to stdout', { timeout: 60_000 }, async () => {
+test('asyncapi --out writes the document to the file, the same as on stdout, and nothing to stdout', {
+  timeout: 60_000,
+}, async () => {
   const file = join(dir, 'asyncapi.json');
   const written = await runCli(['asyncapi', '--out', file]).done;
   assert.equal(written.code, 0, written.stderr);

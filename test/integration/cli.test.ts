@@ -97,8 +97,15 @@ function assertResults(results: Result[], expected: Map<number, Expected>): void
   }
 }
 
-function runCli(args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<{ code: number | string; stdout: string; stderr: string }> } {
-  const child = spawn(process.execPath, ['bin/scorer.js', ...args], { cwd: ROOT, env: { ...process.env, AMQP_URL: vhost.url, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+): { child: ChildProcess; done: Promise<{ code: number | string; stdout: string; stderr: string }> } {
+  const child = spawn(process.execPath, ['bin/scorer.js', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, AMQP_URL: vhost.url, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -130,23 +137,46 @@ test('submit writes one result per line, in input order, with the right statuses
   const { file, expected } = writeInput('full.jsonl', 2000);
   const out = join(dir, 'full.out.jsonl');
   const trace = await vhost.tracePublishes(client, input);
-  const { code, stdout, stderr } = await runCli(['submit', file, '--out', out, '--queue', input, '--max-in-flight', '200']).done;
+  const { code, stdout, stderr } = await runCli([
+    'submit',
+    file,
+    '--out',
+    out,
+    '--queue',
+    input,
+    '--max-in-flight',
+    '200',
+  ]).done;
   assert.equal(code, 0, stderr);
 
   const results = readResults(out);
   assertResults(results, expected);
   const errors = [...expected.values()].filter((e) => e.status === 'error').length;
-  assert.match(stdout, new RegExp(`submit done: ${expected.size} lines, ${expected.size - errors} ok, ${errors} errors; .* msg/s`));
+  assert.match(
+    stdout,
+    new RegExp(`submit done: ${expected.size} lines, ${expected.size - errors} ok, ${errors} errors; .* msg/s`),
+  );
   // The line stop() prints at the end, with every line counted; the lines printed while a run goes on are
   // checked in cli-runs.test.ts (a paced run, long enough to print them).
-  assert.match(stderr, /^submit: 1999\/1999 lines \(100%\), \d+ msg\/s, ETA 0s$/m, 'a plain progress line when stderr is not a terminal');
+  assert.match(
+    stderr,
+    /^submit: 1999\/1999 lines \(100%\), \d+ msg\/s, ETA 0s$/m,
+    'a plain progress line when stderr is not a terminal',
+  );
   assert.equal(results.find((r) => r.code === 'BAD_JSON')?.error?.startsWith('line is not JSON'), true);
 
   const runId = [...trace.keys()].find((id) => id.includes(':'))!.split(':')[0];
   await until(() => publishesOf(trace, runId).size >= sendable(expected).length, 5000, 'the trace');
   const published = publishesOf(trace, runId);
-  assert.deepEqual([...published.keys()].sort((a, b) => a - b), sendable(expected), 'every JSON line sent, the others not');
-  assert.ok([...published.values()].every((n) => n === 1), 'each sent once');
+  assert.deepEqual(
+    [...published.keys()].sort((a, b) => a - b),
+    sendable(expected),
+    'every JSON line sent, the others not',
+  );
+  assert.ok(
+    [...published.values()].every((n) => n === 1),
+    'each sent once',
+  );
   assert.equal(existsSync(`${out}.state.json`), false);
   await assert.rejects(client.messageCount(`scorer.submit.${runId}`), /NOT_FOUND/);
 });
@@ -163,20 +193,29 @@ test('a run killed part-way and resumed with --resume ends with every line exact
   first.child.kill('SIGKILL');
   assert.equal((await first.done).code, 'SIGKILL');
   const before = readResults(out);
-  const state = JSON.parse(readFileSync(`${out}.state.json`, 'utf8')) as { runId: string; sentThrough: number; replyQueue: string };
+  const state = JSON.parse(readFileSync(`${out}.state.json`, 'utf8')) as {
+    runId: string;
+    sentThrough: number;
+    replyQueue: string;
+  };
   const lastWritten = before.at(-1)!.line;
   assert.ok(before.length < expected.size, 'killed before the end');
 
   const second = await runCli([...args, '--resume']).done;
   assert.equal(second.code, 0, second.stderr);
   assert.match(second.stderr, new RegExp(`resuming run ${state.runId}: ${before.length} lines already in`));
-  assert.match(second.stdout, new RegExp(`submit done: ${expected.size} lines, .*\\(${before.length} of them from the interrupted run\\)`));
+  assert.match(
+    second.stdout,
+    new RegExp(`submit done: ${expected.size} lines, .*\\(${before.length} of them from the interrupted run\\)`),
+  );
   assertResults(readResults(out), expected);
 
   await until(() => sendable(expected).every((line) => publishesOf(trace, state.runId).has(line)), 5000, 'the trace');
   const published = publishesOf(trace, state.runId);
   const twice = [...published].filter(([, n]) => n > 1).map(([line]) => line);
-  t.diagnostic(`killed with ${before.length} results written and lines up to ${state.sentThrough} confirmed sent; sent twice: ${twice.length}`);
+  t.diagnostic(
+    `killed with ${before.length} results written and lines up to ${state.sentThrough} confirmed sent; sent twice: ${twice.length}`,
+  );
   for (const line of twice) {
     assert.ok(line > lastWritten, `line ${line}, sent twice, had no result when the run was killed`);
     assert.ok(line > state.sentThrough, `line ${line}, sent twice, was not recorded as sent`);
@@ -192,15 +231,28 @@ test('submit refuses to start over an interrupted run without --resume, and --re
   const nothing = await runCli(['submit', file, '--out', out, '--queue', input, '--resume']).done;
   assert.equal(nothing.code, 1);
   assert.match(nothing.stderr, /nothing to resume/);
-  const state = { version: 1, runId: 'r1', input: file, queue: input, replyQueue: 'scorer.submit.r1', sentThrough: 3, startedAt: new Date().toISOString() };
+  const state = {
+    version: 1,
+    runId: 'r1',
+    input: file,
+    queue: input,
+    replyQueue: 'scorer.submit.r1',
+    sentThrough: 3,
+    startedAt: new Date().toISOString(),
+  };
   writeFileSync(`${out}.state.json`, JSON.stringify(state));
   const clash = await runCli(['submit', file, '--out', out, '--queue', input]).done;
   assert.equal(clash.code, 1);
-  assert.match(clash.stderr, /an interrupted run's state is in .*: add --resume to finish it, or delete that file to start over/);
+  assert.match(
+    clash.stderr,
+    /an interrupted run's state is in .*: add --resume to finish it, or delete that file to start over/,
+  );
 });
 
 test('send prints the reply body on stdout and its status on stderr; an error reply exits 1', async () => {
-  const ok = await runCli(['send', '[[6.3, 3.3, 6.0, 2.5]]', '--url', vhost.url, '--queue', input], { AMQP_URL: 'amqp://nobody:wrong@localhost:1' }).done;
+  const ok = await runCli(['send', '[[6.3, 3.3, 6.0, 2.5]]', '--url', vhost.url, '--queue', input], {
+    AMQP_URL: 'amqp://nobody:wrong@localhost:1',
+  }).done;
   assert.equal(ok.code, 0, ok.stderr);
   assert.deepEqual((JSON.parse(ok.stdout) as { label: number[] }).label, [2]);
   assert.match(ok.stderr, /^status: ok, model: iris, scoring-ms: [\d.]+$/m);

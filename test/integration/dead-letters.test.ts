@@ -48,14 +48,20 @@ async function parkMessages(name: string, n: number): Promise<Parked> {
   const topology = topologyFor({ inputQueue: input, replyQueue: replies, queueType: 'quorum', deliveryLimit: 1 });
   queues.push(input, topology.deadQueue, replies, caller);
   const ch = await client.connection.createChannel();
-  for (const q of [topology.deadQueue, input, replies]) await ch.assertQueue(q, { durable: true, arguments: topology.argumentsOf(q) });
+  for (const q of [topology.deadQueue, input, replies])
+    await ch.assertQueue(q, { durable: true, arguments: topology.argumentsOf(q) });
   await ch.assertQueue(caller, { durable: true });
   const ids = Array.from({ length: n }, (_, i) => `${name}-${i}`);
   await client.publishMany(
     input,
     ids.map((id, i) => ({
       body: { data: i },
-      options: { correlationId: id, messageId: `m-${id}`, ...(i % 2 === 0 ? { replyTo: caller } : {}), headers: { traceparent: TRACEPARENT } },
+      options: {
+        correlationId: id,
+        messageId: `m-${id}`,
+        ...(i % 2 === 0 ? { replyTo: caller } : {}),
+        headers: { traceparent: TRACEPARENT },
+      },
     })),
   );
   // A consumer that gives every delivery back: past x-delivery-limit the broker dead-letters it.
@@ -71,18 +77,36 @@ async function parkMessages(name: string, n: number): Promise<Parked> {
   return { input, dead: topology.deadQueue, replies, caller, state: join(dir, `${name}.state.jsonl`), ids };
 }
 
-function runCli(args: string[]): { child: ChildProcess; done: Promise<{ code: number | string; stdout: string; stderr: string }> } {
-  const child = spawn(process.execPath, ['bin/scorer.js', ...args], { cwd: ROOT, env: { ...process.env, AMQP_URL, DELIVERY_LIMIT: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+function runCli(args: string[]): {
+  child: ChildProcess;
+  done: Promise<{ code: number | string; stdout: string; stderr: string }>;
+} {
+  const child = spawn(process.execPath, ['bin/scorer.js', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, AMQP_URL, DELIVERY_LIMIT: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  const done = new Promise<{ code: number | string; stdout: string; stderr: string }>((resolve) => child.on('exit', (code, signal) => resolve({ code: code ?? signal ?? -1, stdout, stderr })));
+  const done = new Promise<{ code: number | string; stdout: string; stderr: string }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code: code ?? signal ?? -1, stdout, stderr })),
+  );
   return { child, done };
 }
 
 const dl = (p: Parked, command: string, ...more: string[]) =>
-  runCli(['dead-letters', command, '--queue', p.input, '--state', p.state, ...(command === 'answer' ? ['--reply-queue', p.replies] : []), ...more]);
+  runCli([
+    'dead-letters',
+    command,
+    '--queue',
+    p.input,
+    '--state',
+    p.state,
+    ...(command === 'answer' ? ['--reply-queue', p.replies] : []),
+    ...more,
+  ]);
 
 interface Listed {
   n: number;
@@ -111,7 +135,8 @@ async function watchReplies(p: Parked): Promise<{ got: amqp.ConsumeMessage[]; st
   const ch = await client.connection.createChannel();
   const got: amqp.ConsumeMessage[] = [];
   const tags: string[] = [];
-  for (const q of [p.caller, p.replies]) tags.push((await ch.consume(q, (m) => m && got.push(m), { noAck: true })).consumerTag);
+  for (const q of [p.caller, p.replies])
+    tags.push((await ch.consume(q, (m) => m && got.push(m), { noAck: true })).consumerTag);
   return {
     got,
     stop: async () => {
@@ -126,7 +151,8 @@ async function watchReplies(p: Parked): Promise<{ got: amqp.ConsumeMessage[]; st
 async function drainIds(queue: string): Promise<string[]> {
   const ch = await client.connection.createChannel();
   const ids: string[] = [];
-  for (let m = await ch.get(queue, { noAck: true }); m; m = await ch.get(queue, { noAck: true })) ids.push(m.properties.correlationId as string);
+  for (let m = await ch.get(queue, { noAck: true }); m; m = await ch.get(queue, { noAck: true }))
+    ids.push(m.properties.correlationId as string);
   await ch.close();
   return ids;
 }
@@ -160,10 +186,19 @@ test('list shows each parked message (why, from where, how often, when) and leav
   }
   assert.equal(await client.messageCount(p.dead), 50, 'nothing taken away');
   const second = await list(p, '--window', '8');
-  assert.deepEqual(second.map((l) => l.correlationId), first.map((l) => l.correlationId), 'a second list, 8 in hand at once, sees the same order');
+  assert.deepEqual(
+    second.map((l) => l.correlationId),
+    first.map((l) => l.correlationId),
+    'a second list, 8 in hand at once, sees the same order',
+  );
   assert.equal(existsSync(p.state), false, 'no state left once the pass is complete');
   const { stdout } = await dl(p, 'list').done;
-  assert.match(stdout, new RegExp(`dead-letters list: 50 parked in '${p.dead.replaceAll('.', '\\.')}' \\(0 answered, 50 not\\); reasons: delivery_limit 50; oldest dead-lettered 20`));
+  assert.match(
+    stdout,
+    new RegExp(
+      `dead-letters list: 50 parked in '${p.dead.replaceAll('.', '\\.')}' \\(0 answered, 50 not\\); reasons: delivery_limit 50; oldest dead-lettered 20`,
+    ),
+  );
 });
 
 test('answer sends each caller exactly one POISON reply, as the consumer builds error replies, naming the dead queue; a second run sends none; replay then puts them back in order', async () => {
@@ -173,7 +208,10 @@ test('answer sends each caller exactly one POISON reply, as the consumer builds 
   const run = await dl(p, 'answer', '--model-name', 'poison-test').done;
   assert.equal(run.code, 0, run.stderr);
   await until(() => watch.got.length >= 60, 10_000, 'the replies');
-  assert.match(run.stdout, /dead-letters answer: 60 parked in .*; 60 callers sent a POISON reply, 0 answered before; 60 kept \(marked x-poison-answered\)/);
+  assert.match(
+    run.stdout,
+    /dead-letters answer: 60 parked in .*; 60 callers sent a POISON reply, 0 answered before; 60 kept \(marked x-poison-answered\)/,
+  );
   assert.match(run.stderr, /dead-letters answer: \d+\/60 messages/, 'progress lines as submit prints them');
 
   const again = await dl(p, 'answer', '--model-name', 'poison-test').done;
@@ -183,7 +221,10 @@ test('answer sends each caller exactly one POISON reply, as the consumer builds 
 
   const counts = perCaller(watch.got);
   assert.deepEqual([...counts.keys()].sort(), [...p.ids].sort(), 'every caller answered');
-  assert.ok([...counts.values()].every((c) => c === 1), 'exactly once, over both runs');
+  assert.ok(
+    [...counts.values()].every((c) => c === 1),
+    'exactly once, over both runs',
+  );
   for (const m of watch.got) {
     const i = Number(m.properties.correlationId.split('-').pop());
     const h = m.properties.headers!;
@@ -202,8 +243,15 @@ test('answer sends each caller exactly one POISON reply, as the consumer builds 
   }
 
   const marked = await list(p);
-  assert.deepEqual(marked.map((l) => l.correlationId), order, 'kept in the same order');
-  assert.ok(marked.every((l) => l.answeredAt && Date.now() - Date.parse(l.answeredAt) < 120_000), 'each marked answered');
+  assert.deepEqual(
+    marked.map((l) => l.correlationId),
+    order,
+    'kept in the same order',
+  );
+  assert.ok(
+    marked.every((l) => l.answeredAt && Date.now() - Date.parse(l.answeredAt) < 120_000),
+    'each marked answered',
+  );
 
   const replay = await dl(p, 'replay').done;
   assert.equal(replay.code, 0, replay.stderr);
@@ -212,7 +260,11 @@ test('answer sends each caller exactly one POISON reply, as the consumer builds 
   const ch = await client.connection.createChannel();
   const firstBack = await ch.get(p.input, { noAck: false });
   assert.ok(firstBack);
-  assert.equal((firstBack.properties.headers?.['x-death'] as Array<{ reason: string }> | undefined)?.[0]?.reason, 'delivery_limit', 'its history rides along');
+  assert.equal(
+    (firstBack.properties.headers?.['x-death'] as Array<{ reason: string }> | undefined)?.[0]?.reason,
+    'delivery_limit',
+    'its history rides along',
+  );
   assert.equal(firstBack.properties.messageId, `m-${firstBack.properties.correlationId}`, 'ids as published');
   ch.nack(firstBack, false, true);
   await ch.close();
@@ -221,7 +273,9 @@ test('answer sends each caller exactly one POISON reply, as the consumer builds 
   assert.match(idle.stdout, /dead-letters replay: 0 put back/, 'a second replay finds nothing');
 });
 
-test('answer and replay killed mid-pass resume where they stopped: every caller answered, at most the message in hand twice, the order kept', { timeout: 180_000 }, async (t) => {
+test('answer and replay killed mid-pass resume where they stopped: every caller answered, at most the message in hand twice, the order kept', {
+  timeout: 180_000,
+}, async (t) => {
   const n = 300;
   const p = await parkMessages('kill', n);
   const order = (await list(p)).map((l) => l.correlationId);
@@ -246,13 +300,27 @@ test('answer and replay killed mid-pass resume where they stopped: every caller 
   const counts = perCaller(watch.got);
   const twice = [...counts.values()].filter((c) => c > 1).length;
   assert.equal(counts.size, n, 'every caller answered');
-  assert.ok([...counts.values()].every((c) => c <= 2), 'none more than twice');
+  assert.ok(
+    [...counts.values()].every((c) => c <= 2),
+    'none more than twice',
+  );
   assert.ok(twice <= DEFAULT_WINDOW, `at most one chunk answered twice, got ${twice}`);
   const repeatIds = new Map<string, Set<string>>();
-  for (const m of watch.got) (repeatIds.get(m.properties.correlationId) ?? repeatIds.set(m.properties.correlationId, new Set()).get(m.properties.correlationId)!).add(m.properties.messageId);
-  assert.ok([...repeatIds.values()].every((s) => s.size === 1), 'a repeat carries the same reply messageId, so a caller can drop it');
+  for (const m of watch.got)
+    (
+      repeatIds.get(m.properties.correlationId) ??
+      repeatIds.set(m.properties.correlationId, new Set()).get(m.properties.correlationId)!
+    ).add(m.properties.messageId);
+  assert.ok(
+    [...repeatIds.values()].every((s) => s.size === 1),
+    'a repeat carries the same reply messageId, so a caller can drop it',
+  );
   const after = await list(p);
-  assert.deepEqual(after.map((l) => l.correlationId), order, 'every message kept once, in the same order');
+  assert.deepEqual(
+    after.map((l) => l.correlationId),
+    order,
+    'every message kept once, in the same order',
+  );
   assert.ok(after.every((l) => l.answeredAt));
 
   const replaying = dl(p, 'replay');
@@ -269,7 +337,9 @@ test('answer and replay killed mid-pass resume where they stopped: every caller 
   assert.ok(back.length - n <= DEFAULT_WINDOW, `at most one chunk replayed twice, got ${back.length - n}`);
   const idle = await dl(p, 'replay').done;
   assert.match(idle.stdout, /0 put back/);
-  t.diagnostic(`${n} parked; answer killed after ${killedAt} replies: ${twice} callers answered twice; replay killed: ${back.length - n} replayed twice`);
+  t.diagnostic(
+    `${n} parked; answer killed after ${killedAt} replies: ${twice} callers answered twice; replay killed: ${back.length - n} replayed twice`,
+  );
 });
 
 test('answer --drop answers each caller once and drops the messages; answered ones kept by an earlier run are dropped without a second reply', async () => {
@@ -284,5 +354,8 @@ test('answer --drop answers each caller once and drops the messages; answered on
   await watch.stop();
   const counts = perCaller(watch.got);
   assert.equal(counts.size, 12);
-  assert.ok([...counts.values()].every((c) => c === 1), 'each caller answered once');
+  assert.ok(
+    [...counts.values()].every((c) => c === 1),
+    'each caller answered once',
+  );
 });

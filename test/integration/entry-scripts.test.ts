@@ -84,7 +84,12 @@ function consumer(name: string, env: Record<string, string>): Queues {
 
 /** Publishes every item at once (so they can share a batch) and returns the one reply per id. */
 async function ask(q: Queues, items: Array<{ id: string; data: unknown }>): Promise<Map<string, ReceivedReply>> {
-  return client.ask(q.input, q.replies, items.map(({ id, data }) => ({ id, body: { data } })), 20_000);
+  return client.ask(
+    q.input,
+    q.replies,
+    items.map(({ id, data }) => ({ id, body: { data } })),
+    20_000,
+  );
 }
 
 const okBody = (r: ReceivedReply | undefined): unknown => {
@@ -102,15 +107,25 @@ before(async () => {
   mkdirSync(join(dir, 'model-b'));
   client = await TestClient.connect();
   plain = consumer('plain', { ENTRY_SCRIPT: join(dir, 'plain/score.ts') });
-  batched = consumer('batched', { ENTRY_SCRIPT: join(dir, 'batched/score.ts'), MAX_BATCH_SIZE: '32', MAX_BATCH_DELAY_MS: '300' });
+  batched = consumer('batched', {
+    ENTRY_SCRIPT: join(dir, 'batched/score.ts'),
+    MAX_BATCH_SIZE: '32',
+    MAX_BATCH_DELAY_MS: '300',
+  });
   iris = consumer('iris', { ENTRY_SCRIPT: 'models/score.ts' });
   // Relative to the consumer's working directory (the repository root), as a user may write it.
-  withModelDir = consumer('model-dir', { ENTRY_SCRIPT: join(dir, 'env/score.ts'), MODEL_DIR: relative(ROOT, join(dir, 'model-a')) });
+  withModelDir = consumer('model-dir', {
+    ENTRY_SCRIPT: join(dir, 'env/score.ts'),
+    MODEL_DIR: relative(ROOT, join(dir, 'model-a')),
+  });
   // A copy of the example far from this project's node_modules: its `import 'onnxruntime-node'` must still resolve.
   mkdirSync(join(dir, 'outside'));
   copyFileSync(join(ROOT, 'models/score.ts'), join(dir, 'outside/score.ts'));
   outside = consumer('outside', { ENTRY_SCRIPT: join(dir, 'outside/score.ts') });
-  withAzureDir = consumer('azure-dir', { ENTRY_SCRIPT: join(dir, 'env/score.ts'), AZUREML_MODEL_DIR: join(dir, 'model-b') });
+  withAzureDir = consumer('azure-dir', {
+    ENTRY_SCRIPT: join(dir, 'env/score.ts'),
+    AZUREML_MODEL_DIR: join(dir, 'model-b'),
+  });
   await consumers.allConsuming();
 });
 
@@ -122,7 +137,13 @@ after(async () => {
 
 test('a TypeScript entry script from outside the repository gets the data value as JSON text, and its result is the reply body', async () => {
   const replies = await ask(plain, [
-    { id: 'rows', data: [[1, 2], [3, 4]] },
+    {
+      id: 'rows',
+      data: [
+        [1, 2],
+        [3, 4],
+      ],
+    },
     { id: 'object', data: { a: 'ü', b: null } },
     { id: 'null', data: null },
   ]);
@@ -140,7 +161,8 @@ test('an entry script can import a local helper module next to it', async () => 
 test('without runBatch, every one of many messages is answered by run()', async () => {
   const items = Array.from({ length: 40 }, (_, i) => ({ id: `plain-${i}`, data: [i] }));
   const replies = await ask(plain, items);
-  for (const { id, data } of items) assert.equal((okBody(replies.get(id)) as { text: string }).text, JSON.stringify(data));
+  for (const { id, data } of items)
+    assert.equal((okBody(replies.get(id)) as { text: string }).text, JSON.stringify(data));
 });
 
 test('with runBatch, several messages reach the script in one call, each answered with its own result', async () => {
@@ -157,32 +179,56 @@ test('with runBatch, several messages reach the script in one call, each answere
 });
 
 test('an item that runBatch returns as an Error gets its own error reply, while its neighbours in the batch succeed', async () => {
-  const items = Array.from({ length: 6 }, (_, i) => ({ id: `mixed-${i}`, data: i === 3 ? { n: i, fail: true } : { n: i } }));
+  const items = Array.from({ length: 6 }, (_, i) => ({
+    id: `mixed-${i}`,
+    data: i === 3 ? { n: i, fail: true } : { n: i },
+  }));
   const replies = await ask(batched, items);
   const failed = replies.get('mixed-3')!;
   assert.equal(failed.status, 'error');
   assert.equal(failed.headers['x-error-code'], 'RUN_FAILED');
   assert.equal(failed.json(), 'item 3 refused');
-  const neighbours = items.filter((_, i) => i !== 3).map(({ id }) => okBody(replies.get(id)) as { via: string; batch: number[] });
+  const neighbours = items
+    .filter((_, i) => i !== 3)
+    .map(({ id }) => okBody(replies.get(id)) as { via: string; batch: number[] });
   assert.ok(neighbours.every((b) => b.via === 'runBatch'));
-  assert.ok(neighbours.some((b) => b.batch.includes(3)), 'the failing item shared a batch with a neighbour that succeeded');
+  assert.ok(
+    neighbours.some((b) => b.batch.includes(3)),
+    'the failing item shared a batch with a neighbour that succeeded',
+  );
 });
 
 test('a runBatch that throws falls back to run() for each item of the batch', async () => {
-  const items = Array.from({ length: 5 }, (_, i) => ({ id: `boom-${i}`, data: i === 2 ? { n: i, boom: true } : { n: i } }));
+  const items = Array.from({ length: 5 }, (_, i) => ({
+    id: `boom-${i}`,
+    data: i === 2 ? { n: i, boom: true } : { n: i },
+  }));
   const replies = await ask(batched, items);
   const bodies = items.map(({ id }) => okBody(replies.get(id)) as { via: string; n: number; batchThrows: number });
   // Items batched with the one that blew up are answered by run(); any that came alone or in another batch went the normal way.
   const viaRun = bodies.filter((b) => b.via === 'run');
-  assert.ok(viaRun.some((b) => b.n === 2), 'the item that made runBatch throw is answered by run()');
+  assert.ok(
+    viaRun.some((b) => b.n === 2),
+    'the item that made runBatch throw is answered by run()',
+  );
   assert.ok(viaRun.length > 1, 'its batch neighbours are answered by run() too');
-  assert.ok(viaRun.every((b) => b.batchThrows >= 1), 'run() was the fallback after runBatch threw');
+  assert.ok(
+    viaRun.every((b) => b.batchThrows >= 1),
+    'run() was the fallback after runBatch threw',
+  );
   for (const [i, b] of bodies.entries()) assert.equal(b.n, i);
 });
 
 test('the ported Azure ML example (models/score.ts) answers iris rows through the broker', async () => {
   const replies = await ask(iris, [
-    { id: 'three-rows', data: [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]] },
+    {
+      id: 'three-rows',
+      data: [
+        [5.1, 3.5, 1.4, 0.2],
+        [7.0, 3.2, 4.7, 1.4],
+        [6.3, 3.3, 6.0, 2.5],
+      ],
+    },
     { id: 'one-row', data: [[5.0, 3.4, 1.5, 0.2]] },
     { id: 'short-row', data: [[5.1, 3.5, 1.4]] },
   ]);
@@ -208,11 +254,19 @@ test('a script outside the project can import onnxruntime-node, which the consum
 test('MODEL_DIR reaches the script as an absolute path in AZUREML_MODEL_DIR, MODEL_DIR and the init context', async () => {
   const replies = await ask(withModelDir, [{ id: 'env', data: null }]);
   const expected = join(dir, 'model-a');
-  assert.deepEqual(okBody(replies.get('env')), { AZUREML_MODEL_DIR: expected, MODEL_DIR: expected, contextModelDir: expected });
+  assert.deepEqual(okBody(replies.get('env')), {
+    AZUREML_MODEL_DIR: expected,
+    MODEL_DIR: expected,
+    contextModelDir: expected,
+  });
 });
 
 test('AZUREML_MODEL_DIR reaches the script the same way, so a ported Azure ML script runs unchanged', async () => {
   const replies = await ask(withAzureDir, [{ id: 'env', data: null }]);
   const expected = join(dir, 'model-b');
-  assert.deepEqual(okBody(replies.get('env')), { AZUREML_MODEL_DIR: expected, MODEL_DIR: expected, contextModelDir: expected });
+  assert.deepEqual(okBody(replies.get('env')), {
+    AZUREML_MODEL_DIR: expected,
+    MODEL_DIR: expected,
+    contextModelDir: expected,
+  });
 });

@@ -60,7 +60,17 @@ test('the reply carries the input messageId when it has no correlationId', async
 });
 
 test('a message with several rows gets one label per row', async () => {
-  await client.publish(input, { data: [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]] }, { correlationId: 'three' });
+  await client.publish(
+    input,
+    {
+      data: [
+        [5.1, 3.5, 1.4, 0.2],
+        [7.0, 3.2, 4.7, 1.4],
+        [6.3, 3.3, 6.0, 2.5],
+      ],
+    },
+    { correlationId: 'three' },
+  );
   const got = await client.collect(replies, (rs) => rs.some((r) => r.correlationId === 'three'));
   const reply = got.find((r) => r.correlationId === 'three')!;
   assert.deepEqual((reply.json() as { label: number[] }).label, [0, 1, 2]);

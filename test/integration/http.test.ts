@@ -49,7 +49,9 @@ function listeningPorts(pid: number): number[] {
   return ports;
 }
 
-test('HTTP_PORT=0 turns HTTP off: the consumer consumes and answers, and listens on no port', { timeout: 60_000 }, async () => {
+test('HTTP_PORT=0 turns HTTP off: the consumer consumes and answers, and listens on no port', {
+  timeout: 60_000,
+}, async () => {
   // The consumer of this file, on its HTTP_PORT: the check sees a listener when there is one.
   assert.deepEqual(listeningPorts(withHttp.child.pid!), [port]);
 
@@ -89,8 +91,14 @@ test('/metrics counts ok and error replies by status, and fills the latency and 
   const before = await scrape(port);
   const ok = `scorer_messages_total{status="ok"}`;
   const error = `scorer_messages_total{status="error"}`;
-  const good = Array.from({ length: 5 }, (_, i) => ({ body: { data: [[5.1, 3.5, 1.4, 0.2]] }, options: { correlationId: `good-${i}` } }));
-  const bad = Array.from({ length: 3 }, (_, i) => ({ body: { data: [[1, 2, 3]] }, options: { correlationId: `bad-${i}` } }));
+  const good = Array.from({ length: 5 }, (_, i) => ({
+    body: { data: [[5.1, 3.5, 1.4, 0.2]] },
+    options: { correlationId: `good-${i}` },
+  }));
+  const bad = Array.from({ length: 3 }, (_, i) => ({
+    body: { data: [[1, 2, 3]] },
+    options: { correlationId: `bad-${i}` },
+  }));
   await client.publishMany(input, [...good, ...bad]);
   const got = await client.collect(replies, (rs) => rs.length === 8);
   assert.equal(got.length, 8);
@@ -98,7 +106,10 @@ test('/metrics counts ok and error replies by status, and fills the latency and 
   // The counters move once each reply is confirmed, a moment after the reply itself can be read.
   const after = await scrapeUntil(
     port,
-    (m) => count(m, ok) - count(before, ok) >= 5 && count(m, error) - count(before, error) >= 3 && m.get('scorer_in_flight') === 0,
+    (m) =>
+      count(m, ok) - count(before, ok) >= 5 &&
+      count(m, error) - count(before, error) >= 3 &&
+      m.get('scorer_in_flight') === 0,
   );
   assert.equal(count(after, ok) - count(before, ok), 5);
   assert.equal(count(after, error) - count(before, error), 3);
@@ -116,10 +127,16 @@ test('a reply the broker returns (its replyTo queue is gone) counts in scorer_re
   const gone = uniqueName('http.gone');
   await client.publishMany(
     input,
-    Array.from({ length: 3 }, (_, i) => ({ body: { data: [[5.1, 3.5, 1.4, 0.2]] }, options: { correlationId: `gone-${i}`, replyTo: gone } })),
+    Array.from({ length: 3 }, (_, i) => ({
+      body: { data: [[5.1, 3.5, 1.4, 0.2]] },
+      options: { correlationId: `gone-${i}`, replyTo: gone },
+    })),
   );
   const name = 'scorer_returned_replies_total';
-  const after = await scrapeUntil(port, (m) => count(m, name) - count(before, name) >= 3 && m.get('scorer_in_flight') === 0);
+  const after = await scrapeUntil(
+    port,
+    (m) => count(m, name) - count(before, name) >= 3 && m.get('scorer_in_flight') === 0,
+  );
   assert.equal(count(after, name) - count(before, name), 3);
 });
 
@@ -127,7 +144,12 @@ test('/metrics carries the reconnect, dead-letter and returned-reply counters, a
   const res = await get(port, '/metrics');
   assert.equal(res.status, 200);
   assert.match(res.contentType, /^text\/plain/);
-  for (const name of ['scorer_reconnects_total', 'scorer_dead_lettered_total', 'scorer_returned_replies_total', 'scorer_in_flight']) {
+  for (const name of [
+    'scorer_reconnects_total',
+    'scorer_dead_lettered_total',
+    'scorer_returned_replies_total',
+    'scorer_in_flight',
+  ]) {
     assert.match(res.text, new RegExp(`^# TYPE ${name} (counter|gauge)$`, 'm'), name);
   }
   for (const name of ['scorer_scoring_seconds', 'scorer_end_to_end_seconds', 'scorer_batch_size']) {
@@ -138,5 +160,8 @@ test('/metrics carries the reconnect, dead-letter and returned-reply counters, a
   assert.ok((m.get('process_resident_memory_bytes') ?? 0) > 0, 'process_resident_memory_bytes');
   assert.ok(m.has('process_cpu_user_seconds_total'), 'process_cpu_user_seconds_total');
   assert.ok(m.has('nodejs_eventloop_lag_seconds'), 'nodejs_eventloop_lag_seconds');
-  assert.ok([...m.keys()].some((k) => k.startsWith('nodejs_heap_size_used_bytes')), 'nodejs_heap_size_used_bytes');
+  assert.ok(
+    [...m.keys()].some((k) => k.startsWith('nodejs_heap_size_used_bytes')),
+    'nodejs_heap_size_used_bytes',
+  );
 });

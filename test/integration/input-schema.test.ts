@@ -51,7 +51,13 @@ export function run(data: string): { score: number } {
 
 before(async () => {
   client = await TestClient.connect();
-  consumer = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies, ENTRY_SCRIPT: script, RUN_LOG: runLog, CONCURRENCY: '1' });
+  consumer = startConsumer({
+    INPUT_QUEUE: input,
+    REPLY_QUEUE: replies,
+    ENTRY_SCRIPT: script,
+    RUN_LOG: runLog,
+    CONCURRENCY: '1',
+  });
   await consumer.waitFor('"msg":"consuming"', 60_000);
 });
 
@@ -87,7 +93,11 @@ test('a message whose data fails the inputSchema gets a SCHEMA error reply namin
   }
 
   const seen = existsSync(runLog) ? readFileSync(runLog, 'utf8').trim().split('\n') : [];
-  assert.deepEqual(seen.map((l) => JSON.parse(l)), [{ age: 30, income: 3100 }], 'run saw only the valid data');
+  assert.deepEqual(
+    seen.map((l) => JSON.parse(l)),
+    [{ age: 30, income: 3100 }],
+    'run saw only the valid data',
+  );
 });
 
 test("scorer asyncapi documents the entry script's own inputSchema and outputSchema", async () => {
@@ -95,12 +105,19 @@ test("scorer asyncapi documents the entry script's own inputSchema and outputSch
     cwd: ROOT,
     env: { ...process.env, ENTRY_SCRIPT: script, RUN_LOG: runLog, INPUT_QUEUE: input },
   });
-  const doc = JSON.parse(stdout) as { channels: { requests: { address: string } }; components: { messages: Record<string, { payload: { properties?: { data?: unknown } } }> } };
+  const doc = JSON.parse(stdout) as {
+    channels: { requests: { address: string } };
+    components: { messages: Record<string, { payload: { properties?: { data?: unknown } } }> };
+  };
   assert.equal(doc.channels.requests.address, input);
   assert.deepEqual(doc.components.messages.scoreRequest.payload.properties?.data, {
     type: 'object',
     required: ['age', 'income'],
     properties: { age: { type: 'integer', minimum: 0 }, income: { type: 'number' } },
   });
-  assert.deepEqual(doc.components.messages.scoreResult.payload, { type: 'object', required: ['score'], properties: { score: { type: 'number' } } });
+  assert.deepEqual(doc.components.messages.scoreResult.payload, {
+    type: 'object',
+    required: ['score'],
+    properties: { score: { type: 'number' } },
+  });
 });

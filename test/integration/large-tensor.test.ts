@@ -42,7 +42,10 @@ test('a limit error names its key and value: first MAX_MESSAGE_BYTES, then MAX_T
   assert.match(tooLarge.json() as string, /over MAX_MESSAGE_BYTES \(4194304\)/);
   const tooMany = await askOnce({ BATCHING: 'off', MAX_MESSAGE_BYTES: String(64 << 20) }, 'elements');
   assert.equal(tooMany.headers['x-error-code'], 'TOO_MANY_ELEMENTS');
-  assert.match(tooMany.json() as string, /input 'x' has 1228800 elements \(shape \[1,3,640,640\]\), over MAX_TENSOR_ELEMENTS \(1048576\)/);
+  assert.match(
+    tooMany.json() as string,
+    /input 'x' has 1228800 elements \(shape \[1,3,640,640\]\), over MAX_TENSOR_ELEMENTS \(1048576\)/,
+  );
 });
 
 test('with the limits raised, a 1x3x640x640 image as full-precision JSON is answered as onnxruntime-node answers the same tensor', async () => {

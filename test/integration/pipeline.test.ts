@@ -38,11 +38,31 @@ test('an input past its deadline is answered EXPIRED without being scored; its n
   const future = new Date(Date.now() + 3_600_000).toISOString();
   const items = [
     { id: 'before', body: IRIS },
-    { id: 'x-deadline past', body: IRIS, options: { correlationId: 'x-deadline past', headers: { 'x-deadline': past } } },
-    { id: 'x-deadline future', body: IRIS, options: { correlationId: 'x-deadline future', headers: { 'x-deadline': future } } },
-    { id: 'x-deadline-ms past', body: IRIS, options: { correlationId: 'x-deadline-ms past', timestamp: nowS() - 120, headers: { 'x-deadline-ms': 60_000 } } },
-    { id: 'x-deadline-ms within', body: IRIS, options: { correlationId: 'x-deadline-ms within', timestamp: nowS(), headers: { 'x-deadline-ms': 3_600_000 } } },
-    { id: 'expiration within', body: IRIS, options: { correlationId: 'expiration within', timestamp: nowS(), expiration: '3600000' } },
+    {
+      id: 'x-deadline past',
+      body: IRIS,
+      options: { correlationId: 'x-deadline past', headers: { 'x-deadline': past } },
+    },
+    {
+      id: 'x-deadline future',
+      body: IRIS,
+      options: { correlationId: 'x-deadline future', headers: { 'x-deadline': future } },
+    },
+    {
+      id: 'x-deadline-ms past',
+      body: IRIS,
+      options: { correlationId: 'x-deadline-ms past', timestamp: nowS() - 120, headers: { 'x-deadline-ms': 60_000 } },
+    },
+    {
+      id: 'x-deadline-ms within',
+      body: IRIS,
+      options: { correlationId: 'x-deadline-ms within', timestamp: nowS(), headers: { 'x-deadline-ms': 3_600_000 } },
+    },
+    {
+      id: 'expiration within',
+      body: IRIS,
+      options: { correlationId: 'expiration within', timestamp: nowS(), expiration: '3600000' },
+    },
     { id: 'bad', body: IRIS, options: { correlationId: 'bad', headers: { 'x-deadline': 'tomorrow' } } },
     { id: 'after', body: IRIS },
   ];
@@ -63,8 +83,16 @@ test('an input past its deadline is answered EXPIRED without being scored; its n
   }
   const m = await scrapeUntil(port, (x) => (x.get('scorer_expired_total') ?? 0) >= 2);
   assert.equal(m.get('scorer_expired_total'), 2, 'counted');
-  assert.equal(m.get('scorer_batch_size_sum'), scored.length, 'only the inputs within their deadline reached the model');
-  assert.equal(got.get('x-deadline-ms past')!.headers['x-queue-wait-ms'] as number >= 119_000, true, 'x-queue-wait-ms counts from the timestamp');
+  assert.equal(
+    m.get('scorer_batch_size_sum'),
+    scored.length,
+    'only the inputs within their deadline reached the model',
+  );
+  assert.equal(
+    (got.get('x-deadline-ms past')!.headers['x-queue-wait-ms'] as number) >= 119_000,
+    true,
+    'x-queue-wait-ms counts from the timestamp',
+  );
   assert.equal(got.get('before')!.headers['x-queue-wait-ms'], undefined, 'no timestamp, no x-queue-wait-ms');
   assert.equal(typeof got.get('x-deadline-ms within')!.headers['x-queue-wait-ms'], 'number');
   assert.equal(typeof got.get('x-deadline-ms within')!.headers['x-scoring-ms'], 'number');
@@ -78,12 +106,20 @@ test('DEADLINE_MS applies to inputs without a deadline of their own, counted fro
   const got = await client.ask(q.input, q.replies, [
     { id: 'old', body: IRIS, options: { correlationId: 'old', timestamp: nowS() - 120 } },
     { id: 'fresh', body: IRIS, options: { correlationId: 'fresh', timestamp: nowS() } },
-    { id: 'old with its own', body: IRIS, options: { correlationId: 'old with its own', timestamp: nowS() - 120, headers: { 'x-deadline-ms': 3_600_000 } } },
+    {
+      id: 'old with its own',
+      body: IRIS,
+      options: { correlationId: 'old with its own', timestamp: nowS() - 120, headers: { 'x-deadline-ms': 3_600_000 } },
+    },
   ]);
   assert.equal(got.get('old')!.headers['x-error-code'], 'EXPIRED');
   assert.match(got.get('old')!.json() as string, /\(DEADLINE_MS\)/);
   assert.equal(got.get('fresh')!.status, 'ok');
-  assert.equal(got.get('old with its own')!.status, 'ok', 'an input with a deadline of its own is not given DEADLINE_MS');
+  assert.equal(
+    got.get('old with its own')!.status,
+    'ok',
+    'an input with a deadline of its own is not given DEADLINE_MS',
+  );
   assert.equal((await scrape(port)).get('scorer_expired_total'), 1);
 });
 
@@ -110,7 +146,13 @@ export function run(data: string) {
   const q = consumers.queuesFor('pipeline.priority');
   const port = await freePort();
   // A quorum input queue (3.10.8 orders none by priority): whatever order is seen is the consumer's.
-  const c = consumers.startOn(q, { HTTP_PORT: String(port), ENTRY_SCRIPT: script, CONCURRENCY: '1', MAX_PRIORITY: '9', QUEUE_TYPE: 'quorum' });
+  const c = consumers.startOn(q, {
+    HTTP_PORT: String(port),
+    ENTRY_SCRIPT: script,
+    CONCURRENCY: '1',
+    MAX_PRIORITY: '9',
+    QUEUE_TYPE: 'quorum',
+  });
   await c.waitFor('"msg":"consuming"');
   await client.publish(q.input, { data: { id: 'blocker' } }, { correlationId: 'blocker' });
   const lows = ['low-1', 'low-2', 'low-3', 'low-4'];
@@ -128,6 +170,11 @@ export function run(data: string) {
   const order = new Map(got.map((r) => [r.correlationId!, (r.json() as { order: number }).order]));
   assert.equal(order.get('blocker'), 0);
   assert.equal(order.get('high'), 1, `high scored first after the blocker: ${JSON.stringify([...order])}`);
-  for (const id of lows) assert.ok(order.get(id)! < order.get('none')!, `${id} (priority 1) before the one without a priority`);
-  assert.deepEqual(lows.map((id) => order.get(id)), [2, 3, 4, 5], 'first come, first served within a level');
+  for (const id of lows)
+    assert.ok(order.get(id)! < order.get('none')!, `${id} (priority 1) before the one without a priority`);
+  assert.deepEqual(
+    lows.map((id) => order.get(id)),
+    [2, 3, 4, 5],
+    'first come, first served within a level',
+  );
 });

@@ -22,7 +22,13 @@ after(async () => {
 
 async function declare(queueType: 'classic' | 'quorum', maxPriority: number): Promise<string> {
   const input = uniqueName(`prio.${queueType}`);
-  const t = topologyFor({ inputQueue: input, replyQueue: uniqueName('prio.replies'), queueType, deliveryLimit: 3, maxPriority });
+  const t = topologyFor({
+    inputQueue: input,
+    replyQueue: uniqueName('prio.replies'),
+    queueType,
+    deliveryLimit: 3,
+    maxPriority,
+  });
   queues.push(input, t.deadQueue);
   const ch = await client.connection.createChannel();
   for (const q of [t.deadQueue, input]) await ch.assertQueue(q, { durable: true, arguments: t.argumentsOf(q) });
@@ -33,7 +39,8 @@ async function declare(queueType: 'classic' | 'quorum', maxPriority: number): Pr
 async function order(queue: string): Promise<string[]> {
   const ch = await client.connection.createChannel();
   const ids: string[] = [];
-  for (let m = await ch.get(queue, { noAck: true }); m; m = await ch.get(queue, { noAck: true })) ids.push(m.properties.correlationId as string);
+  for (let m = await ch.get(queue, { noAck: true }); m; m = await ch.get(queue, { noAck: true }))
+    ids.push(m.properties.correlationId as string);
   await ch.close();
   return ids;
 }
@@ -48,7 +55,11 @@ const lowThenHigh = [
 test('a classic input queue with MAX_PRIORITY delivers a high-priority input published after low ones first', async () => {
   const input = await declare('classic', 5);
   await client.publishMany(input, lowThenHigh);
-  assert.deepEqual(await order(input), ['high', 'above', 'low2', 'low1'], 'above the maximum counts as the maximum, first come first served');
+  assert.deepEqual(
+    await order(input),
+    ['high', 'above', 'low2', 'low1'],
+    'above the maximum counts as the maximum, first come first served',
+  );
 });
 
 test('with MAX_PRIORITY 0 a classic input queue stays first in, first out', async () => {
@@ -60,5 +71,9 @@ test('with MAX_PRIORITY 0 a classic input queue stays first in, first out', asyn
 test('a quorum input queue is declared without x-max-priority whatever MAX_PRIORITY says, and takes prioritised messages', async () => {
   const input = await declare('quorum', 5);
   await client.publishMany(input, lowThenHigh);
-  assert.equal((await order(input)).length, 4, 'RabbitMQ 3.10 keeps arrival order; 4.x delivers priority 5 and above first');
+  assert.equal(
+    (await order(input)).length,
+    4,
+    'RabbitMQ 3.10 keeps arrival order; 4.x delivers priority 5 and above first',
+  );
 });

@@ -35,12 +35,23 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs: num
   }
 }
 
-test('/readyz turns 503 while scoring makes no progress past READY_STALL_MS, /healthz after LIVENESS_TIMEOUT_MS; both come back once inputs are settled', { timeout: 90_000 }, async () => {
+test('/readyz turns 503 while scoring makes no progress past READY_STALL_MS, /healthz after LIVENESS_TIMEOUT_MS; both come back once inputs are settled', {
+  timeout: 90_000,
+}, async () => {
   const client = await TestClient.connect();
   const input = uniqueName('stall');
   const replies = uniqueName('stall.replies');
   const port = await freePort();
-  const consumer = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies, ENTRY_SCRIPT: SCRIPT, CONCURRENCY: '1', HTTP_PORT: String(port), READY_STALL_MS: '1000', LIVENESS_TIMEOUT_MS: '2000', RUN_TIMEOUT_MS: '60000' });
+  const consumer = startConsumer({
+    INPUT_QUEUE: input,
+    REPLY_QUEUE: replies,
+    ENTRY_SCRIPT: SCRIPT,
+    CONCURRENCY: '1',
+    HTTP_PORT: String(port),
+    READY_STALL_MS: '1000',
+    LIVENESS_TIMEOUT_MS: '2000',
+    RUN_TIMEOUT_MS: '60000',
+  });
   try {
     await consumer.waitFor('"msg":"consuming"');
     assert.equal((await get(port, '/readyz')).status, 200);
@@ -66,10 +77,21 @@ test('a script with run only gets one message per call, spread over every isolat
   const input = uniqueName('run-only');
   const replies = uniqueName('run-only.replies');
   const port = await freePort();
-  const consumer = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies, ENTRY_SCRIPT: SCRIPT, CONCURRENCY: '2', MAX_BATCH_SIZE: '32', HTTP_PORT: String(port) });
+  const consumer = startConsumer({
+    INPUT_QUEUE: input,
+    REPLY_QUEUE: replies,
+    ENTRY_SCRIPT: SCRIPT,
+    CONCURRENCY: '2',
+    MAX_BATCH_SIZE: '32',
+    HTTP_PORT: String(port),
+  });
   try {
     await consumer.waitFor('"msg":"consuming"');
-    const got = await client.ask(input, replies, Array.from({ length: 40 }, (_, i) => ({ id: `r-${i}`, body: { data: { sleepMs: 50 } } })));
+    const got = await client.ask(
+      input,
+      replies,
+      Array.from({ length: 40 }, (_, i) => ({ id: `r-${i}`, body: { data: { sleepMs: 50 } } })),
+    );
     const pids = new Set([...got.values()].map((r) => (r.json() as { pid: number }).pid));
     assert.equal(pids.size, 2, 'both isolates scored');
     const m = await scrape(port);

@@ -54,7 +54,11 @@ test('a mandatory reply to a missing queue comes back either way', async () => {
   ch.on('return', (msg: amqp.Message) => returned.push(msg.properties.messageId as string));
   const gone = uniqueName('publish-path-gone');
   for (const viaInternals of [false, true]) {
-    const reply = buildReply({ replyTo: gone }, { ok: true, body: Buffer.from('1') }, { replyQueue: queue, modelName: 'iris', scoringMs: 1 });
+    const reply = buildReply(
+      { replyTo: gone },
+      { ok: true, body: Buffer.from('1') },
+      { replyQueue: queue, modelName: 'iris', scoringMs: 1 },
+    );
     assert.equal(reply.mandatory, true);
     await send(reply, viaInternals);
     assert.ok(returned.includes(reply.properties.messageId), `returned (viaInternals ${viaInternals})`);

@@ -54,7 +54,12 @@ before(async () => {
   client = await TestClient.connect();
   q = consumers.queuesFor('python-binary');
   seed = consumers.queuesFor('python-binary-seed');
-  consumers.startOn(q, { ENTRY_SCRIPT: join(dir, 'meta', 'score.py'), CONCURRENCY: '1', MAX_BATCH_SIZE: '8', MAX_BATCH_DELAY_MS: '100' });
+  consumers.startOn(q, {
+    ENTRY_SCRIPT: join(dir, 'meta', 'score.py'),
+    CONCURRENCY: '1',
+    MAX_BATCH_SIZE: '8',
+    MAX_BATCH_DELAY_MS: '100',
+  });
   consumers.startOn(seed, { ENTRY_SCRIPT: join(dir, 'seed', 'score.py'), CONCURRENCY: '1' });
   await consumers.allConsuming();
 });
@@ -67,19 +72,56 @@ after(async () => {
 
 test('a Python script receives bytes, the content type and the headers for a binary message, and a str for JSON', async () => {
   const replies = await client.ask(q.input, q.replies, [
-    { id: 'png', body: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 255]), options: { correlationId: 'png', contentType: 'image/png', headers: { 'x-camera': 'gate-3', raw: Buffer.from([0, 1, 255]) } } },
+    {
+      id: 'png',
+      body: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 255]),
+      options: {
+        correlationId: 'png',
+        contentType: 'image/png',
+        headers: { 'x-camera': 'gate-3', raw: Buffer.from([0, 1, 255]) },
+      },
+    },
     { id: 'json', body: { data: [1, 2] } },
-    { id: 'typed-json', body: { data: 'x' }, options: { correlationId: 'typed-json', contentType: 'application/json', headers: { 'x-camera': 'gate-4' } } },
+    {
+      id: 'typed-json',
+      body: { data: 'x' },
+      options: { correlationId: 'typed-json', contentType: 'application/json', headers: { 'x-camera': 'gate-4' } },
+    },
   ]);
-  assert.deepEqual(replies.get('png')!.json(), { kind: 'bytes', bytes: [0x89, 0x50, 0x4e, 0x47, 0, 255], text: null, contentType: 'image/png', camera: 'gate-3', raw: [0, 1, 255] });
-  assert.deepEqual(replies.get('json')!.json(), { kind: 'str', bytes: null, text: '[1,2]', contentType: 'application/json', camera: null, raw: null });
-  assert.deepEqual(replies.get('typed-json')!.json(), { kind: 'str', bytes: null, text: '"x"', contentType: 'application/json', camera: 'gate-4', raw: null });
+  assert.deepEqual(replies.get('png')!.json(), {
+    kind: 'bytes',
+    bytes: [0x89, 0x50, 0x4e, 0x47, 0, 255],
+    text: null,
+    contentType: 'image/png',
+    camera: 'gate-3',
+    raw: [0, 1, 255],
+  });
+  assert.deepEqual(replies.get('json')!.json(), {
+    kind: 'str',
+    bytes: null,
+    text: '[1,2]',
+    contentType: 'application/json',
+    camera: null,
+    raw: null,
+  });
+  assert.deepEqual(replies.get('typed-json')!.json(), {
+    kind: 'str',
+    bytes: null,
+    text: '"x"',
+    contentType: 'application/json',
+    camera: 'gate-4',
+    raw: null,
+  });
   assert.equal(replies.get('png')!.contentType, 'application/json');
 });
 
 test("a Python script's binary reply comes back with its content type and its bytes as they are", async () => {
   const replies = await client.ask(q.input, q.replies, [
-    { id: 'bin', body: Buffer.from([1, 2, 3, 250]), options: { correlationId: 'bin', contentType: 'application/octet-stream', headers: { 'x-want': 'bytes' } } },
+    {
+      id: 'bin',
+      body: Buffer.from([1, 2, 3, 250]),
+      options: { correlationId: 'bin', contentType: 'application/octet-stream', headers: { 'x-want': 'bytes' } },
+    },
     { id: 'next', body: { data: 5 } },
   ]);
   const r = replies.get('bin')!;

@@ -17,7 +17,12 @@ import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { topologyFor } from '../../src/broker/topology.js';
 import { TestClient, queuesOf, uniqueName, type ReceivedReply } from '../support/broker.js';
-import { TestConsumers, startConsumer, type ConsumerProcess, type ConsumerQueues as Queues } from '../support/consumer-process.js';
+import {
+  TestConsumers,
+  startConsumer,
+  type ConsumerProcess,
+  type ConsumerQueues as Queues,
+} from '../support/consumer-process.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SKLEARN_PYTHON = '/usr/bin/python3';
@@ -109,7 +114,12 @@ let seedConsumer: ConsumerProcess;
 let stdlib: Queues;
 
 async function ask(q: Queues, items: Array<{ id: string; data: unknown }>): Promise<Map<string, ReceivedReply>> {
-  return client.ask(q.input, q.replies, items.map(({ id, data }) => ({ id, body: { data } })), 30_000);
+  return client.ask(
+    q.input,
+    q.replies,
+    items.map(({ id, data }) => ({ id, body: { data } })),
+    30_000,
+  );
 }
 
 const okBody = (r: ReceivedReply | undefined): unknown => {
@@ -124,12 +134,25 @@ before(async () => {
   writeFileSync(join(dir, 'seed', 'score.py'), SEED_SCRIPT);
   writeFileSync(join(dir, 'stdlib', 'score.py'), STDLIB_SCRIPT);
   writeFileSync(join(dir, 'train.py'), TRAIN);
-  trained = JSON.parse(execFileSync(SKLEARN_PYTHON, [join(dir, 'train.py'), join(dir, 'seed', 'model', 'sklearn_mnist_model.pkl')], { encoding: 'utf8' })) as Trained;
+  trained = JSON.parse(
+    execFileSync(SKLEARN_PYTHON, [join(dir, 'train.py'), join(dir, 'seed', 'model', 'sklearn_mnist_model.pkl')], {
+      encoding: 'utf8',
+    }),
+  ) as Trained;
   client = await TestClient.connect();
   seed = consumers.queuesFor('python.seed');
-  seedConsumer = consumers.startOn(seed, { ENTRY_SCRIPT: join(dir, 'seed', 'score.py'), MODEL_DIR: join(dir, 'seed', 'model'), PYTHON: SKLEARN_PYTHON });
+  seedConsumer = consumers.startOn(seed, {
+    ENTRY_SCRIPT: join(dir, 'seed', 'score.py'),
+    MODEL_DIR: join(dir, 'seed', 'model'),
+    PYTHON: SKLEARN_PYTHON,
+  });
   stdlib = consumers.queuesFor('python.stdlib');
-  consumers.startOn(stdlib, { ENTRY_SCRIPT: join(dir, 'stdlib', 'score.py'), CONCURRENCY: '1', MAX_BATCH_SIZE: '32', MAX_BATCH_DELAY_MS: '300' });
+  consumers.startOn(stdlib, {
+    ENTRY_SCRIPT: join(dir, 'stdlib', 'score.py'),
+    CONCURRENCY: '1',
+    MAX_BATCH_SIZE: '32',
+    MAX_BATCH_DELAY_MS: '300',
+  });
   await consumers.allConsuming(60_000);
 });
 
@@ -141,21 +164,30 @@ after(async () => {
 
 test("the seed's score.py answers known rows with the classes the model itself predicts, through the broker", async () => {
   const { rows, predicted } = trained;
-  const replies = await ask(seed, [{ id: 'all', data: rows }, ...rows.map((row, i) => ({ id: `row-${i}`, data: [row] }))]);
+  const replies = await ask(seed, [
+    { id: 'all', data: rows },
+    ...rows.map((row, i) => ({ id: `row-${i}`, data: [row] })),
+  ]);
   assert.deepEqual(okBody(replies.get('all')), predicted);
   rows.forEach((_, i) => assert.deepEqual(okBody(replies.get(`row-${i}`)), [predicted[i]], `row ${i}`));
   assert.ok(new Set(predicted).size > 3, 'the rows are of several classes');
 });
 
 test("the seed's own `return str(e)` for a row of the wrong width comes back as the script returned it", async () => {
-  assert.ok(trained.shortAnswer, "the model refuses a row of 3 features");
+  assert.ok(trained.shortAnswer, 'the model refuses a row of 3 features');
   const replies = await ask(seed, [{ id: 'short', data: trained.short }]);
   assert.equal(okBody(replies.get('short')), trained.shortAnswer);
 });
 
-test("boot logs the interpreter PYTHON named and its version, once per isolate", async () => {
-  const version = execFileSync(SKLEARN_PYTHON, ['-c', 'import sys; print(sys.version.split()[0])'], { encoding: 'utf8' }).trim();
-  const lines = seedConsumer.output().split('\n').filter((l) => l.includes('"msg":"python isolate started"')).map((l) => JSON.parse(l) as { python: string; version: string });
+test('boot logs the interpreter PYTHON named and its version, once per isolate', async () => {
+  const version = execFileSync(SKLEARN_PYTHON, ['-c', 'import sys; print(sys.version.split()[0])'], {
+    encoding: 'utf8',
+  }).trim();
+  const lines = seedConsumer
+    .output()
+    .split('\n')
+    .filter((l) => l.includes('"msg":"python isolate started"'))
+    .map((l) => JSON.parse(l) as { python: string; version: string });
   assert.equal(lines.length, 2, 'CONCURRENCY 2: two Python processes');
   for (const l of lines) {
     assert.equal(l.python, SKLEARN_PYTHON);
@@ -183,15 +215,27 @@ test('a stdlib script: a run that raises, or a run_batch item returned as an Exc
 });
 
 test('a stdlib script: run_batch gets several messages in one call; one that raises is retried item by item with run', async () => {
-  const items = Array.from({ length: 6 }, (_, i) => ({ id: `boom-${i}`, data: i === 2 ? { n: i, boom: true } : { n: i } }));
+  const items = Array.from({ length: 6 }, (_, i) => ({
+    id: `boom-${i}`,
+    data: i === 2 ? { n: i, boom: true } : { n: i },
+  }));
   const replies = await ask(stdlib, items);
   const bodies = items.map(({ id }) => okBody(replies.get(id)) as { via: string; n: number; batchThrows?: number });
   bodies.forEach((b, i) => assert.equal(b.n, i));
   const viaRun = bodies.filter((b) => b.via === 'run');
-  assert.ok(viaRun.some((b) => b.n === 2), 'the culprit is answered by run()');
+  assert.ok(
+    viaRun.some((b) => b.n === 2),
+    'the culprit is answered by run()',
+  );
   assert.ok(viaRun.length > 1, 'its batch neighbours are answered by run() too');
-  assert.ok(viaRun.every((b) => (b.batchThrows ?? 0) >= 1), 'run() was the fallback after run_batch raised');
-  const batched = await ask(stdlib, Array.from({ length: 8 }, (_, i) => ({ id: `batch-${i}`, data: { n: i } })));
+  assert.ok(
+    viaRun.every((b) => (b.batchThrows ?? 0) >= 1),
+    'run() was the fallback after run_batch raised',
+  );
+  const batched = await ask(
+    stdlib,
+    Array.from({ length: 8 }, (_, i) => ({ id: `batch-${i}`, data: { n: i } })),
+  );
   const sizes = [...batched.values()].map((r) => ((okBody(r) as { batch?: number[] }).batch ?? [0]).length);
   assert.ok(Math.max(...sizes) > 1, `run_batch saw batches of at most ${Math.max(...sizes)}`);
 });
@@ -207,30 +251,57 @@ test("scorer asyncapi documents a Python script's input_schema and output_schema
     cwd: ROOT,
     env: { ...process.env, ENTRY_SCRIPT: join(dir, 'stdlib', 'score.py'), INPUT_QUEUE: stdlib.input },
   });
-  const doc = JSON.parse(stdout) as { info: { title: string }; components: { messages: Record<string, { payload: { properties?: { data?: unknown } } }> } };
+  const doc = JSON.parse(stdout) as {
+    info: { title: string };
+    components: { messages: Record<string, { payload: { properties?: { data?: unknown } } }> };
+  };
   assert.match(doc.info.title, /stdlib-test/);
-  assert.deepEqual(doc.components.messages.scoreRequest.payload.properties?.data, { type: 'object', required: ['n'], properties: { n: { type: 'integer' } } });
-  assert.deepEqual(doc.components.messages.scoreResult.payload, { type: 'object', properties: { via: { type: 'string' }, n: { type: 'integer' } } });
+  assert.deepEqual(doc.components.messages.scoreRequest.payload.properties?.data, {
+    type: 'object',
+    required: ['n'],
+    properties: { n: { type: 'integer' } },
+  });
+  assert.deepEqual(doc.components.messages.scoreResult.payload, {
+    type: 'object',
+    properties: { via: { type: 'string' }, n: { type: 'integer' } },
+  });
 });
 
-describe('a Python boot that cannot succeed stops with one line, and the queue keeps its messages', { concurrency: true }, () => {
+describe('a Python boot that cannot succeed stops with one line, and the queue keeps its messages', {
+  concurrency: true,
+}, () => {
   async function bootFails(env: Record<string, string>, line: RegExp): Promise<void> {
     const input = uniqueName('python.boot');
     const replies = uniqueName('python.boot.replies');
     try {
-      const { inputArguments } = topologyFor({ inputQueue: input, replyQueue: replies, queueType: 'quorum', deliveryLimit: 3 });
+      const { inputArguments } = topologyFor({
+        inputQueue: input,
+        replyQueue: replies,
+        queueType: 'quorum',
+        deliveryLimit: 3,
+      });
       const ch = await client.connection.createChannel();
       await ch.assertQueue(input, { durable: true, arguments: inputArguments });
       await ch.close();
       await client.publish(input, { data: { n: 1 } }, { correlationId: 'waiting' });
       const consumer = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies, ...env });
-      const code = await Promise.race([consumer.closed, new Promise((r) => setTimeout(() => r('still running after 40 s'), 40_000).unref())]);
+      const code = await Promise.race([
+        consumer.closed,
+        new Promise((r) => setTimeout(() => r('still running after 40 s'), 40_000).unref()),
+      ]);
       if (code === 'still running after 40 s') await consumer.stop('SIGKILL');
       assert.equal(code, 1, `exit code; output:\n${consumer.output()}`);
-      const lines = consumer.stderr().split('\n').filter((l) => l.trim() !== '');
+      const lines = consumer
+        .stderr()
+        .split('\n')
+        .filter((l) => l.trim() !== '');
       assert.equal(lines.length, 1, `one line on stderr, got:\n${consumer.stderr()}`);
       assert.match(lines[0], line);
-      assert.equal(await client.messageCount(input), 1, 'the message published before boot is still in the input queue');
+      assert.equal(
+        await client.messageCount(input),
+        1,
+        'the message published before boot is still in the input queue',
+      );
     } finally {
       await client.deleteQueues(...queuesOf(input, replies));
     }
@@ -238,14 +309,23 @@ describe('a Python boot that cannot succeed stops with one line, and the queue k
 
   test('an init() that raises: the exception type and message', async () => {
     const path = join(dir, 'init-raises.py');
-    writeFileSync(path, "import os\n\ndef init():\n    raise FileNotFoundError('no model at ' + os.environ['MODEL_DIR'])\n\ndef run(data):\n    return data\n");
-    await bootFails({ ENTRY_SCRIPT: path, MODEL_DIR: '/nowhere' }, /^scorer: boot failed: entry script init\(\) failed: FileNotFoundError: no model at \/nowhere$/);
+    writeFileSync(
+      path,
+      "import os\n\ndef init():\n    raise FileNotFoundError('no model at ' + os.environ['MODEL_DIR'])\n\ndef run(data):\n    return data\n",
+    );
+    await bootFails(
+      { ENTRY_SCRIPT: path, MODEL_DIR: '/nowhere' },
+      /^scorer: boot failed: entry script init\(\) failed: FileNotFoundError: no model at \/nowhere$/,
+    );
   });
 
   test('a script without run', async () => {
     const path = join(dir, 'no-run.py');
     writeFileSync(path, 'def init():\n    pass\n');
-    await bootFails({ ENTRY_SCRIPT: path }, /^scorer: boot failed: entry script \S+no-run\.py must define a function run\(\), found nothing$/);
+    await bootFails(
+      { ENTRY_SCRIPT: path },
+      /^scorer: boot failed: entry script \S+no-run\.py must define a function run\(\), found nothing$/,
+    );
   });
 
   test('a PYTHON that does not exist is named', async () => {

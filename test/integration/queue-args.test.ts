@@ -53,7 +53,9 @@ function quorumArguments(input: string, deliveryLimit: number): Record<string, u
   };
 }
 
-test('a plain classic input queue (declared without arguments) where QUEUE_TYPE=quorum stops boot in one line that names the argument and says to delete the queue; the waiting message is untouched', { timeout: 60_000 }, async (t) => {
+test('a plain classic input queue (declared without arguments) where QUEUE_TYPE=quorum stops boot in one line that names the argument and says to delete the queue; the waiting message is untouched', {
+  timeout: 60_000,
+}, async (t) => {
   const { input, replies } = consumers.queuesFor('qargs.plain');
   await preDeclare(input, {});
   const line = await bootFails({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'quorum' });
@@ -64,27 +66,41 @@ test('a plain classic input queue (declared without arguments) where QUEUE_TYPE=
   assert.equal(await client.messageCount(input), 1, 'the message waiting in the queue is still there');
 });
 
-test('a classic input queue declared by a QUEUE_TYPE=classic consumer, met with QUEUE_TYPE=quorum, stops boot in one line that names the argument and QUEUE_TYPE', { timeout: 60_000 }, async (t) => {
+test('a classic input queue declared by a QUEUE_TYPE=classic consumer, met with QUEUE_TYPE=quorum, stops boot in one line that names the argument and QUEUE_TYPE', {
+  timeout: 60_000,
+}, async (t) => {
   const { input, replies } = consumers.queuesFor('qargs.classic');
   await preDeclare(input, { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': `${input}.dead` });
   const line = await bootFails({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'quorum' });
   t.diagnostic(line);
-  assert.ok(line.includes(`queue '${input}' exists with x-overflow = none, but this consumer declares reject-publish`), line);
+  assert.ok(
+    line.includes(`queue '${input}' exists with x-overflow = none, but this consumer declares reject-publish`),
+    line,
+  );
   assert.ok(line.includes('QUEUE_TYPE=classic'), line);
   assert.equal(await client.messageCount(input), 1, 'the message waiting in the queue is still there');
 });
 
-test('a quorum input queue met with QUEUE_TYPE=classic stops boot in one line that names the argument and QUEUE_TYPE=quorum', { timeout: 60_000 }, async (t) => {
+test('a quorum input queue met with QUEUE_TYPE=classic stops boot in one line that names the argument and QUEUE_TYPE=quorum', {
+  timeout: 60_000,
+}, async (t) => {
   const { input, replies } = consumers.queuesFor('qargs.quorum');
   await preDeclare(input, quorumArguments(input, 3));
   const line = await bootFails({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'classic' });
   t.diagnostic(line);
-  assert.ok(line.includes(`queue '${input}' exists with x-dead-letter-strategy = at-least-once, but this consumer declares none`), line);
+  assert.ok(
+    line.includes(
+      `queue '${input}' exists with x-dead-letter-strategy = at-least-once, but this consumer declares none`,
+    ),
+    line,
+  );
   assert.ok(line.includes('QUEUE_TYPE=quorum'), line);
   assert.equal(await client.messageCount(input), 1, 'the message waiting in the queue is still there');
 });
 
-test('a quorum input queue with another x-delivery-limit stops boot in one line that names x-delivery-limit, both values and DELIVERY_LIMIT', { timeout: 60_000 }, async (t) => {
+test('a quorum input queue with another x-delivery-limit stops boot in one line that names x-delivery-limit, both values and DELIVERY_LIMIT', {
+  timeout: 60_000,
+}, async (t) => {
   const { input, replies } = consumers.queuesFor('qargs.limit');
   await preDeclare(input, quorumArguments(input, 5));
   const line = await bootFails({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'quorum', DELIVERY_LIMIT: '3' });
@@ -94,7 +110,9 @@ test('a quorum input queue with another x-delivery-limit stops boot in one line 
   assert.equal(await client.messageCount(input), 1, 'the message waiting in the queue is still there');
 });
 
-test('QUEUE_TYPE=classic works end to end: the input queue is a classic queue with the dead-letter route, and inputs get their replies', { timeout: 60_000 }, async () => {
+test('QUEUE_TYPE=classic works end to end: the input queue is a classic queue with the dead-letter route, and inputs get their replies', {
+  timeout: 60_000,
+}, async () => {
   const { input, replies } = consumers.queuesFor('qargs.e2e');
   const c = consumers.start({ INPUT_QUEUE: input, REPLY_QUEUE: replies, QUEUE_TYPE: 'classic' });
   await c.waitFor('"msg":"consuming"');
@@ -102,7 +120,10 @@ test('QUEUE_TYPE=classic works end to end: the input queue is a classic queue wi
   const { stdout } = await run('rabbitmqctl', ['list_queues', 'name', 'type', 'arguments', '-q'], { timeout: 30_000 });
   const row = (q: string) => stdout.split('\n').find((l) => l.startsWith(`${q}\t`)) ?? '';
   assert.match(row(input), /\tclassic\t/, 'the input queue is classic');
-  assert.ok(row(input).includes(`{"x-dead-letter-routing-key","${input}.dead"}`), `dead-letter route to ${input}.dead: ${row(input)}`);
+  assert.ok(
+    row(input).includes(`{"x-dead-letter-routing-key","${input}.dead"}`),
+    `dead-letter route to ${input}.dead: ${row(input)}`,
+  );
   assert.doesNotMatch(row(input), /x-delivery-limit/, 'no delivery limit on a classic queue');
   assert.match(row(replies), /\tclassic\t/, 'the reply queue it declares is classic too');
 

@@ -43,7 +43,11 @@ function unrunnableModel(): Uint8Array {
   );
 }
 
-const MODELS: Record<string, Uint8Array> = { 'add/1': addModel(1000), 'add/2': addModel(2000), 'add/4': addModel(4000) };
+const MODELS: Record<string, Uint8Array> = {
+  'add/1': addModel(1000),
+  'add/2': addModel(2000),
+  'add/4': addModel(4000),
+};
 const root = mkdtempSync(join(tmpdir(), 'reload-'));
 const modelDir = join(root, 'add');
 
@@ -60,14 +64,19 @@ const inputOf = (i: number): number[][] => [[i, -i]];
 /** What onnxruntime-node itself answers for each input on the model `version`. */
 async function expected(version: string, inputs: number[]): Promise<Map<number, unknown>> {
   const session = await ort.InferenceSession.create(MODELS[version]);
-  const out = await session.run({ x: new ort.Tensor('float32', Float32Array.from(inputs.flatMap((i) => inputOf(i)[0])), [inputs.length, 2]) });
+  const out = await session.run({
+    x: new ort.Tensor('float32', Float32Array.from(inputs.flatMap((i) => inputOf(i)[0])), [inputs.length, 2]),
+  });
   const y = out.y.data as Float32Array;
   await session.release();
   return new Map(inputs.map((i, k) => [i, [[y[2 * k], y[2 * k + 1]]]]));
 }
 
 /** Every reply on `queue`, by correlation id, as it comes. */
-async function collectAll(client: TestClient, queue: string): Promise<{ got: Map<string, ReceivedReply>; stop(): Promise<void> }> {
+async function collectAll(
+  client: TestClient,
+  queue: string,
+): Promise<{ got: Map<string, ReceivedReply>; stop(): Promise<void> }> {
   const ch: amqp.Channel = await client.connection.createChannel();
   const got = new Map<string, ReceivedReply>();
   const { consumerTag } = await ch.consume(
@@ -75,7 +84,15 @@ async function collectAll(client: TestClient, queue: string): Promise<{ got: Map
     (m) => {
       if (!m) return;
       const body = m.content.toString();
-      got.set(m.properties.correlationId, { correlationId: m.properties.correlationId, status: m.properties.headers?.['x-status'], headers: m.properties.headers ?? {}, body, content: m.content, contentType: m.properties.contentType, json: () => JSON.parse(body) });
+      got.set(m.properties.correlationId, {
+        correlationId: m.properties.correlationId,
+        status: m.properties.headers?.['x-status'],
+        headers: m.properties.headers ?? {},
+        body,
+        content: m.content,
+        contentType: m.properties.contentType,
+        json: () => JSON.parse(body),
+      });
     },
     { noAck: true },
   );
@@ -100,7 +117,11 @@ let next = 0;
 /** Publishes `n` fresh inputs (ids r-<i>) and waits until each is answered; their indexes. */
 async function ask(n: number): Promise<{ ids: number[]; replies: Map<string, ReceivedReply> }> {
   const ids = Array.from({ length: n }, () => next++);
-  const replies = await client.ask(q.input, q.replies, ids.map((i) => ({ id: `r-${i}`, body: { data: inputOf(i) } })));
+  const replies = await client.ask(
+    q.input,
+    q.replies,
+    ids.map((i) => ({ id: `r-${i}`, body: { data: inputOf(i) } })),
+  );
   return { ids, replies };
 }
 
@@ -143,7 +164,10 @@ test('SIGHUP mid-stream switches to the new version: every reply is A or B as it
   for (let extra = 0; extra < 200 && Date.now() < deadline; ) {
     const wasSwitched = switched();
     const chunk = Array.from({ length: 10 }, () => next++);
-    await client.publishMany(q.input, chunk.map((i) => ({ body: { data: inputOf(i) }, options: { correlationId: `r-${i}` } })));
+    await client.publishMany(
+      q.input,
+      chunk.map((i) => ({ body: { data: inputOf(i) }, options: { correlationId: `r-${i}` } })),
+    );
     sent.push(...chunk);
     if (wasSwitched) {
       afterSwitch.push(...chunk);
@@ -172,11 +196,20 @@ test('SIGHUP mid-stream switches to the new version: every reply is A or B as it
   }
   assert.equal(got.size, sent.length, 'one reply per input, none twice');
   assert.ok(byVersion['add/1'] >= 100, 'inputs before the reload were answered by A');
-  for (const i of afterSwitch) assert.equal(got.get(`r-${i}`)!.headers['x-model-version'], 'add/2', `input ${i}, sent after the switch, answered by B`);
+  for (const i of afterSwitch)
+    assert.equal(
+      got.get(`r-${i}`)!.headers['x-model-version'],
+      'add/2',
+      `input ${i}, sent after the switch, answered by B`,
+    );
   await consumer.waitFor('old model retired: its batches were scored');
   const m = await scrapeUntil(port, (s) => s.get('scorer_model_info{model="add",version="add/2"}') === 1);
   assert.equal(m.get('scorer_model_info{model="add",version="add/2"}'), 1);
-  assert.equal(m.get('scorer_model_info{model="add",version="add/1"}'), undefined, 'the old version is no longer shown');
+  assert.equal(
+    m.get('scorer_model_info{model="add",version="add/1"}'),
+    undefined,
+    'the old version is no longer shown',
+  );
   assert.equal(m.get('scorer_reloads_total'), 1);
 });
 
@@ -189,7 +222,10 @@ test('a broken new model (a corrupt .onnx) leaves the old one serving: POST /rel
   assert.equal(body.serving.version, 'add/2');
   assert.match(body.reason, /add\.onnx|protobuf|model/i);
   await consumer.waitFor('model reload failed; the old model serves on');
-  const line = consumer.output().split('\n').find((l) => l.includes('model reload failed'))!;
+  const line = consumer
+    .output()
+    .split('\n')
+    .find((l) => l.includes('model reload failed'))!;
   assert.match(line, /"reason":"[^"]+"/);
   assert.equal((await get(port, '/readyz')).status, 200);
   const m = await scrape(port);
@@ -245,7 +281,10 @@ test('a flat model folder is versioned by its model file: x-model-version is the
   const c = consumers.startOn(fq, { MODEL_DIR: flat });
   await c.waitFor('"msg":"consuming"');
   const replies = await client.ask(fq.input, fq.replies, [{ id: 'f-1', body: { data: inputOf(1) } }]);
-  assert.equal(replies.get('f-1')!.headers['x-model-version'], createHash('sha256').update(MODELS['add/1']).digest('hex').slice(0, 12));
+  assert.equal(
+    replies.get('f-1')!.headers['x-model-version'],
+    createHash('sha256').update(MODELS['add/1']).digest('hex').slice(0, 12),
+  );
 });
 
 test('with MODEL_WATCH_MS set, a new version folder is picked up on its own once the folder is quiet', async () => {
@@ -282,7 +321,10 @@ export async function run(data: string) {
 
 test('a batch still in the old isolates is answered there with the old version, no later batch waits for it, and the old isolates are retired only after it', async () => {
   const held = join(root, 'held');
-  for (const [v, answer] of [['1', 'A'], ['2', 'B']] as const) {
+  for (const [v, answer] of [
+    ['1', 'A'],
+    ['2', 'B'],
+  ] as const) {
     mkdirSync(join(held, `.${v}`), { recursive: true });
     writeFileSync(join(held, `.${v}`, 'answer.txt'), answer);
   }
@@ -291,7 +333,13 @@ test('a batch still in the old isolates is answered there with the old version, 
   writeFileSync(script, HELD_SCRIPT);
   const hq = consumers.queuesFor('reload.held');
   const hport = await freePort();
-  const c = consumers.startOn(hq, { MODEL_DIR: held, ENTRY_SCRIPT: script, CONCURRENCY: '2', RUN_TIMEOUT_MS: '120000', HTTP_PORT: String(hport) });
+  const c = consumers.startOn(hq, {
+    MODEL_DIR: held,
+    ENTRY_SCRIPT: script,
+    CONCURRENCY: '2',
+    RUN_TIMEOUT_MS: '120000',
+    HTTP_PORT: String(hport),
+  });
   await c.waitFor('"msg":"consuming"');
   const { got, stop } = await collectAll(client, hq.replies);
   try {
@@ -316,4 +364,3 @@ test('a batch still in the old isolates is answered there with the old version, 
     await stop();
   }
 });
-

@@ -10,7 +10,9 @@ import { startConsumer } from '../support/consumer-process.js';
 import { IRIS_ROW, ReplyWatcher, idsOf, numbered } from '../support/faults.js';
 import { freePort, scrapeUntil } from '../support/http.js';
 
-test("inputs whose replyTo queue refuses every reply are dead-lettered within bounded time; the others are answered once and nothing stalls", { timeout: 90_000 }, async () => {
+test('inputs whose replyTo queue refuses every reply are dead-lettered within bounded time; the others are answered once and nothing stalls', {
+  timeout: 90_000,
+}, async () => {
   const client = await TestClient.connect();
   const input = uniqueName('refused');
   const replies = uniqueName('refused.replies');
@@ -36,12 +38,25 @@ test("inputs whose replyTo queue refuses every reply are dead-lettered within bo
     const BAD = new Set([3, 50, 51, 200, 333, 599]);
     const good = numbered('refused', N).filter((_, i) => !BAD.has(i));
     const items = Array.from({ length: N }, (_, i) =>
-      BAD.has(i) ? { body: IRIS_ROW, options: { correlationId: `bad-${i}`, replyTo: full } } : good.find((g) => g.options.correlationId === `refused-${i}`)!,
+      BAD.has(i)
+        ? { body: IRIS_ROW, options: { correlationId: `bad-${i}`, replyTo: full } }
+        : good.find((g) => g.options.correlationId === `refused-${i}`)!,
     );
     await client.publishMany(input, items);
-    assert.ok(await watcher.waitAll(idsOf(good), 60_000), `every good input answered (${watcher.answered(idsOf(good))} of ${good.length})`);
-    const m = await scrapeUntil(httpPort, (s) => (s.get('scorer_replies_refused_total{reason="reply refused"}') ?? 0) >= BAD.size, 30_000);
-    assert.equal(m.get('scorer_replies_refused_total{reason="reply refused"}'), BAD.size, 'each refused input dead-lettered once');
+    assert.ok(
+      await watcher.waitAll(idsOf(good), 60_000),
+      `every good input answered (${watcher.answered(idsOf(good))} of ${good.length})`,
+    );
+    const m = await scrapeUntil(
+      httpPort,
+      (s) => (s.get('scorer_replies_refused_total{reason="reply refused"}') ?? 0) >= BAD.size,
+      30_000,
+    );
+    assert.equal(
+      m.get('scorer_replies_refused_total{reason="reply refused"}'),
+      BAD.size,
+      'each refused input dead-lettered once',
+    );
     assert.ok((m.get('scorer_reply_retries_total{reason="nacked"}') ?? 0) >= BAD.size, 'the retries counted');
     assert.equal(m.get('scorer_in_flight'), 0, 'nothing left in flight');
     await watcher.quiet(500);
@@ -50,8 +65,16 @@ test("inputs whose replyTo queue refuses every reply are dead-lettered within bo
     assert.equal(duplicated, 0, 'no good input answered twice');
     // Stop first: an unacked delivery also reads 0 ready while the consumer runs.
     await consumer.stop('SIGTERM');
-    assert.equal(await client.messageCount(input), 0, 'every input settled (none back in the queue after the consumer left)');
-    assert.equal(await client.messageCount(`${input}.dead`), BAD.size, 'the refused inputs are in the dead-letter queue');
+    assert.equal(
+      await client.messageCount(input),
+      0,
+      'every input settled (none back in the queue after the consumer left)',
+    );
+    assert.equal(
+      await client.messageCount(`${input}.dead`),
+      BAD.size,
+      'the refused inputs are in the dead-letter queue',
+    );
   } finally {
     await consumer.stop('SIGKILL');
     await watcher.stop();

@@ -21,7 +21,13 @@ before(async () => {
   for (let i = 0; i < CONSUMERS; i++) {
     const port = await freePort();
     // A modest prefetch: the first consumer up must not take the whole queue before the others subscribe.
-    const process = startConsumer({ INPUT_QUEUE: input, REPLY_QUEUE: replies, HTTP_PORT: String(port), PREFETCH: '50', CONCURRENCY: '1' });
+    const process = startConsumer({
+      INPUT_QUEUE: input,
+      REPLY_QUEUE: replies,
+      HTTP_PORT: String(port),
+      PREFETCH: '50',
+      CONCURRENCY: '1',
+    });
     consumers.push({ process, port });
   }
   await Promise.all(consumers.map((c) => c.process.waitFor('"msg":"consuming"', 60_000)));
@@ -54,6 +60,10 @@ test('three consumers on one queue share the work, and every message is answered
     }),
   );
   t.diagnostic(`answers per consumer: ${answered.join(', ')}`);
-  assert.equal(answered.reduce((a, b) => a + b, 0), MESSAGES, `answers per consumer: ${answered.join(', ')}`);
+  assert.equal(
+    answered.reduce((a, b) => a + b, 0),
+    MESSAGES,
+    `answers per consumer: ${answered.join(', ')}`,
+  );
   for (const n of answered) assert.ok(n >= MESSAGES * 0.05, `each consumer took a share: ${answered.join(', ')}`);
 });

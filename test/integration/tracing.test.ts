@@ -14,7 +14,12 @@ const IRIS = { data: [[5.1, 3.5, 1.4, 0.2]] };
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const CALLER_SPAN = '00f067aa0ba902b7';
 /** Whatever the runner's environment says, the consumer's tracing is what the test sets. */
-const NO_OTEL = { OTEL_TRACES_EXPORTER: '', OTEL_EXPORTER_OTLP_ENDPOINT: '', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '', OTEL_SDK_DISABLED: '' };
+const NO_OTEL = {
+  OTEL_TRACES_EXPORTER: '',
+  OTEL_EXPORTER_OTLP_ENDPOINT: '',
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '',
+  OTEL_SDK_DISABLED: '',
+};
 
 let client: TestClient;
 let receiver: OtlpReceiver;
@@ -33,11 +38,22 @@ after(async () => {
 
 test("a traceparent on the input continues into the consumer's spans, received → batched → scored → reply confirmed → acked, and onto the reply", async () => {
   const q = consumers.queuesFor('tracing.on');
-  const c = consumers.startOn(q, { ...NO_OTEL, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SERVICE_NAME: 'scorer-under-test' });
+  const c = consumers.startOn(q, {
+    ...NO_OTEL,
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+    OTEL_SERVICE_NAME: 'scorer-under-test',
+  });
   await c.waitFor('"msg":"consuming"');
   assert.match(c.output(), /"msg":"tracing on"/);
   const got = await client.ask(q.input, q.replies, [
-    { id: 'traced', body: IRIS, options: { correlationId: 'traced', headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01`, tracestate: 'vendor=abc' } } },
+    {
+      id: 'traced',
+      body: IRIS,
+      options: {
+        correlationId: 'traced',
+        headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01`, tracestate: 'vendor=abc' },
+      },
+    },
     { id: 'untraced', body: IRIS },
   ]);
   const reply = got.get('traced')!;
@@ -50,10 +66,15 @@ test("a traceparent on the input continues into the consumer's spans, received �
   const process = mine.find((s) => s.name === `${q.input} process`)!;
   assert.equal(process.parentSpanId, CALLER_SPAN, "the process span's parent is the caller's span");
   assert.equal(process.kind, 5, 'SPAN_KIND_CONSUMER');
-  for (const s of mine.filter((x) => x !== process)) assert.equal(s.parentSpanId, process.spanId, `${s.name} is a child of the process span`);
+  for (const s of mine.filter((x) => x !== process))
+    assert.equal(s.parentSpanId, process.spanId, `${s.name} is a child of the process span`);
   const replySpan = mine.find((s) => s.name === 'reply')!;
   assert.equal(replySpan.kind, 4, 'SPAN_KIND_PRODUCER');
-  assert.equal(reply.headers.traceparent, `00-${TRACE_ID}-${replySpan.spanId}-01`, "the reply's traceparent is the reply span, in the input's trace");
+  assert.equal(
+    reply.headers.traceparent,
+    `00-${TRACE_ID}-${replySpan.spanId}-01`,
+    "the reply's traceparent is the reply span, in the input's trace",
+  );
   assert.equal(reply.headers.tracestate, 'vendor=abc');
 
   // The input without one began a trace of its own, and its reply carries it.
@@ -71,7 +92,11 @@ test("without OTEL_* no exporter starts; the reply still carries the caller's tr
   await c.waitFor('"msg":"consuming"');
   const sent = receiver.requests();
   const got = await client.ask(q.input, q.replies, [
-    { id: 'traced', body: IRIS, options: { correlationId: 'traced', headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01` } } },
+    {
+      id: 'traced',
+      body: IRIS,
+      options: { correlationId: 'traced', headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01` } },
+    },
     { id: 'untraced', body: IRIS },
   ]);
   assert.equal(await c.stop('SIGTERM'), 0);

@@ -61,9 +61,14 @@ export class TestClient {
   }
 
   /** Publishes many without waiting on each confirm, honouring back-pressure. */
-  async publishMany(queue: string, items: Array<{ body: Buffer | string | object; options?: PublishOptions }>): Promise<void> {
+  async publishMany(
+    queue: string,
+    items: Array<{ body: Buffer | string | object; options?: PublishOptions }>,
+  ): Promise<void> {
     for (const { body, options } of items) {
-      const content = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+      const content = Buffer.isBuffer(body)
+        ? body
+        : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
       if (!this.channel.sendToQueue(queue, content, { persistent: true, ...options })) {
         await new Promise((r) => this.channel.once('drain', r));
       }
@@ -72,7 +77,11 @@ export class TestClient {
   }
 
   /** Collects replies from `queue` until `done(replies)` says so or `timeoutMs` passes; acks each. */
-  async collect(queue: string, done: (replies: ReceivedReply[]) => boolean, timeoutMs = 30_000): Promise<ReceivedReply[]> {
+  async collect(
+    queue: string,
+    done: (replies: ReceivedReply[]) => boolean,
+    timeoutMs = 30_000,
+  ): Promise<ReceivedReply[]> {
     const ch = await this.connection.createChannel();
     ch.on('error', () => {});
     const replies: ReceivedReply[] = [];
@@ -85,27 +94,29 @@ export class TestClient {
         resolve(replies);
       };
       const timer = setTimeout(finish, timeoutMs);
-      void ch.consume(
-        queue,
-        (m) => {
-          if (!m) return;
-          const body = m.content.toString();
-          replies.push({
-            correlationId: m.properties.correlationId,
-            status: m.properties.headers?.['x-status'],
-            headers: m.properties.headers ?? {},
-            body,
-            content: m.content,
-            contentType: m.properties.contentType,
-            json: () => JSON.parse(body),
-          });
-          if (done(replies)) finish();
-        },
-        { noAck: true },
-      ).then(
-        (r) => (consumerTag = r.consumerTag),
-        () => finish(),
-      );
+      void ch
+        .consume(
+          queue,
+          (m) => {
+            if (!m) return;
+            const body = m.content.toString();
+            replies.push({
+              correlationId: m.properties.correlationId,
+              status: m.properties.headers?.['x-status'],
+              headers: m.properties.headers ?? {},
+              body,
+              content: m.content,
+              contentType: m.properties.contentType,
+              json: () => JSON.parse(body),
+            });
+            if (done(replies)) finish();
+          },
+          { noAck: true },
+        )
+        .then(
+          (r) => (consumerTag = r.consumerTag),
+          () => finish(),
+        );
     });
   }
 
@@ -121,7 +132,10 @@ export class TestClient {
     timeoutMs = 30_000,
   ): Promise<Map<string, ReceivedReply>> {
     const ids = items.map(({ id }) => id);
-    await this.publishMany(input, items.map(({ id, body, options }) => ({ body, options: options ?? { correlationId: id } })));
+    await this.publishMany(
+      input,
+      items.map(({ id, body, options }) => ({ body, options: options ?? { correlationId: id } })),
+    );
     const got = await this.collect(replyQueue, (rs) => tally(ids, rs).missing.length === 0, timeoutMs);
     const { missing, duplicated } = tally(ids, got);
     assert.deepEqual(missing, [], 'every input answered');
@@ -155,9 +169,13 @@ export class TestClient {
 }
 
 /** Replies counted per correlation id: how many ids got none, how many got more than one. */
-export function tally(ids: readonly string[], replies: readonly ReceivedReply[]): { missing: string[]; duplicated: number; counts: Map<string, number> } {
+export function tally(
+  ids: readonly string[],
+  replies: readonly ReceivedReply[],
+): { missing: string[]; duplicated: number; counts: Map<string, number> } {
   const counts = new Map<string, number>(ids.map((id) => [id, 0]));
-  for (const r of replies) if (r.correlationId && counts.has(r.correlationId)) counts.set(r.correlationId, counts.get(r.correlationId)! + 1);
+  for (const r of replies)
+    if (r.correlationId && counts.has(r.correlationId)) counts.set(r.correlationId, counts.get(r.correlationId)! + 1);
   const missing = ids.filter((id) => counts.get(id) === 0);
   const duplicated = [...counts.values()].reduce((n, c) => n + Math.max(0, c - 1), 0);
   return { missing, duplicated, counts };

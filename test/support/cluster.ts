@@ -18,7 +18,8 @@ import { join } from 'node:path';
 import { freeTcpPort, startPrivateBroker, type PrivateBroker } from './private-broker.js';
 
 /** Debian installs it in /usr/sbin, which a non-root PATH may lack. */
-export const HAPROXY_BIN = process.env.HAPROXY_BIN ?? (existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : 'haproxy');
+export const HAPROXY_BIN =
+  process.env.HAPROXY_BIN ?? (existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : 'haproxy');
 
 export interface ClusterOptions {
   /** Three unless told (a quorum queue needs a majority: three nodes survive one loss). */
@@ -74,7 +75,13 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   try {
     // One at a time: on two busy cores, three Erlang VMs booting at once take longer than three in a row.
     for (let i = 0; i < size; i++) {
-      nodes.push(await startPrivateBroker({ nodeName: `cluster-${tag}-${i + 1}@localhost`, cookie, startTimeoutS: options.startTimeoutS ?? 120 }));
+      nodes.push(
+        await startPrivateBroker({
+          nodeName: `cluster-${tag}-${i + 1}@localhost`,
+          cookie,
+          startTimeoutS: options.startTimeoutS ?? 120,
+        }),
+      );
     }
     for (const n of nodes.slice(1)) {
       await n.ctl('stop_app');
@@ -83,7 +90,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       await n.ctl('await_startup', '--timeout', '120');
     }
     const running = await runningNodes(nodes[0]);
-    if (running.length !== size) throw new Error(`cluster formed with ${running.length} of ${size} nodes running: ${running.join(', ')}`);
+    if (running.length !== size)
+      throw new Error(`cluster formed with ${running.length} of ${size} nodes running: ${running.join(', ')}`);
     if (options.haproxy !== false) proxy = await startHaproxy(nodes);
   } catch (err) {
     await stop();
@@ -97,7 +105,16 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   };
 
   const members = async (queue: string): Promise<QueueMembers> => {
-    const out = await anyRunning().ctl('list_queues', 'name', 'leader', 'members', 'online', '--formatter', 'json', '--quiet');
+    const out = await anyRunning().ctl(
+      'list_queues',
+      'name',
+      'leader',
+      'members',
+      'online',
+      '--formatter',
+      'json',
+      '--quiet',
+    );
     const rows = JSON.parse(out) as Array<{ name: string; leader: string; members: string[]; online: string[] }>;
     const row = rows.find((r) => r.name === queue);
     if (!row) throw new Error(`queue ${queue} not found on the cluster`);
@@ -115,17 +132,26 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     },
     members,
     async awaitRejoined(node, timeoutMs = 60_000) {
-      await poll(async () => {
-        for (const n of nodes.filter((x) => x.running())) if (!(await runningNodes(n)).includes(node.nodeName)) return false;
-        return true;
-      }, timeoutMs, `${node.nodeName} running in the cluster again`);
+      await poll(
+        async () => {
+          for (const n of nodes.filter((x) => x.running()))
+            if (!(await runningNodes(n)).includes(node.nodeName)) return false;
+          return true;
+        },
+        timeoutMs,
+        `${node.nodeName} running in the cluster again`,
+      );
     },
     async awaitOnline(queue, count, timeoutMs = 60_000) {
       let last: QueueMembers | undefined;
-      await poll(async () => {
-        last = await members(queue);
-        return last.online.length >= count && last.leader !== '';
-      }, timeoutMs, () => `${queue} with ${count} online members (last: ${JSON.stringify(last)})`);
+      await poll(
+        async () => {
+          last = await members(queue);
+          return last.online.length >= count && last.leader !== '';
+        },
+        timeoutMs,
+        () => `${queue} with ${count} online members (last: ${JSON.stringify(last)})`,
+      );
       return last!;
     },
     stop,
@@ -142,7 +168,8 @@ async function poll(check: () => Promise<boolean>, timeoutMs: number, what: stri
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }
@@ -175,12 +202,18 @@ async function startHaproxy(nodes: PrivateBroker[]): Promise<HaproxyProcess> {
     '  default_backend rabbitmq',
     'backend rabbitmq',
     '  balance roundrobin',
-    ...nodes.map((n, i) => `  server node${i + 1} 127.0.0.1:${n.port} check inter 500 fall 1 rise 2 on-marked-down shutdown-sessions`),
+    ...nodes.map(
+      (n, i) =>
+        `  server node${i + 1} 127.0.0.1:${n.port} check inter 500 fall 1 rise 2 on-marked-down shutdown-sessions`,
+    ),
   ];
   const file = join(dir, 'haproxy.cfg');
   writeFileSync(file, `${config.join('\n')}\n`);
   // -db: foreground, no daemon; -W off. Our child in its own group, so the kill reaches it whatever it forked.
-  const child: ChildProcess = spawn(HAPROXY_BIN, ['-db', '-f', file], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(HAPROXY_BIN, ['-db', '-f', file], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = once(child, 'exit');
@@ -196,10 +229,17 @@ async function startHaproxy(nodes: PrivateBroker[]): Promise<HaproxyProcess> {
     rmSync(dir, { recursive: true, force: true });
   };
   process.once('exit', cleanupOnExit);
-  const watchdog = spawn('/bin/sh', ['-c', `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; kill -9 -${child.pid} 2>/dev/null; rm -rf '${dir}'`], {
-    detached: true,
-    stdio: 'ignore',
-  });
+  const watchdog = spawn(
+    '/bin/sh',
+    [
+      '-c',
+      `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; kill -9 -${child.pid} 2>/dev/null; rm -rf '${dir}'`,
+    ],
+    {
+      detached: true,
+      stdio: 'ignore',
+    },
+  );
   watchdog.unref();
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> =>

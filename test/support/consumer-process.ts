@@ -37,7 +37,9 @@ export interface StartOptions {
 
 export function startConsumer(env: Record<string, string>, options: StartOptions = {}): ConsumerProcess {
   // node itself, not the tsx wrapper: a SIGKILL must reach the consumer, not a parent that leaves it running.
-  const argv = options.command ? [options.script!] : [...(options.nodeArgs ?? []), '--import', 'tsx', options.script ?? 'src/main.ts'];
+  const argv = options.command
+    ? [options.script!]
+    : [...(options.nodeArgs ?? []), '--import', 'tsx', options.script ?? 'src/main.ts'];
   const child = spawn(options.command ?? process.execPath, argv, {
     cwd: options.cwd ?? ROOT,
     env: { ...process.env, AMQP_URL, HTTP_PORT: '0', LOG_LEVEL: 'info', ...env },
@@ -48,10 +50,11 @@ export function startConsumer(env: Record<string, string>, options: StartOptions
   const waiters: Array<{ text: string; resolve: () => void }> = [];
   const onData = (chunk: Buffer) => {
     out += chunk.toString();
-    for (const w of [...waiters]) if (out.includes(w.text)) {
-      waiters.splice(waiters.indexOf(w), 1);
-      w.resolve();
-    }
+    for (const w of [...waiters])
+      if (out.includes(w.text)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
   };
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
@@ -68,7 +71,11 @@ export function startConsumer(env: Record<string, string>, options: StartOptions
     waitFor(text, timeoutMs = 90_000) {
       if (out.includes(text)) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`consumer did not log "${text}" within ${timeoutMs} ms; output:\n${out.slice(-3000)}`)), timeoutMs);
+        const timer = setTimeout(
+          () =>
+            reject(new Error(`consumer did not log "${text}" within ${timeoutMs} ms; output:\n${out.slice(-3000)}`)),
+          timeoutMs,
+        );
         waiters.push({
           text,
           resolve: () => {
@@ -92,7 +99,10 @@ export function startConsumer(env: Record<string, string>, options: StartOptions
 /** The one plain line of a consumer that must fail at boot, after checking it exits 1, with that line the only one besides the JSON logs and no stack trace. */
 export async function bootFailure(c: ConsumerProcess): Promise<string> {
   assert.equal(await c.exited, 1, 'boot fails with exit code 1');
-  const plain = c.output().split('\n').filter((l) => l.trim() !== '' && !l.startsWith('{'));
+  const plain = c
+    .output()
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !l.startsWith('{'));
   assert.equal(plain.length, 1, `one line besides the JSON logs, got:\n${plain.join('\n')}`);
   assert.ok(!/^\s+at /m.test(c.output()), 'no stack trace');
   return plain[0];

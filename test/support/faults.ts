@@ -121,7 +121,11 @@ export class ReplyWatcher extends ReplyLog {
   }
 
   /** Declares `queue` as the consumer would (durable, of `queueType`), so replies published before the consumer is up are kept. */
-  static async start(client: TestClient, queue: string, queueType: 'quorum' | 'classic' = 'quorum'): Promise<ReplyWatcher> {
+  static async start(
+    client: TestClient,
+    queue: string,
+    queueType: 'quorum' | 'classic' = 'quorum',
+  ): Promise<ReplyWatcher> {
     // On a throwaway channel: a queue declared with other arguments fails the declaration and closes its channel.
     const declare = await client.connection.createChannel();
     declare.on('error', () => {});
@@ -175,7 +179,10 @@ export class WatchedRun {
   }
 
   /** `env`: settings of every consumer of this run; `queueType`: of the reply queue the watcher declares. */
-  static async open(name: string, options: { env?: Record<string, string>; queueType?: 'quorum' | 'classic' } = {}): Promise<WatchedRun> {
+  static async open(
+    name: string,
+    options: { env?: Record<string, string>; queueType?: 'quorum' | 'classic' } = {},
+  ): Promise<WatchedRun> {
     const client = await TestClient.connect();
     const queues = { input: uniqueName(name), replies: uniqueName(`${name}.replies`) };
     const watcher = await ReplyWatcher.start(client, queues.replies, options.queueType);
@@ -184,7 +191,13 @@ export class WatchedRun {
 
   /** Starts a consumer of this run's queues; `env` adds to the run's settings. */
   start(env: Record<string, string> = {}): ConsumerProcess {
-    return this.consumers.start({ INPUT_QUEUE: this.input, REPLY_QUEUE: this.replies, CONNECTION_NAME: this.connectionName, ...this.env, ...env });
+    return this.consumers.start({
+      INPUT_QUEUE: this.input,
+      REPLY_QUEUE: this.replies,
+      CONNECTION_NAME: this.connectionName,
+      ...this.env,
+      ...env,
+    });
   }
 
   async close(): Promise<void> {
@@ -210,7 +223,10 @@ export async function stopMidStream(
   const consumer = run.start();
   await consumer.waitFor('"msg":"consuming"');
   const published = run.client.publishMany(run.input, items);
-  assert.ok(await watcher.waitUntil(() => watcher.arrivals.length >= items.length * share, 30_000), `the first consumer answered ${Math.round(share * 100)}% of the inputs`);
+  assert.ok(
+    await watcher.waitUntil(() => watcher.arrivals.length >= items.length * share, 30_000),
+    `the first consumer answered ${Math.round(share * 100)}% of the inputs`,
+  );
   consumer.child.kill(signal);
   const signalledAt = Date.now();
   const exit = await consumer.exited;
@@ -224,18 +240,29 @@ export async function stopMidStream(
  * answered within `timeoutMs`, then waits for the replies to go quiet (a redelivered input may be
  * answered a second time after the last first answer). Resolves with when the new consumer was consuming.
  */
-export async function restartUntilAnswered(run: WatchedRun, ids: readonly string[], timeoutMs: number): Promise<number> {
+export async function restartUntilAnswered(
+  run: WatchedRun,
+  ids: readonly string[],
+  timeoutMs: number,
+): Promise<number> {
   const { watcher } = run;
   const consumer = run.start();
   await consumer.waitFor('"msg":"consuming"');
   const consumingAt = Date.now();
-  assert.ok(await watcher.waitAll(ids, timeoutMs), `every input answered after the restart (${watcher.answered(ids)} of ${ids.length})`);
+  assert.ok(
+    await watcher.waitAll(ids, timeoutMs),
+    `every input answered after the restart (${watcher.answered(ids)} of ${ids.length})`,
+  );
   await watcher.quiet(1000);
   return consumingAt;
 }
 
 /** N messages with unique correlation ids `<prefix>-<i>`; the body defaults to one iris row. */
-export function numbered(prefix: string, n: number, body: (i: number) => Buffer | string | object = () => IRIS_ROW): Array<{ body: Buffer | string | object; options: PublishOptions }> {
+export function numbered(
+  prefix: string,
+  n: number,
+  body: (i: number) => Buffer | string | object = () => IRIS_ROW,
+): Array<{ body: Buffer | string | object; options: PublishOptions }> {
   return Array.from({ length: n }, (_, i) => ({ body: body(i), options: { correlationId: `${prefix}-${i}` } }));
 }
 
@@ -310,7 +337,9 @@ export interface BrokerConnection {
 
 /** The broker's connections whose client-given name starts with `namePrefix` (`<CONNECTION_NAME>/consume`, `/publish`). */
 export async function connectionsNamed(namePrefix: string): Promise<BrokerConnection[]> {
-  const { stdout } = await run('rabbitmqctl', ['list_connections', 'pid', 'client_properties', '-q'], { timeout: 30_000 });
+  const { stdout } = await run('rabbitmqctl', ['list_connections', 'pid', 'client_properties', '-q'], {
+    timeout: 30_000,
+  });
   const found: BrokerConnection[] = [];
   for (const line of stdout.split('\n')) {
     const pid = /^(<[^>]+>)/.exec(line)?.[1];
@@ -327,17 +356,24 @@ export async function cutConnections(namePrefix: string, reason = 'test cut'): P
 
 /** Closes the given connections from the broker side, all at once; returns their names. */
 export async function closeConnections(conns: readonly BrokerConnection[], reason = 'test cut'): Promise<string[]> {
-  await Promise.all(conns.map((c) => run('rabbitmqctl', ['close_connection', c.pid, reason], { timeout: 30_000 }).catch(() => {})));
+  await Promise.all(
+    conns.map((c) => run('rabbitmqctl', ['close_connection', c.pid, reason], { timeout: 30_000 }).catch(() => {})),
+  );
   return conns.map((c) => c.connectionName);
 }
 
 /** Polls rabbitmqctl until at least `count` connections named `namePrefix...` exist, and returns them. */
-export async function awaitConnections(namePrefix: string, count: number, timeoutMs: number): Promise<BrokerConnection[]> {
+export async function awaitConnections(
+  namePrefix: string,
+  count: number,
+  timeoutMs: number,
+): Promise<BrokerConnection[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const conns = await connectionsNamed(namePrefix);
     if (conns.length >= count) return conns;
-    if (Date.now() > deadline) throw new Error(`${conns.length} of ${count} connections named ${namePrefix}* after ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new Error(`${conns.length} of ${count} connections named ${namePrefix}* after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -356,7 +392,10 @@ export function rssMiB(pid: number): number | undefined {
  * Samples a process's RSS every `everyMs` until stop(). The sampling runs in a worker thread, so a
  * busy test (publishing a flood) does not skip samples.
  */
-export function sampleRss(pid: number, everyMs = 20): { stop(): Promise<{ startMiB: number; peakMiB: number; endMiB: number; samples: number }> } {
+export function sampleRss(
+  pid: number,
+  everyMs = 20,
+): { stop(): Promise<{ startMiB: number; peakMiB: number; endMiB: number; samples: number }> } {
   const worker = new Worker(
     `
     const { parentPort, workerData } = require('node:worker_threads');
@@ -379,7 +418,9 @@ export function sampleRss(pid: number, everyMs = 20): { stop(): Promise<{ startM
   return {
     async stop() {
       worker.postMessage('stop');
-      const [result] = (await once(worker, 'message')) as [{ startMiB: number; peakMiB: number; endMiB: number; samples: number }];
+      const [result] = (await once(worker, 'message')) as [
+        { startMiB: number; peakMiB: number; endMiB: number; samples: number },
+      ];
       await worker.terminate();
       return result;
     },

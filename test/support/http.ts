@@ -31,7 +31,11 @@ export async function scrape(port: number): Promise<Map<string, number>> {
 }
 
 /** Scrapes until `done(samples)` holds; the last scrape either way. */
-export async function scrapeUntil(port: number, done: (m: Map<string, number>) => boolean, timeoutMs = 10_000): Promise<Map<string, number>> {
+export async function scrapeUntil(
+  port: number,
+  done: (m: Map<string, number>) => boolean,
+  timeoutMs = 10_000,
+): Promise<Map<string, number>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const m = await scrape(port);

@@ -3,7 +3,10 @@ import { execFileSync } from 'node:child_process';
 
 /** The .npy bytes numpy writes for `expr`, a Python expression over `np`. */
 export function npySave(expr: string): Buffer {
-  return execFileSync('python3', ['-c', `import numpy as np, io, sys\nb = io.BytesIO(); np.save(b, ${expr}); sys.stdout.buffer.write(b.getvalue())`]);
+  return execFileSync('python3', [
+    '-c',
+    `import numpy as np, io, sys\nb = io.BytesIO(); np.save(b, ${expr}); sys.stdout.buffer.write(b.getvalue())`,
+  ]);
 }
 
 /** numpy's reading of an .npy body: its dtype, shape and values as JSON. */

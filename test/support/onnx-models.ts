@@ -13,7 +13,13 @@ const DT = onnx.TensorProto.DataType;
 const AT = onnx.AttributeProto.AttributeType;
 
 export type Dim = number | string;
-type Attr = { f: number } | { i: number } | { s: string } | { floats: number[] } | { ints: number[] } | { strings: string[] };
+type Attr =
+  | { f: number }
+  | { i: number }
+  | { s: string }
+  | { floats: number[] }
+  | { ints: number[] }
+  | { strings: string[] };
 
 export const f = (v: number): Attr => ({ f: v });
 export const i = (v: number): Attr => ({ i: v });
@@ -23,21 +29,47 @@ export const ints = (v: number[]): Attr => ({ ints: v });
 export const strings = (v: string[]): Attr => ({ strings: v });
 
 const ELEM: Record<string, number> = {
-  float32: DT.FLOAT, float64: DT.DOUBLE, float16: DT.FLOAT16, int8: DT.INT8, uint8: DT.UINT8, int16: DT.INT16,
-  uint16: DT.UINT16, int32: DT.INT32, uint32: DT.UINT32, int64: DT.INT64, uint64: DT.UINT64, bool: DT.BOOL, string: DT.STRING,
+  float32: DT.FLOAT,
+  float64: DT.DOUBLE,
+  float16: DT.FLOAT16,
+  int8: DT.INT8,
+  uint8: DT.UINT8,
+  int16: DT.INT16,
+  uint16: DT.UINT16,
+  int32: DT.INT32,
+  uint32: DT.UINT32,
+  int64: DT.INT64,
+  uint64: DT.UINT64,
+  bool: DT.BOOL,
+  string: DT.STRING,
 };
 
 export function tensorInfo(name: string, type: string, dims: Dim[] | undefined): onnxProto.onnx.IValueInfoProto {
-  const shape = dims ? { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) } : undefined;
+  const shape = dims
+    ? { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) }
+    : undefined;
   return { name, type: { tensorType: { elemType: ELEM[type], ...(shape ? { shape } : {}) } } };
 }
 
 /** skl2onnx's output_probability: a sequence of maps from label to float. */
 export function seqMapInfo(name: string, keyType: 'int64' | 'string'): onnxProto.onnx.IValueInfoProto {
-  return { name, type: { sequenceType: { elemType: { mapType: { keyType: ELEM[keyType], valueType: { tensorType: { elemType: DT.FLOAT } } } } } } };
+  return {
+    name,
+    type: {
+      sequenceType: {
+        elemType: { mapType: { keyType: ELEM[keyType], valueType: { tensorType: { elemType: DT.FLOAT } } } },
+      },
+    },
+  };
 }
 
-export function node(opType: string, inputs: string[], outputs: string[], attrs: Record<string, Attr> = {}, domain = ''): onnxProto.onnx.INodeProto {
+export function node(
+  opType: string,
+  inputs: string[],
+  outputs: string[],
+  attrs: Record<string, Attr> = {},
+  domain = '',
+): onnxProto.onnx.INodeProto {
   const attribute = Object.entries(attrs).map(([name, a]): onnxProto.onnx.IAttributeProto => {
     const enc = (x: string) => new TextEncoder().encode(x);
     if ('f' in a) return { name, type: AT.FLOAT, f: a.f };
@@ -64,7 +96,10 @@ export interface Graph {
 export function encode(g: Graph, opset = 13): Uint8Array {
   const model = onnx.ModelProto.create({
     irVersion: 8,
-    opsetImport: [{ domain: '', version: opset }, { domain: 'ai.onnx.ml', version: 1 }],
+    opsetImport: [
+      { domain: '', version: opset },
+      { domain: 'ai.onnx.ml', version: 1 },
+    ],
     producerName: 'scorer-tests',
     graph: { name: 'g', node: g.nodes, input: g.inputs, output: g.outputs, initializer: g.initializers ?? [] },
   });
@@ -108,11 +143,15 @@ export function mixesRows(): Uint8Array {
 
 /** PyTorch's RNN default layout: x [seq, batch, 3] (axis 0 is time) → y [seq, 1, batch, 4] and the last state [1, batch, 4]. */
 export function seqFirstRnn(): Uint8Array {
-  const hidden = 4, features = 3;
+  const hidden = 4,
+    features = 3;
   return encode({
     nodes: [node('RNN', ['x', 'W', 'R', 'B'], ['y', 'y_h'], { hidden_size: i(hidden) })],
     inputs: [tensorInfo('x', 'float32', ['seq', 'batch', features])],
-    outputs: [tensorInfo('y', 'float32', ['seq', 1, 'batch', hidden]), tensorInfo('y_h', 'float32', [1, 'batch', hidden])],
+    outputs: [
+      tensorInfo('y', 'float32', ['seq', 1, 'batch', hidden]),
+      tensorInfo('y_h', 'float32', [1, 'batch', hidden]),
+    ],
     initializers: [
       floatInit('W', [1, hidden, features], numbers(hidden * features, 3)),
       floatInit('R', [1, hidden, hidden], numbers(hidden * hidden, 4)),
@@ -124,13 +163,21 @@ export function seqFirstRnn(): Uint8Array {
 /** x [N,3,H,W] → max over H → softmax over W → [N,3,W]: a portrait and a landscape image of one size answer differently. */
 export function orientation(): Uint8Array {
   return encode({
-    nodes: [node('ReduceMax', ['x'], ['m'], { axes: ints([2]), keepdims: i(0) }), node('Softmax', ['m'], ['y'], { axis: i(-1) })],
+    nodes: [
+      node('ReduceMax', ['x'], ['m'], { axes: ints([2]), keepdims: i(0) }),
+      node('Softmax', ['m'], ['y'], { axis: i(-1) }),
+    ],
     inputs: [tensorInfo('x', 'float32', ['N', 3, 'H', 'W'])],
     outputs: [tensorInfo('y', 'float32', ['N', 3, 'W'])],
   });
 }
 
-export const IRIS_LIKE = { features: 4, classes: 3, coefficients: numbers(12, 11).map((v) => v * 3), intercepts: [0.1, -0.2, 0.05] };
+export const IRIS_LIKE = {
+  features: 4,
+  classes: 3,
+  coefficients: numbers(12, 11).map((v) => v * 3),
+  intercepts: [0.1, -0.2, 0.05],
+};
 
 /**
  * What skl2onnx exports for a LogisticRegression with default options: LinearClassifier (label and
@@ -141,18 +188,37 @@ export function zipMapClassifier(labels: number[] | string[]): Uint8Array {
   const { features, coefficients, intercepts } = IRIS_LIKE;
   return encode({
     nodes: [
-      node('LinearClassifier', ['float_input'], ['label', 'scores'], {
-        coefficients: floats(coefficients),
-        intercepts: floats(intercepts),
-        multi_class: i(1),
-        post_transform: s('LOGISTIC'),
-        ...(byString ? { classlabels_strings: strings(labels as string[]) } : { classlabels_ints: ints(labels as number[]) }),
-      }, 'ai.onnx.ml'),
+      node(
+        'LinearClassifier',
+        ['float_input'],
+        ['label', 'scores'],
+        {
+          coefficients: floats(coefficients),
+          intercepts: floats(intercepts),
+          multi_class: i(1),
+          post_transform: s('LOGISTIC'),
+          ...(byString
+            ? { classlabels_strings: strings(labels as string[]) }
+            : { classlabels_ints: ints(labels as number[]) }),
+        },
+        'ai.onnx.ml',
+      ),
       node('Normalizer', ['scores'], ['probabilities'], { norm: s('L1') }, 'ai.onnx.ml'),
-      node('ZipMap', ['probabilities'], ['output_probability'], byString ? { classlabels_strings: strings(labels as string[]) } : { classlabels_int64s: ints(labels as number[]) }, 'ai.onnx.ml'),
+      node(
+        'ZipMap',
+        ['probabilities'],
+        ['output_probability'],
+        byString
+          ? { classlabels_strings: strings(labels as string[]) }
+          : { classlabels_int64s: ints(labels as number[]) },
+        'ai.onnx.ml',
+      ),
     ],
     inputs: [tensorInfo('float_input', 'float32', ['N', features])],
-    outputs: [tensorInfo('label', byString ? 'string' : 'int64', ['N']), seqMapInfo('output_probability', byString ? 'string' : 'int64')],
+    outputs: [
+      tensorInfo('label', byString ? 'string' : 'int64', ['N']),
+      seqMapInfo('output_probability', byString ? 'string' : 'int64'),
+    ],
   });
 }
 
@@ -161,7 +227,19 @@ export function plainClassifier(labels: number[]): Uint8Array {
   const { features, coefficients, intercepts } = IRIS_LIKE;
   return encode({
     nodes: [
-      node('LinearClassifier', ['float_input'], ['label', 'scores'], { coefficients: floats(coefficients), intercepts: floats(intercepts), multi_class: i(1), post_transform: s('LOGISTIC'), classlabels_ints: ints(labels) }, 'ai.onnx.ml'),
+      node(
+        'LinearClassifier',
+        ['float_input'],
+        ['label', 'scores'],
+        {
+          coefficients: floats(coefficients),
+          intercepts: floats(intercepts),
+          multi_class: i(1),
+          post_transform: s('LOGISTIC'),
+          classlabels_ints: ints(labels),
+        },
+        'ai.onnx.ml',
+      ),
       node('Normalizer', ['scores'], ['probabilities'], { norm: s('L1') }, 'ai.onnx.ml'),
     ],
     inputs: [tensorInfo('float_input', 'float32', ['N', features])],
@@ -197,7 +275,11 @@ export function image640(): Uint8Array {
     nodes: [
       node('Conv', ['x', 'w1', 'b1'], ['c1'], { kernel_shape: ints([3, 3]), pads: ints([1, 1, 1, 1]) }),
       node('Relu', ['c1'], ['r1']),
-      node('Conv', ['r1', 'w2', 'b2'], ['c2'], { kernel_shape: ints([3, 3]), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]) }),
+      node('Conv', ['r1', 'w2', 'b2'], ['c2'], {
+        kernel_shape: ints([3, 3]),
+        strides: ints([2, 2]),
+        pads: ints([1, 1, 1, 1]),
+      }),
       node('Relu', ['c2'], ['r2']),
       node('GlobalAveragePool', ['r2'], ['g']),
       node('Flatten', ['g'], ['y']),
@@ -205,9 +287,17 @@ export function image640(): Uint8Array {
     inputs: [tensorInfo('x', 'float32', ['N', 3, 640, 640])],
     outputs: [tensorInfo('y', 'float32', ['N', 32])],
     initializers: [
-      floatInit('w1', [16, 3, 3, 3], numbers(16 * 27, 21).map((v) => v / 3)),
+      floatInit(
+        'w1',
+        [16, 3, 3, 3],
+        numbers(16 * 27, 21).map((v) => v / 3),
+      ),
       floatInit('b1', [16], numbers(16, 22)),
-      floatInit('w2', [32, 16, 3, 3], numbers(32 * 144, 23).map((v) => v / 12)),
+      floatInit(
+        'w2',
+        [32, 16, 3, 3],
+        numbers(32 * 144, 23).map((v) => v / 12),
+      ),
       floatInit('b2', [32], numbers(32, 24)),
     ],
   });
@@ -223,7 +313,13 @@ export function image640Body(seed = 640): { body: Buffer; tensor: Float32Array }
   const rows: string[] = [];
   for (let c = 0; c < 3; c++) {
     const lines: string[] = [];
-    for (let y = 0; y < 640; y++) lines.push(`[${values.slice((c * 640 + y) * 640, (c * 640 + y + 1) * 640).map(pythonRepr).join(', ')}]`);
+    for (let y = 0; y < 640; y++)
+      lines.push(
+        `[${values
+          .slice((c * 640 + y) * 640, (c * 640 + y + 1) * 640)
+          .map(pythonRepr)
+          .join(', ')}]`,
+      );
     rows.push(`[${lines.join(', ')}]`);
   }
   return { body: Buffer.from(`{"data": [[${rows.join(', ')}]]}`), tensor: Float32Array.from(values) };

@@ -24,7 +24,8 @@ export interface OtlpReceiver {
 }
 
 /** The JS exporter writes ids as hex in JSON; the OTLP JSON spec's base64 is accepted too. */
-const hex = (id: string | undefined) => (!id ? '' : /^[0-9a-f]+$/.test(id) ? id : Buffer.from(id, 'base64').toString('hex'));
+const hex = (id: string | undefined) =>
+  !id ? '' : /^[0-9a-f]+$/.test(id) ? id : Buffer.from(id, 'base64').toString('hex');
 
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: OtlpSpan[] = [];
@@ -36,7 +37,10 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       requests++;
       if (req.url === '/v1/traces') {
         const doc = JSON.parse(body) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }> };
-        for (const rs of doc.resourceSpans) for (const ss of rs.scopeSpans) for (const s of ss.spans) spans.push({ ...s, traceId: hex(s.traceId), spanId: hex(s.spanId), parentSpanId: hex(s.parentSpanId) });
+        for (const rs of doc.resourceSpans)
+          for (const ss of rs.scopeSpans)
+            for (const s of ss.spans)
+              spans.push({ ...s, traceId: hex(s.traceId), spanId: hex(s.spanId), parentSpanId: hex(s.parentSpanId) });
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     });

@@ -114,7 +114,9 @@ async function startOnce(options: PrivateBrokerOptions): Promise<PrivateBroker> 
   writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
   mkdirSync(home);
   // A cookie of its own (or its cluster's): only CLI calls made with this HOME can reach the node.
-  writeFileSync(join(home, '.erlang.cookie'), options.cookie ?? randomBytes(20).toString('hex').toUpperCase(), { mode: 0o400 });
+  writeFileSync(join(home, '.erlang.cookie'), options.cookie ?? randomBytes(20).toString('hex').toUpperCase(), {
+    mode: 0o400,
+  });
   const conf = [
     `listeners.tcp.default = 127.0.0.1:${port}`,
     // A small node: no disk alarm from a nearly full tmp, and quick to stop.
@@ -174,18 +176,26 @@ async function startOnce(options: PrivateBrokerOptions): Promise<PrivateBroker> 
   // ...or is killed outright (a runner's timeout, SIGKILL): a watchdog outside it takes the node down.
   const watchdog = spawn(
     '/bin/sh',
-    ['-c', `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; kill -9 -$(cat '${pgidFile}' 2>/dev/null) 2>/dev/null; rm -rf '${dir}'`],
+    [
+      '-c',
+      `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; kill -9 -$(cat '${pgidFile}' 2>/dev/null) 2>/dev/null; rm -rf '${dir}'`,
+    ],
     { detached: true, stdio: 'ignore' },
   );
   watchdog.unref();
 
   const ctl = async (...args: string[]): Promise<string> => {
     try {
-      const { stdout } = await run(join(RABBITMQ_BIN, 'rabbitmqctl'), ['-n', nodeName, ...args], { env, timeout: 120_000 });
+      const { stdout } = await run(join(RABBITMQ_BIN, 'rabbitmqctl'), ['-n', nodeName, ...args], {
+        env,
+        timeout: 120_000,
+      });
       return stdout;
     } catch (err) {
       const e = err as { stderr?: string; message: string };
-      throw new Error(`rabbitmqctl ${args.join(' ')} failed: ${(e.stderr || e.message).trim().split('\n').slice(0, 3).join(' ')}`);
+      throw new Error(
+        `rabbitmqctl ${args.join(' ')} failed: ${(e.stderr || e.message).trim().split('\n').slice(0, 3).join(' ')}`,
+      );
     }
   };
   const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
@@ -196,7 +206,11 @@ async function startOnce(options: PrivateBrokerOptions): Promise<PrivateBroker> 
     const outFd = openSync(join(dir, 'server.out'), 'a');
     const started = performance.now();
     // Foreground, in a process group of its own (the script stays as a shell waiting on erl): killing the group kills the node.
-    const node: ChildProcess = spawn(join(RABBITMQ_BIN, 'rabbitmq-server'), [], { env, detached: true, stdio: ['ignore', outFd, outFd] });
+    const node: ChildProcess = spawn(join(RABBITMQ_BIN, 'rabbitmq-server'), [], {
+      env,
+      detached: true,
+      stdio: ['ignore', outFd, outFd],
+    });
     closeSync(outFd);
     child = node;
     writeFileSync(pgidFile, String(node.pid));
@@ -205,7 +219,9 @@ async function startOnce(options: PrivateBrokerOptions): Promise<PrivateBroker> 
       const timeout = String(options.startTimeoutS ?? 60);
       // `await_startup` alone fails at once while the node is not yet known to epmd; `wait <pidfile>`
       // waits for the pid file, then distribution, then the rabbit app, and fails as soon as the OS process dies.
-      const waited = ctl('wait', '--timeout', timeout, env.RABBITMQ_PID_FILE!).then(() => ctl('await_startup', '--timeout', timeout));
+      const waited = ctl('wait', '--timeout', timeout, env.RABBITMQ_PID_FILE!).then(() =>
+        ctl('await_startup', '--timeout', timeout),
+      );
       const outcome = await Promise.race([waited.then(() => 'up'), exited]);
       if (outcome !== 'up') throw new Error(`private RabbitMQ node ${nodeName} ${outcome} while starting`);
     } catch (err) {

@@ -16,7 +16,11 @@ export class RestartProofWatcher extends ReplyLog {
     super();
   }
 
-  static async start(url: string, queue: string, queueType: 'quorum' | 'classic' = 'quorum'): Promise<RestartProofWatcher> {
+  static async start(
+    url: string,
+    queue: string,
+    queueType: 'quorum' | 'classic' = 'quorum',
+  ): Promise<RestartProofWatcher> {
     let watcher: RestartProofWatcher | undefined;
     const early: amqp.ConsumeMessage[] = [];
     const connection = await amqp.connect(url, {

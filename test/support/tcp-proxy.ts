@@ -22,7 +22,11 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(target: { host: string; port: number }, urlOf: (port: number) => string, mode: ProxyMode = 'forward'): Promise<TcpProxy> {
+export async function startTcpProxy(
+  target: { host: string; port: number },
+  urlOf: (port: number) => string,
+  mode: ProxyMode = 'forward',
+): Promise<TcpProxy> {
   const open = new Set<Socket>();
   const proxy: TcpProxy = {
     url: '',

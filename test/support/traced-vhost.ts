@@ -40,7 +40,9 @@ export async function createTracedVhost(prefix: string): Promise<TracedVhost> {
       await ch.consume(
         trace,
         (m: amqp.ConsumeMessage | null) => {
-          const h = m?.properties.headers as { routing_keys?: string[]; properties?: { correlation_id?: string } } | undefined;
+          const h = m?.properties.headers as
+            | { routing_keys?: string[]; properties?: { correlation_id?: string } }
+            | undefined;
           const id = h?.properties?.correlation_id;
           if (id && h?.routing_keys?.includes(queue)) counts.set(id, (counts.get(id) ?? 0) + 1);
         },

@@ -95,7 +95,11 @@ test('a large window compacts and keeps its answers right', () => {
   const order = (w as unknown as { order: number[] }).order;
   assert.ok(order.length <= n / 2 + 4097, `order holds ${order.length} tags`);
   assert.equal(w.settle([n]), undefined);
-  assert.equal(w.settle(Array.from({ length: n / 2 - 1 }, (_, i) => n / 2 + 1 + i)), n, 'the held tag n goes with them');
+  assert.equal(
+    w.settle(Array.from({ length: n / 2 - 1 }, (_, i) => n / 2 + 1 + i)),
+    n,
+    'the held tag n goes with them',
+  );
   assert.equal(w.size, 0);
   for (let t = n + 1; t <= n + 10_000; t++) {
     w.delivered(t);

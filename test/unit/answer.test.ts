@@ -5,7 +5,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pino from 'pino';
-import { answer, dropStale, fateOf, settleAnswered, type AnswerBroker, type AnswerOptions, type ScoredItem, type Settled } from '../../src/answer.js';
+import {
+  answer,
+  dropStale,
+  fateOf,
+  settleAnswered,
+  type AnswerBroker,
+  type AnswerOptions,
+  type ScoredItem,
+  type Settled,
+} from '../../src/answer.js';
 import { AnsweredRecord } from '../../src/answered-record.js';
 import type { Settlement } from '../../src/broker/acks.js';
 import type { Delivery } from '../../src/broker/delivery.js';
@@ -45,7 +54,8 @@ class FakeBroker implements AnswerBroker {
   }
 
   settle(items: ReadonlyArray<{ delivery: Delivery; settlement: Settlement }>): void {
-    for (const { delivery, settlement } of items) this.settlements.push({ delivery, settlement, current: this.isCurrent(delivery) });
+    for (const { delivery, settlement } of items)
+      this.settlements.push({ delivery, settlement, current: this.isCurrent(delivery) });
   }
 
   async redeclareReplyQueue(): Promise<void> {
@@ -77,7 +87,16 @@ class FakeBroker implements AnswerBroker {
 
 let tag = 0;
 function delivery(id: string, extra: Partial<Delivery> = {}): Delivery {
-  return { body: Buffer.from('{"data":1}'), bytes: 10, correlationId: id, redelivered: false, deliveryCount: 0, tag: ++tag, channel: 1, ...extra };
+  return {
+    body: Buffer.from('{"data":1}'),
+    bytes: 10,
+    correlationId: id,
+    redelivered: false,
+    deliveryCount: 0,
+    tag: ++tag,
+    channel: 1,
+    ...extra,
+  };
 }
 
 const OK: ItemResult = { ok: true, body: Buffer.from('[1]') };
@@ -86,7 +105,10 @@ function scored(d: Delivery, result: ItemResult = OK): ScoredItem {
   return { delivery: d, result, scoringMs: 1 };
 }
 
-function options(broker: FakeBroker, extra: Partial<AnswerOptions> = {}): AnswerOptions & { settled: Settled[]; retries: PublishResult[] } {
+function options(
+  broker: FakeBroker,
+  extra: Partial<AnswerOptions> = {},
+): AnswerOptions & { settled: Settled[]; retries: PublishResult[] } {
   let clock = 0;
   const settled: Settled[] = [];
   const retries: PublishResult[] = [];
@@ -119,17 +141,53 @@ test('the table: every stage has its fate', () => {
   assert.deepEqual(fateOf('confirmed', FRESH, RULES), { kind: 'settle', settlement: 'ack', reason: 'confirmed' });
   assert.deepEqual(fateOf('stale', FRESH, RULES), { kind: 'settle', settlement: 'none', reason: 'stale' });
   assert.deepEqual(fateOf('crashed', FRESH, RULES), { kind: 'settle', settlement: 'requeue', reason: 'crashed' });
-  assert.deepEqual(fateOf('crashed', { ...FRESH, redelivered: true }, { ...RULES, queueType: 'classic' }), { kind: 'settle', settlement: 'dead-letter', reason: 'crashed' });
-  assert.deepEqual(fateOf('crashed', { ...FRESH, redelivered: true }, RULES), { kind: 'settle', settlement: 'requeue', reason: 'crashed' });
-  assert.deepEqual(fateOf('returned', { ...FRESH, toReplyQueue: false }, RULES), { kind: 'settle', settlement: 'ack', reason: 'caller gone' });
-  assert.deepEqual(fateOf('returned', { ...FRESH, refusals: 1 }, RULES), { kind: 'retry', refusal: true, redeclare: true });
-  assert.deepEqual(fateOf('returned', { ...FRESH, refusals: 3 }, RULES), { kind: 'settle', settlement: 'dead-letter', reason: 'reply queue returns' });
-  assert.deepEqual(fateOf('nacked', { ...FRESH, refusals: 2 }, RULES), { kind: 'retry', refusal: true, redeclare: false });
-  assert.deepEqual(fateOf('nacked', { ...FRESH, refusals: 3 }, RULES), { kind: 'settle', settlement: 'dead-letter', reason: 'reply refused' });
+  assert.deepEqual(fateOf('crashed', { ...FRESH, redelivered: true }, { ...RULES, queueType: 'classic' }), {
+    kind: 'settle',
+    settlement: 'dead-letter',
+    reason: 'crashed',
+  });
+  assert.deepEqual(fateOf('crashed', { ...FRESH, redelivered: true }, RULES), {
+    kind: 'settle',
+    settlement: 'requeue',
+    reason: 'crashed',
+  });
+  assert.deepEqual(fateOf('returned', { ...FRESH, toReplyQueue: false }, RULES), {
+    kind: 'settle',
+    settlement: 'ack',
+    reason: 'caller gone',
+  });
+  assert.deepEqual(fateOf('returned', { ...FRESH, refusals: 1 }, RULES), {
+    kind: 'retry',
+    refusal: true,
+    redeclare: true,
+  });
+  assert.deepEqual(fateOf('returned', { ...FRESH, refusals: 3 }, RULES), {
+    kind: 'settle',
+    settlement: 'dead-letter',
+    reason: 'reply queue returns',
+  });
+  assert.deepEqual(fateOf('nacked', { ...FRESH, refusals: 2 }, RULES), {
+    kind: 'retry',
+    refusal: true,
+    redeclare: false,
+  });
+  assert.deepEqual(fateOf('nacked', { ...FRESH, refusals: 3 }, RULES), {
+    kind: 'settle',
+    settlement: 'dead-letter',
+    reason: 'reply refused',
+  });
   assert.deepEqual(fateOf('too-large', FRESH, RULES), { kind: 'error-reply', reason: 'reply too large' });
   for (const stage of ['late', 'lost'] as const) {
-    assert.deepEqual(fateOf(stage, { ...FRESH, elapsedMs: 999 }, RULES), { kind: 'retry', refusal: false, redeclare: false });
-    assert.deepEqual(fateOf(stage, { ...FRESH, elapsedMs: 1000 }, RULES), { kind: 'settle', settlement: 'requeue', reason: 'gave up' });
+    assert.deepEqual(fateOf(stage, { ...FRESH, elapsedMs: 999 }, RULES), {
+      kind: 'retry',
+      refusal: false,
+      redeclare: false,
+    });
+    assert.deepEqual(fateOf(stage, { ...FRESH, elapsedMs: 1000 }, RULES), {
+      kind: 'settle',
+      settlement: 'requeue',
+      reason: 'gave up',
+    });
   }
 });
 
@@ -140,7 +198,10 @@ test('a confirmed reply acks its input, with the reply counted', async () => {
   assert.deepEqual(broker.of('a'), ['ack']);
   assert.deepEqual(broker.of('b'), ['ack']);
   assert.equal(broker.publishes[1].reply.properties.headers['x-error-code'], 'SHAPE');
-  assert.deepEqual(o.settled.map((s) => s.reply?.status), ['ok', 'error']);
+  assert.deepEqual(
+    o.settled.map((s) => s.reply?.status),
+    ['ok', 'error'],
+  );
 });
 
 test('an input whose isolate died gets no reply and is requeued for the delivery limit', async () => {
@@ -156,9 +217,18 @@ test('an input whose channel has closed is neither answered nor acked', async ()
   const d = delivery('a', { channel: 0 });
   await answer([scored(d)], o);
   assert.equal(broker.publishes.length, 0);
-  assert.deepEqual(o.settled.map((s) => s.settlement), ['none']);
-  assert.deepEqual(dropStale([delivery('b', { channel: 0 }), delivery('c')], o).map((x) => x.correlationId), ['c']);
-  assert.deepEqual(o.settled.map((s) => s.settlement), ['none', 'none']);
+  assert.deepEqual(
+    o.settled.map((s) => s.settlement),
+    ['none'],
+  );
+  assert.deepEqual(
+    dropStale([delivery('b', { channel: 0 }), delivery('c')], o).map((x) => x.correlationId),
+    ['c'],
+  );
+  assert.deepEqual(
+    o.settled.map((s) => s.settlement),
+    ['none', 'none'],
+  );
 });
 
 test("a reply returned from a caller's replyTo acks its input: no one is left to answer", async () => {
@@ -210,7 +280,11 @@ test('a late or lost reply is retried with growing delays, and its input requeue
     assert.deepEqual(never.of('b'), ['requeue']);
     assert.equal(o.settled[0].reason, 'gave up');
     assert.ok(clock >= 10_000 && clock < 10_000 + 100 * (delays.length + 1), `gave up after ${clock} ms`);
-    assert.deepEqual(delays, [...delays].sort((x, y) => x - y), 'delays never shrink');
+    assert.deepEqual(
+      delays,
+      [...delays].sort((x, y) => x - y),
+      'delays never shrink',
+    );
   }
 });
 
@@ -235,13 +309,19 @@ test('a retry stops when the input channel closes: no reply again, no ack', asyn
   });
   await answer([scored(delivery('a'))], o);
   assert.equal(broker.publishes.filter((p) => !p.wait).length, 1, 'published once');
-  assert.deepEqual(o.settled.map((s) => s.settlement), ['none']);
+  assert.deepEqual(
+    o.settled.map((s) => s.settlement),
+    ['none'],
+  );
   // And a lost one: not published again once its channel has gone.
   const lost = new FakeBroker(() => 'lost');
   const o2 = options(lost, { sleep: async () => void (lost.generation = 2) });
   await answer([scored(delivery('b'))], o2);
   assert.equal(lost.publishes.length, 1);
-  assert.deepEqual(o2.settled.map((s) => s.settlement), ['none']);
+  assert.deepEqual(
+    o2.settled.map((s) => s.settlement),
+    ['none'],
+  );
 });
 
 test('confirmed inputs are acked at once, while a neighbour is still retried', async () => {
@@ -251,7 +331,11 @@ test('confirmed inputs are acked at once, while a neighbour is still retried', a
   const o = options(broker, { sleep: () => held });
   const done = answer([scored(delivery('a')), scored(delivery('slow')), scored(delivery('b'))], o);
   await new Promise((r) => setImmediate(r));
-  assert.deepEqual(o.settled.map((s) => s.delivery.correlationId), ['a', 'b'], 'a and b acked while slow waits to retry');
+  assert.deepEqual(
+    o.settled.map((s) => s.delivery.correlationId),
+    ['a', 'b'],
+    'a and b acked while slow waits to retry',
+  );
   release();
   await done;
   assert.deepEqual(broker.of('slow'), ['dead-letter']);
@@ -259,9 +343,22 @@ test('confirmed inputs are acked at once, while a neighbour is still retried', a
 
 test('property: every delivery settled exactly once, never acked before its reply is confirmed, never on another channel', async () => {
   const rand = mulberry32(12);
-  const stages: PublishResult[] = ['confirmed', 'confirmed', 'confirmed', 'returned', 'nacked', 'late', 'lost', 'too-large'];
+  const stages: PublishResult[] = [
+    'confirmed',
+    'confirmed',
+    'confirmed',
+    'returned',
+    'nacked',
+    'late',
+    'lost',
+    'too-large',
+  ];
   for (let run = 0; run < 300; run++) {
-    const broker = new FakeBroker((_, __, reply) => (reply.properties.headers['x-error-code'] === 'REPLY_TOO_LARGE' && rand() < 0.5 ? 'confirmed' : stages[Math.floor(rand() * stages.length)]));
+    const broker = new FakeBroker((_, __, reply) =>
+      reply.properties.headers['x-error-code'] === 'REPLY_TOO_LARGE' && rand() < 0.5
+        ? 'confirmed'
+        : stages[Math.floor(rand() * stages.length)],
+    );
     // Now and then the consume channel closes under a publish.
     broker.onPublish = () => {
       if (rand() < 0.05) broker.generation++;
@@ -269,9 +366,17 @@ test('property: every delivery settled exactly once, never acked before its repl
     const o = options(broker, { replyAttempts: 1 + Math.floor(rand() * 4), giveUpMs: 100 + Math.floor(rand() * 2000) });
     const n = 1 + Math.floor(rand() * 12);
     const items: ScoredItem[] = Array.from({ length: n }, (_, i): ScoredItem => {
-      const d = delivery(`r${run}-${i}`, { replyTo: rand() < 0.3 ? 'caller' : undefined, channel: rand() < 0.1 ? 0 : broker.generation });
+      const d = delivery(`r${run}-${i}`, {
+        replyTo: rand() < 0.3 ? 'caller' : undefined,
+        channel: rand() < 0.1 ? 0 : broker.generation,
+      });
       const r = rand();
-      const result: ItemResult = r < 0.1 ? { ok: false, code: 'CRASHED', message: 'x' } : r < 0.2 ? { ok: false, code: 'RUN_FAILED', message: 'x' } : OK;
+      const result: ItemResult =
+        r < 0.1
+          ? { ok: false, code: 'CRASHED', message: 'x' }
+          : r < 0.2
+            ? { ok: false, code: 'RUN_FAILED', message: 'x' }
+            : OK;
       return scored(d, result);
     });
     await answer(items, o);
@@ -283,7 +388,10 @@ test('property: every delivery settled exactly once, never acked before its repl
       const sent = broker.publishes.filter((p) => p.reply.correlationId === id);
       if (settlement === 'ack') {
         const last = sent.at(-1);
-        assert.ok(last && (last.result === 'confirmed' || (last.result === 'returned' && d.replyTo)), `run ${run} ${id}: acked on ${last?.result}`);
+        assert.ok(
+          last && (last.result === 'confirmed' || (last.result === 'returned' && d.replyTo)),
+          `run ${run} ${id}: acked on ${last?.result}`,
+        );
       }
       if (settlement !== 'none') {
         const record = broker.settlements.find((s) => s.delivery === d)!;
@@ -302,7 +410,14 @@ test('the answered record: an input is remembered once its reply is confirmed, e
   const slow = answer([scored(cut)], o);
   broker.generation = 2;
   await slow;
-  await answer([scored(delivery('ok', { channel: 2 })), scored(delivery('refused', { channel: 2 })), scored(delivery('died', { channel: 2 }), { ok: false, code: 'CRASHED', message: 'x' })], o);
+  await answer(
+    [
+      scored(delivery('ok', { channel: 2 })),
+      scored(delivery('refused', { channel: 2 })),
+      scored(delivery('died', { channel: 2 }), { ok: false, code: 'CRASHED', message: 'x' }),
+    ],
+    o,
+  );
   const back = (id: string) => record.wasAnswered({ correlationId: id, redelivered: true }, Date.now());
   assert.deepEqual(broker.of('cut'), ['none'], 'no ack on a closed channel');
   assert.equal(back('cut'), true, 'remembered: its caller has the reply');
@@ -317,7 +432,10 @@ test('settleAnswered acks a redelivery of an answered input without a reply', ()
   settleAnswered([delivery('again', { redelivered: true })], o);
   assert.equal(broker.publishes.length, 0);
   assert.deepEqual(broker.of('again'), ['ack']);
-  assert.deepEqual(o.settled.map((s) => [s.reason, s.reply]), [['already answered', undefined]]);
+  assert.deepEqual(
+    o.settled.map((s) => [s.reason, s.reply]),
+    [['already answered', undefined]],
+  );
 });
 
 test('answerPoison: an input dead-lettered on its second death gets one POISON reply naming the queue; off, none', async () => {
@@ -340,7 +458,10 @@ test('answerPoison: an input dead-lettered on its second death gets one POISON r
 test('a scored item carries x-queue-wait-ms and the trace headers onto its reply', async () => {
   const broker = new FakeBroker(() => 'confirmed');
   const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
-  await answer([{ ...scored(delivery('a')), carries: { queueWaitMs: 1234.4, traceHeaders: { traceparent: tp } } }], options(broker));
+  await answer(
+    [{ ...scored(delivery('a')), carries: { queueWaitMs: 1234.4, traceHeaders: { traceparent: tp } } }],
+    options(broker),
+  );
   const { headers } = broker.publishes[0].reply.properties;
   assert.equal(headers['x-queue-wait-ms'], 1234);
   assert.equal(headers.traceparent, tp);

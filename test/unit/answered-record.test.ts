@@ -8,7 +8,11 @@ test('a redelivered input whose reply was confirmed is known; one never answered
   const r = new AnsweredRecord({ maxEntries: 10, maxAgeMs: 60_000 });
   r.remember({ messageId: 'm1', correlationId: 'c1' }, 0);
   assert.equal(r.wasAnswered(again({ messageId: 'm1', correlationId: 'c1' }), 10), true);
-  assert.equal(r.wasAnswered(again({ messageId: 'm2', correlationId: 'c1' }), 10), false, 'keyed by messageId when there is one');
+  assert.equal(
+    r.wasAnswered(again({ messageId: 'm2', correlationId: 'c1' }), 10),
+    false,
+    'keyed by messageId when there is one',
+  );
 });
 
 test('only redelivered inputs are looked up: a new message reusing an id is scored and answered', () => {
@@ -32,7 +36,10 @@ test('the record holds at most maxEntries, forgetting the oldest first', () => {
   const r = new AnsweredRecord({ maxEntries: 3, maxAgeMs: 60_000 });
   for (let i = 1; i <= 5; i++) r.remember({ messageId: `m${i}` }, i);
   assert.equal(r.size, 3);
-  assert.deepEqual([1, 2, 3, 4, 5].map((i) => r.wasAnswered(again({ messageId: `m${i}` }), 6)), [false, false, true, true, true]);
+  assert.deepEqual(
+    [1, 2, 3, 4, 5].map((i) => r.wasAnswered(again({ messageId: `m${i}` }), 6)),
+    [false, false, true, true, true],
+  );
 });
 
 test('an entry older than maxAgeMs is forgotten', () => {
@@ -56,7 +63,10 @@ test('remembering a key again renews it, so it is not evicted as old', () => {
 });
 
 test('either bound at 0 turns the record off', () => {
-  for (const o of [{ maxEntries: 0, maxAgeMs: 1000 }, { maxEntries: 10, maxAgeMs: 0 }]) {
+  for (const o of [
+    { maxEntries: 0, maxAgeMs: 1000 },
+    { maxEntries: 10, maxAgeMs: 0 },
+  ]) {
     const r = new AnsweredRecord(o);
     r.remember({ messageId: 'm' }, 0);
     assert.equal(r.enabled, false);

@@ -13,7 +13,11 @@ type Json = Record<string, any>;
 let doc: Json;
 
 before(async () => {
-  const model = await loadModel({ modelDir: `${PROJECT_ROOT}models`, maxTensorElements: 1e6, ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all' } });
+  const model = await loadModel({
+    modelDir: `${PROJECT_ROOT}models`,
+    maxTensorElements: 1e6,
+    ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all' },
+  });
   doc = buildAsyncApi({
     url: 'amqp://user:secret@broker.example:5672/scoring',
     inputQueue: 'scoring.requests',
@@ -31,7 +35,12 @@ test('the document is AsyncAPI 3.0.0 with the broker as its server and no creden
   assert.equal(doc.asyncapi, '3.0.0');
   assert.equal(doc.info.version, '0.1.0');
   assert.match(doc.info.title, /iris/);
-  assert.deepEqual(doc.servers.broker, { host: 'broker.example:5672', protocol: 'amqp', pathname: '/scoring', description: doc.servers.broker.description });
+  assert.deepEqual(doc.servers.broker, {
+    host: 'broker.example:5672',
+    protocol: 'amqp',
+    pathname: '/scoring',
+    description: doc.servers.broker.description,
+  });
   assert.doesNotMatch(JSON.stringify(doc), /secret/);
 });
 
@@ -60,12 +69,16 @@ test('every $ref in the document points at something that exists', () => {
   const refs: string[] = [];
   const walk = (v: unknown) => {
     if (Array.isArray(v)) v.forEach(walk);
-    else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) (k === '$ref' ? refs.push(x as string) : walk(x));
+    else if (v && typeof v === 'object')
+      for (const [k, x] of Object.entries(v)) k === '$ref' ? refs.push(x as string) : walk(x);
   };
   walk(doc);
   assert.ok(refs.length > 10);
   for (const ref of refs) {
-    const target = ref.slice(2).split('/').reduce<unknown>((o, key) => (o as Json | undefined)?.[key], doc);
+    const target = ref
+      .slice(2)
+      .split('/')
+      .reduce<unknown>((o, key) => (o as Json | undefined)?.[key], doc);
     assert.ok(target !== undefined, `${ref} resolves`);
   }
 });
@@ -84,7 +97,11 @@ test('for iris, the data schema is an array of arrays of 4 numbers, and the resu
   assert.deepEqual(doc.components.messages.scoreRequest.payload.required, ['data']);
   const result = doc.components.messages.scoreResult.payload;
   assert.deepEqual(result.required, ['label', 'probabilities']);
-  assert.deepEqual(result.properties.label.items.type, ['integer', 'string'], 'int64: a number while exact, a decimal string beyond 2^53-1');
+  assert.deepEqual(
+    result.properties.label.items.type,
+    ['integer', 'string'],
+    'int64: a number while exact, a decimal string beyond 2^53-1',
+  );
 });
 
 test('the reply headers are x-status, x-model, x-scoring-ms, and on errors x-error-code with every code', () => {
@@ -100,7 +117,15 @@ test('the reply headers are x-status, x-model, x-scoring-ms, and on errors x-err
 });
 
 test('without a schema from the entry script, data and result are documented as any JSON', () => {
-  const bare = buildAsyncApi({ url: 'amqps://h', inputQueue: 'in', replyQueue: 'out', queueType: 'classic', deliveryLimit: 3, modelName: 'x', version: '1' }) as Json;
+  const bare = buildAsyncApi({
+    url: 'amqps://h',
+    inputQueue: 'in',
+    replyQueue: 'out',
+    queueType: 'classic',
+    deliveryLimit: 3,
+    modelName: 'x',
+    version: '1',
+  }) as Json;
   assert.equal(bare.servers.broker.host, 'h:5671');
   assert.equal(bare.components.messages.scoreRequest.payload.properties.data.type, undefined);
   assert.ok(bare.components.messages.scoreResult.payload.description);
@@ -113,7 +138,11 @@ test('binary requests (.npy, safetensors, images) and binary results are documen
   assert.match(m.scoreRequestImage.summary, /image\/png, image\/jpeg or image\/webp/);
   assert.match(m.scoreRequestNpy.summary, /MAX_MESSAGE_BYTES.*MAX_TENSOR_ELEMENTS/);
   assert.equal(m.scoreRequestNpy.payload.format, 'binary');
-  assert.deepEqual(m.scoreRequest.headers.properties['x-reply-content-type'].enum, ['application/json', 'application/x-npy', 'application/x-safetensors']);
+  assert.deepEqual(m.scoreRequest.headers.properties['x-reply-content-type'].enum, [
+    'application/json',
+    'application/x-npy',
+    'application/x-safetensors',
+  ]);
   assert.ok(doc.channels.replies.messages.scoreResultBinary);
   assert.ok(doc.operations.score.messages.some((r: { $ref: string }) => r.$ref.endsWith('/scoreRequestImage')));
 });
@@ -134,7 +163,8 @@ test('replies may carry x-queue-wait-ms and the trace; error codes include EXPIR
     }
   }
   const error = doc.components.messages.scoreError.headers;
-  for (const code of ['EXPIRED', 'POISON', 'BAD_DEADLINE']) assert.ok(error.properties['x-error-code'].enum.includes(code), code);
+  for (const code of ['EXPIRED', 'POISON', 'BAD_DEADLINE'])
+    assert.ok(error.properties['x-error-code'].enum.includes(code), code);
   assert.ok(error.properties['x-dead-letter-queue']);
   assert.match(doc.channels.deadLetters.description, /scorer dead-letters answer.*POISON/);
   assert.ok(doc.components.messages.deadLetteredRequest.headers.properties['x-poison-answered']);
@@ -142,8 +172,26 @@ test('replies may carry x-queue-wait-ms and the trace; error codes include EXPIR
 
 test('the requests channel says how priorities work for its queue type', () => {
   assert.match(doc.channels.requests.description, /Priorities: none/);
-  const classic = buildAsyncApi({ url: 'amqp://h', inputQueue: 'in', replyQueue: 'out', queueType: 'classic', deliveryLimit: 3, maxPriority: 5, modelName: 'x', version: '1' }) as Json;
+  const classic = buildAsyncApi({
+    url: 'amqp://h',
+    inputQueue: 'in',
+    replyQueue: 'out',
+    queueType: 'classic',
+    deliveryLimit: 3,
+    maxPriority: 5,
+    modelName: 'x',
+    version: '1',
+  }) as Json;
   assert.match(classic.channels.requests.description, /x-max-priority 5/);
-  const quorum = buildAsyncApi({ url: 'amqp://h', inputQueue: 'in', replyQueue: 'out', queueType: 'quorum', deliveryLimit: 3, maxPriority: 5, modelName: 'x', version: '1' }) as Json;
+  const quorum = buildAsyncApi({
+    url: 'amqp://h',
+    inputQueue: 'in',
+    replyQueue: 'out',
+    queueType: 'quorum',
+    deliveryLimit: 3,
+    maxPriority: 5,
+    modelName: 'x',
+    version: '1',
+  }) as Json;
   assert.match(quorum.channels.requests.description, /quorum queue takes no x-max-priority/);
 });

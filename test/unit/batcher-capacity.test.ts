@@ -43,7 +43,11 @@ test('items that arrive while every isolate is busy grow the next batch up to MA
   assert.deepEqual(batches, [[0, 1, 2, 3]], 'a full batch at once');
   release();
   release();
-  assert.deepEqual(batches, [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]);
+  assert.deepEqual(batches, [
+    [0, 1, 2, 3],
+    [4, 5, 6, 7],
+    [8, 9],
+  ]);
   assert.equal(batcher.size, 0);
 });
 
@@ -79,6 +83,9 @@ test('items keep their order when batches are held and released at random', asyn
   }
   batcher.flush();
   while (batcher.size > 0) release();
-  assert.deepEqual(batches.flat(), Array.from({ length: 200 }, (_, i) => i));
+  assert.deepEqual(
+    batches.flat(),
+    Array.from({ length: 200 }, (_, i) => i),
+  );
   assert.ok(batches.every((b) => b.length >= 1 && b.length <= 5));
 });

@@ -11,7 +11,14 @@ function collecting<T>(maxBatchSize: number, maxBatchDelayMs: number): { batcher
 test('a batch goes as soon as it holds MAX_BATCH_SIZE items', () => {
   const { batcher, batches } = collecting<number>(3, 60_000);
   for (let i = 1; i <= 7; i++) batcher.add(i);
-  assert.deepEqual(batches, [[1, 2, 3], [4, 5, 6]], 'full batches go at once, without waiting for the delay');
+  assert.deepEqual(
+    batches,
+    [
+      [1, 2, 3],
+      [4, 5, 6],
+    ],
+    'full batches go at once, without waiting for the delay',
+  );
   assert.equal(batcher.size, 1);
   batcher.flush();
   assert.deepEqual(batches.at(-1), [7]);
@@ -51,7 +58,10 @@ test('items keep their order within and across batches', async () => {
     if (i % 13 === 0) await sleep(3);
   }
   batcher.flush();
-  assert.deepEqual(batches.flat(), Array.from({ length: 100 }, (_, i) => i));
+  assert.deepEqual(
+    batches.flat(),
+    Array.from({ length: 100 }, (_, i) => i),
+  );
   assert.ok(batches.every((b) => b.length >= 1 && b.length <= 7));
 });
 
@@ -71,13 +81,31 @@ test('flush sends what is gathered at once, and nothing when empty', async () =>
 test('with an order, what is held while there is no capacity is cut by priority, first come first served within a level', () => {
   const batches: Array<Array<{ id: string; priority?: number }>> = [];
   let capacity = false;
-  const b = new Batcher<{ id: string; priority?: number }>(2, 0, (batch) => batches.push(batch), () => capacity, {
-    maxPriority: 9,
-    infoOf: (x) => ({ priority: x.priority, redelivered: false }),
-  });
-  for (const item of [{ id: 'low-1', priority: 1 }, { id: 'none' }, { id: 'low-2', priority: 1 }, { id: 'high', priority: 9 }]) b.add(item);
+  const b = new Batcher<{ id: string; priority?: number }>(
+    2,
+    0,
+    (batch) => batches.push(batch),
+    () => capacity,
+    {
+      maxPriority: 9,
+      infoOf: (x) => ({ priority: x.priority, redelivered: false }),
+    },
+  );
+  for (const item of [
+    { id: 'low-1', priority: 1 },
+    { id: 'none' },
+    { id: 'low-2', priority: 1 },
+    { id: 'high', priority: 9 },
+  ])
+    b.add(item);
   assert.equal(batches.length, 0, 'held while every isolate is busy');
   capacity = true;
   b.wake();
-  assert.deepEqual(batches.map((batch) => batch.map((x) => x.id)), [['high', 'low-1'], ['low-2', 'none']]);
+  assert.deepEqual(
+    batches.map((batch) => batch.map((x) => x.id)),
+    [
+      ['high', 'low-1'],
+      ['low-2', 'none'],
+    ],
+  );
 });

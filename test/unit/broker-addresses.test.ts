@@ -39,7 +39,8 @@ test('the connect options always show the current address, and next() goes round
 
 test('the first address tried is picked by start, random by default within the list', () => {
   assert.equal(new BrokerAddresses(['amqp://h1', 'amqp://h2'], 10, 1).currentUrl, 'amqp://h2');
-  for (let i = 0; i < 20; i++) assert.ok(['amqp://h1', 'amqp://h2'].includes(new BrokerAddresses(['amqp://h1', 'amqp://h2'], 10).currentUrl));
+  for (let i = 0; i < 20; i++)
+    assert.ok(['amqp://h1', 'amqp://h2'].includes(new BrokerAddresses(['amqp://h1', 'amqp://h2'], 10).currentUrl));
 });
 
 const servers: Server[] = [];
@@ -58,7 +59,9 @@ async function refusingEndpoint(): Promise<{ port: number; attempts: () => numbe
   return { port: (server.address() as { port: number }).port, attempts: () => attempts };
 }
 
-test("amqplib's recovery reads the connect options again on every attempt, so each retry goes to the next address", { timeout: 20_000 }, async () => {
+test("amqplib's recovery reads the connect options again on every attempt, so each retry goes to the next address", {
+  timeout: 20_000,
+}, async () => {
   const one = await refusingEndpoint();
   const two = await refusingEndpoint();
   const addresses = new BrokerAddresses([`amqp://127.0.0.1:${one.port}`, `amqp://127.0.0.1:${two.port}`], 0, 0);

@@ -6,7 +6,8 @@ import type { Scored } from '../../src/isolate/protocol.js';
 
 const MAX = 1 << 20;
 const bodies = (...texts: string[]) => texts.map((t) => Buffer.from(t));
-const jsonOf = (s: Scored) => (!s.ok ? { error: s.code } : 'json' in s ? JSON.parse(s.json) : { bytes: [...s.bytes], contentType: s.contentType });
+const jsonOf = (s: Scored) =>
+  !s.ok ? { error: s.code } : 'json' in s ? JSON.parse(s.json) : { bytes: [...s.bytes], contentType: s.contentType };
 
 /** An entry script whose run echoes the data text it was given, and records every call. */
 function echoScript(extra: Partial<EntryScript> = {}): EntryScript & { calls: string[] } {
@@ -50,7 +51,10 @@ test("readBody's values go to runBatchParsed; run() and a failed batch get the b
       return values.map(() => 'batched');
     },
   });
-  assert.deepEqual((await callScript(s, 'runBatch', bodies('{"data":[1,2]}', '{"data":[3]}'), MAX)).map(jsonOf), ['batched', 'batched']);
+  assert.deepEqual((await callScript(s, 'runBatch', bodies('{"data":[1,2]}', '{"data":[3]}'), MAX)).map(jsonOf), [
+    'batched',
+    'batched',
+  ]);
   assert.deepEqual(seen, [[{ prepared: '{"data":[1,2]}' }, { prepared: '{"data":[3]}' }]]);
 
   // A batch of one takes the same path: run() would turn readBody's tensor back into text.
@@ -64,7 +68,10 @@ test("readBody's values go to runBatchParsed; run() and a failed batch get the b
       throw new Error('batch failed');
     },
   });
-  assert.deepEqual((await callScript(failing, 'runBatch', bodies('{"data":[5]}', '{"data":[6]}'), MAX)).map(jsonOf), [{ echo: [5] }, { echo: [6] }]);
+  assert.deepEqual((await callScript(failing, 'runBatch', bodies('{"data":[5]}', '{"data":[6]}'), MAX)).map(jsonOf), [
+    { echo: [5] },
+    { echo: [6] },
+  ]);
   assert.deepEqual(failing.calls, ['run [5]', 'run [6]']);
 });
 
@@ -83,7 +90,7 @@ test('a script with an inputSchema is never given readBody values: data is valid
   assert.equal(read, 0);
 });
 
-test('an Error result becomes that item\'s error; a result JSON cannot carry is BAD_RESULT', async () => {
+test("an Error result becomes that item's error; a result JSON cannot carry is BAD_RESULT", async () => {
   const s = echoScript({ runBatch: () => [new Error('bad row'), 10n, { ok: 1 }] });
   const out = await callScript(s, 'runBatch', bodies('{"data":1}', '{"data":2}', '{"data":3}'), MAX);
   assert.deepEqual(out.map(jsonOf), [{ error: 'RUN_FAILED' }, { error: 'BAD_RESULT' }, { ok: 1 }]);
@@ -92,7 +99,10 @@ test('an Error result becomes that item\'s error; a result JSON cannot carry is 
 
 test('a body over MAX_MESSAGE_BYTES is TOO_LARGE and never parsed', async () => {
   const read: string[] = [];
-  const s = echoScript({ readBody: (b: Uint8Array) => void read.push(Buffer.from(b).toString()), runBatchParsed: (v: unknown[]) => v });
+  const s = echoScript({
+    readBody: (b: Uint8Array) => void read.push(Buffer.from(b).toString()),
+    runBatchParsed: (v: unknown[]) => v,
+  });
   const out = await callScript(s, 'runBatch', bodies('{"data":[1,2,3,4,5,6]}', '{"data":1}'), 12);
   assert.deepEqual(out.map(jsonOf), [{ error: 'TOO_LARGE' }, 1]);
   assert.deepEqual(read, ['{"data":1}']);
@@ -122,7 +132,9 @@ test('a result with a cycle is BAD_RESULT for its item alone, from run and from 
   assert.deepEqual(out.map(jsonOf), [{ echo: 1 }, { error: 'BAD_RESULT' }, { echo: 3 }]);
   assert.match(!out[1].ok ? out[1].message : '', /^run returned a value JSON cannot carry: .*circular/i);
 
-  const viaBatch = echoScript({ runBatch: (items: string[]) => items.map((t) => (t === '2' ? cyclic() : { batched: JSON.parse(t) })) });
+  const viaBatch = echoScript({
+    runBatch: (items: string[]) => items.map((t) => (t === '2' ? cyclic() : { batched: JSON.parse(t) })),
+  });
   const batched = await callScript(viaBatch, 'runBatch', bodies('{"data":1}', '{"data":2}', '{"data":3}'), MAX);
   assert.deepEqual(batched.map(jsonOf), [{ batched: 1 }, { error: 'BAD_RESULT' }, { batched: 3 }]);
 });
@@ -131,7 +143,12 @@ test('a result with a cycle is BAD_RESULT for its item alone, from run and from 
 // today run() receives "[null]", a value the sender never sent. It should be the sender's error instead.
 test('a number beyond a double ({"data":[1e400]}) is a BAD_JSON error naming it, and run() is never called with null in its place', async () => {
   const s = echoScript();
-  const out = await callScript(s, 'run', bodies('{"data":[1e400]}', `{"data":[${'9'.repeat(400)}]}`, '{"data":[-1e400,1]}'), MAX);
+  const out = await callScript(
+    s,
+    'run',
+    bodies('{"data":[1e400]}', `{"data":[${'9'.repeat(400)}]}`, '{"data":[-1e400,1]}'),
+    MAX,
+  );
   assert.deepEqual(out.map(jsonOf), [{ error: 'BAD_JSON' }, { error: 'BAD_JSON' }, { error: 'BAD_JSON' }]);
   for (const o of out) assert.match(!o.ok ? o.message : '', /out of range/);
   assert.deepEqual(s.calls, [], 'run() was not called');
@@ -168,13 +185,25 @@ test('runBatch gets bytes and text side by side, with one meta per item; binary 
       return items.map(() => 1);
     },
   };
-  const out = await callScript(s, 'runBatch', [Buffer.from('{"data":[1]}'), Buffer.from('not json at all')], MAX, [undefined, { contentType: 'application/x-npy' }]);
+  const out = await callScript(s, 'runBatch', [Buffer.from('{"data":[1]}'), Buffer.from('not json at all')], MAX, [
+    undefined,
+    { contentType: 'application/x-npy' },
+  ]);
   assert.deepEqual(out.map(jsonOf), [1, 1]);
-  assert.deepEqual(got, [['[1]', 'bytes'], ['application/json', 'application/x-npy']]);
+  assert.deepEqual(got, [
+    ['[1]', 'bytes'],
+    ['application/json', 'application/x-npy'],
+  ]);
 });
 
 test('a script returning { contentType, body: Uint8Array } makes a binary reply; without a contentType it is an error', async () => {
-  const s: EntryScript = { init: () => undefined, run: (data) => (data === '1' ? { contentType: 'application/x-npy', body: new Uint8Array([7, 8]) } : { body: new Uint8Array([1]) }) };
-  assert.deepEqual((await callScript(s, 'run', bodies('{"data":1}'), MAX)).map(jsonOf), [{ bytes: [7, 8], contentType: 'application/x-npy' }]);
+  const s: EntryScript = {
+    init: () => undefined,
+    run: (data) =>
+      data === '1' ? { contentType: 'application/x-npy', body: new Uint8Array([7, 8]) } : { body: new Uint8Array([1]) },
+  };
+  assert.deepEqual((await callScript(s, 'run', bodies('{"data":1}'), MAX)).map(jsonOf), [
+    { bytes: [7, 8], contentType: 'application/x-npy' },
+  ]);
   assert.deepEqual((await callScript(s, 'run', bodies('{"data":2}'), MAX)).map(jsonOf), [{ error: 'BAD_RESULT' }]);
 });

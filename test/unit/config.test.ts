@@ -100,15 +100,30 @@ test('an empty variable counts as unset, as compose and Kubernetes write optiona
 });
 
 test('a reconnect ceiling below the first delay is refused', () => {
-  refuses({ RECONNECT_INITIAL_DELAY_MS: '500', RECONNECT_MAX_DELAY_MS: '100' }, 'RECONNECT_MAX_DELAY_MS', 'RECONNECT_INITIAL_DELAY_MS (500)', '100');
+  refuses(
+    { RECONNECT_INITIAL_DELAY_MS: '500', RECONNECT_MAX_DELAY_MS: '100' },
+    'RECONNECT_MAX_DELAY_MS',
+    'RECONNECT_INITIAL_DELAY_MS (500)',
+    '100',
+  );
 });
 
 test('an isolate restart ceiling below the first delay is refused', () => {
-  refuses({ ISOLATE_RESTART_INITIAL_DELAY_MS: '500', ISOLATE_RESTART_MAX_DELAY_MS: '100' }, 'ISOLATE_RESTART_MAX_DELAY_MS', 'ISOLATE_RESTART_INITIAL_DELAY_MS (500)', '100');
+  refuses(
+    { ISOLATE_RESTART_INITIAL_DELAY_MS: '500', ISOLATE_RESTART_MAX_DELAY_MS: '100' },
+    'ISOLATE_RESTART_MAX_DELAY_MS',
+    'ISOLATE_RESTART_INITIAL_DELAY_MS (500)',
+    '100',
+  );
 });
 
 test('the backoffs are read from RECONNECT_* and ISOLATE_RESTART_*', () => {
-  const c = loadConfig({ RECONNECT_INITIAL_DELAY_MS: '7', RECONNECT_MAX_DELAY_MS: '70', ISOLATE_RESTART_INITIAL_DELAY_MS: '9', ISOLATE_RESTART_MAX_DELAY_MS: '90' });
+  const c = loadConfig({
+    RECONNECT_INITIAL_DELAY_MS: '7',
+    RECONNECT_MAX_DELAY_MS: '70',
+    ISOLATE_RESTART_INITIAL_DELAY_MS: '9',
+    ISOLATE_RESTART_MAX_DELAY_MS: '90',
+  });
   assert.deepEqual(c.amqp.reconnect, { initialMs: 7, maxMs: 70 });
   assert.deepEqual(c.isolateRestart, { initialMs: 9, maxMs: 90 });
 });
@@ -127,13 +142,23 @@ test('redactUrl hides the password and keeps the rest', () => {
   assert.equal(redactUrl('amqps://u:p%40ss@h/vh?heartbeat=5'), 'amqps://u:***@h/vh?heartbeat=5');
   assert.equal(redactUrl('amqp://localhost:5672/vh'), 'amqp://localhost:5672/vh');
   assert.equal(redactUrl('amqp://user@localhost'), 'amqp://user@localhost');
-  assert.equal(redactUrl('amqp://bob:p@hunter2@broker/vh'), 'amqp://bob:***@broker/vh', "an unescaped '@' in the password");
+  assert.equal(
+    redactUrl('amqp://bob:p@hunter2@broker/vh'),
+    'amqp://bob:***@broker/vh',
+    "an unescaped '@' in the password",
+  );
   assert.equal(redactUrl('bob:hunter2@broker'), 'bob:***@broker', 'no scheme');
 });
 
 test('AMQP_URL takes several addresses separated by commas: url is the first, urls all of them in order', () => {
-  const c = loadConfig({ AMQP_URL: 'amqp://u:p@rabbit-1:5672/vh, amqp://u:p@rabbit-2:5672/vh,amqps://u:p@rabbit-3:5671/vh' });
-  assert.deepEqual(c.amqp.urls, ['amqp://u:p@rabbit-1:5672/vh', 'amqp://u:p@rabbit-2:5672/vh', 'amqps://u:p@rabbit-3:5671/vh']);
+  const c = loadConfig({
+    AMQP_URL: 'amqp://u:p@rabbit-1:5672/vh, amqp://u:p@rabbit-2:5672/vh,amqps://u:p@rabbit-3:5671/vh',
+  });
+  assert.deepEqual(c.amqp.urls, [
+    'amqp://u:p@rabbit-1:5672/vh',
+    'amqp://u:p@rabbit-2:5672/vh',
+    'amqps://u:p@rabbit-3:5671/vh',
+  ]);
   assert.equal(c.amqp.url, 'amqp://u:p@rabbit-1:5672/vh');
   assert.deepEqual(loadConfig({}).amqp.urls, [loadConfig({}).amqp.url], 'one address is a list of one');
 });
@@ -144,7 +169,13 @@ test('a comma splits AMQP_URL only before another amqp:// or amqps:// URL, so a 
 });
 
 test('a bad address anywhere in the AMQP_URL list is refused, with every password hidden', () => {
-  const m = refuses({ AMQP_URL: 'amqp://bob:hunter2@h1:5672,amqp://bob:hunter3@h 2:5672' }, 'config AMQP_URL', 'several separated by commas', 'bob:***@h1', 'bob:***@h 2');
+  const m = refuses(
+    { AMQP_URL: 'amqp://bob:hunter2@h1:5672,amqp://bob:hunter3@h 2:5672' },
+    'config AMQP_URL',
+    'several separated by commas',
+    'bob:***@h1',
+    'bob:***@h 2',
+  );
   assert.ok(!m.includes('hunter2') && !m.includes('hunter3'), m);
   refuses({ AMQP_URL: 'amqp://h1:5672,http://h2:5672' }, 'config AMQP_URL');
 });
@@ -202,8 +233,25 @@ test('a defaults file can be given, and is validated like the environment', () =
 
 test('IMAGE_* settings load as numbers; a bad one stops boot naming the key, the rule and the value', () => {
   const d = loadConfig({}).image;
-  assert.deepEqual(d, { resize: 'fill', channelOrder: 'rgb', layout: 'auto', scale: 1 / 255, mean: [0], std: [1], padValue: 0, maxInputPixels: 40_000_000 });
-  const c = loadConfig({ IMAGE_SIZE: '640x480', IMAGE_SCALE: '0.5', IMAGE_MEAN: '0.485,0.456,0.406', IMAGE_STD: '0.229,0.224,0.225', IMAGE_CHANNEL_ORDER: 'bgr', IMAGE_RESIZE: 'contain', IMAGE_LAYOUT: 'nhwc' }).image;
+  assert.deepEqual(d, {
+    resize: 'fill',
+    channelOrder: 'rgb',
+    layout: 'auto',
+    scale: 1 / 255,
+    mean: [0],
+    std: [1],
+    padValue: 0,
+    maxInputPixels: 40_000_000,
+  });
+  const c = loadConfig({
+    IMAGE_SIZE: '640x480',
+    IMAGE_SCALE: '0.5',
+    IMAGE_MEAN: '0.485,0.456,0.406',
+    IMAGE_STD: '0.229,0.224,0.225',
+    IMAGE_CHANNEL_ORDER: 'bgr',
+    IMAGE_RESIZE: 'contain',
+    IMAGE_LAYOUT: 'nhwc',
+  }).image;
   assert.deepEqual(c.size, { width: 640, height: 480 });
   assert.equal(c.scale, 0.5);
   assert.deepEqual(c.mean, [0.485, 0.456, 0.406]);
@@ -222,7 +270,13 @@ test('the issue-17 keys: deadline, answered record, priorities and tracing, defa
   assert.deepEqual(c.answeredRecord, { maxEntries: 100_000, maxAgeMs: 600_000 });
   assert.equal(c.maxPriority, 0);
   assert.equal(c.tracing.exporter, 'none');
-  const set = loadConfig({ DEADLINE_MS: '2500', ANSWERED_RECORD_MAX: '10', ANSWERED_RECORD_MAX_AGE_MS: '0', MAX_PRIORITY: '10', OTEL_TRACES_EXPORTER: 'console' });
+  const set = loadConfig({
+    DEADLINE_MS: '2500',
+    ANSWERED_RECORD_MAX: '10',
+    ANSWERED_RECORD_MAX_AGE_MS: '0',
+    MAX_PRIORITY: '10',
+    OTEL_TRACES_EXPORTER: 'console',
+  });
   assert.equal(set.deadlineMs, 2500);
   assert.deepEqual(set.answeredRecord, { maxEntries: 10, maxAgeMs: 0 });
   assert.equal(set.maxPriority, 10);
@@ -237,7 +291,11 @@ test('a file a setting names is read whole, or refused with the setting and the 
   try {
     writeFileSync(join(dir, 'ca.pem'), 'PEM\n');
     assert.equal(readConfigFile('AMQP_CA_FILE', join(dir, 'ca.pem')).toString(), 'PEM\n');
-    assert.throws(() => readConfigFile('AMQP_CA_FILE', join(dir, 'nope.pem')), (e: Error) => e instanceof BootError && e.message === `config AMQP_CA_FILE: cannot read ${join(dir, 'nope.pem')} (ENOENT)`);
+    assert.throws(
+      () => readConfigFile('AMQP_CA_FILE', join(dir, 'nope.pem')),
+      (e: Error) =>
+        e instanceof BootError && e.message === `config AMQP_CA_FILE: cannot read ${join(dir, 'nope.pem')} (ENOENT)`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -7,7 +7,13 @@ import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import * as entry from '../../src/onnx/entry.js';
 import { ScoringError } from '../../src/errors.js';
-import { ELEMENT_TYPES, elementInfo, fromFloat16Bits, toFloat16Bits, type ElementType } from '../../src/onnx/element-types.js';
+import {
+  ELEMENT_TYPES,
+  elementInfo,
+  fromFloat16Bits,
+  toFloat16Bits,
+  type ElementType,
+} from '../../src/onnx/element-types.js';
 import type { InitContext } from '../../src/isolate/entry-script.js';
 import { identity, modelDir } from '../support/onnx-models.js';
 
@@ -20,24 +26,87 @@ const context = (dir: string): InitContext => ({
 
 /** Per type: good rows (as JSON sends them), what the reply holds, and bad values with what the error says. */
 const CASES: Record<ElementType, { rows: unknown[][]; answer?: unknown[][]; bad: Array<[unknown, string]> }> = {
-  float32: { rows: [[0.1, -3.4e38]], answer: [[Math.fround(0.1), Math.fround(-3.4e38)]], bad: [[3.5e38, 'outside the float32 range'], ['1', 'got string']] },
-  float64: { rows: [[0.1, 1e300]], bad: [[1e400, 'outside the float64 range'], [null, 'got null']] },
-  float16: { rows: [[0.1, -65504], [1 + 2 ** -11, 6e-8]], answer: [[0.0999755859375, -65504], [1, 2 ** -24 * 1]], bad: [[65520, 'outside the float16 range'], [true, 'got boolean']] },
-  int8: { rows: [[-128, 127]], bad: [[128, 'outside the int8 range (-128 to 127)'], [1.5, 'not an integer']] },
-  uint8: { rows: [[0, 255]], bad: [[-1, 'outside the uint8 range (0 to 255)'], [256, 'outside the uint8 range']] },
+  float32: {
+    rows: [[0.1, -3.4e38]],
+    answer: [[Math.fround(0.1), Math.fround(-3.4e38)]],
+    bad: [
+      [3.5e38, 'outside the float32 range'],
+      ['1', 'got string'],
+    ],
+  },
+  float64: {
+    rows: [[0.1, 1e300]],
+    bad: [
+      [1e400, 'outside the float64 range'],
+      [null, 'got null'],
+    ],
+  },
+  float16: {
+    rows: [
+      [0.1, -65504],
+      [1 + 2 ** -11, 6e-8],
+    ],
+    answer: [
+      [0.0999755859375, -65504],
+      [1, 2 ** -24 * 1],
+    ],
+    bad: [
+      [65520, 'outside the float16 range'],
+      [true, 'got boolean'],
+    ],
+  },
+  int8: {
+    rows: [[-128, 127]],
+    bad: [
+      [128, 'outside the int8 range (-128 to 127)'],
+      [1.5, 'not an integer'],
+    ],
+  },
+  uint8: {
+    rows: [[0, 255]],
+    bad: [
+      [-1, 'outside the uint8 range (0 to 255)'],
+      [256, 'outside the uint8 range'],
+    ],
+  },
   int16: { rows: [[-32768, 32767]], bad: [[32768, 'outside the int16 range']] },
   uint16: { rows: [[0, 65535]], bad: [[65536, 'outside the uint16 range']] },
   int32: { rows: [[-2147483648, 2147483647]], bad: [[2147483648, 'outside the int32 range']] },
-  uint32: { rows: [[0, 4294967295]], bad: [[-1, 'outside the uint32 range'], [4294967296, 'outside the uint32 range']] },
+  uint32: {
+    rows: [[0, 4294967295]],
+    bad: [
+      [-1, 'outside the uint32 range'],
+      [4294967296, 'outside the uint32 range'],
+    ],
+  },
   int64: {
-    rows: [[-9007199254740991, 9007199254740991], ['-9223372036854775808', '9223372036854775807']],
-    answer: [[-9007199254740991, 9007199254740991], ['-9223372036854775808', '9223372036854775807']],
-    bad: [[9007199254740993, 'not a safe integer'], ['9223372036854775808', 'outside the int64 range'], ['12a', 'not a decimal integer']],
+    rows: [
+      [-9007199254740991, 9007199254740991],
+      ['-9223372036854775808', '9223372036854775807'],
+    ],
+    answer: [
+      [-9007199254740991, 9007199254740991],
+      ['-9223372036854775808', '9223372036854775807'],
+    ],
+    bad: [
+      [9007199254740993, 'not a safe integer'],
+      ['9223372036854775808', 'outside the int64 range'],
+      ['12a', 'not a decimal integer'],
+    ],
   },
   uint64: {
-    rows: [[0, 9007199254740991], ['18446744073709551615', '9007199254740993']],
-    answer: [[0, 9007199254740991], ['18446744073709551615', '9007199254740993']],
-    bad: [[-1, 'outside the uint64 range'], ['18446744073709551616', 'outside the uint64 range']],
+    rows: [
+      [0, 9007199254740991],
+      ['18446744073709551615', '9007199254740993'],
+    ],
+    answer: [
+      [0, 9007199254740991],
+      ['18446744073709551615', '9007199254740993'],
+    ],
+    bad: [
+      [-1, 'outside the uint64 range'],
+      ['18446744073709551616', 'outside the uint64 range'],
+    ],
   },
   bool: { rows: [[true, false]], bad: [[1, 'got number 1']] },
   string: { rows: [['a', 'ünïcødé']], bad: [[1, 'got number 1']] },
@@ -76,12 +145,27 @@ for (const type of ELEMENT_TYPES) {
 
 test('float16 bits: rounding to nearest even straight from the double, subnormals, the range edge', () => {
   const cases: Array<[number, number]> = [
-    [1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [65519.99, 0x7bff], [65520, 0x7c00], [0.1, 0x2e66], [2 ** -24, 0x0001],
-    [2 ** -25, 0x0000], [2 ** -25 + 2 ** -40, 0x0001], [3 * 2 ** -25, 0x0002], [2 ** -14, 0x0400], [2 ** -14 - 2 ** -25, 0x0400],
-    [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [1 + 2 ** -11 + 2 ** -40, 0x3c01], [-0, 0x8000], [0, 0],
+    [1, 0x3c00],
+    [-2, 0xc000],
+    [65504, 0x7bff],
+    [65519.99, 0x7bff],
+    [65520, 0x7c00],
+    [0.1, 0x2e66],
+    [2 ** -24, 0x0001],
+    [2 ** -25, 0x0000],
+    [2 ** -25 + 2 ** -40, 0x0001],
+    [3 * 2 ** -25, 0x0002],
+    [2 ** -14, 0x0400],
+    [2 ** -14 - 2 ** -25, 0x0400],
+    [1 + 2 ** -11, 0x3c00],
+    [1 + 3 * 2 ** -11, 0x3c02],
+    [1 + 2 ** -11 + 2 ** -40, 0x3c01],
+    [-0, 0x8000],
+    [0, 0],
   ];
   for (const [x, bits] of cases) assert.equal(toFloat16Bits(x), bits, `${x} → 0x${bits.toString(16)}`);
-  for (let bits = 0; bits < 0x7c00; bits++) assert.equal(toFloat16Bits(fromFloat16Bits(bits)), bits, `every finite half round-trips (0x${bits.toString(16)})`);
+  for (let bits = 0; bits < 0x7c00; bits++)
+    assert.equal(toFloat16Bits(fromFloat16Bits(bits)), bits, `every finite half round-trips (0x${bits.toString(16)})`);
 });
 
 test('integer inputs read straight from the bytes hold what the general path holds; a value out of range is left to it, which words the error', async () => {
@@ -92,7 +176,12 @@ test('integer inputs read straight from the bytes hold what the general path hol
     assert.ok(prepared, `${type}: read from the bytes`);
     assert.deepEqual(await entry.runBatchParsed([prepared]), await entry.runBatchParsed([rows]));
     for (const [bad] of CASES[type].bad) {
-      if (typeof bad === 'number') assert.equal(entry.readBody(Buffer.from(JSON.stringify({ data: [[rows[0][0], bad]] }))), undefined, `${type} ${bad}`);
+      if (typeof bad === 'number')
+        assert.equal(
+          entry.readBody(Buffer.from(JSON.stringify({ data: [[rows[0][0], bad]] }))),
+          undefined,
+          `${type} ${bad}`,
+        );
     }
   }
 });

@@ -5,7 +5,12 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config.js';
-import { BUILT_IN_ENTRY_SCRIPT, loadEntryScript, resolveEntryScript, resolveModelDir } from '../../src/isolate/entry-script.js';
+import {
+  BUILT_IN_ENTRY_SCRIPT,
+  loadEntryScript,
+  resolveEntryScript,
+  resolveModelDir,
+} from '../../src/isolate/entry-script.js';
 import { scorerOptions } from '../../src/scorer.js';
 import { BootError } from '../../src/errors.js';
 
@@ -41,12 +46,21 @@ test('a relative ENTRY_SCRIPT is resolved against the working directory', () => 
 
 test('a missing ENTRY_SCRIPT file is refused, naming the path', () => {
   const missing = join(dir, 'no-such-score.ts');
-  assert.throws(() => resolveEntryScript(missing), (err: unknown) => err instanceof BootError && err.message === `ENTRY_SCRIPT ${missing}: no such file`);
+  assert.throws(
+    () => resolveEntryScript(missing),
+    (err: unknown) => err instanceof BootError && err.message === `ENTRY_SCRIPT ${missing}: no such file`,
+  );
 });
 
 test('an ENTRY_SCRIPT that is not a JavaScript or TypeScript module, nor a Python script, is refused', () => {
   const rb = script('score.rb', 'def run(data) end\n');
-  assert.throws(() => resolveEntryScript(rb), (err: unknown) => err instanceof BootError && err.message.includes(rb) && err.message.includes('.ts, .mts, .js or .mjs module, or a .py script'));
+  assert.throws(
+    () => resolveEntryScript(rb),
+    (err: unknown) =>
+      err instanceof BootError &&
+      err.message.includes(rb) &&
+      err.message.includes('.ts, .mts, .js or .mjs module, or a .py script'),
+  );
   for (const ok of ['a.ts', 'a.mts', 'a.js', 'a.mjs', 'a.py']) {
     const path = script(ok, '');
     assert.equal(resolveEntryScript(path), path);
@@ -80,9 +94,13 @@ export const modelName = 'custom';
 });
 
 test('a plain JavaScript module and a CommonJS one load too', async () => {
-  const mjs = await loadEntryScript(script('score.mjs', 'export function init() {}\nexport function run(d) { return "mjs:" + d; }\n'));
+  const mjs = await loadEntryScript(
+    script('score.mjs', 'export function init() {}\nexport function run(d) { return "mjs:" + d; }\n'),
+  );
   assert.equal(mjs.run('1'), 'mjs:1');
-  const cjs = await loadEntryScript(script('score.cjs', 'exports.init = () => {};\nexports.run = (d) => "cjs:" + d;\n'));
+  const cjs = await loadEntryScript(
+    script('score.cjs', 'exports.init = () => {};\nexports.run = (d) => "cjs:" + d;\n'),
+  );
   assert.equal(cjs.run('2'), 'cjs:2');
 });
 
@@ -97,21 +115,41 @@ test('a script without init() is refused at load, naming init', async () => {
 });
 
 test('a runBatch that is not a function is refused', async () => {
-  const path = script('bad-batch.ts', 'export function init() {}\nexport function run(d: string) { return d; }\nexport const runBatch = [];\n');
+  const path = script(
+    'bad-batch.ts',
+    'export function init() {}\nexport function run(d: string) { return d; }\nexport const runBatch = [];\n',
+  );
   await refusesToLoad(path, 'runBatch must be a function', 'found object');
 });
 
 test('a script that does not compile or throws while loading is refused with one line', async () => {
   await refusesToLoad(script('syntax.ts', 'export function init( {\n'), 'failed to load');
-  await refusesToLoad(script('throws.ts', 'throw new Error("no licence file\\nsecond line");\nexport function init() {}\nexport function run() {}\n'), 'failed to load', 'no licence file');
-  await refusesToLoad(script('missing-import.ts', 'import { x } from "./not-here.js";\nexport function init() {}\nexport function run() { return x; }\n'), 'failed to load');
+  await refusesToLoad(
+    script(
+      'throws.ts',
+      'throw new Error("no licence file\\nsecond line");\nexport function init() {}\nexport function run() {}\n',
+    ),
+    'failed to load',
+    'no licence file',
+  );
+  await refusesToLoad(
+    script(
+      'missing-import.ts',
+      'import { x } from "./not-here.js";\nexport function init() {}\nexport function run() { return x; }\n',
+    ),
+    'failed to load',
+  );
 });
 
 test('a .py ENTRY_SCRIPT runs in Python processes with the PYTHON interpreter; a TypeScript one in node processes, the built-in one in threads', () => {
   const logger = pino({ level: 'silent' });
-  const options = (env: Record<string, string>) => scorerOptions(loadConfig({ AMQP_URL: 'amqp://localhost', ...env }), logger);
+  const options = (env: Record<string, string>) =>
+    scorerOptions(loadConfig({ AMQP_URL: 'amqp://localhost', ...env }), logger);
   const py = script('iso.py', '');
-  assert.deepEqual([options({ ENTRY_SCRIPT: py }).isolation, options({ ENTRY_SCRIPT: py }).python], ['python', 'python3']);
+  assert.deepEqual(
+    [options({ ENTRY_SCRIPT: py }).isolation, options({ ENTRY_SCRIPT: py }).python],
+    ['python', 'python3'],
+  );
   assert.equal(options({ ENTRY_SCRIPT: py, PYTHON: '/opt/venv/bin/python' }).python, '/opt/venv/bin/python');
   assert.equal(options({ ENTRY_SCRIPT: script('iso.ts', '') }).isolation, 'process');
   assert.equal(options({}).isolation, 'thread');

@@ -46,7 +46,14 @@ test('replyText handles throws that are not Errors', () => {
   assert.equal(replyText({ reason: 'x' }), '[object Object]');
   assert.equal(replyText(Symbol('s')), 'Symbol(s)');
   assert.equal(replyText(Object.create(null)), 'run failed with an unprintable value');
-  assert.equal(replyText({ toString: () => { throw new Error('no'); } }), 'run failed with an unprintable value');
+  assert.equal(
+    replyText({
+      toString: () => {
+        throw new Error('no');
+      },
+    }),
+    'run failed with an unprintable value',
+  );
 });
 
 test('replyText says something when the message is empty', () => {

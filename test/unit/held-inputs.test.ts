@@ -60,7 +60,10 @@ test('many inputs through one level keep their order (the FIFO compacts as it go
     if (i % 3 === 0) out.push(held.shift()!);
   }
   out.push(...held.drain());
-  assert.deepEqual(out, Array.from({ length: 5000 }, (_, i) => i));
+  assert.deepEqual(
+    out,
+    Array.from({ length: 5000 }, (_, i) => i),
+  );
 });
 
 test('MAX_PRIORITY out of range is refused with the rule and the value', () => {

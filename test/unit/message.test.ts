@@ -1,10 +1,18 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ScoringError, type ErrorCode } from '../../src/errors.js';
-import { MAX_JSON_DEPTH, checkSize, dataText, jsonKind, jsonType, parseMessage } from '../../src/isolate/parse-message.js';
+import {
+  MAX_JSON_DEPTH,
+  checkSize,
+  dataText,
+  jsonKind,
+  jsonType,
+  parseMessage,
+} from '../../src/isolate/parse-message.js';
 
 const MAX = 1 << 20;
-const parse = (body: string | Buffer, max = MAX) => parseMessage(typeof body === 'string' ? Buffer.from(body) : body, max);
+const parse = (body: string | Buffer, max = MAX) =>
+  parseMessage(typeof body === 'string' ? Buffer.from(body) : body, max);
 
 function rejects(body: string | Buffer, code: ErrorCode, ...parts: (string | RegExp)[]): void {
   rejectsWithin(MAX, body, code, ...parts);
@@ -17,7 +25,10 @@ function rejectsWithin(max: number, body: string | Buffer, code: ErrorCode, ...p
       assert.ok(err instanceof ScoringError, `expected a ScoringError, got ${String(err)}`);
       assert.equal(err.code, code, err.message);
       assert.ok(!err.message.includes('\n'), 'messages are one line');
-      for (const p of parts) typeof p === 'string' ? assert.ok(err.message.includes(p), `"${err.message}" should include "${p}"`) : assert.match(err.message, p);
+      for (const p of parts)
+        typeof p === 'string'
+          ? assert.ok(err.message.includes(p), `"${err.message}" should include "${p}"`)
+          : assert.match(err.message, p);
       return true;
     },
   );
@@ -42,7 +53,7 @@ test('a body that is not valid UTF-8 is rejected', () => {
   rejects(Buffer.from([0xc3]), 'BAD_UTF8'); // a truncated two-byte sequence
 });
 
-test('a body that is not JSON is rejected with the parser\'s reason', () => {
+test("a body that is not JSON is rejected with the parser's reason", () => {
   rejects('nope', 'BAD_JSON', 'not JSON');
   rejects('{"data": [1, 2', 'BAD_JSON');
   rejects('', 'BAD_JSON');
@@ -106,7 +117,14 @@ test('jsonType names a value the way an error message reads', () => {
   assert.equal(jsonType({}), 'an object');
   assert.equal(jsonType(1), 'a number');
   assert.equal(jsonType('s'), 'a string');
-  assert.deepEqual([null, [], {}, 1, 's', true].map(jsonKind), ['null', 'array', 'object', 'number', 'string', 'boolean']);
+  assert.deepEqual([null, [], {}, 1, 's', true].map(jsonKind), [
+    'null',
+    'array',
+    'object',
+    'number',
+    'string',
+    'boolean',
+  ]);
 });
 
 test('a number beyond a double (1e400, 400 digits) is rejected as BAD_JSON naming where it is; big finite ones and exponents in strings are kept', () => {

@@ -29,8 +29,14 @@ function recorder() {
 
 test('versions rank by number, highest first: 10 above 9, exact beyond 2^53, names that are not numbers set apart', () => {
   assert.deepEqual(rankVersions(['1', '10', '9', '2']).versions, ['10', '9', '2', '1']);
-  assert.deepEqual(rankVersions(['9007199254740993', '9007199254740992']).versions, ['9007199254740993', '9007199254740992']);
-  assert.deepEqual(rankVersions(['3', 'latest', '3-new', '-1', '2.5']), { versions: ['3'], ignored: ['latest', '3-new', '-1', '2.5'] });
+  assert.deepEqual(rankVersions(['9007199254740993', '9007199254740992']).versions, [
+    '9007199254740993',
+    '9007199254740992',
+  ]);
+  assert.deepEqual(rankVersions(['3', 'latest', '3-new', '-1', '2.5']), {
+    versions: ['3'],
+    ignored: ['latest', '3-new', '-1', '2.5'],
+  });
   assert.deepEqual(rankVersions([]), { versions: [], ignored: [] });
 });
 
@@ -56,25 +62,38 @@ test('a repository folder holding one versioned model (MODEL_DIR=models) serves 
 
 test('a repository with several versioned models is refused with one line naming them and MODEL_DIR', () => {
   const dir = tree('repo2', ['iris/1/model.onnx', 'mnist/1/model.onnx']);
-  assert.throws(() => resolveModelVersion(dir, recorder()), (e: unknown) => e instanceof BootError && /several versioned models \(iris, mnist\).*MODEL_DIR/.test(e.message));
+  assert.throws(
+    () => resolveModelVersion(dir, recorder()),
+    (e: unknown) => e instanceof BootError && /several versioned models \(iris, mnist\).*MODEL_DIR/.test(e.message),
+  );
 });
 
 test('a pinned version is served instead of the highest; a missing one is refused naming the versions there', () => {
   const dir = join(tree('pinned', ['iris/1/model.onnx', 'iris/2/model.onnx']), 'iris');
   assert.deepEqual(resolveModelVersion(dir, recorder(), '1'), { dir: join(dir, '1'), version: 'iris/1' });
-  assert.throws(() => resolveModelVersion(dir, recorder(), '7'), (e: unknown) => e instanceof BootError && /no version 7 \(versions: 2, 1\)/.test(e.message));
+  assert.throws(
+    () => resolveModelVersion(dir, recorder(), '7'),
+    (e: unknown) => e instanceof BootError && /no version 7 \(versions: 2, 1\)/.test(e.message),
+  );
 });
 
 test("a flat folder is served as it is, its version the .onnx file's short hash: a retrained file gives a new version", () => {
   const dir = tree('flat', ['iris.onnx', 'iris.json', 'score.ts'], ['__pycache__']);
-  const expected = createHash('sha256').update(readFileSync(join(dir, 'iris.onnx'))).digest('hex').slice(0, 12);
+  const expected = createHash('sha256')
+    .update(readFileSync(join(dir, 'iris.onnx')))
+    .digest('hex')
+    .slice(0, 12);
   const log = recorder();
   assert.deepEqual(resolveModelVersion(dir, log), { dir, version: expected });
   assert.deepEqual(log.lines, [], 'a subfolder of a flat folder is not a version folder');
   writeFileSync(join(dir, 'iris.onnx'), 'retrained');
   assert.notEqual(resolveModelVersion(dir, log).version, expected);
   writeFileSync(join(dir, 'iris.json'), 'other metadata');
-  assert.equal(resolveModelVersion(dir, log).version, createHash('sha256').update('retrained').digest('hex').slice(0, 12), 'only the model file counts');
+  assert.equal(
+    resolveModelVersion(dir, log).version,
+    createHash('sha256').update('retrained').digest('hex').slice(0, 12),
+    'only the model file counts',
+  );
 });
 
 test('a flat folder without one .onnx file (an entry script with its own model files) is versioned by all its files', () => {
@@ -86,7 +105,11 @@ test('a flat folder without one .onnx file (an entry script with its own model f
 });
 
 test('a model folder that cannot be read is refused with one line naming it and MODEL_DIR', () => {
-  assert.throws(() => resolveModelVersion(join(root, 'nope'), recorder()), (e: unknown) => e instanceof BootError && /model folder .*nope cannot be read \(ENOENT\): check MODEL_DIR/.test(e.message));
+  assert.throws(
+    () => resolveModelVersion(join(root, 'nope'), recorder()),
+    (e: unknown) =>
+      e instanceof BootError && /model folder .*nope cannot be read \(ENOENT\): check MODEL_DIR/.test(e.message),
+  );
 });
 
 test("the project's own models/ folder is flat", () => {

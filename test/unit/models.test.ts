@@ -87,7 +87,11 @@ test('training is reproducible for a fixed seed', () => {
   const train = () => {
     const { features, labels } = loadIris();
     const split = stratifiedSplit(labels, 10, mulberry32(IRIS_SEED));
-    return trainSoftmax(split.train.map((i) => features[i]), split.train.map((i) => labels[i]), { seed: IRIS_SEED });
+    return trainSoftmax(
+      split.train.map((i) => features[i]),
+      split.train.map((i) => labels[i]),
+      { seed: IRIS_SEED },
+    );
   };
   assert.deepEqual(train(), train());
 });
@@ -96,7 +100,10 @@ test('regenerating iris.onnx reproduces the committed bytes', async () => {
   await withTempDir(async (dir) => {
     await makeIrisModel(dir);
     assert.ok((await readFile(path.join(dir, 'iris.onnx'))).equals(await readFile(irisPath)), 'iris.onnx differs');
-    assert.equal(await readFile(path.join(dir, 'iris.json'), 'utf8'), await readFile(path.join(modelsDir, 'iris.json'), 'utf8'));
+    assert.equal(
+      await readFile(path.join(dir, 'iris.json'), 'utf8'),
+      await readFile(path.join(modelsDir, 'iris.json'), 'utf8'),
+    );
   });
 });
 

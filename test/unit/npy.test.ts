@@ -16,7 +16,8 @@ print(json.dumps({"npy": base64.b64encode(b.getvalue()).decode(), "values": np.a
   return { npy: new Uint8Array(Buffer.from(out.npy, 'base64')), values: out.values, dtype: out.dtype };
 }
 
-const flat = (data: ArrayLike<number | bigint>): unknown[] => Array.from(data as ArrayLike<number>, (v) => (typeof v === 'bigint' ? Number(v) : v));
+const flat = (data: ArrayLike<number | bigint>): unknown[] =>
+  Array.from(data as ArrayLike<number>, (v) => (typeof v === 'bigint' ? Number(v) : v));
 
 test('.npy float32, uint8, int64 and float16 written by numpy are read with their dtype, shape and values', () => {
   const f32 = numpy('np.arange(12, dtype=np.float32).reshape(3, 4) / 7');
@@ -62,10 +63,13 @@ test('big-endian and Fortran-order arrays are converted to little-endian C order
   assert.deepEqual(flat(be.data), [0, 1, 2, 3, 4, 5]);
   const f = readNpy(numpy('np.asfortranarray(np.arange(24, dtype=np.int32).reshape(2, 3, 4))').npy, limits);
   assert.deepEqual(f.dims, [2, 3, 4]);
-  assert.deepEqual(flat(f.data), Array.from({ length: 24 }, (_, i) => i));
+  assert.deepEqual(
+    flat(f.data),
+    Array.from({ length: 24 }, (_, i) => i),
+  );
 });
 
-test("numpy reads what writeNpy writes, every dtype, shape and value", () => {
+test('numpy reads what writeNpy writes, every dtype, shape and value', () => {
   const cases = [
     writeNpy({ type: 'float32', data: new Float32Array([1.5, -2, 3]), dims: [3] }),
     writeNpy({ type: 'int64', data: new BigInt64Array([1n, -5n, 2n ** 50n, 0n]), dims: [2, 2] }),
@@ -79,7 +83,12 @@ for s in json.load(sys.stdin):
     a = np.load(io.BytesIO(base64.b64decode(s)))
     out.append([str(a.dtype), list(a.shape), [int(x) if a.dtype.kind in 'iub' else float(x) for x in a.ravel()]])
 print(json.dumps(out))`;
-  const got = JSON.parse(execFileSync('python3', ['-c', py], { input: JSON.stringify(cases.map((c) => Buffer.from(c).toString('base64'))), encoding: 'utf8' }));
+  const got = JSON.parse(
+    execFileSync('python3', ['-c', py], {
+      input: JSON.stringify(cases.map((c) => Buffer.from(c).toString('base64'))),
+      encoding: 'utf8',
+    }),
+  );
   assert.deepEqual(got, [
     ['float32', [3], [1.5, -2, 3]],
     ['int64', [2, 2], [1, -5, 2 ** 50, 0]],
@@ -87,16 +96,20 @@ print(json.dumps(out))`;
     ['float16', [], [1]],
     ['bool', [2], [1, 0]],
   ]);
-  for (const c of cases) assert.equal((10 + new DataView(c.buffer).getUint16(8, true)) % 64, 0, 'data starts on a 64-byte boundary');
+  for (const c of cases)
+    assert.equal((10 + new DataView(c.buffer).getUint16(8, true)) % 64, 0, 'data starts on a 64-byte boundary');
 });
 
 function rejects(body: Uint8Array, code: string, pattern: RegExp): void {
-  assert.throws(() => readNpy(body, limits), (err: unknown) => {
-    assert.ok(err instanceof ScoringError);
-    assert.equal(err.code, code);
-    assert.match(err.message, pattern);
-    return true;
-  });
+  assert.throws(
+    () => readNpy(body, limits),
+    (err: unknown) => {
+      assert.ok(err instanceof ScoringError);
+      assert.equal(err.code, code);
+      assert.match(err.message, pattern);
+      return true;
+    },
+  );
 }
 
 /** An .npy with the given header text and data bytes. */
@@ -110,7 +123,11 @@ function npyWith(header: string, dataBytes: number): Uint8Array {
 
 test('a truncated or lying .npy gets an error naming the problem, never an over-read', () => {
   const { npy } = numpy('np.ones((4, 4), dtype=np.float32)');
-  rejects(npy.subarray(0, npy.byteLength - 1), 'BAD_BINARY', /truncated: shape \(4, 4\) of <f4 needs 64 data bytes, the body has 63/);
+  rejects(
+    npy.subarray(0, npy.byteLength - 1),
+    'BAD_BINARY',
+    /truncated: shape \(4, 4\) of <f4 needs 64 data bytes, the body has 63/,
+  );
   rejects(npy.subarray(0, 20), 'BAD_BINARY', /truncated: its header needs/);
   rejects(npy.subarray(0, 5), 'BAD_BINARY', /magic/);
   rejects(new TextEncoder().encode('{"data": [1, 2]}'), 'BAD_BINARY', /magic/);
@@ -120,17 +137,37 @@ test('a truncated or lying .npy gets an error naming the problem, never an over-
 });
 
 test('a header claiming 10^12 elements is refused before any allocation', () => {
-  rejects(npyWith("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }\n", 16), 'TOO_MANY_ELEMENTS', /shape \(1000000, 1000000\), over the cap of 1048576 elements \(MAX_TENSOR_ELEMENTS\)/);
-  rejects(npyWith("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }\n", 0), 'BAD_BINARY', /not a NumPy header/);
+  rejects(
+    npyWith("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }\n", 16),
+    'TOO_MANY_ELEMENTS',
+    /shape \(1000000, 1000000\), over the cap of 1048576 elements \(MAX_TENSOR_ELEMENTS\)/,
+  );
+  rejects(
+    npyWith("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }\n", 0),
+    'BAD_BINARY',
+    /not a NumPy header/,
+  );
 });
 
 test('a hostile header is refused with one line: bad syntax, unknown dtype, oversize', () => {
-  rejects(npyWith("{'descr': '<U5', 'fortran_order': False, 'shape': (1,), }\n", 20), 'BAD_BINARY', /dtype '<U5', which is not read; send one of <f4/);
+  rejects(
+    npyWith("{'descr': '<U5', 'fortran_order': False, 'shape': (1,), }\n", 20),
+    'BAD_BINARY',
+    /dtype '<U5', which is not read; send one of <f4/,
+  );
   rejects(npyWith("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }\n", 8), 'BAD_BINARY', /dtype '\|O'/);
   rejects(npyWith("__import__('os').system('x')\n", 0), 'BAD_BINARY', /not a NumPy header \(expected '\{'/);
   rejects(npyWith("{'descr': '<f4', 'shape': (1,), }\n", 4), 'BAD_BINARY', /missing one of/);
-  rejects(npyWith("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'extra': 1}\n", 4), 'BAD_BINARY', /unexpected key 'extra'/);
-  rejects(npyWith(`{'descr': '<f4', 'fortran_order': False, 'shape': (${'1,'.repeat(40)}), }\n`, 4), 'BAD_BINARY', /more than 32 dimensions/);
+  rejects(
+    npyWith("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'extra': 1}\n", 4),
+    'BAD_BINARY',
+    /unexpected key 'extra'/,
+  );
+  rejects(
+    npyWith(`{'descr': '<f4', 'fortran_order': False, 'shape': (${'1,'.repeat(40)}), }\n`, 4),
+    'BAD_BINARY',
+    /more than 32 dimensions/,
+  );
   const huge = new Uint8Array(16);
   huge.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 2, 0]);
   new DataView(huge.buffer).setUint32(8, 0xffffffff, true);

@@ -17,19 +17,40 @@ const digits = (n: number): string => Array.from({ length: n }, () => String(Mat
 function numberText(): string {
   const x = (next() - 0.5) * 10 ** Math.floor(next() * 20 - 10);
   switch (Math.floor(next() * 8)) {
-    case 0: return String(Math.fround(x)); // JavaScript's shortest form of a float32
-    case 1: return Math.fround(x).toPrecision(17); // json.dumps of float32 data: 17 significant digits
-    case 2: return x.toExponential(Math.floor(next() * 20));
-    case 3: return String(x);
-    case 4: { // any digit count, a point anywhere, an exponent or not
+    case 0:
+      return String(Math.fround(x)); // JavaScript's shortest form of a float32
+    case 1:
+      return Math.fround(x).toPrecision(17); // json.dumps of float32 data: 17 significant digits
+    case 2:
+      return x.toExponential(Math.floor(next() * 20));
+    case 3:
+      return String(x);
+    case 4: {
+      // any digit count, a point anywhere, an exponent or not
       const int = next() < 0.3 ? '0' : `${1 + Math.floor(next() * 9)}${digits(Math.floor(next() * 30))}`;
       const frac = next() < 0.5 ? `.${digits(1 + Math.floor(next() * 30))}` : '';
       const exp = next() < 0.5 ? `${pick(['e', 'E'])}${pick(['', '+', '-'])}${digits(1 + Math.floor(next() * 3))}` : '';
       return `${next() < 0.4 ? '-' : ''}${int}${frac}${exp}`;
     }
-    case 5: return pick(['0', '-0', '0.0', '-0.0e5', '1e-400', '1e400', '-1e400', '3.4028235e38', '3.4028236e38', '1.401298464324817e-45', '7e-46', '0e999999999999']);
-    case 6: return String(Math.floor(x * 1000));
-    default: return `${pick(['', '-'])}${digits(1)}.${digits(Math.floor(next() * 25) + 1)}`; // many decimals
+    case 5:
+      return pick([
+        '0',
+        '-0',
+        '0.0',
+        '-0.0e5',
+        '1e-400',
+        '1e400',
+        '-1e400',
+        '3.4028235e38',
+        '3.4028236e38',
+        '1.401298464324817e-45',
+        '7e-46',
+        '0e999999999999',
+      ]);
+    case 6:
+      return String(Math.floor(x * 1000));
+    default:
+      return `${pick(['', '-'])}${digits(1)}.${digits(Math.floor(next() * 25) + 1)}`; // many decimals
   }
 }
 
@@ -44,10 +65,34 @@ function body(): { text: string; rectangular: boolean } {
     const items = Array.from({ length: n }, () => (level === rank - 1 ? numberText() : build(level + 1)));
     return `[${space()}${items.join(`${space()},${space()}`)}${space()}]`;
   };
-  return { text: `${space()}{${space()}"data"${space()}:${space()}${build(0)}${space()}}${space()}`, rectangular: !ragged };
+  return {
+    text: `${space()}{${space()}"data"${space()}:${space()}${build(0)}${space()}}${space()}`,
+    rectangular: !ragged,
+  };
 }
 
-const MUTATIONS = ['0', '1', '9', '.', 'e', 'E', '+', '-', ' ', ',', '[', ']', '{', '}', '"', 'x', '00', '-.', 'e+', '\u00a0'];
+const MUTATIONS = [
+  '0',
+  '1',
+  '9',
+  '.',
+  'e',
+  'E',
+  '+',
+  '-',
+  ' ',
+  ',',
+  '[',
+  ']',
+  '{',
+  '}',
+  '"',
+  'x',
+  '00',
+  '-.',
+  'e+',
+  '\u00a0',
+];
 
 function mutate(text: string): string {
   let t = text;
@@ -97,15 +142,20 @@ function check(text: string, shouldRead: boolean): void {
     const expected = asFloat32(want.data);
     assert.ok(expected, `read as float32, but JSON.parse gives no finite rectangular tensor: ${text}`);
     assert.deepStrictEqual(f32.dims, expected.dims, text);
-    for (let k = 0; k < expected.data.length; k++) assert.ok(Object.is(f32.data[k], expected.data[k]), `element ${k}: ${f32.data[k]} vs ${expected.data[k]} in ${text}`);
+    for (let k = 0; k < expected.data.length; k++)
+      assert.ok(
+        Object.is(f32.data[k], expected.data[k]),
+        `element ${k}: ${f32.data[k]} vs ${expected.data[k]} in ${text}`,
+      );
   }
   if (f64 !== undefined) assert.deepStrictEqual([...f64.data], (want.data as unknown[]).flat(10), text);
   // A number beyond a double (1e400) is left to the general path, which answers BAD_JSON naming it.
-  const finite = [want.data].flat(20).every((v) => typeof v !== "number" || Number.isFinite(v));
+  const finite = [want.data].flat(20).every((v) => typeof v !== 'number' || Number.isFinite(v));
   if (!finite) assert.equal(nested, undefined, `a number beyond a double is left to the general path: ${text}`);
   if (shouldRead && finite) {
     assert.notEqual(nested, undefined, `every valid number-only body is read: ${text}`);
-    if (asFloat32(want.data)) assert.notEqual(f32, undefined, `every finite rectangular body is read as float32: ${text}`);
+    if (asFloat32(want.data))
+      assert.notEqual(f32, undefined, `every finite rectangular body is read as float32: ${text}`);
   }
 }
 
@@ -122,15 +172,39 @@ test('mutated bodies, valid or not: the reader never reads what JSON.parse refus
 
 test('numbers at the edges: float32 halfway cases, subnormals, huge digit counts, huge exponents', () => {
   const edges = [
-    '16777217', '16777217.00000000001', '16777217.000000000001', '-16777219.0000000000001', '16777216.999999999999', '0.10000000149011611938', '0.10000000149011612', '3.4028235677973366e38',
-    '3.4028235677973362e38', '1.1754943508222875e-38', '1.4e-45', '7.006492321624085e-46', '7.006492321624086e-46',
-    `1${'0'.repeat(400)}e-400`, `0.${'0'.repeat(400)}1e400`, '123456789012345678901234567890', '9007199254740993', '9007199254740993.0000000001',
-    '2.2250738585072011e-308', '4.9e-324', '2e-324', '1.7976931348623157e308', '1.7976931348623159e308', '-0e-0',
+    '16777217',
+    '16777217.00000000001',
+    '16777217.000000000001',
+    '-16777219.0000000000001',
+    '16777216.999999999999',
+    '0.10000000149011611938',
+    '0.10000000149011612',
+    '3.4028235677973366e38',
+    '3.4028235677973362e38',
+    '1.1754943508222875e-38',
+    '1.4e-45',
+    '7.006492321624085e-46',
+    '7.006492321624086e-46',
+    `1${'0'.repeat(400)}e-400`,
+    `0.${'0'.repeat(400)}1e400`,
+    '123456789012345678901234567890',
+    '9007199254740993',
+    '9007199254740993.0000000001',
+    '2.2250738585072011e-308',
+    '4.9e-324',
+    '2e-324',
+    '1.7976931348623157e308',
+    '1.7976931348623159e308',
+    '-0e-0',
   ];
   for (const e of edges) check(`{"data":[${e}]}`, true);
 });
 
 test('a body cut off at any byte is never read (the end of the buffer inside a number included)', () => {
-  const texts = ['{"data":[[1.5e-3, -0.25, 12345678901234567890, 3E+2]]}', '{"data": [0.10000000149011612, 1e400]}', '{"data":[-0.0]}'];
+  const texts = [
+    '{"data":[[1.5e-3, -0.25, 12345678901234567890, 3E+2]]}',
+    '{"data": [0.10000000149011612, 1e400]}',
+    '{"data":[-0.0]}',
+  ];
   for (const text of texts) for (let k = 0; k < text.length; k++) check(text.slice(0, k), false);
 });

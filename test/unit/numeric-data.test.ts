@@ -5,7 +5,6 @@ import { mulberry32 } from '../../scripts/train-iris.js';
 
 const bytes = (text: string) => Buffer.from(text, 'utf8');
 
-
 /** A JSON number as a producer might write it: sign, 1–15 digits, a point anywhere (or none), zeros. */
 function numberText(next: () => number): string {
   const digits = 1 + Math.floor(next() * 15);
@@ -113,9 +112,16 @@ test('a tensor read gives up on whatever the tensor checks must word: ragged, em
   ];
   for (const text of none) assert.equal(readNumericTensor(bytes(text), 'float32', 100), undefined, text);
   assert.equal(readNumericTensor(bytes('{"data":[[1,2],[3,4]]}'), 'float32', 3), undefined, 'over maxElements');
-  assert.deepStrictEqual(readNumericTensor(bytes('{"data":[[1,2],[3,4]]}'), 'float32', 4)?.dims, [2, 2], 'exactly maxElements');
+  assert.deepStrictEqual(
+    readNumericTensor(bytes('{"data":[[1,2],[3,4]]}'), 'float32', 4)?.dims,
+    [2, 2],
+    'exactly maxElements',
+  );
   // float32 overflows from about 3.4e38 and float64 past 1.8e308: the tensor checks word "outside the range".
-  assert.equal(readNumericTensor(bytes('{"data":[340282356779733660000000000000000000000]}'), 'float32', 10), undefined);
+  assert.equal(
+    readNumericTensor(bytes('{"data":[340282356779733660000000000000000000000]}'), 'float32', 10),
+    undefined,
+  );
   assert.equal(readNumericTensor(bytes('{"data":[3.5e38]}'), 'float32', 10), undefined);
   assert.equal(readNumericTensor(bytes('{"data":[1e400]}'), 'float64', 10), undefined);
   // JSON.parse makes it Infinity, which a script would get as null: the general path answers BAD_JSON instead.
@@ -127,5 +133,8 @@ test('a body larger than the reader keeps between bodies reads as well as a smal
   const text = `{"data":[${big.join(',')}]}`;
   assert.deepStrictEqual(readNumericData(bytes(text)), big);
   assert.deepStrictEqual(readNumericTensor(bytes(text), 'float64', 1 << 20)?.data, Float64Array.from(big));
-  assert.deepStrictEqual(readNumericTensor(bytes('{"data":[[1.5,2],[3,4]]}'), 'float32', 10), { dims: [2, 2], data: Float32Array.of(1.5, 2, 3, 4) });
+  assert.deepStrictEqual(readNumericTensor(bytes('{"data":[[1.5,2],[3,4]]}'), 'float32', 10), {
+    dims: [2, 2],
+    data: Float32Array.of(1.5, 2, 3, 4),
+  });
 });

@@ -19,16 +19,29 @@ const context = (dir: string, batching: 'auto' | 'on' | 'off' = 'auto'): InitCon
 
 /** A nested array of the given shape, filled from a seed. */
 function tensor(dims: number[], seed: number): unknown {
-  const flat = numbers(dims.reduce((a, b) => a * b, 1), seed);
+  const flat = numbers(
+    dims.reduce((a, b) => a * b, 1),
+    seed,
+  );
   const build = (level: number, at: number): unknown =>
-    level === dims.length ? flat[at] : Array.from({ length: dims[level] }, (_, k) => build(level + 1, at * dims[level] + k));
+    level === dims.length
+      ? flat[at]
+      : Array.from({ length: dims[level] }, (_, k) => build(level + 1, at * dims[level] + k));
   return build(0, 0);
 }
 
 /** onnxruntime-node alone on one message, outputs as nested arrays keyed by name. */
-async function alone(bytes: Uint8Array, feeds: Record<string, { dims: number[]; value: unknown }>): Promise<Record<string, unknown>> {
+async function alone(
+  bytes: Uint8Array,
+  feeds: Record<string, { dims: number[]; value: unknown }>,
+): Promise<Record<string, unknown>> {
   const session = await ort.InferenceSession.create(bytes);
-  const tensors = Object.fromEntries(Object.entries(feeds).map(([k, f]) => [k, new ort.Tensor('float32', Float32Array.from((f.value as unknown[]).flat(10) as number[]), f.dims)]));
+  const tensors = Object.fromEntries(
+    Object.entries(feeds).map(([k, f]) => [
+      k,
+      new ort.Tensor('float32', Float32Array.from((f.value as unknown[]).flat(10) as number[]), f.dims),
+    ]),
+  );
   const out = await session.run(tensors);
   await session.release();
   return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, nest([...(t.data as Float32Array)], [...t.dims])]));
@@ -42,13 +55,24 @@ function nest(flat: number[], dims: number[]): unknown {
 
 test('shapeKey and groupByShape stack only messages whose shapes agree in every axis but axis 0', () => {
   const spec = [{ name: 'x', type: 'float32' as const, dims: ['N', 3, 'H', 'W'] }];
-  const t = (dims: number[]) => ({ x: { type: 'float32' as const, data: new Float32Array(dims.reduce((a, b) => a * b, 1)), dims } });
+  const t = (dims: number[]) => ({
+    x: { type: 'float32' as const, data: new Float32Array(dims.reduce((a, b) => a * b, 1)), dims },
+  });
   const portrait = t([1, 3, 8, 2]);
   const landscape = t([1, 3, 2, 8]);
   assert.notEqual(shapeKey(portrait, spec), shapeKey(landscape, spec), 'same element count, different shape');
-  assert.deepEqual(groupByShape([portrait, landscape, portrait, t([2, 3, 8, 2]), landscape], spec), [[0, 2, 3], [1, 4]]);
-  const two = [{ name: 'a', type: 'float32' as const, dims: ['N', 2] }, { name: 'b', type: 'float32' as const, dims: ['N', 2] }];
-  const mismatched = { a: { type: 'float32' as const, data: new Float32Array(2), dims: [1, 2] }, b: { type: 'float32' as const, data: new Float32Array(4), dims: [2, 2] } };
+  assert.deepEqual(groupByShape([portrait, landscape, portrait, t([2, 3, 8, 2]), landscape], spec), [
+    [0, 2, 3],
+    [1, 4],
+  ]);
+  const two = [
+    { name: 'a', type: 'float32' as const, dims: ['N', 2] },
+    { name: 'b', type: 'float32' as const, dims: ['N', 2] },
+  ];
+  const mismatched = {
+    a: { type: 'float32' as const, data: new Float32Array(2), dims: [1, 2] },
+    b: { type: 'float32' as const, data: new Float32Array(4), dims: [2, 2] },
+  };
   assert.equal(shapeKey(mismatched, two), undefined, 'inputs that disagree on axis 0 run alone');
 });
 
@@ -86,7 +110,14 @@ test('a model that mixes rows (softmax over axis 0) is scored one message per ru
   await entry.init(context(modelDir('mixes', mixesRows())));
   assert.equal(entry.bootLog()[0].msg, 'batching off');
   const answers = (await entry.runBatchParsed([[[1, 2, 3]], [[4, 5, 6]]])) as number[][][];
-  assert.deepEqual(answers.map((a) => a[0].map(Math.round)), [[1, 1, 1], [1, 1, 1]], 'each alone: softmax over one row is 1');
+  assert.deepEqual(
+    answers.map((a) => a[0].map(Math.round)),
+    [
+      [1, 1, 1],
+      [1, 1, 1],
+    ],
+    'each alone: softmax over one row is 1',
+  );
 });
 
 test('BATCHING=on stacks without verifying; BATCHING=off never stacks; a row-wise model verifies and batches', async () => {
@@ -114,5 +145,8 @@ test('a model the check cannot run on generated inputs is scored one message per
   const [line] = entry.bootLog();
   assert.equal(line.msg, 'batching off');
   assert.match(String(line.fields.reason), /^could not run the check: the model refused generated inputs/);
-  assert.deepEqual(await entry.runBatchParsed([[[1, 2, 3, 4, 5]], [[6, 7, 8, 9, 10]]]), [[[1, 2, 3, 4, 5]], [[6, 7, 8, 9, 10]]]);
+  assert.deepEqual(await entry.runBatchParsed([[[1, 2, 3, 4, 5]], [[6, 7, 8, 9, 10]]]), [
+    [[1, 2, 3, 4, 5]],
+    [[6, 7, 8, 9, 10]],
+  ]);
 });

@@ -31,22 +31,42 @@ test('OUTPUTS fetches only those outputs: the answer holds them alone', async ()
 test('the outputs not asked for are not computed: their nodes and initializers are pruned from the graph', () => {
   const { bytes } = rewriteModel(twoOutputs(), { nonTensor: new Set(), keep: ['small'] });
   const graph = onnxProto.onnx.ModelProto.decode(bytes).graph!;
-  assert.deepEqual(graph.node!.map((n) => n.opType), ['Relu']);
-  assert.deepEqual(graph.initializer!.map((t) => t.name), []);
-  assert.deepEqual(graph.output!.map((o) => o.name), ['small']);
+  assert.deepEqual(
+    graph.node!.map((n) => n.opType),
+    ['Relu'],
+  );
+  assert.deepEqual(
+    graph.initializer!.map((t) => t.name),
+    [],
+  );
+  assert.deepEqual(
+    graph.output!.map((o) => o.name),
+    ['small'],
+  );
 });
 
 test('an OUTPUTS name the model lacks stops boot with one line naming it and the outputs there are', () => {
   assert.throws(
     () => rewriteModel(twoOutputs(), { nonTensor: new Set(), keep: ['small', 'probs'] }),
-    (err: unknown) => err instanceof BootError && err.message === "config OUTPUTS: the model has no output 'probs'; its outputs are 'small', 'big'",
+    (err: unknown) =>
+      err instanceof BootError &&
+      err.message === "config OUTPUTS: the model has no output 'probs'; its outputs are 'small', 'big'",
   );
 });
 
 test('OUTPUTS is read as comma-separated names; empty means every output', () => {
   const base = { AMQP_URL: 'amqp://localhost' };
   assert.deepEqual(loadConfig(base, DEFAULTS_FILE).onnx, { batching: 'auto', outputs: [] });
-  assert.deepEqual(loadConfig({ ...base, OUTPUTS: 'label, probabilities', BATCHING: 'off' }, DEFAULTS_FILE).onnx, { batching: 'off', outputs: ['label', 'probabilities'] });
-  assert.throws(() => loadConfig({ ...base, BATCHING: 'yes' }, DEFAULTS_FILE), /config BATCHING: expected one of "auto", "on", "off", got "yes"/);
-  assert.throws(() => loadConfig({ ...base, OUTPUTS: 'a,,b' }, DEFAULTS_FILE), /config OUTPUTS: expected output names separated by commas/);
+  assert.deepEqual(loadConfig({ ...base, OUTPUTS: 'label, probabilities', BATCHING: 'off' }, DEFAULTS_FILE).onnx, {
+    batching: 'off',
+    outputs: ['label', 'probabilities'],
+  });
+  assert.throws(
+    () => loadConfig({ ...base, BATCHING: 'yes' }, DEFAULTS_FILE),
+    /config BATCHING: expected one of "auto", "on", "off", got "yes"/,
+  );
+  assert.throws(
+    () => loadConfig({ ...base, OUTPUTS: 'a,,b' }, DEFAULTS_FILE),
+    /config OUTPUTS: expected output names separated by commas/,
+  );
 });

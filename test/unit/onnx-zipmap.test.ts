@@ -11,7 +11,16 @@ import * as entry from '../../src/onnx/entry.js';
 import { rewriteModel } from '../../src/onnx/graph-rewrite.js';
 import { BootError } from '../../src/errors.js';
 import type { InitContext } from '../../src/isolate/entry-script.js';
-import { encode, modelDir, node, numbers, plainClassifier, seqMapInfo, tensorInfo, zipMapClassifier } from '../support/onnx-models.js';
+import {
+  encode,
+  modelDir,
+  node,
+  numbers,
+  plainClassifier,
+  seqMapInfo,
+  tensorInfo,
+  zipMapClassifier,
+} from '../support/onnx-models.js';
 
 const context = (dir: string, outputs: string[] = []): InitContext => ({
   modelDir: dir,
@@ -25,27 +34,46 @@ const rows = [numbers(4, 1), numbers(4, 2), numbers(4, 3)].map((r) => r.map((v) 
 /** label and probabilities straight from onnxruntime-node, on the export without ZipMap. */
 async function computed(labels: number[], input = rows): Promise<{ label: unknown[]; probabilities: number[][] }> {
   const session = await ort.InferenceSession.create(plainClassifier(labels));
-  const out = await session.run({ float_input: new ort.Tensor('float32', Float32Array.from(input.flat()), [input.length, 4]) });
+  const out = await session.run({
+    float_input: new ort.Tensor('float32', Float32Array.from(input.flat()), [input.length, 4]),
+  });
   await session.release();
   const p = [...(out.probabilities.data as Float32Array)];
-  return { label: [...(out.label.data as BigInt64Array)].map(Number), probabilities: input.map((_, k) => p.slice(k * 3, k * 3 + 3)) };
+  return {
+    label: [...(out.label.data as BigInt64Array)].map(Number),
+    probabilities: input.map((_, k) => p.slice(k * 3, k * 3 + 3)),
+  };
 }
 
-test('a ZipMap classifier with int64 labels boots and answers labels and {label: probability} lists equal to the model\'s numbers', async () => {
+test("a ZipMap classifier with int64 labels boots and answers labels and {label: probability} lists equal to the model's numbers", async () => {
   await entry.init(context(modelDir('zipmap-int', zipMapClassifier([0, 1, 2]))));
   const want = await computed([0, 1, 2]);
-  const [answer] = (await entry.runBatchParsed([rows])) as Array<{ label: number[]; output_probability: Array<Record<string, number>> }>;
+  const [answer] = (await entry.runBatchParsed([rows])) as Array<{
+    label: number[];
+    output_probability: Array<Record<string, number>>;
+  }>;
   assert.deepEqual(answer.label, want.label);
-  assert.deepEqual(answer.output_probability, want.probabilities.map((p) => ({ 0: p[0], 1: p[1], 2: p[2] })));
+  assert.deepEqual(
+    answer.output_probability,
+    want.probabilities.map((p) => ({ 0: p[0], 1: p[1], 2: p[2] })),
+  );
   // Row by row too: a batch of several messages gives each its own list.
   const each = (await entry.runBatchParsed(rows.map((r) => [r]))) as Array<{ output_probability: unknown[] }>;
-  each.forEach((a, k) => assertClose(a.output_probability, [{ 0: want.probabilities[k][0], 1: want.probabilities[k][1], 2: want.probabilities[k][2] }]));
+  each.forEach((a, k) =>
+    assertClose(a.output_probability, [
+      { 0: want.probabilities[k][0], 1: want.probabilities[k][1], 2: want.probabilities[k][2] },
+    ]),
+  );
 });
 
 /** A stacked run may sum in another order than a run of one row (float noise, not another answer). */
 function assertClose(actual: unknown, expected: unknown): void {
-  const flat = (v: unknown): number[] => (Array.isArray(v) ? v.flatMap(flat) : typeof v === 'object' && v ? Object.values(v).flatMap(flat) : [v as number]);
-  assert.deepEqual(JSON.stringify(actual).replace(/-?[0-9.e-]+/g, '#'), JSON.stringify(expected).replace(/-?[0-9.e-]+/g, '#'));
+  const flat = (v: unknown): number[] =>
+    Array.isArray(v) ? v.flatMap(flat) : typeof v === 'object' && v ? Object.values(v).flatMap(flat) : [v as number];
+  assert.deepEqual(
+    JSON.stringify(actual).replace(/-?[0-9.e-]+/g, '#'),
+    JSON.stringify(expected).replace(/-?[0-9.e-]+/g, '#'),
+  );
   flat(expected).forEach((e, k) => assert.ok(Math.abs(flat(actual)[k] - e) < 1e-6, `${flat(actual)[k]} vs ${e}`));
 }
 
@@ -53,9 +81,18 @@ test('a ZipMap classifier with string labels answers string labels and lists key
   const names = ['setosa', 'versicolor', 'virginica'];
   await entry.init(context(modelDir('zipmap-str', zipMapClassifier(names))));
   const want = await computed([0, 1, 2]);
-  const [answer] = (await entry.runBatchParsed([rows])) as Array<{ label: string[]; output_probability: Array<Record<string, number>> }>;
-  assert.deepEqual(answer.label, want.label.map((l) => names[l as number]));
-  assert.deepEqual(answer.output_probability, want.probabilities.map((p) => ({ setosa: p[0], versicolor: p[1], virginica: p[2] })));
+  const [answer] = (await entry.runBatchParsed([rows])) as Array<{
+    label: string[];
+    output_probability: Array<Record<string, number>>;
+  }>;
+  assert.deepEqual(
+    answer.label,
+    want.label.map((l) => names[l as number]),
+  );
+  assert.deepEqual(
+    answer.output_probability,
+    want.probabilities.map((p) => ({ setosa: p[0], versicolor: p[1], virginica: p[2] })),
+  );
   assert.deepEqual(Object.keys(answer.output_probability[0]), names, 'in the order of classlabels_strings');
 });
 
@@ -67,17 +104,24 @@ test('OUTPUTS=output_probability answers only the ZipMap list', async () => {
 });
 
 test('a non-tensor output that is not a ZipMap is left out with a boot line naming it; with nothing else left, boot stops with how to export', async () => {
-  const seqOut = (extraTensor: boolean) => encode({
-    nodes: [node('SequenceConstruct', ['x'], ['seq']), ...(extraTensor ? [node('Relu', ['x'], ['y'])] : [])],
-    inputs: [tensorInfo('x', 'float32', ['N', 2])],
-    outputs: [...(extraTensor ? [tensorInfo('y', 'float32', ['N', 2])] : []), { name: 'seq', type: { sequenceType: { elemType: { tensorType: { elemType: 1 } } } } }],
-  });
+  const seqOut = (extraTensor: boolean) =>
+    encode({
+      nodes: [node('SequenceConstruct', ['x'], ['seq']), ...(extraTensor ? [node('Relu', ['x'], ['y'])] : [])],
+      inputs: [tensorInfo('x', 'float32', ['N', 2])],
+      outputs: [
+        ...(extraTensor ? [tensorInfo('y', 'float32', ['N', 2])] : []),
+        { name: 'seq', type: { sequenceType: { elemType: { tensorType: { elemType: 1 } } } } },
+      ],
+    });
   const kept = rewriteModel(seqOut(true), { nonTensor: new Set(['seq']), keep: [] });
   assert.deepEqual(kept.dropped, ['seq']);
   await entry.init(context(modelDir('seq-out', seqOut(true))));
   const line = entry.bootLog().find((l) => l.msg === 'outputs left out');
   assert.deepEqual(line?.fields.outputs, ['seq']);
   assert.deepEqual(await entry.runBatchParsed([[[1, -2]]]), [[[1, 0]]], 'the tensor output is answered');
-  assert.throws(() => rewriteModel(seqOut(false), { nonTensor: new Set(['seq']), keep: [] }), (err: unknown) => err instanceof BootError && /zipmap/i.test(err.message) && err.message.includes('seq'));
+  assert.throws(
+    () => rewriteModel(seqOut(false), { nonTensor: new Set(['seq']), keep: [] }),
+    (err: unknown) => err instanceof BootError && /zipmap/i.test(err.message) && err.message.includes('seq'),
+  );
   void seqMapInfo;
 });

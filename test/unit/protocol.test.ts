@@ -5,7 +5,10 @@ import { packBodies, packOutcomes, unpackBodies, unpackOutcomes } from '../../sr
 test('bodies packed into one buffer come back as the same bytes, in order', () => {
   const bodies = ['{"data":[1]}', '', 'ünï', '{"data":[[2,3]]}'].map((t) => Buffer.from(t));
   const unpacked = unpackBodies(packBodies(bodies));
-  assert.deepStrictEqual(unpacked.map((b) => Buffer.from(b).toString()), bodies.map((b) => b.toString()));
+  assert.deepStrictEqual(
+    unpacked.map((b) => Buffer.from(b).toString()),
+    bodies.map((b) => b.toString()),
+  );
 });
 
 test('outcomes travel as one buffer of UTF-8 reply bodies plus the failures, each at its index', () => {
@@ -26,22 +29,36 @@ test('outcomes travel as one buffer of UTF-8 reply bodies plus the failures, eac
 });
 
 test('ASCII-only outcomes take the short way to their byte offsets, with the same result', () => {
-  const out = unpackOutcomes(packOutcomes([{ ok: true, json: '1' }, { ok: true, json: '22' }, { ok: true, json: '333' }]));
-  assert.deepStrictEqual(out.map((o) => (o.ok ? o.body.toString() : '')), ['1', '22', '333']);
+  const out = unpackOutcomes(
+    packOutcomes([
+      { ok: true, json: '1' },
+      { ok: true, json: '22' },
+      { ok: true, json: '333' },
+    ]),
+  );
+  assert.deepStrictEqual(
+    out.map((o) => (o.ok ? o.body.toString() : '')),
+    ['1', '22', '333'],
+  );
 });
 
 test('each packed body starts on an 8-byte boundary, so a tensor inside it can be viewed in place', () => {
   const unpacked = unpackBodies(packBodies([Buffer.from('abc'), Buffer.from('defgh'), Buffer.from('')]));
-  assert.deepStrictEqual(unpacked.map((b) => Buffer.from(b).toString()), ['abc', 'defgh', '']);
+  assert.deepStrictEqual(
+    unpacked.map((b) => Buffer.from(b).toString()),
+    ['abc', 'defgh', ''],
+  );
   for (const b of unpacked) assert.equal(b.byteOffset % 8, 0);
 });
 
 test('a binary reply travels beside JSON ones and comes back with its content type', () => {
-  const out = unpackOutcomes(packOutcomes([
-    { ok: true, json: '[1]' },
-    { ok: true, bytes: new Uint8Array([0x93, 0x4e]), contentType: 'application/x-npy' },
-    { ok: false, code: 'SHAPE', message: 'no' },
-  ]));
+  const out = unpackOutcomes(
+    packOutcomes([
+      { ok: true, json: '[1]' },
+      { ok: true, bytes: new Uint8Array([0x93, 0x4e]), contentType: 'application/x-npy' },
+      { ok: false, code: 'SHAPE', message: 'no' },
+    ]),
+  );
   assert.ok(out[0].ok && out[1].ok);
   assert.equal(out[0].body.toString(), '[1]');
   assert.equal(out[0].contentType, undefined);
@@ -56,6 +73,10 @@ test('one large body that owns its buffer is sent as it is, not copied; a slice 
   assert.equal(packed.bytes, big, 'no copy');
   assert.deepEqual(unpackBodies(packed)[0].byteLength, big.byteLength);
   const slice = Buffer.alloc(200_000).subarray(8, 100_008);
-  assert.notEqual(packBodies([slice]).bytes.buffer, slice.buffer, 'a view on a larger buffer is copied: the whole buffer would travel');
+  assert.notEqual(
+    packBodies([slice]).bytes.buffer,
+    slice.buffer,
+    'a view on a larger buffer is copied: the whole buffer would travel',
+  );
   assert.notEqual(packBodies([big, Buffer.from('x')]).bytes, big, 'several bodies are packed together');
 });

@@ -154,8 +154,10 @@ def run_batch(items):
   'run-not-callable.py': 'def init():\n    pass\n\nrun = 3\n',
   'bad-batch.py': 'def init():\n    pass\n\ndef run(data):\n    return data\n\nrun_batch = []\n',
   'bad-schema.py': 'def init():\n    pass\n\ndef run(data):\n    return data\n\ninput_schema = [1]\n',
-  'unusable-schema.py': "def init():\n    pass\n\ndef run(data):\n    return data\n\ninput_schema = {'type': 'no-such-type'}\n",
-  'init-raises.py': "def init():\n    raise FileNotFoundError('sklearn_mnist_model.pkl is missing')\n\ndef run(data):\n    return data\n",
+  'unusable-schema.py':
+    "def init():\n    pass\n\ndef run(data):\n    return data\n\ninput_schema = {'type': 'no-such-type'}\n",
+  'init-raises.py':
+    "def init():\n    raise FileNotFoundError('sklearn_mnist_model.pkl is missing')\n\ndef run(data):\n    return data\n",
   'import-fails.py': 'import no_such_package_here\n\ndef init():\n    pass\n\ndef run(data):\n    return data\n',
   'syntax.py': 'def init(:\n',
 };
@@ -217,7 +219,12 @@ describe('a Python entry script', () => {
   });
 
   test('its model_name, input_schema and output_schema are what the consumer reports; it has no run_batch', () => {
-    assert.deepEqual(echo.info, { modelName: 'echo-model', hasRunBatch: false, inputSchema: { type: 'object' }, outputSchema: { type: 'object', required: ['text'] } });
+    assert.deepEqual(echo.info, {
+      modelName: 'echo-model',
+      hasRunBatch: false,
+      inputSchema: { type: 'object' },
+      outputSchema: { type: 'object', required: ['text'] },
+    });
   });
 
   test("an exception's message is the RUN_FAILED reply; a bare exception is named by its type", async () => {
@@ -231,8 +238,14 @@ describe('a Python entry script', () => {
   test('a value JSON cannot carry (NaN, a set) is BAD_RESULT, saying why', async () => {
     const outcomes = await call(echo, 'run', [{ nan: true }, { set: true }]);
     assert.deepEqual(outcomes.map(failure), [
-      { code: 'BAD_RESULT', message: 'run returned a value JSON cannot carry: Out of range float values are not JSON compliant' },
-      { code: 'BAD_RESULT', message: 'run returned a value JSON cannot carry: Object of type set is not JSON serializable' },
+      {
+        code: 'BAD_RESULT',
+        message: 'run returned a value JSON cannot carry: Out of range float values are not JSON compliant',
+      },
+      {
+        code: 'BAD_RESULT',
+        message: 'run returned a value JSON cannot carry: Object of type set is not JSON serializable',
+      },
     ]);
   });
 
@@ -264,7 +277,11 @@ describe('run_batch', () => {
   test('that raises, or returns the wrong number of results, is retried item by item with run', async () => {
     for (const culprit of ['boom', 'short']) {
       const outcomes = await call(host, 'runBatch', [1, culprit, 3]);
-      assert.deepEqual(outcomes.map(json), [1, culprit, 3].map((value) => ({ via: 'run', value })), culprit);
+      assert.deepEqual(
+        outcomes.map(json),
+        [1, culprit, 3].map((value) => ({ via: 'run', value })),
+        culprit,
+      );
     }
   });
 });
@@ -286,14 +303,27 @@ describe('binary messages and meta', () => {
   const metas: Array<BodyMeta | undefined> = [
     {
       contentType: 'image/png',
-      headers: { 'x-camera': 'gate-3', raw: Buffer.from([0, 255]), n: 7, ok: true, nested: { list: [Buffer.from([1])] }, at: { '!': 'timestamp', value: 1700000000 }, price: { '!': 'decimal', value: { places: 2, digits: 1234 } } },
+      headers: {
+        'x-camera': 'gate-3',
+        raw: Buffer.from([0, 255]),
+        n: 7,
+        ok: true,
+        nested: { list: [Buffer.from([1])] },
+        at: { '!': 'timestamp', value: 1700000000 },
+        price: { '!': 'decimal', value: { places: 2, digits: 1234 } },
+      },
     },
     undefined,
     { contentType: 'application/json' },
     { contentType: 'text/csv' },
   ];
 
-  async function outcomesOf(host: ScriptHost, method: CallMethod, b: Buffer[], m?: Array<BodyMeta | undefined>): Promise<Outcome[]> {
+  async function outcomesOf(
+    host: ScriptHost,
+    method: CallMethod,
+    b: Buffer[],
+    m?: Array<BodyMeta | undefined>,
+  ): Promise<Outcome[]> {
     const r = await host.call(method, b, 20_000, m);
     assert.equal(r.kind, 'done', JSON.stringify(r));
     return (r as { outcomes: Outcome[] }).outcomes;
@@ -304,7 +334,9 @@ describe('binary messages and meta', () => {
       const via = method === 'run' ? 'run' : 'run_batch';
       const outcomes: Outcome[] = [];
       if (method === 'runBatch') outcomes.push(...(await outcomesOf(meta, 'runBatch', bodies, metas)));
-      else for (let i = 0; i < bodies.length; i++) outcomes.push(...(await outcomesOf(meta, 'run', [bodies[i]], [metas[i]])));
+      else
+        for (let i = 0; i < bodies.length; i++)
+          outcomes.push(...(await outcomesOf(meta, 'run', [bodies[i]], [metas[i]])));
       assert.deepEqual(outcomes.map(json), [
         {
           via,
@@ -312,24 +344,56 @@ describe('binary messages and meta', () => {
           bytes: [...png],
           text: null,
           contentType: 'image/png',
-          headers: { 'x-camera': 'gate-3', raw: ['bytes', [0, 255]], n: 7, ok: true, nested: { list: [['bytes', [1]]] }, at: ['datetime', '2023-11-14T22:13:20+00:00'], price: ['Decimal', '12.34'] },
+          headers: {
+            'x-camera': 'gate-3',
+            raw: ['bytes', [0, 255]],
+            n: 7,
+            ok: true,
+            nested: { list: [['bytes', [1]]] },
+            at: ['datetime', '2023-11-14T22:13:20+00:00'],
+            price: ['Decimal', '12.34'],
+          },
           meta: 'Meta',
         },
         { via, kind: 'str', bytes: null, text: '[1,2]', contentType: 'application/json', headers: {}, meta: 'Meta' },
         { via, kind: 'str', bytes: null, text: '"x"', contentType: 'application/json', headers: {}, meta: 'Meta' },
-        { via, kind: 'bytes', bytes: [...Buffer.from('a,b\n')], text: null, contentType: 'text/csv', headers: {}, meta: 'Meta' },
+        {
+          via,
+          kind: 'bytes',
+          bytes: [...Buffer.from('a,b\n')],
+          text: null,
+          contentType: 'text/csv',
+          headers: {},
+          meta: 'Meta',
+        },
       ]);
     });
   }
 
   test('with no metadata at all (plain JSON messages) a run that takes meta gets application/json and no headers', async () => {
     const [o] = await outcomesOf(meta, 'run', [msg({ a: 1 })]);
-    assert.deepEqual(json(o), { via: 'run', kind: 'str', bytes: null, text: '{"a":1}', contentType: 'application/json', headers: {}, meta: 'Meta' });
+    assert.deepEqual(json(o), {
+      via: 'run',
+      kind: 'str',
+      bytes: null,
+      text: '{"a":1}',
+      contentType: 'application/json',
+      headers: {},
+      meta: 'Meta',
+    });
   });
 
   test("a result {'content_type', 'body': bytes} is a binary reply with that content type; without a content type, or bare bytes, BAD_RESULT saying what to return", async () => {
-    const want = (w: string, contentType = 'application/octet-stream'): BodyMeta => ({ contentType, headers: { 'x-want': w } });
-    const outcomes = await outcomesOf(meta, 'runBatch', [Buffer.from([1, 2, 250]), msg('ab'), Buffer.from('z'), Buffer.from('z')], [want('bytes'), want('bytes', 'application/json'), want('no-type'), want('raw')]);
+    const want = (w: string, contentType = 'application/octet-stream'): BodyMeta => ({
+      contentType,
+      headers: { 'x-want': w },
+    });
+    const outcomes = await outcomesOf(
+      meta,
+      'runBatch',
+      [Buffer.from([1, 2, 250]), msg('ab'), Buffer.from('z'), Buffer.from('z')],
+      [want('bytes'), want('bytes', 'application/json'), want('no-type'), want('raw')],
+    );
     assert.ok(outcomes[0].ok && outcomes[1].ok);
     assert.deepEqual([...outcomes[0].body], [250, 2, 1]);
     assert.equal(outcomes[0].contentType, 'application/x-reversed');
@@ -337,7 +401,11 @@ describe('binary messages and meta', () => {
     assert.equal(outcomes[1].contentType, 'application/x-reversed');
     assert.deepEqual(outcomes.slice(2).map(failure), [
       { code: 'BAD_RESULT', message: "run returned a binary reply {'body': bytes} without a 'content_type' str" },
-      { code: 'BAD_RESULT', message: "run returned a value JSON cannot carry: Object of type bytes is not JSON serializable; return {'content_type': ..., 'body': bytes} for a binary reply" },
+      {
+        code: 'BAD_RESULT',
+        message:
+          "run returned a value JSON cannot carry: Object of type bytes is not JSON serializable; return {'content_type': ..., 'body': bytes} for a binary reply",
+      },
     ]);
   });
 
@@ -407,7 +475,10 @@ const host = await ScriptHost.start({ entryScript: ${JSON.stringify(join(dir, 'f
 void host.call('run', [Buffer.from('{"data":"sleep"}')], 3_600_000);
 `,
     );
-    const child = spawn(process.execPath, ['--import', 'tsx', harness], { cwd: fileURLToPath(new URL('../..', import.meta.url)), stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', harness], {
+      cwd: fileURLToPath(new URL('../..', import.meta.url)),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     const pid = await new Promise<number>((resolve, reject) => {
       child.stdout!.on('data', (chunk: Buffer) => {
@@ -430,9 +501,15 @@ describe('a script that cannot start stops boot with one line', { concurrency: t
     ['run-not-callable.py', /^entry script \S+ must define a function run\(\), found int$/],
     ['bad-batch.py', /^entry script \S+: run_batch must be a function, found list$/],
     ['bad-schema.py', /^entry script \S+: input_schema must be a dict \(a JSON Schema\), found list$/],
-    ['unusable-schema.py', /^entry script input_schema is not a usable JSON Schema: schema is invalid: data\/type must be equal to one of the allowed values/],
+    [
+      'unusable-schema.py',
+      /^entry script input_schema is not a usable JSON Schema: schema is invalid: data\/type must be equal to one of the allowed values/,
+    ],
     ['init-raises.py', /^entry script init\(\) failed: FileNotFoundError: sklearn_mnist_model\.pkl is missing$/],
-    ['import-fails.py', /^entry script \S+ failed to load: ModuleNotFoundError: No module named 'no_such_package_here'$/],
+    [
+      'import-fails.py',
+      /^entry script \S+ failed to load: ModuleNotFoundError: No module named 'no_such_package_here'$/,
+    ],
     ['syntax.py', /^entry script \S+ failed to load: SyntaxError: .*syntax\.py, line 1\)$/],
   ];
   for (const [script, line] of cases) {
@@ -448,7 +525,10 @@ describe('a script that cannot start stops boot with one line', { concurrency: t
   test('an interpreter that does not exist is named, with the setting to change', async () => {
     await assert.rejects(start('faults/score.py', 'python3.missing-here'), (err: unknown) => {
       assert.ok(err instanceof BootError);
-      assert.equal(err.message, 'entry script could not start: PYTHON python3.missing-here: no such interpreter (not on PATH nor a file); set PYTHON to a Python 3 interpreter');
+      assert.equal(
+        err.message,
+        'entry script could not start: PYTHON python3.missing-here: no such interpreter (not on PATH nor a file); set PYTHON to a Python 3 interpreter',
+      );
       return true;
     });
   });

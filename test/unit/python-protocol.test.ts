@@ -7,7 +7,15 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { EntryScript } from '../../src/isolate/entry-script.js';
 import { mergeOutcomes, readItems } from '../../src/isolate/python-isolate.js';
-import { FRAME, FrameReader, STATUS, decodeResult, encodeCall, encodeJsonFrame, metaSection } from '../../src/isolate/python-protocol.js';
+import {
+  FRAME,
+  FrameReader,
+  STATUS,
+  decodeResult,
+  encodeCall,
+  encodeJsonFrame,
+  metaSection,
+} from '../../src/isolate/python-protocol.js';
 import { unpackOutcomes } from '../../src/isolate/protocol.js';
 import { callScript } from '../../src/isolate/call-script.js';
 
@@ -45,19 +53,33 @@ test('a call frame carries each data text as UTF-8 bytes with its end offset, af
 });
 
 test('frames are reassembled whatever the chunks the pipe delivers', () => {
-  const frames = Buffer.concat([encodeJsonFrame(FRAME.ready, { a: 1 }), encodeCall(1, 'run', ['x'.repeat(70_000)]), encodeJsonFrame(FRAME.initFailed, 'no')]);
+  const frames = Buffer.concat([
+    encodeJsonFrame(FRAME.ready, { a: 1 }),
+    encodeCall(1, 'run', ['x'.repeat(70_000)]),
+    encodeJsonFrame(FRAME.initFailed, 'no'),
+  ]);
   for (const size of [1, 3, 5, 4096, frames.length]) {
     const reader = new FrameReader();
     const got = [];
     for (let at = 0; at < frames.length; at += size) got.push(...reader.push(frames.subarray(at, at + size)));
-    assert.deepEqual(got.map((f) => f.type), [FRAME.ready, FRAME.call, FRAME.initFailed], `chunks of ${size}`);
+    assert.deepEqual(
+      got.map((f) => f.type),
+      [FRAME.ready, FRAME.call, FRAME.initFailed],
+      `chunks of ${size}`,
+    );
     assert.deepEqual(JSON.parse(got[0].payload.toString()), { a: 1 });
     assert.equal(got[1].payload.length, 9 + 5 + 4 + 70_000);
   }
 });
 
 test('a result frame is read into statuses, ends and the bodies; a frame whose ends disagree with its length is refused', () => {
-  const r = decodeResult(resultPayload(9, [[0, '[1]'], [1, 'boom'], [0, '"ü"']]));
+  const r = decodeResult(
+    resultPayload(9, [
+      [0, '[1]'],
+      [1, 'boom'],
+      [0, '"ü"'],
+    ]),
+  );
   assert.equal(r.id, 9);
   assert.deepEqual([...r.status], [0, 1, 0]);
   assert.deepEqual([...r.ends], [3, 7, 11]);
@@ -95,7 +117,10 @@ test('bad messages get the codes and words a TypeScript script isolate gives the
 });
 
 test('an inputSchema failure is a SCHEMA failure of its item, before Python', () => {
-  const items = readItems([body({ data: { age: 'x' } }), body({ data: { age: 3 } })], 1000, { type: 'object', properties: { age: { type: 'integer' } } });
+  const items = readItems([body({ data: { age: 'x' } }), body({ data: { age: 3 } })], 1000, {
+    type: 'object',
+    properties: { age: { type: 'integer' } },
+  });
   assert.deepEqual(items.indexes, [1]);
   assert.equal(items.failures[0].code, 'SCHEMA');
   assert.match(items.failures[0].message, /data\/age must be integer/);
@@ -103,10 +128,18 @@ test('an inputSchema failure is a SCHEMA failure of its item, before Python', ()
 
 test("Python's outcomes and the host's failures are merged in message order, the bodies left where they are", () => {
   const items = readItems([body('nope'), body({ data: 1 }), body({ data: 2 }), body({}), body({ data: 3 })], 1000);
-  const result = decodeResult(resultPayload(1, [[0, '{"a":1}'], [1, 'ValueError\nsecond line'], [2, 'run returned a value JSON cannot carry: NaN']]));
+  const result = decodeResult(
+    resultPayload(1, [
+      [0, '{"a":1}'],
+      [1, 'ValueError\nsecond line'],
+      [2, 'run returned a value JSON cannot carry: NaN'],
+    ]),
+  );
   const outcomes = unpackOutcomes(mergeOutcomes(5, items, result));
   assert.deepEqual(
-    outcomes.map((o) => (o.ok ? { ok: true, body: o.body.toString() } : { ok: false, code: o.code, message: o.message })),
+    outcomes.map((o) =>
+      o.ok ? { ok: true, body: o.body.toString() } : { ok: false, code: o.code, message: o.message },
+    ),
     [
       { ok: false, code: 'BAD_JSON', message: items.failures[0].message },
       { ok: true, body: '{"a":1}' },
@@ -116,7 +149,11 @@ test("Python's outcomes and the host's failures are merged in message order, the
     ],
   );
   const none = unpackOutcomes(mergeOutcomes(2, readItems([body('x'), body('y')], 1000), undefined));
-  assert.deepEqual(none.map((o) => !o.ok && o.code), ['BAD_JSON', 'BAD_JSON'], 'a call with no valid message needs no Python');
+  assert.deepEqual(
+    none.map((o) => !o.ok && o.code),
+    ['BAD_JSON', 'BAD_JSON'],
+    'a call with no valid message needs no Python',
+  );
 });
 
 test('a binary body travels as its bytes (kind 1) beside data texts, after the metadata section', () => {
@@ -136,19 +173,42 @@ test('the metadata section: one entry per item (null for none), bytes in headers
   assert.equal(metaSection([undefined, {}, undefined]), undefined, 'plain JSON messages cost no metadata');
   const section = metaSection([
     undefined,
-    { contentType: 'image/png', headers: { 'x-camera': 'gate-3', raw: Buffer.from([0, 255]), nested: { n: 1, list: [Uint8Array.of(7)] }, at: { '!': 'timestamp', value: 1700000000 } } },
+    {
+      contentType: 'image/png',
+      headers: {
+        'x-camera': 'gate-3',
+        raw: Buffer.from([0, 255]),
+        nested: { n: 1, list: [Uint8Array.of(7)] },
+        at: { '!': 'timestamp', value: 1700000000 },
+      },
+    },
   ]);
   assert.deepEqual(JSON.parse(section!), [
     null,
     {
       contentType: 'image/png',
-      headers: { 'x-camera': 'gate-3', raw: { '!': 'bytes', value: 'AP8=' }, nested: { n: 1, list: [{ '!': 'bytes', value: 'Bw==' }] }, at: { '!': 'timestamp', value: 1700000000 } },
+      headers: {
+        'x-camera': 'gate-3',
+        raw: { '!': 'bytes', value: 'AP8=' },
+        nested: { n: 1, list: [{ '!': 'bytes', value: 'Bw==' }] },
+        at: { '!': 'timestamp', value: 1700000000 },
+      },
     },
   ]);
 });
 
 test('a result frame with binary items carries their content types; a count that disagrees is refused', () => {
-  const r = decodeResult(resultPayload(4, [[STATUS.binary, Buffer.from([1, 2])], [STATUS.ok, '[1]'], [STATUS.binary, Buffer.from([3])]], ['image/png', 'application/x-npy']));
+  const r = decodeResult(
+    resultPayload(
+      4,
+      [
+        [STATUS.binary, Buffer.from([1, 2])],
+        [STATUS.ok, '[1]'],
+        [STATUS.binary, Buffer.from([3])],
+      ],
+      ['image/png', 'application/x-npy'],
+    ),
+  );
   assert.deepEqual([...r.status], [3, 0, 3]);
   assert.deepEqual(r.contentTypes, ['image/png', 'application/x-npy']);
   assert.deepEqual([...r.bodies], [1, 2, ...Buffer.from('[1]'), 3]);
@@ -167,12 +227,28 @@ test('a binary message skips the parse and input_schema, and reaches Python as i
   assert.equal(items.items[0], png, 'the body itself, not a copy');
   assert.equal(items.items[1], '"x"');
   assert.deepEqual(items.items[2], Buffer.from('not json'), 'text/plain is not JSON: bytes, no BAD_JSON');
-  assert.deepEqual(items.failures.map((f) => [f.index, f.code]), [[3, 'SCHEMA']]);
+  assert.deepEqual(
+    items.failures.map((f) => [f.index, f.code]),
+    [[3, 'SCHEMA']],
+  );
 });
 
-test("binary replies are merged with their content types, JSON replies and failures beside them", () => {
-  const items = readItems([body('nope'), Uint8Array.of(1), body({ data: 2 })], 1000, undefined, [undefined, { contentType: 'application/octet-stream' }, undefined]);
-  const result = decodeResult(resultPayload(1, [[STATUS.binary, Buffer.from([9, 8])], [STATUS.ok, '{"a":2}']], ['image/png']));
+test('binary replies are merged with their content types, JSON replies and failures beside them', () => {
+  const items = readItems([body('nope'), Uint8Array.of(1), body({ data: 2 })], 1000, undefined, [
+    undefined,
+    { contentType: 'application/octet-stream' },
+    undefined,
+  ]);
+  const result = decodeResult(
+    resultPayload(
+      1,
+      [
+        [STATUS.binary, Buffer.from([9, 8])],
+        [STATUS.ok, '{"a":2}'],
+      ],
+      ['image/png'],
+    ),
+  );
   const outcomes = unpackOutcomes(mergeOutcomes(3, items, result));
   assert.equal(!outcomes[0].ok && outcomes[0].code, 'BAD_JSON');
   assert.ok(outcomes[1].ok && outcomes[2].ok);

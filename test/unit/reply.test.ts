@@ -16,7 +16,11 @@ test('a reply without replyTo goes to REPLY_QUEUE', () => {
   const reply = buildReply({ correlationId: 'c1' }, ok, context);
   assert.equal(reply.routingKey, 'scoring.replies');
   assert.equal(reply.toReplyQueue, true);
-  assert.equal(buildReply({ replyTo: '' }, ok, context).routingKey, 'scoring.replies', 'an empty replyTo is no replyTo');
+  assert.equal(
+    buildReply({ replyTo: '' }, ok, context).routingKey,
+    'scoring.replies',
+    'an empty replyTo is no replyTo',
+  );
 });
 
 test('the reply carries the input correlationId, else its messageId, else none', () => {
@@ -78,14 +82,24 @@ test("a binary outcome's reply carries its content type and its bytes as they ar
 });
 
 test('the reply carries x-model-version when the scored batch had one, and no such header otherwise', () => {
-  assert.equal(buildReply({}, ok, { ...context, modelVersion: 'iris/3' }).properties.headers['x-model-version'], 'iris/3');
-  assert.equal(buildReply({}, failed, { ...context, modelVersion: '0123456789ab' }).properties.headers['x-model-version'], '0123456789ab');
+  assert.equal(
+    buildReply({}, ok, { ...context, modelVersion: 'iris/3' }).properties.headers['x-model-version'],
+    'iris/3',
+  );
+  assert.equal(
+    buildReply({}, failed, { ...context, modelVersion: '0123456789ab' }).properties.headers['x-model-version'],
+    '0123456789ab',
+  );
   assert.equal('x-model-version' in buildReply({}, ok, context).properties.headers, false);
 });
 
 test('a reply carries x-queue-wait-ms and the trace headers when the answer path gives them, and neither when it does not', () => {
   const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
-  const r = buildReply({ correlationId: 'c' }, failed, { ...context, queueWaitMs: 1234.6, traceHeaders: { traceparent, tracestate: 'a=1' } });
+  const r = buildReply({ correlationId: 'c' }, failed, {
+    ...context,
+    queueWaitMs: 1234.6,
+    traceHeaders: { traceparent, tracestate: 'a=1' },
+  });
   assert.equal(r.properties.headers['x-queue-wait-ms'], 1235);
   assert.equal(r.properties.headers.traceparent, traceparent);
   assert.equal(r.properties.headers.tracestate, 'a=1');

@@ -24,8 +24,10 @@ function python(body: string, input?: Uint8Array): Buffer {
 }
 
 test('a body written by Python with numpy gives each tensor by name with its dtype, shape and values', () => {
-  const body = new Uint8Array(python(`import sys
-sys.stdout.buffer.write(safetensors_bytes({"a": np.arange(6, dtype=np.float32).reshape(2, 3), "ids": np.array([[5, -1]], dtype=np.int64), "m": np.array([1, 0, 1], dtype=np.uint8)}))`));
+  const body = new Uint8Array(
+    python(`import sys
+sys.stdout.buffer.write(safetensors_bytes({"a": np.arange(6, dtype=np.float32).reshape(2, 3), "ids": np.array([[5, -1]], dtype=np.int64), "m": np.array([1, 0, 1], dtype=np.uint8)}))`),
+  );
   const got = readSafetensors(body, limits);
   assert.deepEqual([...got.keys()].sort(), ['a', 'ids', 'm']);
   assert.deepEqual(got.get('a')!.dims, [2, 3]);
@@ -43,7 +45,8 @@ test('what writeSafetensors writes reads back, and its layout has no holes (the 
   const back = readSafetensors(body, limits);
   assert.deepEqual([...(back.get('x')!.data as Float64Array)], [0.5, 2]);
   assert.deepEqual([...(back.get('mask')!.data as Uint8Array)], [1, 0, 1]);
-  const check = python(`import sys
+  const check = python(
+    `import sys
 raw = sys.stdin.buffer.read()
 n = struct.unpack("<Q", raw[:8])[0]
 assert n % 8 == 0
@@ -51,17 +54,22 @@ h = json.loads(raw[8:8 + n])
 spans = sorted(v["data_offsets"] for k, v in h.items() if k != "__metadata__")
 assert spans[0][0] == 0 and all(a[1] == b[0] for a, b in zip(spans, spans[1:])) and spans[-1][1] == len(raw) - 8 - n
 x = np.frombuffer(raw[8 + n + h["x"]["data_offsets"][0]:8 + n + h["x"]["data_offsets"][1]], dtype="<f8")
-print(x.tolist())`, body);
+print(x.tolist())`,
+    body,
+  );
   assert.equal(check.toString().trim(), '[0.5, 2.0]');
 });
 
 function rejects(body: Uint8Array, code: string, pattern: RegExp): void {
-  assert.throws(() => readSafetensors(body, limits), (err: unknown) => {
-    assert.ok(err instanceof ScoringError);
-    assert.equal(err.code, code);
-    assert.match(err.message, pattern);
-    return true;
-  });
+  assert.throws(
+    () => readSafetensors(body, limits),
+    (err: unknown) => {
+      assert.ok(err instanceof ScoringError);
+      assert.equal(err.code, code);
+      assert.match(err.message, pattern);
+      return true;
+    },
+  );
 }
 
 function withHeader(header: object | string, dataBytes: number): Uint8Array {
@@ -74,13 +82,33 @@ function withHeader(header: object | string, dataBytes: number): Uint8Array {
 
 test('a truncated, lying or hostile safetensors body gets an error naming the problem', () => {
   const good = writeSafetensors({ x: { type: 'float32', data: new Float32Array(4), dims: [2, 2] } });
-  rejects(good.subarray(0, good.byteLength - 1), 'BAD_BINARY', /truncated: tensor 'x' ends at data byte 16, the body has 15/);
+  rejects(
+    good.subarray(0, good.byteLength - 1),
+    'BAD_BINARY',
+    /truncated: tensor 'x' ends at data byte 16, the body has 15/,
+  );
   rejects(good.subarray(0, 12), 'BAD_BINARY', /truncated: its header needs/);
   rejects(good.subarray(0, 3), 'BAD_BINARY', /shorter than its 8-byte header length/);
-  rejects(withHeader({ x: { dtype: 'F32', shape: [1000000, 1000000], data_offsets: [0, 4] } }, 4), 'TOO_MANY_ELEMENTS', /tensor 'x' has shape \[1000000,1000000\], over the cap of 1048576 elements/);
-  rejects(withHeader({ x: { dtype: 'BF16', shape: [1], data_offsets: [0, 2] } }, 2), 'BAD_BINARY', /dtype "BF16", which is not read/);
-  rejects(withHeader({ x: { dtype: 'F32', shape: [2], data_offsets: [0, 4] } }, 4), 'BAD_BINARY', /shape \[2\] of F32 is 8 bytes, its data_offsets span 4/);
-  rejects(withHeader({ x: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, 4), 'BAD_BINARY', /shape \[-1\]; expected an array of non-negative integers/);
+  rejects(
+    withHeader({ x: { dtype: 'F32', shape: [1000000, 1000000], data_offsets: [0, 4] } }, 4),
+    'TOO_MANY_ELEMENTS',
+    /tensor 'x' has shape \[1000000,1000000\], over the cap of 1048576 elements/,
+  );
+  rejects(
+    withHeader({ x: { dtype: 'BF16', shape: [1], data_offsets: [0, 2] } }, 2),
+    'BAD_BINARY',
+    /dtype "BF16", which is not read/,
+  );
+  rejects(
+    withHeader({ x: { dtype: 'F32', shape: [2], data_offsets: [0, 4] } }, 4),
+    'BAD_BINARY',
+    /shape \[2\] of F32 is 8 bytes, its data_offsets span 4/,
+  );
+  rejects(
+    withHeader({ x: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, 4),
+    'BAD_BINARY',
+    /shape \[-1\]; expected an array of non-negative integers/,
+  );
   rejects(withHeader('{"x": ', 0), 'BAD_BINARY', /header that is not UTF-8 JSON/);
   rejects(withHeader('[1]', 0), 'BAD_BINARY', /not a JSON object/);
   const huge = new Uint8Array(16);

@@ -20,7 +20,7 @@ test('a line that is not JSON is not sent and says why', () => {
   assert.match(p.error, /^line is not JSON/);
 });
 
-test('correlation ids carry the run id and the line number, and only this run\'s are read back', () => {
+test("correlation ids carry the run id and the line number, and only this run's are read back", () => {
   assert.equal(correlationIdFor('run1', 42), 'run1:42');
   assert.equal(lineOf('run1', 'run1:42'), 42);
   assert.equal(lineOf('run1', 'run2:42'), undefined);
@@ -32,8 +32,16 @@ test('an ok reply becomes {"line", "status": "ok", "result"} and an error reply 
   const ok = resultRecord(3, { headers: { 'x-status': 'ok' }, body: Buffer.from('{"label":[0]}') });
   assert.deepEqual(JSON.parse(ok.text), { line: 3, status: 'ok', result: { label: [0] } });
   assert.ok(ok.ok && ok.text.endsWith('\n'));
-  const err = resultRecord(4, { headers: { 'x-status': 'error', 'x-error-code': 'SHAPE' }, body: Buffer.from('"expects shape [-1,4], got [1,3]"') });
-  assert.deepEqual(JSON.parse(err.text), { line: 4, status: 'error', error: 'expects shape [-1,4], got [1,3]', code: 'SHAPE' });
+  const err = resultRecord(4, {
+    headers: { 'x-status': 'error', 'x-error-code': 'SHAPE' },
+    body: Buffer.from('"expects shape [-1,4], got [1,3]"'),
+  });
+  assert.deepEqual(JSON.parse(err.text), {
+    line: 4,
+    status: 'error',
+    error: 'expects shape [-1,4], got [1,3]',
+    code: 'SHAPE',
+  });
   assert.equal(err.ok, false);
 });
 
@@ -45,7 +53,10 @@ test('a results file is read back up to its last complete record', () => {
 });
 
 test('a results file out of order, or not ours, is refused', () => {
-  assert.throws(() => readWrittenResults('{"line":2,"status":"ok","result":1}\n{"line":1,"status":"ok","result":1}\n'), /input order/);
+  assert.throws(
+    () => readWrittenResults('{"line":2,"status":"ok","result":1}\n{"line":1,"status":"ok","result":1}\n'),
+    /input order/,
+  );
   assert.throws(() => readWrittenResults('hello\n'), /not a result record/);
 });
 
@@ -64,7 +75,10 @@ test('results are released in input order, each with its ack', () => {
   );
   assert.equal(order.pending, 1);
   order.resolve(4, 'four\n', true, 'ack4');
-  assert.deepEqual(order.takeReady().map((r) => r.line), [4]);
+  assert.deepEqual(
+    order.takeReady().map((r) => r.line),
+    [4],
+  );
   assert.equal(order.pending, 0);
 });
 
@@ -84,7 +98,13 @@ test('when resuming, a reply to a line sent by the interrupted run may come befo
   assert.equal(order.resolve(25, 'unsent\n', true), 'duplicate');
   for (let line = 11; line <= 15; line++) order.expect(line);
   for (let line = 11; line <= 14; line++) order.resolve(line, `${line}\n`, true);
-  assert.deepEqual(order.takeReady().map((r) => [r.line, r.ack]).at(-1), [15, 'ack15']);
+  assert.deepEqual(
+    order
+      .takeReady()
+      .map((r) => [r.line, r.ack])
+      .at(-1),
+    [15, 'ack15'],
+  );
   order.resolve(18, 'eighteen\n', true, 'ack18');
   assert.deepEqual(order.takeStrays(), ['ack18']);
 });

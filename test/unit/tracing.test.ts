@@ -53,10 +53,15 @@ test("an input's traceparent continues into the consumer's spans, exported over 
   const process = mine.find((s) => s.name === 'scoring.requests process')!;
   assert.equal(process.parentSpanId, CALLER_SPAN, "the process span's parent is the caller's span");
   assert.equal(process.kind, 5, 'SPAN_KIND_CONSUMER');
-  for (const s of mine.filter((x) => x !== process)) assert.equal(s.parentSpanId, process.spanId, `${s.name} is a child of the process span`);
+  for (const s of mine.filter((x) => x !== process))
+    assert.equal(s.parentSpanId, process.spanId, `${s.name} is a child of the process span`);
   const reply = mine.find((s) => s.name === 'reply')!;
   assert.equal(reply.kind, 4, 'SPAN_KIND_PRODUCER');
-  assert.equal(replyHeaders.traceparent, `00-${TRACE_ID}-${reply.spanId}-01`, "the reply's traceparent is the reply span, in the input's trace");
+  assert.equal(
+    replyHeaders.traceparent,
+    `00-${TRACE_ID}-${reply.spanId}-01`,
+    "the reply's traceparent is the reply span, in the input's trace",
+  );
   assert.equal(replyHeaders.tracestate, 'vendor=abc', 'tracestate rides along');
 });
 
@@ -82,7 +87,10 @@ test('without OTEL_* variables tracing is off: no exporter, no spans, nothing se
   assert.deepEqual(config.tracing, { exporter: 'none', otlpTracesUrl: '', serviceName: 'onnx-rabbitmq-scorer' });
   const tracing = await startTracing(config.tracing);
   assert.equal(tracing, TRACING_OFF);
-  assert.equal(tracing.begin({ queue: 'q', redelivered: false, headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01` } }), undefined);
+  assert.equal(
+    tracing.begin({ queue: 'q', redelivered: false, headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01` } }),
+    undefined,
+  );
   await tracing.shutdown();
   assert.equal(receiver.requests(), sent, 'no request reached the receiver');
 });
@@ -90,14 +98,29 @@ test('without OTEL_* variables tracing is off: no exporter, no spans, nothing se
 test('OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true wins over an endpoint', () => {
   assert.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_TRACES_EXPORTER: 'none' }).tracing.exporter, 'none');
   assert.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_SDK_DISABLED: 'true' }).tracing.exporter, 'none');
-  assert.equal(loadConfig({ OTEL_TRACES_EXPORTER: 'otlp' }).tracing.otlpTracesUrl, 'http://localhost:4318/v1/traces', "the specification's default endpoint");
-  assert.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/' }).tracing.otlpTracesUrl, 'http://c:4318/v1/traces');
-  assert.throws(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }), /config OTEL_EXPORTER_OTLP_ENDPOINT: .*got "collector:4318"/);
+  assert.equal(
+    loadConfig({ OTEL_TRACES_EXPORTER: 'otlp' }).tracing.otlpTracesUrl,
+    'http://localhost:4318/v1/traces',
+    "the specification's default endpoint",
+  );
+  assert.equal(
+    loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/' }).tracing.otlpTracesUrl,
+    'http://c:4318/v1/traces',
+  );
+  assert.throws(
+    () => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }),
+    /config OTEL_EXPORTER_OTLP_ENDPOINT: .*got "collector:4318"/,
+  );
 });
 
 test('with tracing off the reply still carries the caller’s traceparent, checked; a malformed one is dropped', () => {
-  assert.deepEqual(passTraceHeaders({ traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01`, tracestate: 'a=1' }), { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01`, tracestate: 'a=1' });
-  assert.deepEqual(passTraceHeaders({ traceparent: Buffer.from(`00-${TRACE_ID}-${CALLER_SPAN}-00`) }), { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-00` });
+  assert.deepEqual(passTraceHeaders({ traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01`, tracestate: 'a=1' }), {
+    traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01`,
+    tracestate: 'a=1',
+  });
+  assert.deepEqual(passTraceHeaders({ traceparent: Buffer.from(`00-${TRACE_ID}-${CALLER_SPAN}-00`) }), {
+    traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-00`,
+  });
   assert.equal(passTraceHeaders({ traceparent: 'not-a-traceparent' }), undefined);
   assert.equal(passTraceHeaders({}), undefined);
   assert.equal(passTraceHeaders(undefined), undefined);
