@@ -28,6 +28,8 @@ const RABBITMQ_BIN = process.env.RABBITMQ_BIN ?? '/usr/lib/rabbitmq/bin';
 export interface PrivateBrokerOptions {
   /** Extra rabbitmq.conf lines. */
   config?: string[];
+  /** The rabbit application's settings rabbitmq.conf has no key for (e.g. `channel_tick_interval`), as Erlang terms: `{channel_tick_interval, 1000}`. */
+  advanced?: string[];
   /** Adds an amqps listener that requires a client certificate signed by `caFile`. */
   tls?: { caFile: string; certFile: string; keyFile: string };
   startTimeoutS?: number;
@@ -134,6 +136,8 @@ async function startOnce(options: PrivateBrokerOptions): Promise<PrivateBroker> 
     ...(options.config ?? []),
   ];
   writeFileSync(join(dir, 'rabbitmq.conf'), `${conf.join('\n')}\n`);
+  if (options.advanced?.length)
+    writeFileSync(join(dir, 'advanced.config'), `[{rabbit, [${options.advanced.join(', ')}]}].\n`);
 
   const env: NodeJS.ProcessEnv = {
     ...process.env,
