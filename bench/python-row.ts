@@ -9,7 +9,7 @@
  * Needs Debian's python3 with python3-sklearn and python3-pika (PYTHON_BENCH, default /usr/bin/python3).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { ScriptHost } from '../src/isolate/host.js';
@@ -34,27 +34,8 @@ export interface PythonRowResult {
   };
 }
 
-export const SEED_SCRIPT = `import json
-import numpy as np
-import os
-import joblib
-
-
-def init():
-    global model
-    model_path = os.path.join(os.getenv('AZUREML_MODEL_DIR'), 'sklearn_mnist_model.pkl')
-    model = joblib.load(model_path)
-
-def run(data):
-    try:
-        data = np.array(json.loads(data))
-        result = model.predict(data)
-        # You can return any data type, as long as it is JSON serializable.
-        return result.tolist()
-    except Exception as e:
-        error = str(e)
-        return error
-`;
+/** The seed's example score.py, as the project ships it (only `from sklearn.externals import joblib` became `import joblib`). */
+export const SEED_SCRIPT = readFileSync(new URL('../models/score.py', import.meta.url), 'utf8');
 
 const TRAIN = `
 import json, os, sys

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,27 +29,8 @@ const SKLEARN_PYTHON = '/usr/bin/python3';
 const dir = mkdtempSync(join(tmpdir(), 'scorer-python-scripts-'));
 
 // The seed's example, byte for byte but for the joblib import (sklearn.externals.joblib is gone from scikit-learn).
-const SEED_SCRIPT = `import json
-import numpy as np
-import os
-import joblib
-
-
-def init():
-    global model
-    model_path = os.path.join(os.getenv('AZUREML_MODEL_DIR'), 'sklearn_mnist_model.pkl')
-    model = joblib.load(model_path)
-
-def run(data):
-    try:
-        data = np.array(json.loads(data))
-        result = model.predict(data)
-        # You can return any data type, as long as it is JSON serializable.
-        return result.tolist()
-    except Exception as e:
-        error = str(e)
-        return error
-`;
+/** The seed's example score.py, as the project ships it (only `from sklearn.externals import joblib` became `import joblib`). */
+const SEED_SCRIPT = readFileSync(new URL('../../models/score.py', import.meta.url), 'utf8');
 
 // Trains the classifier the seed's script loads (8x8 digits, MNIST's small cousin that ships with
 // scikit-learn), and prints what the model itself answers for the rows the test sends.
