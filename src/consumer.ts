@@ -18,6 +18,7 @@ import { deadlineOf, expiredOutcome, isExpired, queueWaitMs, type Deadline } fro
 import { checkSize } from './isolate/parse-message.js';
 import type { Metrics } from './metrics.js';
 import type { BodyMeta } from './isolate/protocol.js';
+import { JSON_CONTENT_TYPE } from './isolate/content-types.js';
 import type { ItemResult, ModelId, Scorer } from './scorer.js';
 import { passTraceHeaders, TRACING_OFF, type InputTrace, type Tracing } from './tracing.js';
 
@@ -360,10 +361,13 @@ export class Consumer {
   }
 }
 
-/** Binary payloads (issue 14): each body's contentType and headers for the entry script; none when no delivery has either. */
+/**
+ * Binary payloads (issue 14): each body's contentType and headers for the entry script; none when no
+ * delivery has either. `application/json` alone is what the isolate assumes of a body without a meta
+ * (binary-calls.ts scriptMeta), so most JSON messages cross to the isolate with nothing beside the body.
+ */
 function bodyMetas(deliveries: readonly Delivery[]): Array<BodyMeta | undefined> | undefined {
-  if (!deliveries.some((d) => d.contentType || d.headers)) return undefined;
-  return deliveries.map((d) =>
-    d.contentType || d.headers ? { contentType: d.contentType, headers: d.headers } : undefined,
-  );
+  const meta = (d: Delivery) => d.headers !== undefined || (d.contentType && d.contentType !== JSON_CONTENT_TYPE);
+  if (!deliveries.some(meta)) return undefined;
+  return deliveries.map((d) => (meta(d) ? { contentType: d.contentType, headers: d.headers } : undefined));
 }

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Reply } from '../reply.js';
+import { encodeReplyPublish } from './reply-frames.js';
 
 export const TESTED_WITH = 2;
 
@@ -62,18 +63,27 @@ export function coalesceWrites(model: amqp.ChannelModel): void {
   };
 }
 
-/** The two amqplib 2.x channel methods ConfirmChannel.publish() is made of. */
+/** The two amqplib 2.x channel methods ConfirmChannel.publish() is made of, and where sendMessage writes. */
 interface ChannelInternals {
   sendMessage(fields: object, properties: object, content: Buffer): boolean;
   pushConfirmCallback(cb: (err: unknown) => void): void;
+  /** The channel's number. */
+  ch: number;
+  connection: {
+    channels: Array<{ channel: unknown; buffer: { write(b: Buffer): boolean } } | null>;
+    sentSinceLastCheck: boolean;
+  };
 }
 
 /**
- * ch.publish() as amqplib does it, less its per-message option handling: Args.publish copies every
- * option into a new object and wraps the headers in a prototype for CC and BCC, which made it and the
- * header encoding the largest items of a reply on our thread. Our replies have one shape, so they go
- * straight to the two methods publish() calls, with the same fields. This reaches into amqplib 2.x
- * internals: if they are not there, replies go through publish().
+ * ch.publish() as amqplib does it, less its per-message option handling and encoding: Args.publish
+ * copies every option into a new object and wraps the headers in a prototype for CC and BCC, and its
+ * encoders allocate a zeroed buffer per frame. Our replies have one shape: reply-frames.ts encodes the
+ * same bytes into one pooled buffer, written where Connection.sendMessage writes them (the channel's
+ * write buffer, which the muxer empties in order), and the confirm callback is pushed as publish() does.
+ * A reply it cannot encode goes to sendMessage with the same fields. A channel or connection that has
+ * closed has its sendMessage replaced by one that throws: then sendMessage is called, to throw as it
+ * does. This reaches into amqplib 2.x internals: if they are not there, replies go through publish().
  */
 export function publishOn(
   ch: amqp.ConfirmChannel,
@@ -106,12 +116,30 @@ export function publishOn(
     appId: undefined,
     clusterId: undefined,
   };
-  const ok = internals.sendMessage(fields, fields, reply.body);
+  const ok = writeEncoded(internals, reply) ?? internals.sendMessage(fields, fields, reply.body);
   internals.pushConfirmCallback(cb);
   return ok;
 }
 
+/** The reply's frames written to the channel's buffer; undefined when sendMessage must send it. */
+function writeEncoded(internals: ChannelInternals, reply: Reply): boolean | undefined {
+  const { connection } = internals;
+  if (Object.hasOwn(internals, 'sendMessage') || Object.hasOwn(connection, 'sendMessage')) return undefined;
+  const slot = connection.channels[internals.ch];
+  // The number is this channel's (numbers are reused once a channel closes).
+  if (!slot || slot.channel !== internals) return undefined;
+  const frames = encodeReplyPublish(internals.ch, reply);
+  if (!frames) return undefined;
+  connection.sentSinceLastCheck = true;
+  return slot.buffer.write(frames);
+}
+
 function hasInternals(ch: amqp.ConfirmChannel): boolean {
   const internals = ch as unknown as Partial<ChannelInternals>;
-  return typeof internals.sendMessage === 'function' && typeof internals.pushConfirmCallback === 'function';
+  return (
+    typeof internals.sendMessage === 'function' &&
+    typeof internals.pushConfirmCallback === 'function' &&
+    typeof internals.ch === 'number' &&
+    Array.isArray(internals.connection?.channels)
+  );
 }

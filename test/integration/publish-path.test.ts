@@ -35,6 +35,8 @@ test('a reply sent the lean way reaches the broker exactly as amqplib publish() 
     [{ correlationId: 'c-1' }, { ok: true, body: Buffer.from('{"label":[1]}') }],
     [{ messageId: 'm-2' }, { ok: false, code: 'SHAPE', message: "input 'x' expects shape [-1,4], got [1,3]" }],
     [{}, { ok: true, body: Buffer.from('"ünïcode"') }],
+    // Over reply-frames.ts's one buffer: amqplib encodes it.
+    [{ correlationId: 'big' }, { ok: true, body: Buffer.from(JSON.stringify('x'.repeat(70_000))) }],
   ];
   for (const [address, outcome] of cases) {
     const reply = buildReply(address, outcome, { replyQueue: queue, modelName: 'iris', scoringMs: 1.234 });
@@ -63,4 +65,24 @@ test('a mandatory reply to a missing queue comes back either way', async () => {
     await send(reply, viaInternals);
     assert.ok(returned.includes(reply.properties.messageId), `returned (viaInternals ${viaInternals})`);
   }
+});
+
+test('on a closed channel the lean way throws as publish() does, and writes nowhere', async () => {
+  const closing = await client.connection.createConfirmChannel();
+  await closing.close();
+  // The number it had is free again: a new channel may take it, and must not get the reply.
+  const next = await client.connection.createConfirmChannel();
+  const reply = buildReply(
+    { correlationId: 'late' },
+    { ok: true, body: Buffer.from('1') },
+    {
+      replyQueue: queue,
+      modelName: 'iris',
+      scoringMs: 1,
+    },
+  );
+  for (const viaInternals of [false, true])
+    assert.throws(() => publishOn(closing, reply, () => {}, viaInternals), /closed/i, `viaInternals ${viaInternals}`);
+  await next.close();
+  assert.equal((await client.messageCount(queue)) ?? 0, 0, 'nothing reached the queue');
 });
