@@ -5,9 +5,10 @@
  * changed for speed" was measured this way, alternating the two checkouts.
  *
  *   node --import tsx bench/ab.ts [--models iris,mlp] [--runs 2] [--rate 10000] [--cwd ../other-checkout]
- *                                 [--set KEY=VALUE]... [--node-arg --flag]...
+ *                                 [--set KEY=VALUE]... [--node-arg --flag]... [--log FILE]
  */
 import { randomBytes } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { drain } from './drain.js';
@@ -23,6 +24,8 @@ const { values: opts } = parseArgs({
     cwd: { type: 'string' },
     set: { type: 'string', multiple: true, default: [] },
     'node-arg': { type: 'string', multiple: true, default: [] },
+    /** Write each run's consumer output (its logs, or --trace-gc lines given with --node-arg) to this file, appended. */
+    log: { type: 'string' },
   },
 });
 
@@ -51,11 +54,13 @@ try {
         nodeArgs: opts['node-arg'],
         readyText: '"msg":"consuming"',
         latency: [{ ratePerS: rate, seconds: 4 }],
+        keepOutput: opts.log !== undefined,
       });
+      if (opts.log) appendFileSync(opts.log, `--- ${m.name} run ${run}\n${r.output ?? ''}`);
       const l = r.latencies[0];
       const ms = (x: number | undefined) => x?.toFixed(1) ?? '?';
       console.log(
-        `${m.name}\t${Math.round(r.msgPerS)} msg/s\tCPU ${(r.cpuMsPerMsg * 1000).toFixed(1)} µs/msg\tat ${rate} msg/s p50 ${ms(l?.p50Ms)} p99 ${ms(l?.p99Ms)} ms\tpeak RSS ${r.rss?.peakMb.toFixed(0)} MB`,
+        `${m.name}\t${Math.round(r.msgPerS)} msg/s\tCPU ${(r.cpuMsPerMsg * 1000).toFixed(1)} µs/msg (main thread ${(r.mainCpuMsPerMsg * 1000).toFixed(1)}), mean batch ${r.meanBatch?.toFixed(1) ?? '?'}\tat ${rate} msg/s p50 ${ms(l?.p50Ms)} p99 ${ms(l?.p99Ms)} ms\tpeak RSS ${r.rss?.peakMb.toFixed(0)} MB`,
       );
     }
   }

@@ -4,7 +4,7 @@
  *     onnxruntime alone on the same tensor (target: within 1.25×);
  *   - the same image as a PNG, against onnxruntime plus the decode measured alone (sharp + layout);
  *   - the MLP's 784 floats as .npy beside the same rows as JSON: msg/s and the consumer's CPU per message,
- *     against the no-op consumer sending our replies' properties plus onnxruntime's per-row time (target 1.3×).
+ *     against the no-op consumer sending our replies' properties plus onnxruntime's per-row CPU alone (target 1.1×).
  * The image model is made here, seeded, no download: three 3×3 convolutions (3→16 at full size, 16→32 and
  * 32→64 at stride 2, each with a ReLU), global average pool: about 1.1 GMAC, a small detector's backbone.
  * The broker's own round trip for the same body (the no-op consumer) is measured too, and each reply's
@@ -24,6 +24,8 @@ import { computeCeiling } from './ceilings.js';
 import { drain, stopProcess, type BenchLinks, type DrainResult } from './drain.js';
 import { declareQueues, deleteQueues, uniqueQueues } from './load.js';
 import { ROOT, type BenchModel } from './models.js';
+import { RUNTIME_STAGE, stageUs } from './report.js';
+import { stageCosts } from './stages.js';
 
 const SIDE = 640;
 const IMAGE_ENV = { MAX_MESSAGE_BYTES: String(16 << 20), MAX_TENSOR_ELEMENTS: String(4 << 20) };
@@ -249,7 +251,13 @@ export async function binaryRows(
     },
     readyText: '"msg":"ready"',
   });
-  const ortMsPerRow = 1000 / compute.rowsPerS;
+  // onnxruntime's CPU per row alone, one thread, at the batch the consumer ran the .npy bodies at (bench/stages.ts).
+  const stages = await stageCosts(
+    mlp,
+    Math.max(1, Math.round(npyDrain.meanBatch ?? config.maxBatchSize)),
+    RUNTIME_STAGE,
+  );
+  const ortMsPerRow = stageUs(stages, RUNTIME_STAGE) / 1000;
   const npyCpuRatio = npyDrain.cpuMsPerMsg / (noop.cpuMsPerMsg + ortMsPerRow);
   return {
     image: {
@@ -280,8 +288,8 @@ export async function binaryRows(
       noopCpuMsPerMsg: noop.cpuMsPerMsg,
       ortMsPerRow,
       npyCpuRatio,
-      target: 1.3,
-      met: npyCpuRatio <= 1.3,
+      target: 1.1,
+      met: npyCpuRatio <= 1.1,
     },
   };
 }
@@ -317,7 +325,7 @@ export function binaryTable(r: BinaryResults): string {
       'MLP 784 floats as .npy',
       `${Math.round(mlp.npy.msgPerS)} msg/s, ${mlp.npy.cpuMsPerMsg.toFixed(3)} ms CPU/msg`,
       `no-op with our reply properties ${mlp.noopCpuMsPerMsg.toFixed(3)} + onnxruntime ${mlp.ortMsPerRow.toFixed(3)} ms/row (×${mlp.npyCpuRatio.toFixed(2)})`,
-      '≤ ×1.3',
+      `≤ ×${mlp.target}`,
       mlp.met ? 'yes' : 'no',
     ]),
   ].join('\n');

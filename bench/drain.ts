@@ -20,6 +20,7 @@ import {
   type ReplySeen,
 } from './load.js';
 import { ROOT } from './models.js';
+import { freeTcpPort } from '../test/support/private-broker.js';
 
 export interface BenchLinks {
   url: string;
@@ -94,7 +95,11 @@ export interface DrainResult {
   timeline: number[];
   /** CPU time (user + system, all threads) the process under test spent per message while draining. */
   cpuMsPerMsg: number;
+  /** The same for its main thread alone (the broker's side; isolates and runtime threads are the rest). */
+  mainCpuMsPerMsg: number;
   rss?: { peakMb: number; nowMb: number };
+  /** This consumer's mean batch over the measured messages (its scorer_batch_size), when it is ours. */
+  meanBatch?: number;
   latencies: LatencyResult[];
   output?: string;
 }
@@ -114,16 +119,33 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
     reader = await ReplyReader.open(links.read, q.reply, (r) => onReply(r));
 
     const loadAvg = loadavg()[0];
+    // This consumer (not a baseline): its /metrics say how large its batches were.
+    const httpPort = spec.script === undefined && !spec.command ? await freeTcpPort() : undefined;
     proc = startConsumer(
-      { ...spec.env, AMQP_URL: links.url, INPUT_QUEUE: q.input, REPLY_QUEUE: q.reply },
+      {
+        ...spec.env,
+        AMQP_URL: links.url,
+        INPUT_QUEUE: q.input,
+        REPLY_QUEUE: q.reply,
+        ...(httpPort ? { HTTP_PORT: String(httpPort) } : {}),
+      },
       { cwd: spec.cwd ?? ROOT, script: spec.script, nodeArgs: spec.nodeArgs, command: spec.command },
     );
     await proc.waitFor(spec.readyText, 60_000);
     const pid = proc.child.pid!;
     let cpuBefore = cpuSecondsOf(pid);
-    tally.onReached(warmup, () => (cpuBefore = cpuSecondsOf(pid)));
+    let mainBefore = cpuSecondsOf(pid, pid);
+    let batchesBefore: Promise<BatchTally | undefined> = Promise.resolve(undefined);
+    tally.onReached(warmup, () => {
+      cpuBefore = cpuSecondsOf(pid);
+      mainBefore = cpuSecondsOf(pid, pid);
+      if (httpPort) batchesBefore = batchTally(httpPort);
+    });
     const complete = await tally.within(spec.timeLimitMs ?? 120_000);
     const cpuMsPerMsg = ((cpuSecondsOf(pid) - cpuBefore) * 1000) / Math.max(1, tally.received - warmup);
+    const mainCpuMsPerMsg = ((cpuSecondsOf(pid, pid) - mainBefore) * 1000) / Math.max(1, tally.received - warmup);
+    const [b0, b1] = httpPort ? await Promise.all([batchesBefore, batchTally(httpPort)]) : [];
+    const meanBatch = b0 && b1 && b1.count > b0.count ? (b1.sum - b0.sum) / (b1.count - b0.count) : undefined;
     if (!complete && !spec.timeLimitMs)
       process.stderr.write(`bench: ${spec.label}: only ${tally.received} of ${total} replies within the time limit\n`);
     const msgPerS = tally.steadyRatePerS(warmup);
@@ -164,7 +186,9 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
       seconds: (tally.lastAt - tally.firstAt) / 1000,
       loadAvg,
       cpuMsPerMsg,
+      mainCpuMsPerMsg,
       rss,
+      meanBatch,
       latencies,
       ...(spec.keepOutput ? { output: proc.output() } : {}),
     };
@@ -182,10 +206,30 @@ export async function stopProcess(proc: ConsumerProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-/** utime + stime of a live process, all its threads, in seconds (clock ticks are 1/100 s on Linux). */
-export function cpuSecondsOf(pid: number): number {
+interface BatchTally {
+  sum: number;
+  count: number;
+}
+
+/** scorer_batch_size's sum and count from a consumer's /metrics, or undefined when it does not answer. */
+async function batchTally(port: number): Promise<BatchTally | undefined> {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
+    const read = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1]);
+    const sum = read('scorer_batch_size_sum');
+    const count = read('scorer_batch_size_count');
+    return Number.isFinite(sum) && Number.isFinite(count) ? { sum, count } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** utime + stime of a live process, all its threads (or its thread `tid`), in seconds (clock ticks are 1/100 s on Linux). */
+export function cpuSecondsOf(pid: number, tid?: number): number {
+  try {
+    const fields = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8')
+      .split(') ')[1]
+      .split(' ');
     return (Number(fields[11]) + Number(fields[12])) / 100;
   } catch {
     return NaN;

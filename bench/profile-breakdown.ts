@@ -35,10 +35,7 @@ const STAGES: Array<[stage: string, match: (fn: string, url: string) => boolean]
     'socket system calls',
     (fn, url) => url === '' && /^(writev|writeBuffer|writeUtf8String|read|onStreamRead)$/.test(fn),
   ],
-  [
-    'boot (module loading)',
-    (_, url) => /node:internal\/modules|tsx\/dist|cjs-module-lexer|bootstrap\/realm/.test(url),
-  ],
+  ['boot (module loading)', (_, url) => /node:internal\/modules|tsx\/dist|cjs-module-lexer|bootstrap\/realm/.test(url)],
   ['broker client (amqplib)', (_, url) => url.includes('node_modules/amqplib/')],
   ['broker adapter (src/broker)', (_, url) => url.includes('/src/broker/')],
   [

@@ -36,6 +36,7 @@ import { benchModels, ROOT, type BenchModel } from './models.js';
 import { pythonLines, pythonRow, type PythonRowResult } from './python-row.js';
 import { notes, soakTable, table, targetLines, targetsOf, type ModelResult, type SoakResult } from './report.js';
 import { soak } from './soak.js';
+import { stageCosts } from './stages.js';
 import { largeTensorRow, type LargeTensorResult } from './large-tensor.js';
 
 const { values: opts } = parseArgs({
@@ -90,6 +91,9 @@ async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelRe
     ],
   });
   const [half, low] = ours.latencies;
+  const batch = Math.max(1, Math.round(ours.meanBatch ?? config.maxBatchSize));
+  log(`${model.name}: each stage alone, batches of ${batch} (this consumer's mean)`);
+  const stages = await stageCosts(model, batch);
   log(
     `  ${Math.round(ours.msgPerS)} msg/s; at ${half?.offeredPerS} msg/s p50 ${half?.p50Ms.toFixed(1)} ms, p99 ${half?.p99Ms.toFixed(1)} ms; at ${LOW_RATE} msg/s p50 ${low?.p50Ms.toFixed(1)} ms, p99 ${low?.p99Ms.toFixed(1)} ms`,
   );
@@ -102,6 +106,7 @@ async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelRe
       brokerLatencies: [],
       hand: ours,
       ours,
+      stages,
     };
 
   log(`${model.name}: broker ceiling (no-op consumer, prefetch ${opts.prefetch})`);
@@ -137,10 +142,12 @@ async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelRe
     script: 'bench/hand-consumer.ts',
     env: { MODEL_FILE: model.modelFile, NO_DELAY: '1' },
     readyText: '"msg":"ready"',
+    // It answers a few hundred a second: a warm-up of 10% of the count would outlast its time limit.
+    warmup: 200,
     timeLimitMs: Number(opts['hand-seconds']) * 1000,
   });
   log(`  ${Math.round(hand.msgPerS)} msg/s`);
-  return { model: model.name, count, compute, broker, brokerLatencies, hand, ours };
+  return { model: model.name, count, compute, broker, brokerLatencies, hand, ours, stages };
 }
 
 /**

@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
+import { AnsweredRecord } from '../src/answered-record.js';
 import { encodeReplyPublish } from '../src/broker/reply-frames.js';
 import { toDelivery } from '../src/broker/delivery.js';
 import { readNumericTensor } from '../src/isolate/numeric-data.js';
@@ -136,6 +137,14 @@ export async function stageCosts(model: BenchModel, batch: number, only?: string
   const context = { replyQueue: 'bench.replies', modelName: model.name, modelVersion: 'sha256:0123456789ab' };
   const delivered = bodies.map((b, i) => deliverBytes(b, i + 1));
   const calls = (perCall: number, base: number) => iterations || Math.max(50, Math.round(base / perCall));
+  // The record as it is after its first ANSWERED_RECORD_MAX replies (the default), forgetting one per reply.
+  const record = new AnsweredRecord({ maxEntries: 100_000, maxAgeMs: 600_000 });
+  let remembered = 0;
+  const rememberBatch = () => {
+    const now = Date.now();
+    for (let i = 0; i < batch; i++) record.remember({ correlationId: `c${remembered++}` }, now);
+  };
+  for (let i = 0; i < 100_000; i += batch) rememberBatch();
 
   const stages: Record<string, () => Promise<number>> = {
     'broker client: a delivery decoded (amqplib)': () =>
@@ -166,6 +175,8 @@ export async function stageCosts(model: BenchModel, batch: number, only?: string
         calls(batch, 50_000),
         batch,
       ),
+    'answered record: a reply remembered (full record)': () =>
+      cpuPerMessage(rememberBatch, calls(batch, 50_000), batch),
   };
   const us: Record<string, number> = {};
   try {

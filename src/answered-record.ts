@@ -32,9 +32,56 @@ export function answeredKeyOf(ids: InputIds): string | undefined {
   return undefined;
 }
 
+/**
+ * Keys in the order they were remembered, each with when: a queue with a moving head. Evicting the
+ * oldest is O(1); a Map's own oldest-first iteration is not: each one starts over the deleted entries at
+ * the front of its table, which made a full record of 100,000 cost about 100 µs per reply here.
+ */
+class Remembered {
+  private keys: string[] = [];
+  private times: number[] = [];
+  private head = 0;
+  /** The number of the next place: a key's newest place is the one whose number the record holds. */
+  next = 0;
+
+  get size(): number {
+    return this.keys.length - this.head;
+  }
+
+  /** The new place's number. */
+  push(key: string, at: number): number {
+    this.keys.push(key);
+    this.times.push(at);
+    return this.next++;
+  }
+
+  /** The number of the oldest place. */
+  oldestPlace(): number {
+    return this.next - this.size;
+  }
+
+  oldestAt(): number {
+    return this.times[this.head];
+  }
+
+  shift(): string {
+    const key = this.keys[this.head];
+    this.keys[this.head] = '';
+    this.head++;
+    if (this.head > 1024 && this.head * 2 > this.keys.length) {
+      this.keys = this.keys.slice(this.head);
+      this.times = this.times.slice(this.head);
+      this.head = 0;
+    }
+    return key;
+  }
+}
+
 export class AnsweredRecord {
-  /** Key → when its reply was confirmed (ms, the caller's clock). A Map iterates in insertion order: oldest first. */
+  /** Key → the number of its newest place in `order`. */
   private readonly entries = new Map<string, number>();
+  /** Every remember, oldest first; a key remembered again also has older places here, skipped as they come. */
+  private readonly order = new Remembered();
 
   constructor(private readonly o: AnsweredRecordOptions) {}
 
@@ -51,9 +98,7 @@ export class AnsweredRecord {
     if (!this.enabled) return;
     const key = answeredKeyOf(ids);
     if (key === undefined) return;
-    // Delete first: a key seen again moves to the young end, and the Map stays ordered by time.
-    this.entries.delete(key);
-    this.entries.set(key, nowMs);
+    this.entries.set(key, this.order.push(key, nowMs));
     this.evict(nowMs);
   }
 
@@ -65,11 +110,16 @@ export class AnsweredRecord {
     return key !== undefined && this.entries.has(key);
   }
 
+  /** Oldest first, while over the count (places in the queue, so renewals count too) or past the age. */
   private evict(nowMs: number): void {
-    while (this.entries.size > this.o.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
-    for (const [key, at] of this.entries) {
-      if (nowMs - at <= this.o.maxAgeMs) break;
-      this.entries.delete(key);
+    while (
+      this.order.size > 0 &&
+      (this.order.size > this.o.maxEntries || nowMs - this.order.oldestAt() > this.o.maxAgeMs)
+    ) {
+      const place = this.order.oldestPlace();
+      const key = this.order.shift();
+      // Only its newest place forgets it: an older one of a key remembered again is just dropped.
+      if (this.entries.get(key) === place) this.entries.delete(key);
     }
   }
 }

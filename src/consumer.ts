@@ -364,7 +364,7 @@ export class Consumer {
 /**
  * Binary payloads (issue 14): each body's contentType and headers for the entry script; none when no
  * delivery has either. `application/json` alone is what the isolate assumes of a body without a meta
- * (binary-calls.ts scriptMeta), so most JSON messages cross to the isolate with nothing beside the body.
+ * (binary-calls.ts scriptMeta), so a JSON message crosses to the isolate with nothing beside its body.
  */
 function bodyMetas(deliveries: readonly Delivery[]): Array<BodyMeta | undefined> | undefined {
   const meta = (d: Delivery) => d.headers !== undefined || (d.contentType && d.contentType !== JSON_CONTENT_TYPE);

@@ -14,6 +14,8 @@ export function mediaType(contentType: string | undefined): string {
 
 /** No contentType, application/json, text/json and any +json type (application/vnd.x+json) are JSON. */
 export function isJsonContentType(contentType: string | undefined): boolean {
+  // Asked of every message: the usual answers without the split and lower-casing.
+  if (contentType === undefined || contentType === JSON_CONTENT_TYPE) return true;
   const t = mediaType(contentType);
   return t === '' || t === JSON_CONTENT_TYPE || t === 'text/json' || t.endsWith('+json');
 }

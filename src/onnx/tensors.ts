@@ -260,18 +260,29 @@ function toJson(t: TensorData, offset: number, dims: number[]): unknown {
   const conv = numeric ? undefined : info.toJson;
   const data = t.data as ArrayLike<Element>;
   if (dims.length === 0) return conv ? conv(data[offset]) : data[offset];
-  const strides = dims.map((_, i) => dims.slice(i + 1).reduce((a, b) => a * b, 1));
-  const last = dims.length - 1;
-  const walk = (level: number, at: number): unknown[] => {
-    const n = dims[level];
-    const out = new Array<unknown>(n);
-    if (level === last) {
-      if (conv) for (let i = 0; i < n; i++) out[i] = conv(data[at + i]);
-      else for (let i = 0; i < n; i++) out[i] = data[at + i];
-    } else for (let i = 0; i < n; i++) out[i] = walk(level + 1, at + i * strides[level]);
-    return out;
-  };
-  return walk(0, offset);
+  const strides = new Array<number>(dims.length);
+  for (let i = dims.length - 1, s = 1; i >= 0; s *= dims[i--]) strides[i] = s;
+  return walk({ data, dims, strides, conv }, 0, offset);
+}
+
+interface Walk {
+  data: ArrayLike<Element>;
+  dims: number[];
+  strides: number[];
+  conv: ((v: Element) => unknown) | undefined;
+}
+
+// A function of its own, not a closure made per call: run through tsx, every named closure costs a
+// defineProperty of its name each time it is made, and this one was made for every output of every message.
+function walk(w: Walk, level: number, at: number): unknown[] {
+  const n = w.dims[level];
+  const out = new Array<unknown>(n);
+  if (level === w.dims.length - 1) {
+    const { data, conv } = w;
+    if (conv) for (let i = 0; i < n; i++) out[i] = conv(data[at + i]);
+    else for (let i = 0; i < n; i++) out[i] = data[at + i];
+  } else for (let i = 0; i < n; i++) out[i] = walk(w, level + 1, at + i * w.strides[level]);
+  return out;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -82,3 +82,22 @@ test('memory stays bounded under many inputs', () => {
   assert.equal(r.wasAnswered(again({ messageId: 'm99999' }), 100_000), true);
   assert.equal(r.wasAnswered(again({ messageId: 'm98999' }), 100_000), false);
 });
+
+test('the count bound holds over many times its size (its cost is in bench/stages.ts)', () => {
+  const r = new AnsweredRecord({ maxEntries: 1000, maxAgeMs: 60_000 });
+  for (let i = 0; i < 50_000; i++) r.remember({ messageId: `m${i}` }, i);
+  assert.equal(r.size, 1000);
+  assert.equal(r.wasAnswered(again({ messageId: 'm48999' }), 50_000), false, 'the 1,001st newest is forgotten');
+  assert.equal(r.wasAnswered(again({ messageId: 'm49000' }), 50_000), true, 'the 1,000th newest is kept');
+});
+
+test('a key remembered twice in the same millisecond is kept until its newest place is the oldest', () => {
+  const r = new AnsweredRecord({ maxEntries: 2, maxAgeMs: 60_000 });
+  r.remember({ messageId: 'a' }, 5);
+  r.remember({ messageId: 'a' }, 5);
+  r.remember({ messageId: 'b' }, 5);
+  assert.equal(r.wasAnswered(again({ messageId: 'a' }), 5), true);
+  r.remember({ messageId: 'c' }, 5);
+  assert.equal(r.wasAnswered(again({ messageId: 'a' }), 5), false);
+  assert.equal(r.wasAnswered(again({ messageId: 'b' }), 5), true);
+});
