@@ -60,7 +60,7 @@ try {
       const l = r.latencies[0];
       const ms = (x: number | undefined) => x?.toFixed(1) ?? '?';
       console.log(
-        `${m.name}\t${Math.round(r.msgPerS)} msg/s\tCPU ${(r.cpuMsPerMsg * 1000).toFixed(1)} µs/msg (main thread ${(r.mainCpuMsPerMsg * 1000).toFixed(1)}), mean batch ${r.meanBatch?.toFixed(1) ?? '?'}\tat ${rate} msg/s p50 ${ms(l?.p50Ms)} p99 ${ms(l?.p99Ms)} ms\tpeak RSS ${r.rss?.peakMb.toFixed(0)} MB`,
+        `${m.name}\t${Math.round(r.msgPerS)} msg/s\tCPU ${(r.cpuMsPerMsg * 1000).toFixed(1)} µs/msg (main thread ${(r.mainCpuMsPerMsg * 1000).toFixed(1)}), mean batch ${r.meanBatch?.toFixed(1) ?? '?'}\tat ${rate} msg/s p50 ${ms(l?.p50Ms)} p99 ${ms(l?.p99Ms)} ms (scoring p50 ${ms(l?.scoringP50Ms)} p99 ${ms(l?.scoringP99Ms)})\tpeak RSS ${r.rss?.peakMb.toFixed(0)} MB`,
       );
     }
   }

@@ -75,6 +75,9 @@ export interface LatencyResult {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** The replies' x-scoring-ms (this consumer only): the part of the latency spent scoring, isolate round trip included. */
+  scoringP50Ms?: number;
+  scoringP99Ms?: number;
   /** CPU of the benchmark's own process (publisher and reply reader) per message, in ms. */
   loadGeneratorCpuMsPerMsg: number;
 }
@@ -97,6 +100,8 @@ export interface DrainResult {
   cpuMsPerMsg: number;
   /** The same for its main thread alone (the broker's side; isolates and runtime threads are the rest). */
   mainCpuMsPerMsg: number;
+  /** The kernel's share of cpuMsPerMsg (system time: socket reads and writes, thread wake-ups). */
+  systemCpuMsPerMsg: number;
   rss?: { peakMb: number; nowMb: number };
   /** This consumer's mean batch over the measured messages (its scorer_batch_size), when it is ours. */
   meanBatch?: number;
@@ -135,15 +140,19 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
     const pid = proc.child.pid!;
     let cpuBefore = cpuSecondsOf(pid);
     let mainBefore = cpuSecondsOf(pid, pid);
+    let systemBefore = cpuSecondsOf(pid, undefined, 'system');
     let batchesBefore: Promise<BatchTally | undefined> = Promise.resolve(undefined);
     tally.onReached(warmup, () => {
       cpuBefore = cpuSecondsOf(pid);
       mainBefore = cpuSecondsOf(pid, pid);
+      systemBefore = cpuSecondsOf(pid, undefined, 'system');
       if (httpPort) batchesBefore = batchTally(httpPort);
     });
     const complete = await tally.within(spec.timeLimitMs ?? 120_000);
     const cpuMsPerMsg = ((cpuSecondsOf(pid) - cpuBefore) * 1000) / Math.max(1, tally.received - warmup);
     const mainCpuMsPerMsg = ((cpuSecondsOf(pid, pid) - mainBefore) * 1000) / Math.max(1, tally.received - warmup);
+    const systemCpuMsPerMsg =
+      ((cpuSecondsOf(pid, undefined, 'system') - systemBefore) * 1000) / Math.max(1, tally.received - warmup);
     const [b0, b1] = httpPort ? await Promise.all([batchesBefore, batchTally(httpPort)]) : [];
     const meanBatch = b0 && b1 && b1.count > b0.count ? (b1.sum - b0.sum) / (b1.count - b0.count) : undefined;
     if (!complete && !spec.timeLimitMs)
@@ -170,6 +179,12 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
         p50Ms: lt.percentile(50, skip),
         p99Ms: lt.percentile(99, skip),
         maxMs: lt.percentile(100, skip),
+        ...(lt.scoringMs.length > 0
+          ? {
+              scoringP50Ms: lt.percentile(50, skip, lt.scoringMs),
+              scoringP99Ms: lt.percentile(99, skip, lt.scoringMs),
+            }
+          : {}),
         loadGeneratorCpuMsPerMsg: (user + system) / 1000 / sent,
       });
     }
@@ -187,6 +202,7 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
       loadAvg,
       cpuMsPerMsg,
       mainCpuMsPerMsg,
+      systemCpuMsPerMsg,
       rss,
       meanBatch,
       latencies,
@@ -225,12 +241,12 @@ async function batchTally(port: number): Promise<BatchTally | undefined> {
 }
 
 /** utime + stime of a live process, all its threads (or its thread `tid`), in seconds (clock ticks are 1/100 s on Linux). */
-export function cpuSecondsOf(pid: number, tid?: number): number {
+export function cpuSecondsOf(pid: number, tid?: number, which: 'all' | 'system' = 'all'): number {
   try {
     const fields = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8')
       .split(') ')[1]
       .split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    return ((which === 'all' ? Number(fields[11]) : 0) + Number(fields[12])) / 100;
   } catch {
     return NaN;
   }

@@ -144,6 +144,8 @@ export interface ReplySeen {
   correlationId: string;
   ok: boolean;
   at: number;
+  /** The reply's x-scoring-ms (this consumer's replies): the scoring's share of its latency. */
+  scoringMs?: number;
 }
 
 /** Reads a reply queue (no acks: the reader must never be the bottleneck) and hands each reply on. */
@@ -160,10 +162,12 @@ export class ReplyReader {
       queue,
       (m) => {
         if (!m) return;
+        const scoring = m.properties.headers?.['x-scoring-ms'];
         onReply({
           correlationId: m.properties.correlationId ?? '',
           ok: m.properties.headers?.['x-status'] !== 'error',
           at: performance.now(),
+          scoringMs: typeof scoring === 'number' ? scoring : undefined,
         });
       },
       { noAck: true },
@@ -258,6 +262,7 @@ export class Tally {
 export class LatencyTally extends Tally {
   readonly sentAt: Float64Array;
   readonly latenciesMs: number[] = [];
+  readonly scoringMs: number[] = [];
 
   constructor(count: number, prefix: string) {
     super(count, prefix);
@@ -271,13 +276,15 @@ export class LatencyTally extends Tally {
   protected override tallyReply(r: ReplySeen): void {
     const before = this.received;
     super.tallyReply(r);
-    if (this.received > before)
+    if (this.received > before) {
       this.latenciesMs.push(r.at - this.sentAt[Number(r.correlationId.slice(this.prefixText.length))]);
+      if (r.scoringMs !== undefined) this.scoringMs.push(r.scoringMs);
+    }
   }
 
-  /** The p-th percentile (0–100) of the replies after the first `skip` (warm-up). */
-  percentile(p: number, skip = 0): number {
-    const sorted = this.latenciesMs.slice(skip).sort((a, b) => a - b);
+  /** The p-th percentile (0–100) of the replies after the first `skip` (warm-up); of their x-scoring-ms with `of`. */
+  percentile(p: number, skip = 0, of: readonly number[] = this.latenciesMs): number {
+    const sorted = of.slice(skip).sort((a, b) => a - b);
     if (sorted.length === 0) return NaN;
     return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
   }
