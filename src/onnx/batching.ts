@@ -137,6 +137,13 @@ export function stack(items: readonly Feeds[], inputs: readonly TensorSpec[]): F
   for (const { name, type } of inputs) {
     const parts = items.map((it) => it[name]);
     const total = parts.reduce((sum, p) => sum + p.data.length, 0);
+    const dims = [parts.reduce((sum, p) => sum + p.dims[0], 0), ...parts[0].dims.slice(1)];
+    // Read one after another from one slab (isolate/numeric-data.ts), they already lie side by side.
+    const adjacent = sideBySide(parts.map((p) => p.data));
+    if (adjacent) {
+      out[name] = { type, data: adjacent, dims };
+      continue;
+    }
     const data = elementInfo(type).allocate(total);
     let at = 0;
     for (const p of parts) {
@@ -144,9 +151,24 @@ export function stack(items: readonly Feeds[], inputs: readonly TensorSpec[]): F
       else (data as Float64Array).set(p.data as Float64Array, at); // same element type on both sides; the cast only quiets the union
       at += p.data.length;
     }
-    out[name] = { type, data, dims: [parts.reduce((sum, p) => sum + p.dims[0], 0), ...parts[0].dims.slice(1)] };
+    out[name] = { type, data, dims };
   }
   return out;
+}
+
+/** One view over typed arrays that follow each other in one buffer, in order; undefined otherwise. */
+function sideBySide(parts: ReadonlyArray<TensorData['data']>): TensorData['data'] | undefined {
+  const first = parts[0];
+  if (!(first instanceof Float32Array || first instanceof Float64Array)) return undefined;
+  let end = first.byteOffset + first.byteLength;
+  for (let k = 1; k < parts.length; k++) {
+    const p = parts[k];
+    if (p.constructor !== first.constructor || (p as Float32Array).buffer !== first.buffer) return undefined;
+    if ((p as Float32Array).byteOffset !== end) return undefined;
+    end += (p as Float32Array).byteLength;
+  }
+  const Ctor = first.constructor as Float32ArrayConstructor | Float64ArrayConstructor;
+  return new Ctor(first.buffer as ArrayBuffer, first.byteOffset, (end - first.byteOffset) / first.BYTES_PER_ELEMENT);
 }
 
 function firstDifference(alone: TensorData, together: TensorData, offset: number): number | undefined {

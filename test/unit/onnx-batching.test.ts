@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import * as entry from '../../src/onnx/entry.js';
-import { groupByShape, shapeKey } from '../../src/onnx/batching.js';
+import { groupByShape, shapeKey, stack } from '../../src/onnx/batching.js';
+import { readNumericTensor } from '../../src/isolate/numeric-data.js';
 import type { InitContext } from '../../src/isolate/entry-script.js';
 import { mixesRows, modelDir, numbers, orientation, rowWise, seqFirstRnn } from '../support/onnx-models.js';
 
@@ -149,4 +150,25 @@ test('a model the check cannot run on generated inputs is scored one message per
     [[1, 2, 3, 4, 5]],
     [[6, 7, 8, 9, 10]],
   ]);
+});
+
+test('bodies read one after another are stacked as a view of where they were read, with the same values', () => {
+  const spec = { name: 'x', type: 'float32' as const, dims: [-1, 3] };
+  const rows = [
+    [0.1, 0.2, 0.3],
+    [1.5, -2, 3e-8],
+    [7, 8, 9],
+  ];
+  const feeds = rows.map((r) => {
+    const t = readNumericTensor(Buffer.from(JSON.stringify({ data: [r] })), 'float32', 1000)!;
+    return { x: { type: 'float32' as const, data: t.data, dims: t.dims } };
+  });
+  const stacked = stack(feeds, [spec]).x;
+  assert.deepEqual(stacked.dims, [3, 3]);
+  assert.deepEqual([...(stacked.data as Float32Array)], rows.flat().map(Math.fround));
+  assert.equal((stacked.data as Float32Array).buffer, (feeds[0].x.data as Float32Array).buffer, 'no copy: a view');
+  // Out of order they are not side by side: copied, still right.
+  const swapped = stack([feeds[2], feeds[0]], [spec]).x;
+  assert.deepEqual([...(swapped.data as Float32Array)], [...rows[2], ...rows[0]].map(Math.fround));
+  assert.notEqual((swapped.data as Float32Array).buffer, (feeds[0].x.data as Float32Array).buffer);
 });
