@@ -52,6 +52,7 @@ export const configSchema = z.object({
   MAX_TENSOR_ELEMENTS: int(1, 1_000_000_000),
   ORT_INTRA_OP_THREADS: int(0, 64),
   ORT_GRAPH_OPTIMIZATION: z.enum(['disabled', 'basic', 'extended', 'all']),
+  ORT_ALLOW_SPINNING: z.enum(['true', 'false']),
   BATCHING: z.enum(['auto', 'on', 'off']),
   OUTPUTS: z
     .string()
@@ -190,7 +191,11 @@ function toConfig(c: z.infer<typeof configSchema>) {
     runTimeoutMs: c.RUN_TIMEOUT_MS,
     maxMessageBytes: c.MAX_MESSAGE_BYTES,
     maxTensorElements: c.MAX_TENSOR_ELEMENTS,
-    ort: { intraOpNumThreads: c.ORT_INTRA_OP_THREADS, graphOptimizationLevel: c.ORT_GRAPH_OPTIMIZATION },
+    ort: {
+      intraOpNumThreads: c.ORT_INTRA_OP_THREADS,
+      graphOptimizationLevel: c.ORT_GRAPH_OPTIMIZATION,
+      allowSpinning: c.ORT_ALLOW_SPINNING === 'true',
+    },
     /** The built-in ONNX script: whether messages may share a run (BATCHING), which outputs to fetch (OUTPUTS; [] for all). */
     onnx: {
       batching: c.BATCHING,

@@ -34,14 +34,25 @@ export function findModelFile(modelDir: string): string {
   return join(modelDir, files[0]);
 }
 
-export async function loadModel(context: InitContext): Promise<LoadedModel> {
-  const file = findModelFile(context.modelDir);
-  const options: ort.InferenceSession.SessionOptions = {
-    intraOpNumThreads: context.ort.intraOpNumThreads,
+/** ORT_* as onnxruntime's session options: sequential, one inter-op thread, no spinning unless asked. */
+export function sessionOptions(o: InitContext['ort']): ort.InferenceSession.SessionOptions {
+  return {
+    intraOpNumThreads: o.intraOpNumThreads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
-    graphOptimizationLevel: context.ort.graphOptimizationLevel,
+    graphOptimizationLevel: o.graphOptimizationLevel,
+    // A pool thread (ORT_INTRA_OP_THREADS above 1) spins after each run by default, waiting for the next:
+    // CPU the broker, on the same cores, needs. ORT_ALLOW_SPINNING=true lets it spin, for a pool with cores of its own.
+    ...(o.allowSpinning
+      ? {}
+      : { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } }),
   };
+}
+
+export async function loadModel(context: InitContext): Promise<LoadedModel> {
+  const file = findModelFile(context.modelDir);
+  const options = sessionOptions(context.ort);
+
   let session = await ort.InferenceSession.create(file, options);
   const keep = context.onnx?.outputs ?? [];
   const nonTensor = new Set(session.outputMetadata.filter((m) => !m.isTensor).map((m) => m.name));

@@ -16,7 +16,7 @@ before(async () => {
   const model = await loadModel({
     modelDir: `${PROJECT_ROOT}models`,
     maxTensorElements: 1e6,
-    ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all' },
+    ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all', allowSpinning: false },
   });
   doc = buildAsyncApi({
     url: 'amqp://user:secret@broker.example:5672/scoring',

@@ -20,7 +20,7 @@ import { identity, modelDir } from '../support/onnx-models.js';
 const context = (dir: string): InitContext => ({
   modelDir: dir,
   maxTensorElements: 1_000_000,
-  ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all' },
+  ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all', allowSpinning: false },
   onnx: { batching: 'auto', outputs: [] },
 });
 

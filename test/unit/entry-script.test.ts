@@ -87,7 +87,11 @@ export const modelName = 'custom';
 `,
   );
   const s = await loadEntryScript(path);
-  s.init({ modelDir: '/m', maxTensorElements: 1, ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all' } });
+  s.init({
+    modelDir: '/m',
+    maxTensorElements: 1,
+    ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all', allowSpinning: false },
+  });
   assert.deepEqual(await s.run('[[1],[2]]'), { rows: 2, folder: '/m' });
   assert.deepEqual(s.runBatch?.(['[]', '[1]']), [2, 3]);
   assert.equal(s.modelName, 'custom');

@@ -14,7 +14,7 @@ import { mixesRows, modelDir, numbers, orientation, rowWise, seqFirstRnn } from 
 const context = (dir: string, batching: 'auto' | 'on' | 'off' = 'auto'): InitContext => ({
   modelDir: dir,
   maxTensorElements: 1_000_000,
-  ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all' },
+  ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all', allowSpinning: false },
   onnx: { batching, outputs: [] },
 });
 

@@ -12,7 +12,7 @@ import { modelDir, twoOutputs } from '../support/onnx-models.js';
 const context = (dir: string, outputs: string[]): InitContext => ({
   modelDir: dir,
   maxTensorElements: 1_000_000,
-  ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all' },
+  ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all', allowSpinning: false },
   onnx: { batching: 'auto', outputs },
 });
 

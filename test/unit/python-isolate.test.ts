@@ -176,7 +176,11 @@ function start(script: string, python = 'python3'): Promise<ScriptHost> {
   return ScriptHost.start({
     entryScript: join(dir, script),
     isolation: 'python',
-    context: { modelDir, maxTensorElements: 1000, ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all' } },
+    context: {
+      modelDir,
+      maxTensorElements: 1000,
+      ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all', allowSpinning: false },
+    },
     maxMessageBytes: 1 << 20,
     logger,
     python,
@@ -470,7 +474,7 @@ describe('the lifetime of a Python process', () => {
       harness,
       `import { ScriptHost } from ${JSON.stringify(new URL('../../src/isolate/host.ts', import.meta.url).pathname)};
 const host = await ScriptHost.start({ entryScript: ${JSON.stringify(join(dir, 'faults/score.py'))}, isolation: 'python', python: 'python3',
-  context: { modelDir: ${JSON.stringify(modelDir)}, maxTensorElements: 1, ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all' } },
+  context: { modelDir: ${JSON.stringify(modelDir)}, maxTensorElements: 1, ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all', allowSpinning: false } },
   maxMessageBytes: 1 << 20, logger: { info: (o: object) => console.log(JSON.stringify(o)), warn() {}, error() {} } as never });
 void host.call('run', [Buffer.from('{"data":"sleep"}')], 3_600_000);
 `,
