@@ -9,9 +9,18 @@
  * several requests. Only redelivered inputs are looked up: a new message that happens to reuse an id is
  * never taken for an old one, and so is never left unanswered. An input with neither id is not recorded.
  *
+ * It also keeps the inputs *in doubt*: their reply was published, but its channel went before the
+ * broker confirmed it, and the input went back to the broker with its own channel. The broker may have
+ * routed that reply (a broker that stops closes its connections with confirms still owed: tens of replies
+ * at a restart), so a redelivery of such an input is answered with the SAME reply, body and messageId, not
+ * scored again: a receiver that keeps the message ids it has seen drops the copy. Their reply is kept
+ * until a copy of it is confirmed (then the input is answered) or the bounds forget it (then the input is
+ * scored again: a second, different reply, as the contract allows).
+ *
  * Bounded by count (oldest forgotten first) and by age; both configurable (ANSWERED_RECORD_MAX,
- * ANSWERED_RECORD_MAX_AGE_MS). It lives in this process: after a SIGKILL the record is gone and a
- * redelivered input is answered again, which the contract allows (twice, never zero times).
+ * ANSWERED_RECORD_MAX_AGE_MS); the replies in doubt also by their bytes. It lives in this process: after
+ * a SIGKILL the record is gone and a redelivered input is answered again, which the contract allows
+ * (twice, never zero times).
  */
 
 export interface AnsweredRecordOptions {
@@ -19,7 +28,12 @@ export interface AnsweredRecordOptions {
   maxEntries: number;
   /** An entry older than this is forgotten; 0 turns the record off. */
   maxAgeMs: number;
+  /** The bodies of the replies in doubt kept at most, in bytes (oldest forgotten first); default IN_DOUBT_MAX_BYTES. */
+  maxInDoubtBytes?: number;
 }
+
+/** A reply in doubt is kept whole (it is sent again as it was): a few replies of 1 MB, or thousands of small ones. */
+export const IN_DOUBT_MAX_BYTES = 16 * 1024 * 1024;
 
 export interface InputIds {
   messageId?: string;
@@ -32,11 +46,17 @@ export function answeredKeyOf(ids: InputIds): string | undefined {
   return undefined;
 }
 
-export class AnsweredRecord {
+export class AnsweredRecord<R extends { body: Buffer } = { body: Buffer }> {
   /** Key → when its reply was confirmed (ms, the caller's clock). A Map iterates in insertion order: oldest first. */
   private readonly entries = new Map<string, number>();
+  /** Key → the reply in doubt and when its input went back, oldest first. */
+  private readonly doubts = new Map<string, { at: number; reply: R }>();
+  private doubtBytes = 0;
+  private readonly maxInDoubtBytes: number;
 
-  constructor(private readonly o: AnsweredRecordOptions) {}
+  constructor(private readonly o: AnsweredRecordOptions) {
+    this.maxInDoubtBytes = o.maxInDoubtBytes ?? IN_DOUBT_MAX_BYTES;
+  }
 
   get enabled(): boolean {
     return this.o.maxEntries > 0 && this.o.maxAgeMs > 0;
@@ -44,6 +64,11 @@ export class AnsweredRecord {
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /** How many replies are in doubt, and their bodies' bytes. */
+  get inDoubtSize(): { entries: number; bytes: number } {
+    return { entries: this.doubts.size, bytes: this.doubtBytes };
   }
 
   /** After the reply is confirmed, before the ack is sent. */
@@ -54,7 +79,29 @@ export class AnsweredRecord {
     // Delete first: a key seen again moves to the young end, and the Map stays ordered by time.
     this.entries.delete(key);
     this.entries.set(key, nowMs);
+    // A copy of its reply in doubt was confirmed: answered now.
+    this.forgetDoubt(key);
     this.evict(nowMs);
+  }
+
+  /** When an input goes back to the broker after its reply was published but not confirmed. */
+  rememberInDoubt(ids: InputIds, reply: R, nowMs: number): void {
+    if (!this.enabled) return;
+    const key = answeredKeyOf(ids);
+    if (key === undefined) return;
+    this.forgetDoubt(key);
+    if (reply.body.byteLength > this.maxInDoubtBytes) return;
+    this.doubts.set(key, { at: nowMs, reply });
+    this.doubtBytes += reply.body.byteLength;
+    this.evictDoubts(nowMs);
+  }
+
+  /** For a delivery: the reply to send again when it is a redelivery of an input in doubt within the bounds. */
+  inDoubt(delivery: InputIds & { redelivered: boolean }, nowMs: number): R | undefined {
+    if (!delivery.redelivered || !this.enabled || this.doubts.size === 0) return undefined;
+    this.evictDoubts(nowMs);
+    const key = answeredKeyOf(delivery);
+    return key === undefined ? undefined : this.doubts.get(key)?.reply;
   }
 
   /** For a delivery: true when it is a redelivery of an input answered within the bounds. */
@@ -63,6 +110,21 @@ export class AnsweredRecord {
     this.evict(nowMs);
     const key = answeredKeyOf(delivery);
     return key !== undefined && this.entries.has(key);
+  }
+
+  private forgetDoubt(key: string): void {
+    const doubt = this.doubts.get(key);
+    if (doubt === undefined) return;
+    this.doubts.delete(key);
+    this.doubtBytes -= doubt.reply.body.byteLength;
+  }
+
+  private evictDoubts(nowMs: number): void {
+    for (const [key, { at }] of this.doubts) {
+      const over = this.doubts.size > this.o.maxEntries || this.doubtBytes > this.maxInDoubtBytes;
+      if (!over && nowMs - at <= this.o.maxAgeMs) break;
+      this.forgetDoubt(key);
+    }
   }
 
   private evict(nowMs: number): void {
