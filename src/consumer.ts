@@ -193,7 +193,10 @@ export class Consumer {
       return;
     }
     const again = this.record.inDoubt(delivery, receivedAtMs);
-    if (again) return this.sendAgain([{ delivery, reply: again }]);
+    if (again) {
+      this.sendAgain([{ delivery, reply: again }]);
+      return;
+    }
     const item: Received = {
       delivery,
       receivedAt: performance.now(),

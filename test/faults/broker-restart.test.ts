@@ -104,8 +104,28 @@ test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer
   await new Promise((r) => setTimeout(r, 200));
   const statuses = readyz.stop();
 
-  const { missing, duplicated } = watcher.tally(ids);
+  const { missing, duplicated, duplicatedIds } = watcher.tally(ids);
   const out = consumer.output();
+  // TMP17
+  {
+    let same = 0;
+    let different = 0;
+    const lines = out.split('\n').filter((l) => l.includes('TMP17'));
+    const kinds = new Map<string, number>();
+    for (const id of duplicatedIds) {
+      const copies = watcher.of(id);
+      const mids = new Set(copies.map((c) => c.messageId));
+      if (mids.size === 1) same++;
+      else different++;
+      const mine = lines.filter((l) => l.includes(`"${id}"`)).map((l) => JSON.parse(l).msg + ':' + (JSON.parse(l).first ?? '') + ':' + (JSON.parse(l).stage ?? ''));
+      const k = mine.join('|') || 'none';
+      kinds.set(k, (kinds.get(k) ?? 0) + 1);
+    }
+    const tmpCounts = new Map<string, number>();
+    for (const l of lines) { const j = JSON.parse(l); const k = `${j.msg}:${j.first ?? ''}:${j.stage ?? ''}`; tmpCounts.set(k, (tmpCounts.get(k) ?? 0) + 1); }
+    console.log('TMP17 dup same-mid', same, 'different', different, 'kinds', JSON.stringify([...kinds]), 'all tmp lines', JSON.stringify([...tmpCounts]));
+    console.log('TMP17 sample', JSON.stringify(duplicatedIds.slice(0, 5).map((id) => watcher!.of(id).map((c) => ({ m: c.messageId, at: c.at - stopAt })))));
+  }
   const consuming = logLines(out, 'consuming');
   // Replies read after start_app may have been published before the stop (the watcher reconnects too):
   // a new one is one that arrived after the consumer subscribed again.
