@@ -17,6 +17,12 @@
  * until a copy of it is confirmed (then the input is answered) or the bounds forget it (then the input is
  * scored again: a second, different reply, as the contract allows).
  *
+ * And it knows the inputs whose reply is on its way (published, its fate not known yet). A redelivery
+ * of one waits for that first copy to be settled, then is looked up: otherwise it would be scored
+ * beside a reply that may still be confirmed (one held for a publish channel that comes back after the
+ * consume channel does), and answered twice with two different replies. Those entries last as long as
+ * their input is held, so PREFETCH bounds them.
+ *
  * Bounded by count (oldest forgotten first) and by age; both configurable (ANSWERED_RECORD_MAX,
  * ANSWERED_RECORD_MAX_AGE_MS); the replies in doubt also by their bytes. It lives in this process: after
  * a SIGKILL the record is gone and a redelivered input is answered again, which the contract allows
@@ -52,6 +58,8 @@ export class AnsweredRecord<R extends { body: Buffer } = { body: Buffer }> {
   /** Key → the reply in doubt and when its input went back, oldest first. */
   private readonly doubts = new Map<string, { at: number; reply: R }>();
   private doubtBytes = 0;
+  /** Key → the input (the delivery object) whose reply is on its way, and the redeliveries waiting for it. */
+  private readonly replying = new Map<string, { owner: object; waiters: Array<() => void> }>();
   private readonly maxInDoubtBytes: number;
 
   constructor(private readonly o: AnsweredRecordOptions) {
@@ -94,6 +102,34 @@ export class AnsweredRecord<R extends { body: Buffer } = { body: Buffer }> {
     this.doubts.set(key, { at: nowMs, reply });
     this.doubtBytes += reply.body.byteLength;
     this.evictDoubts(nowMs);
+  }
+
+  /** Before an input's reply is published; `owner` is that input's own object, for settled(). */
+  replyingFor(ids: InputIds, owner: object): void {
+    if (!this.enabled) return;
+    const key = answeredKeyOf(ids);
+    if (key === undefined) return;
+    const was = this.replying.get(key);
+    this.replying.set(key, { owner, waiters: was?.waiters ?? [] });
+  }
+
+  /** When an input is settled, whatever its fate, after remember() or rememberInDoubt(): its redeliveries waiting go on. */
+  settled(ids: InputIds, owner: object): void {
+    if (this.replying.size === 0) return;
+    const key = answeredKeyOf(ids);
+    const entry = key === undefined ? undefined : this.replying.get(key);
+    if (entry === undefined || entry.owner !== owner) return;
+    this.replying.delete(key as string);
+    for (const go of entry.waiters) go();
+  }
+
+  /** For a redelivery: resolves once the first copy, whose reply is on its way, is settled; undefined when there is none. */
+  firstCopySettled(delivery: InputIds & { redelivered: boolean }): Promise<void> | undefined {
+    if (!delivery.redelivered || this.replying.size === 0) return undefined;
+    const key = answeredKeyOf(delivery);
+    const entry = key === undefined ? undefined : this.replying.get(key);
+    if (entry === undefined || entry.owner === delivery) return undefined;
+    return new Promise((resolve) => entry.waiters.push(resolve));
   }
 
   /** For a delivery: the reply to send again when it is a redelivery of an input in doubt within the bounds. */

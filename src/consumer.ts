@@ -186,6 +186,19 @@ export class Consumer {
       );
     }
     const receivedAtMs = Date.now();
+    // Its first copy's reply is on its way: what became of it decides this one's fate.
+    const first = this.record.firstCopySettled(delivery);
+    if (first) {
+      const work = first.then(() => this.take(delivery, Date.now())).finally(() => this.inProgress.delete(work));
+      this.inProgress.add(work);
+      return;
+    }
+    this.take(delivery, receivedAtMs);
+  }
+
+  /** A delivery counted in: acked when already answered, its reply sent again when in doubt, else scored. */
+  private take(delivery: Delivery, receivedAtMs: number): void {
+    const { metrics, config } = this.deps;
     // Its reply was confirmed here and only the ack was lost: the caller has its answer.
     if (this.record.wasAnswered(delivery, receivedAtMs)) {
       metrics.alreadyAnswered.inc();

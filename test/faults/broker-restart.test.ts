@@ -63,7 +63,7 @@ test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer
   const httpPort = await freeTcpPort();
 
   const client = await TestClient.connect(broker.url);
-  watcher = await RestartProofWatcher.start(broker.url, replies);
+  watcher = await RestartProofWatcher.start(broker.url, replies, 'classic');
   consumer = startConsumer({
     AMQP_URL: broker.url,
     INPUT_QUEUE: input,

@@ -513,3 +513,16 @@ test('a late reply whose input went back before its confirm is in doubt too; a r
   assert.equal(broker.publishes.filter((p) => p.reply.correlationId === 'unsent').length, 0);
   assert.equal(record.inDoubt({ correlationId: 'unsent', redelivered: true }, Date.now()), undefined);
 });
+
+test('the record is told of a reply on its way before it is published, and of its input once settled', async () => {
+  const record = new AnsweredRecord<Reply>({ maxEntries: 100, maxAgeMs: 60_000 });
+  const d = delivery('flight');
+  const seen: string[] = [];
+  const broker = new FakeBroker(() => {
+    seen.push(record.firstCopySettled({ correlationId: 'flight', redelivered: true }) ? 'waits' : 'free');
+    return 'confirmed';
+  });
+  await answer([scored(d)], options(broker, { record }));
+  assert.deepEqual(seen, ['waits'], 'a redelivery arriving while the reply is published waits');
+  assert.equal(record.firstCopySettled({ correlationId: 'flight', redelivered: true }), undefined, 'not after');
+});

@@ -140,3 +140,37 @@ test('with the record off nothing is kept in doubt', () => {
   assert.equal(r.inDoubt(again({ messageId: 'm' }), 0), undefined);
   assert.deepEqual(r.inDoubtSize, { entries: 0, bytes: 0 });
 });
+
+test('a redelivery of an input whose reply is on its way waits for that first copy to be settled', async () => {
+  const r = new AnsweredRecord({ maxEntries: 10, maxAgeMs: 60_000 });
+  const first = { correlationId: 'c1' };
+  assert.equal(r.firstCopySettled(again({ correlationId: 'c1' })), undefined, 'no reply on its way: no wait');
+  r.replyingFor(first, first);
+  assert.equal(r.firstCopySettled({ correlationId: 'c1', redelivered: false }), undefined, 'a new message never waits');
+  let released = false;
+  const waiting = r.firstCopySettled(again({ correlationId: 'c1' }))!.then(() => (released = true));
+  r.settled({ correlationId: 'c1' }, { correlationId: 'c1' });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(released, false, 'only the first copy itself settles it');
+  r.remember(first, 1);
+  r.settled(first, first);
+  await waiting;
+  assert.equal(r.wasAnswered(again({ correlationId: 'c1' }), 2), true, 'and by then its fate is recorded');
+  assert.equal(r.firstCopySettled(again({ correlationId: 'c1' })), undefined, 'settled: no more waiting');
+});
+
+test("a copy answering in its turn takes over the first one's waiters", async () => {
+  const r = new AnsweredRecord({ maxEntries: 10, maxAgeMs: 60_000 });
+  const first = { messageId: 'm' };
+  const second = { messageId: 'm', redelivered: true };
+  r.replyingFor(first, first);
+  let released = false;
+  const third = r.firstCopySettled({ messageId: 'm', redelivered: true })!.then(() => (released = true));
+  r.replyingFor(second, second);
+  assert.equal(r.firstCopySettled(second), undefined, 'a copy never waits on itself');
+  r.settled(first, first);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(released, false, 'the first copy no longer owns the entry');
+  r.settled(second, second);
+  await third;
+});
