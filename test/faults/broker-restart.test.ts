@@ -63,6 +63,8 @@ test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer
   const httpPort = await freeTcpPort();
 
   const client = await TestClient.connect(broker.url);
+  // Classic, as the consumer declares REPLY_QUEUE: it confirms a persistent reply once on disk, so a stop finds tens of
+  // confirms owed, replies in doubt whose input comes back (a quorum reply queue owes fewer, often none).
   watcher = await RestartProofWatcher.start(broker.url, replies, 'classic');
   consumer = startConsumer({
     AMQP_URL: broker.url,
