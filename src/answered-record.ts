@@ -53,8 +53,17 @@ export function answeredKeyOf(ids: InputIds): string | undefined {
 }
 
 export class AnsweredRecord<R extends { body: Buffer } = { body: Buffer }> {
-  /** Key → when its reply was confirmed (ms, the caller's clock). A Map iterates in insertion order: oldest first. */
+  /** Key → the sequence number of its latest remember(). */
   private readonly entries = new Map<string, number>();
+  /**
+   * Every remember() in order, oldest at `head`: key, sequence number and time. Not the Map's own order:
+   * V8 leaves a hole for each key deleted at a Map's front, and every later look at the front walks over
+   * them until the table is rehashed; once the record was full that cost 70–470 µs a message. An entry
+   * whose key was remembered again since is stale (its number is no longer the key's) and is skipped.
+   */
+  private order: { keys: string[]; seqs: number[]; ats: number[] } = { keys: [], seqs: [], ats: [] };
+  private head = 0;
+  private seq = 0;
   /** Key → the reply in doubt and when its input went back, oldest first. */
   private readonly doubts = new Map<string, { at: number; reply: R }>();
   private doubtBytes = 0;
@@ -84,9 +93,12 @@ export class AnsweredRecord<R extends { body: Buffer } = { body: Buffer }> {
     if (!this.enabled) return;
     const key = answeredKeyOf(ids);
     if (key === undefined) return;
-    // Delete first: a key seen again moves to the young end, and the Map stays ordered by time.
-    this.entries.delete(key);
-    this.entries.set(key, nowMs);
+    // A key seen again moves to the young end: its older place in the order goes stale.
+    const seq = ++this.seq;
+    this.entries.set(key, seq);
+    this.order.keys.push(key);
+    this.order.seqs.push(seq);
+    this.order.ats.push(nowMs);
     // A copy of its reply in doubt was confirmed: answered now.
     this.forgetDoubt(key);
     this.evict(nowMs);
@@ -164,10 +176,31 @@ export class AnsweredRecord<R extends { body: Buffer } = { body: Buffer }> {
   }
 
   private evict(nowMs: number): void {
-    while (this.entries.size > this.o.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
-    for (const [key, at] of this.entries) {
-      if (nowMs - at <= this.o.maxAgeMs) break;
-      this.entries.delete(key);
+    const { keys, seqs, ats } = this.order;
+    while (this.head < keys.length) {
+      const key = keys[this.head];
+      const current = this.entries.get(key) === seqs[this.head];
+      if (current && this.entries.size <= this.o.maxEntries && nowMs - ats[this.head] <= this.o.maxAgeMs) break;
+      if (current) this.entries.delete(key);
+      this.head++;
     }
+    const live = keys.length - this.head;
+    // Dropped from the front in one go, once most of it is gone or stale: amortised, a few ns a message.
+    if (this.head > 1024 && this.head > live) this.compact(false);
+    else if (live > 2 * this.o.maxEntries + 1024) this.compact(true);
+  }
+
+  /** The order from `head` on; `staleToo`: without the stale entries (one key remembered again and again). */
+  private compact(staleToo: boolean): void {
+    const { keys, seqs, ats } = this.order;
+    const next: { keys: string[]; seqs: number[]; ats: number[] } = { keys: [], seqs: [], ats: [] };
+    for (let i = this.head; i < keys.length; i++) {
+      if (staleToo && this.entries.get(keys[i]) !== seqs[i]) continue;
+      next.keys.push(keys[i]);
+      next.seqs.push(seqs[i]);
+      next.ats.push(ats[i]);
+    }
+    this.order = next;
+    this.head = 0;
   }
 }

@@ -174,3 +174,19 @@ test("a copy answering in its turn takes over the first one's waiters", async ()
   r.settled(second, second);
   await third;
 });
+
+test('a key remembered again and again stays known at its latest place; the count bound still forgets the oldest', () => {
+  const r = new AnsweredRecord({ maxEntries: 3, maxAgeMs: 1e9 });
+  r.remember({ messageId: 'first' }, 0);
+  for (let i = 1; i <= 20_000; i++) r.remember({ messageId: 'again' }, i);
+  r.remember({ messageId: 'b' }, 20_001);
+  assert.equal(r.size, 3);
+  const known = (now: number) =>
+    ['first', 'again', 'b', 'c', 'd'].filter((k) => r.wasAnswered(again({ messageId: k }), now));
+  assert.deepEqual(known(20_002), ['first', 'again', 'b']);
+  r.remember({ messageId: 'c' }, 20_003);
+  assert.deepEqual(known(20_004), ['again', 'b', 'c'], 'first was the oldest');
+  r.remember({ messageId: 'again' }, 20_005);
+  r.remember({ messageId: 'd' }, 20_006);
+  assert.deepEqual(known(20_007), ['again', 'c', 'd'], 'again, renewed after b, is younger than b');
+});
