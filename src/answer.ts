@@ -95,8 +95,8 @@ export interface AnswerOptions {
     /** Told of each input that goes back to the broker with its reply published but not confirmed: the broker may have routed it. */
     rememberInDoubt(ids: Pick<Delivery, 'messageId' | 'correlationId'>, reply: Reply, nowMs: number): void;
     /** Told of each input whose reply is about to be published, and of every input settled: a redelivery waits between the two. */
-    replyingFor(ids: Pick<Delivery, 'messageId' | 'correlationId'>, owner: Delivery): void;
-    settled(ids: Pick<Delivery, 'messageId' | 'correlationId'>, owner: Delivery): void;
+    replyingFor(input: Delivery): void;
+    settled(input: Delivery): void;
   };
   /**
    * ANSWER_POISON: an input this consumer dead-letters because its isolate died under it (a classic
@@ -245,7 +245,7 @@ export async function answer(items: readonly ScoredItem[], o: AnswerOptions): Pr
   }
   settle(settledNow, o);
   if (sending.length === 0) return void (await Promise.all(poisoned));
-  if (o.record) for (const { item } of sending) o.record.replyingFor(item.delivery, item.delivery);
+  if (o.record) for (const { item } of sending) o.record.replyingFor(item.delivery);
   const results = await safePublish(
     o,
     sending.map((s) => s.reply),
@@ -410,7 +410,7 @@ function settle(items: Settled[], o: AnswerOptions): void {
       );
     }
   }
-  if (o.record) for (const s of items) o.record.settled(s.delivery, s.delivery);
+  if (o.record) for (const s of items) o.record.settled(s.delivery);
   o.broker.settle(items);
   o.onSettled(items);
 }

@@ -58,7 +58,7 @@ export class AnsweredRecord<R extends { body: Buffer } = { body: Buffer }> {
   /**
    * Every remember() in order, oldest at `head`: key, sequence number and time. Not the Map's own order:
    * V8 leaves a hole for each key deleted at a Map's front, and every later look at the front walks over
-   * them until the table is rehashed; once the record was full that cost 70–470 µs a message. An entry
+   * them until the table is rehashed; once the record was full that cost tens to hundreds of µs a message here. An entry
    * whose key was remembered again since is stale (its number is no longer the key's) and is skipped.
    */
   private order: { keys: string[]; seqs: number[]; ats: number[] } = { keys: [], seqs: [], ats: [] };
@@ -67,8 +67,13 @@ export class AnsweredRecord<R extends { body: Buffer } = { body: Buffer }> {
   /** Key → the reply in doubt and when its input went back, oldest first. */
   private readonly doubts = new Map<string, { at: number; reply: R }>();
   private doubtBytes = 0;
-  /** Key → the input (the delivery object) whose reply is on its way, and the redeliveries waiting for it. */
-  private readonly replying = new Map<string, { owner: object; waiters: Array<() => void> }>();
+  /**
+   * The inputs (their delivery objects) whose reply is on its way. A Set of objects, not keys: no key is
+   * made per reply; a redelivery, rare, looks through them (PREFETCH at most) for its own key.
+   */
+  private readonly replying = new Set<InputIds>();
+  /** Input → the redeliveries waiting for it to be settled. */
+  private readonly waiting = new Map<InputIds, Array<() => void>>();
   private readonly maxInDoubtBytes: number;
 
   constructor(private readonly o: AnsweredRecordOptions) {
@@ -116,32 +121,37 @@ export class AnsweredRecord<R extends { body: Buffer } = { body: Buffer }> {
     this.evictDoubts(nowMs);
   }
 
-  /** Before an input's reply is published; `owner` is that input's own object, for settled(). */
-  replyingFor(ids: InputIds, owner: object): void {
-    if (!this.enabled) return;
-    const key = answeredKeyOf(ids);
-    if (key === undefined) return;
-    const was = this.replying.get(key);
-    this.replying.set(key, { owner, waiters: was?.waiters ?? [] });
+  /** Before an input's reply is published: the same object is given to settled(). */
+  replyingFor(input: InputIds): void {
+    if (this.enabled) this.replying.add(input);
   }
 
   /** When an input is settled, whatever its fate, after remember() or rememberInDoubt(): its redeliveries waiting go on. */
-  settled(ids: InputIds, owner: object): void {
-    if (this.replying.size === 0) return;
-    const key = answeredKeyOf(ids);
-    const entry = key === undefined ? undefined : this.replying.get(key);
-    if (entry === undefined || entry.owner !== owner) return;
-    this.replying.delete(key as string);
-    for (const go of entry.waiters) go();
+  settled(input: InputIds): void {
+    if (!this.replying.delete(input) || this.waiting.size === 0) return;
+    const waiters = this.waiting.get(input);
+    this.waiting.delete(input);
+    for (const go of waiters ?? []) go();
   }
 
   /** For a redelivery: resolves once the first copy, whose reply is on its way, is settled; undefined when there is none. */
   firstCopySettled(delivery: InputIds & { redelivered: boolean }): Promise<void> | undefined {
     if (!delivery.redelivered || this.replying.size === 0) return undefined;
     const key = answeredKeyOf(delivery);
-    const entry = key === undefined ? undefined : this.replying.get(key);
-    if (entry === undefined || entry.owner === delivery) return undefined;
-    return new Promise((resolve) => entry.waiters.push(resolve));
+    if (key === undefined) return undefined;
+    let first: InputIds | undefined;
+    for (const input of this.replying)
+      if (input !== delivery && answeredKeyOf(input) === key) {
+        first = input;
+        break;
+      }
+    if (first === undefined) return undefined;
+    const on = first;
+    return new Promise((resolve) => {
+      const waiters = this.waiting.get(on);
+      if (waiters) waiters.push(resolve);
+      else this.waiting.set(on, [resolve]);
+    });
   }
 
   /** For a delivery: the reply to send again when it is a redelivery of an input in doubt within the bounds. */

@@ -185,15 +185,20 @@ export class Consumer {
         'correlation or message id is not valid UTF-8; the reply carries it as the broker client decoded it',
       );
     }
-    const receivedAtMs = Date.now();
-    // Its first copy's reply is on its way: what became of it decides this one's fate.
+    this.whenFirstCopySettled(delivery, Date.now());
+  }
+
+  /** An earlier copy's reply is on its way: what became of it decides this one's fate, so it waits (stop() too). */
+  private whenFirstCopySettled(delivery: Delivery, receivedAtMs: number): void {
     const first = this.record.firstCopySettled(delivery);
-    if (first) {
-      const work = first.then(() => this.take(delivery, Date.now())).finally(() => this.inProgress.delete(work));
-      this.inProgress.add(work);
+    if (first === undefined) {
+      this.take(delivery, receivedAtMs);
       return;
     }
-    this.take(delivery, receivedAtMs);
+    const work = first
+      .then(() => this.whenFirstCopySettled(delivery, Date.now()))
+      .finally(() => this.inProgress.delete(work));
+    this.inProgress.add(work);
   }
 
   /** A delivery counted in: acked when already answered, its reply sent again when in doubt, else scored. */

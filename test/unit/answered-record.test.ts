@@ -145,34 +145,35 @@ test('a redelivery of an input whose reply is on its way waits for that first co
   const r = new AnsweredRecord({ maxEntries: 10, maxAgeMs: 60_000 });
   const first = { correlationId: 'c1' };
   assert.equal(r.firstCopySettled(again({ correlationId: 'c1' })), undefined, 'no reply on its way: no wait');
-  r.replyingFor(first, first);
+  r.replyingFor(first);
   assert.equal(r.firstCopySettled({ correlationId: 'c1', redelivered: false }), undefined, 'a new message never waits');
   let released = false;
   const waiting = r.firstCopySettled(again({ correlationId: 'c1' }))!.then(() => (released = true));
-  r.settled({ correlationId: 'c1' }, { correlationId: 'c1' });
+  r.settled({ correlationId: 'c1' });
   await new Promise((resolve) => setImmediate(resolve));
   assert.equal(released, false, 'only the first copy itself settles it');
   r.remember(first, 1);
-  r.settled(first, first);
+  r.settled(first);
   await waiting;
   assert.equal(r.wasAnswered(again({ correlationId: 'c1' }), 2), true, 'and by then its fate is recorded');
   assert.equal(r.firstCopySettled(again({ correlationId: 'c1' })), undefined, 'settled: no more waiting');
 });
 
-test("a copy answering in its turn takes over the first one's waiters", async () => {
+test('a redelivery waits for the copy in flight with its key, never for itself', async () => {
   const r = new AnsweredRecord({ maxEntries: 10, maxAgeMs: 60_000 });
   const first = { messageId: 'm' };
   const second = { messageId: 'm', redelivered: true };
-  r.replyingFor(first, first);
-  let released = false;
-  const third = r.firstCopySettled({ messageId: 'm', redelivered: true })!.then(() => (released = true));
-  r.replyingFor(second, second);
-  assert.equal(r.firstCopySettled(second), undefined, 'a copy never waits on itself');
-  r.settled(first, first);
-  await new Promise((resolve) => setImmediate(resolve));
-  assert.equal(released, false, 'the first copy no longer owns the entry');
-  r.settled(second, second);
-  await third;
+  const third = { messageId: 'm', redelivered: true };
+  r.replyingFor(first);
+  const waiting = r.firstCopySettled(third)!;
+  r.replyingFor(second);
+  r.settled(first);
+  await waiting;
+  assert.ok(r.firstCopySettled(third), 'woken, it finds the second copy in flight and waits again');
+  r.settled(second);
+  assert.equal(r.firstCopySettled(third), undefined);
+  r.replyingFor(third);
+  assert.equal(r.firstCopySettled(third), undefined, 'its own reply on its way is no reason to wait');
 });
 
 test('a key remembered again and again stays known at its latest place; the count bound still forgets the oldest', () => {
