@@ -44,6 +44,8 @@ export interface ScoredItem {
   model?: ModelId;
   /** What the reply carries beside the outcome: x-queue-wait-ms and the trace headers (reply.ts ReplyContext). */
   carries?: Pick<ReplyContext, 'queueWaitMs' | 'traceHeaders'>;
+  /** An earlier copy's reply, in doubt (answered-record.ts): sent again as it was, same body and messageId, not built anew. */
+  again?: Reply;
 }
 
 /** Why an input left us, for logs and the refused/dead-lettered metrics. */
@@ -88,7 +90,14 @@ export interface AnswerOptions {
    * Told of each input acked with its reply confirmed (or returned from a gone caller), just before
    * the ack goes: the ack may be lost with its connection, and the input come back (answered-record.ts).
    */
-  record?: { remember(ids: Pick<Delivery, 'messageId' | 'correlationId'>, nowMs: number): void };
+  record?: {
+    remember(ids: Pick<Delivery, 'messageId' | 'correlationId'>, nowMs: number): void;
+    /** Told of each input that goes back to the broker with its reply published but not confirmed: the broker may have routed it. */
+    rememberInDoubt(ids: Pick<Delivery, 'messageId' | 'correlationId'>, reply: Reply, nowMs: number): void;
+    /** Told of each input whose reply is about to be published, and of every input settled: a redelivery waits between the two. */
+    replyingFor(input: Delivery): void;
+    settled(input: Delivery): void;
+  };
   /**
    * ANSWER_POISON: an input this consumer dead-letters because its isolate died under it (a classic
    * queue's second death) gets a POISON reply naming this queue first. Off when absent.
@@ -198,6 +207,14 @@ export function settleAnswered(deliveries: readonly Delivery[], o: AnswerOptions
 }
 
 /**
+ * A redelivery of an input in doubt: its earlier reply published once more, unchanged, then walked
+ * through the table like any other. A receiver that drops message ids it has seen keeps one copy.
+ */
+export function answerAgain(delivery: Delivery, reply: Reply, o: AnswerOptions): Promise<void> {
+  return answer([{ delivery, result: { ok: true, body: reply.body }, scoringMs: 0, again: reply }], o);
+}
+
+/**
  * Publishes the items' replies at once, settles each as soon as its fate is known, and resolves
  * when every item is settled. Never throws: a failure is an outcome in the table.
  */
@@ -220,7 +237,7 @@ export async function answer(items: readonly ScoredItem[], o: AnswerOptions): Pr
         poisoned.push(answerPoison(item, o.answerPoison.deadLetterQueue, o));
       else settledNow.push(fate);
     } else {
-      const reply = buildReply(delivery, result as Outcome, replyContext(item, o));
+      const reply = item.again ?? buildReply(delivery, result as Outcome, replyContext(item, o));
       // The code, not the text: an error's text may quote the input (a key name, a JSON excerpt), and payloads stay out of logs.
       if (!result.ok) o.logger.info({ correlationId: reply.correlationId, code: result.code }, 'error reply');
       sending.push({ item, reply });
@@ -228,6 +245,7 @@ export async function answer(items: readonly ScoredItem[], o: AnswerOptions): Pr
   }
   settle(settledNow, o);
   if (sending.length === 0) return void (await Promise.all(poisoned));
+  if (o.record) for (const { item } of sending) o.record.replyingFor(item.delivery);
   const results = await safePublish(
     o,
     sending.map((s) => s.reply),
@@ -259,6 +277,12 @@ async function followUp(item: ScoredItem, reply: Reply, first: PublishResult, o:
       return settle([settled(item, fate, reply)], o);
     }
     if (fate.kind === 'error-reply') return errorReply(item, reply, fate.reason, o);
+    // Its channel went with the publish connection's (a broker restart closes both): the broker has it back,
+    // and a copy now would only be a duplicate; nor is there a backoff to wait first, while the redelivery nears.
+    if (stage !== 'late' && !o.broker.isCurrent(item.delivery)) {
+      inDoubt(item, reply, o);
+      return settle([final(item, 'stale', o)], o);
+    }
     o.onRetry(stage as PublishResult);
     retryLog.note(o.logger, stage as PublishResult, item.delivery);
     if (stage === 'late') {
@@ -267,13 +291,17 @@ async function followUp(item: ScoredItem, reply: Reply, first: PublishResult, o:
       // Confirmed after all: settled as such (and remembered), even if its channel has gone meanwhile.
       if (stage !== 'confirmed' && !o.broker.isCurrent(item.delivery)) {
         o.broker.forgetLate(reply);
+        inDoubt(item, reply, o);
         return settle([final(item, 'stale', o)], o);
       }
       continue;
     }
     if (fate.redeclare) await o.broker.redeclareReplyQueue().catch(() => {});
     await sleep(o.backoffMs(attempt));
-    if (!o.broker.isCurrent(item.delivery)) return settle([final(item, 'stale', o)], o);
+    if (!o.broker.isCurrent(item.delivery)) {
+      inDoubt(item, reply, o);
+      return settle([final(item, 'stale', o)], o);
+    }
     [stage] = await safePublish(o, [reply]);
   }
 }
@@ -343,6 +371,11 @@ async function tryErrorReply(delivery: Delivery, reply: Reply, o: AnswerOptions)
   return result === 'confirmed' || result === 'returned';
 }
 
+/** The item's reply went out and its input went back before a confirm: the broker may have routed it. */
+function inDoubt(item: ScoredItem, reply: Reply, o: AnswerOptions): void {
+  o.record?.rememberInDoubt(item.delivery, reply, Date.now());
+}
+
 /** The fate of a stage that always settles (stale, crashed, confirmed). */
 function final(item: ScoredItem, stage: 'stale' | 'crashed' | 'confirmed', o: AnswerOptions, reply?: Reply): Settled {
   const fate = fateOf(stage, facts(item, reply), o);
@@ -377,6 +410,7 @@ function settle(items: Settled[], o: AnswerOptions): void {
       );
     }
   }
+  if (o.record) for (const s of items) o.record.settled(s.delivery);
   o.broker.settle(items);
   o.onSettled(items);
 }

@@ -5,7 +5,15 @@
  */
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
-import { answer, dropStale, settleAnswered, type AnswerOptions, type ScoredItem, type Settled } from './answer.js';
+import {
+  answer,
+  answerAgain,
+  dropStale,
+  settleAnswered,
+  type AnswerOptions,
+  type ScoredItem,
+  type Settled,
+} from './answer.js';
 import { AnsweredRecord } from './answered-record.js';
 import { backoffMs } from './backoff.js';
 import { Batcher } from './batcher.js';
@@ -19,6 +27,7 @@ import { checkSize } from './isolate/parse-message.js';
 import type { Metrics } from './metrics.js';
 import type { BodyMeta } from './isolate/protocol.js';
 import { JSON_CONTENT_TYPE } from './isolate/content-types.js';
+import type { Reply } from './reply.js';
 import type { ItemResult, ModelId, Scorer } from './scorer.js';
 import { passTraceHeaders, TRACING_OFF, type InputTrace, type Tracing } from './tracing.js';
 
@@ -59,8 +68,8 @@ export class Consumer {
   private readonly inProgress = new Set<Promise<void>>();
   private readonly answerOptions: AnswerOptions;
   private readonly received = new WeakMap<Delivery, Received>();
-  /** Inputs whose reply was confirmed: a redelivery of one is acked, not answered twice. */
-  private readonly record: AnsweredRecord;
+  /** Inputs whose reply was confirmed (a redelivery of one is acked, not answered twice), and those in doubt (their reply sent again). */
+  private readonly record: AnsweredRecord<Reply>;
   private readonly tracing: Tracing;
   private stopped: Promise<void> | undefined;
   /** Inputs received and not yet settled, and the bytes of their bodies. */
@@ -177,11 +186,34 @@ export class Consumer {
         'correlation or message id is not valid UTF-8; the reply carries it as the broker client decoded it',
       );
     }
-    const receivedAtMs = Date.now();
+    this.whenFirstCopySettled(delivery, Date.now());
+  }
+
+  /** An earlier copy's reply is on its way: what became of it decides this one's fate, so it waits (stop() too). */
+  private whenFirstCopySettled(delivery: Delivery, receivedAtMs: number): void {
+    const first = this.record.firstCopySettled(delivery);
+    if (first === undefined) {
+      this.take(delivery, receivedAtMs);
+      return;
+    }
+    const work = first
+      .then(() => this.whenFirstCopySettled(delivery, Date.now()))
+      .finally(() => this.inProgress.delete(work));
+    this.inProgress.add(work);
+  }
+
+  /** A delivery counted in: acked when already answered, its reply sent again when in doubt, else scored. */
+  private take(delivery: Delivery, receivedAtMs: number): void {
+    const { metrics, config } = this.deps;
     // Its reply was confirmed here and only the ack was lost: the caller has its answer.
     if (this.record.wasAnswered(delivery, receivedAtMs)) {
       metrics.alreadyAnswered.inc();
       settleAnswered([delivery], this.answerOptions);
+      return;
+    }
+    const again = this.record.inDoubt(delivery, receivedAtMs);
+    if (again) {
+      this.sendAgain([{ delivery, reply: again }]);
       return;
     }
     const item: Received = {
@@ -205,6 +237,18 @@ export class Consumer {
     if (delivery.redelivered) this.schedule([item], REDELIVERED_FIRST);
     else this.batcher.add(item);
     if (this.state !== 'running') this.batcher.flush();
+  }
+
+  /** Redeliveries of inputs in doubt: their earlier reply goes again, unscored; stop() waits for it like a batch. */
+  private sendAgain(items: ReadonlyArray<{ delivery: Delivery; reply: Reply }>): void {
+    this.deps.logger.info(
+      { correlationIds: items.map(({ delivery }) => delivery.correlationId ?? delivery.messageId) },
+      'redelivered input in doubt: its reply sent again, same messageId',
+    );
+    for (const { delivery, reply } of items) {
+      const work = answerAgain(delivery, reply, this.answerOptions).finally(() => this.inProgress.delete(work));
+      this.inProgress.add(work);
+    }
   }
 
   /** Every input passes here once, whatever its fate (answer.ts guarantees it). */
@@ -287,7 +331,16 @@ export class Consumer {
       metrics.alreadyAnswered.inc(answered.length);
       settleAnswered(answered, this.answerOptions);
     }
-    const batch = answered.length === 0 ? current : current.filter((d) => !answered.includes(d));
+    // Likewise a redelivery held while the first copy's reply went in doubt.
+    const doubts = current.flatMap((d) => {
+      const reply = answered.includes(d) ? undefined : this.record.inDoubt(d, Date.now());
+      return reply ? [{ delivery: d, reply }] : [];
+    });
+    if (doubts.length > 0) this.sendAgain(doubts);
+    const batch =
+      answered.length + doubts.length === 0
+        ? current
+        : current.filter((d) => !answered.includes(d) && !doubts.some((x) => x.delivery === d));
     if (batch.length === 0) return [];
     const answering: Array<Promise<void>> = [];
     const started = performance.now();

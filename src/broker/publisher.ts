@@ -72,6 +72,9 @@ export class ReplyPublisher {
   async setup(model: amqp.ChannelModel): Promise<void> {
     await declareQueues(model, this.topology, [this.topology.replyQueue], this.log);
     const ch = await model.createConfirmChannel();
+    // A return is told on the channel it came on, just before its confirm: one left from a channel that closed
+    // in between must not make the same reply sent again here (in doubt, same messageId) read as returned.
+    this.returnedIds.clear();
     watchChannel(ch, model, 'publish', this.log, () => this.channelOf() === ch);
     ch.on('error', (err: Error) => {
       const max = TOO_LARGE.exec(err.message);

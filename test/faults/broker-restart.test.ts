@@ -63,7 +63,9 @@ test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer
   const httpPort = await freeTcpPort();
 
   const client = await TestClient.connect(broker.url);
-  watcher = await RestartProofWatcher.start(broker.url, replies);
+  // Classic, as the consumer declares REPLY_QUEUE: it confirms a persistent reply once on disk, so a stop finds tens of
+  // confirms owed, replies in doubt whose input comes back (a quorum reply queue owes fewer, often none).
+  watcher = await RestartProofWatcher.start(broker.url, replies, 'classic');
   consumer = startConsumer({
     AMQP_URL: broker.url,
     INPUT_QUEUE: input,
@@ -104,8 +106,16 @@ test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer
   await new Promise((r) => setTimeout(r, 200));
   const statuses = readyz.stop();
 
-  const { missing, duplicated } = watcher.tally(ids);
+  const { missing, duplicated, duplicatedIds } = watcher.tally(ids);
   const out = consumer.output();
+  // A copy is the same reply again (one messageId for all of an input's replies: the consumer sent again a
+  // reply in doubt, or a receiver that dedups by messageId keeps one); a second reply has a messageId of its own.
+  const secondReplies = duplicatedIds.filter((id) => new Set(watcher!.of(id).map((a) => a.messageId)).size > 1);
+  const copies = duplicatedIds.length - secondReplies.length;
+  const sentAgain = logLines(out, 'redelivered input in doubt: its reply sent again, same messageId').reduce(
+    (n, l) => n + (l.correlationIds as string[]).length,
+    0,
+  );
   const consuming = logLines(out, 'consuming');
   // Replies read after start_app may have been published before the stop (the watcher reconnects too):
   // a new one is one that arrived after the consumer subscribed again.
@@ -118,7 +128,9 @@ test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer
 
   report(
     t,
-    `broker restart: N=${N}, answered when stop_app was called ${answeredAtStopApp} and when it returned ${answeredWhenStopped}, lost=${missing.length}, duplicated=${duplicated}, ` +
+    `broker restart: N=${N}, answered when stop_app was called ${answeredAtStopApp} and when it returned ${answeredWhenStopped}, lost=${missing.length}, duplicated=${duplicated} ` +
+      `(inputs with the same reply twice, one messageId: ${copies}; with a second, different reply: ${secondReplies.length}), ` +
+      `replies in doubt sent again=${sentAgain}, ` +
       `stop_app took ${stoppedAt - stopAt} ms, start_app (+await_startup) took ${startedAt - startAppAt} ms, ` +
       `consuming again ${subscribedAgainAt === undefined ? 'never' : `${subscribedAgainAt - startAppAt} ms after start_app was called (${subscribedAgainAt - startedAt} ms after it returned)`}, ` +
       `first new reply ${firstNewReply === undefined ? 'never' : `${firstNewReply - startAppAt} ms after start_app was called`}, ` +
@@ -141,6 +153,14 @@ test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer
   assert.ok(answeredWhenStopped < N, 'the restart came before the run was over');
   assert.ok(all, `every input answered (${watcher.answered(ids)} of ${N})`);
   assert.deepEqual(missing, [], 'no input without a reply');
+  for (const id of duplicatedIds.filter((id) => !secondReplies.includes(id)))
+    assert.equal(new Set(watcher.of(id).map((a) => a.body)).size, 1, `${id}: its copies carry one body`);
+  // Before inputs in doubt were answered with their first reply again, each of these was scored and answered anew: 1–68 a run.
+  assert.deepEqual(
+    secondReplies,
+    [],
+    'no input answered twice with two different replies: a receiver deduping by messageId sees one',
+  );
   assert.ok(
     watcher.arrivals.every((a) => a.status === 'ok'),
     'every reply is a normal one',

@@ -23,6 +23,8 @@ export interface Arrival {
   /** x-dead-letter-queue, on POISON replies. */
   deadLetterQueue?: string;
   body: string;
+  /** The reply's own message id: two copies of one reply share it, a second reply has another. */
+  messageId?: string;
   /** Date.now() when the test received it. */
   at: number;
 }
@@ -101,6 +103,7 @@ export class ReplyLog {
       errorCode: headers['x-error-code'] as string | undefined,
       deadLetterQueue: headers['x-dead-letter-queue'] as string | undefined,
       body: m.content.toString(),
+      messageId: (m.properties.messageId as string | undefined) || undefined,
       at: Date.now(),
     });
     this.counts.set(id, (this.counts.get(id) ?? 0) + 1);

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import pino from 'pino';
 import {
   answer,
+  answerAgain,
   dropStale,
   fateOf,
   settleAnswered,
@@ -465,4 +466,63 @@ test('a scored item carries x-queue-wait-ms and the trace headers onto its reply
   const { headers } = broker.publishes[0].reply.properties;
   assert.equal(headers['x-queue-wait-ms'], 1234);
   assert.equal(headers.traceparent, tp);
+});
+
+test('an input whose reply went out but whose channel closed before the confirm is in doubt: its redelivery gets the same reply again, unscored, and is acked once that copy is confirmed', async () => {
+  const record = new AnsweredRecord<Reply>({ maxEntries: 100, maxAgeMs: 60_000 });
+  // The first publish is lost with its connection, which took the input's channel with it.
+  const broker = new FakeBroker((_id, attempt) => (attempt === 1 ? 'lost' : 'confirmed'));
+  broker.onPublish = () => void (broker.generation = 2);
+  let slept = 0;
+  const o = options(broker, { record, sleep: async () => void slept++ });
+  await answer([scored(delivery('doubt'))], o);
+  assert.deepEqual(broker.of('doubt'), ['none'], 'the broker has it back');
+  assert.equal(broker.publishes.length, 1, 'not published again on a channel that is not its input’s');
+  assert.equal(slept, 0, 'settled at once, not after a backoff');
+  const first = broker.publishes[0].reply;
+  const again = delivery('doubt', { redelivered: true, channel: 2 });
+  assert.equal(
+    record.inDoubt({ correlationId: 'doubt', redelivered: false }, Date.now()),
+    undefined,
+    'only a redelivery',
+  );
+  const reply = record.inDoubt(again, Date.now());
+  assert.equal(reply, first, 'the reply that went out is kept as it was');
+
+  broker.onPublish = () => {};
+  await answerAgain(again, reply!, o);
+  const copy = broker.publishes[1].reply;
+  assert.equal(copy.properties.messageId, first.properties.messageId, 'one messageId: a receiver drops the copy');
+  assert.deepEqual(copy.body, first.body);
+  assert.deepEqual(copy.properties.headers, first.properties.headers);
+  assert.deepEqual(broker.of('doubt'), ['none', 'ack']);
+  assert.equal(record.wasAnswered(again, Date.now()), true, 'answered now');
+  assert.equal(record.inDoubt(again, Date.now()), undefined, 'and no longer in doubt');
+});
+
+test('a late reply whose input went back before its confirm is in doubt too; a reply never published is not', async () => {
+  const record = new AnsweredRecord<Reply>({ maxEntries: 100, maxAgeMs: 60_000 });
+  const broker = new FakeBroker((_id, attempt) => (attempt === 1 ? 'late' : 'lost'));
+  broker.onPublish = () => void (broker.generation = 2);
+  const o = options(broker, { record });
+  await answer([scored(delivery('late'))], o);
+  assert.deepEqual(broker.of('late'), ['none']);
+  assert.equal(record.inDoubt({ correlationId: 'late', redelivered: true }, Date.now()), broker.publishes[0].reply);
+  // Stale before its reply was built: nothing went out, nothing is in doubt (its redelivery is scored).
+  await answer([scored(delivery('unsent', { channel: 1 }))], o);
+  assert.equal(broker.publishes.filter((p) => p.reply.correlationId === 'unsent').length, 0);
+  assert.equal(record.inDoubt({ correlationId: 'unsent', redelivered: true }, Date.now()), undefined);
+});
+
+test('the record is told of a reply on its way before it is published, and of its input once settled', async () => {
+  const record = new AnsweredRecord<Reply>({ maxEntries: 100, maxAgeMs: 60_000 });
+  const d = delivery('flight');
+  const seen: string[] = [];
+  const broker = new FakeBroker(() => {
+    seen.push(record.firstCopySettled({ correlationId: 'flight', redelivered: true }) ? 'waits' : 'free');
+    return 'confirmed';
+  });
+  await answer([scored(d)], options(broker, { record }));
+  assert.deepEqual(seen, ['waits'], 'a redelivery arriving while the reply is published waits');
+  assert.equal(record.firstCopySettled({ correlationId: 'flight', redelivered: true }), undefined, 'not after');
 });

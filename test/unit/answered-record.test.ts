@@ -83,6 +83,115 @@ test('memory stays bounded under many inputs', () => {
   assert.equal(r.wasAnswered(again({ messageId: 'm98999' }), 100_000), false);
 });
 
+const reply = (bytes: number, tag = '') => ({ body: Buffer.alloc(bytes), tag });
+
+test('a reply in doubt is handed back for a redelivery of its input, as it was; not for a new message', () => {
+  const r = new AnsweredRecord<{ body: Buffer; tag: string }>({ maxEntries: 10, maxAgeMs: 60_000 });
+  const sent = reply(4, 'first');
+  r.rememberInDoubt({ correlationId: 'c1' }, sent, 0);
+  assert.equal(r.inDoubt(again({ correlationId: 'c1' }), 10), sent);
+  assert.equal(r.inDoubt({ correlationId: 'c1', redelivered: false }, 10), undefined);
+  assert.equal(r.inDoubt(again({ correlationId: 'c2' }), 10), undefined);
+  assert.equal(r.wasAnswered(again({ correlationId: 'c1' }), 10), false, 'in doubt is not answered');
+  r.rememberInDoubt({}, reply(1), 0);
+  assert.deepEqual(r.inDoubtSize, { entries: 1, bytes: 4 }, 'an input with no id is not kept');
+});
+
+test('once a copy is confirmed the input is answered, no longer in doubt', () => {
+  const r = new AnsweredRecord({ maxEntries: 10, maxAgeMs: 60_000 });
+  r.rememberInDoubt({ messageId: 'm1' }, reply(8), 0);
+  r.remember({ messageId: 'm1' }, 5);
+  assert.equal(r.inDoubt(again({ messageId: 'm1' }), 6), undefined);
+  assert.equal(r.wasAnswered(again({ messageId: 'm1' }), 6), true);
+  assert.deepEqual(r.inDoubtSize, { entries: 0, bytes: 0 });
+});
+
+test('replies in doubt are bounded by count, age and bytes, oldest forgotten first', () => {
+  const byCount = new AnsweredRecord({ maxEntries: 2, maxAgeMs: 60_000 });
+  for (let i = 1; i <= 3; i++) byCount.rememberInDoubt({ messageId: `m${i}` }, reply(1), i);
+  assert.deepEqual(
+    [1, 2, 3].map((i) => byCount.inDoubt(again({ messageId: `m${i}` }), 4) !== undefined),
+    [false, true, true],
+  );
+
+  const byAge = new AnsweredRecord({ maxEntries: 10, maxAgeMs: 1000 });
+  byAge.rememberInDoubt({ messageId: 'old' }, reply(1), 0);
+  byAge.rememberInDoubt({ messageId: 'young' }, reply(1), 900);
+  assert.equal(byAge.inDoubt(again({ messageId: 'old' }), 1000) !== undefined, true, 'at the bound it is still kept');
+  assert.equal(byAge.inDoubt(again({ messageId: 'old' }), 1001), undefined);
+  assert.equal(byAge.inDoubt(again({ messageId: 'young' }), 1001) !== undefined, true);
+
+  const byBytes = new AnsweredRecord({ maxEntries: 10, maxAgeMs: 60_000, maxInDoubtBytes: 10 });
+  byBytes.rememberInDoubt({ messageId: 'a' }, reply(4), 0);
+  byBytes.rememberInDoubt({ messageId: 'b' }, reply(4), 1);
+  byBytes.rememberInDoubt({ messageId: 'c' }, reply(4), 2);
+  assert.deepEqual(byBytes.inDoubtSize, { entries: 2, bytes: 8 });
+  assert.equal(byBytes.inDoubt(again({ messageId: 'a' }), 3), undefined, 'a was the oldest');
+  byBytes.rememberInDoubt({ messageId: 'huge' }, reply(11), 3);
+  assert.equal(byBytes.inDoubt(again({ messageId: 'huge' }), 4), undefined, 'a reply over the bound is not kept');
+  assert.deepEqual(byBytes.inDoubtSize, { entries: 2, bytes: 8 }, 'nor does it push the others out');
+  byBytes.rememberInDoubt({ messageId: 'b' }, reply(2), 4);
+  assert.deepEqual(byBytes.inDoubtSize, { entries: 2, bytes: 6 }, 'the same input again replaces its entry');
+});
+
+test('with the record off nothing is kept in doubt', () => {
+  const r = new AnsweredRecord({ maxEntries: 0, maxAgeMs: 1000 });
+  r.rememberInDoubt({ messageId: 'm' }, reply(1), 0);
+  assert.equal(r.inDoubt(again({ messageId: 'm' }), 0), undefined);
+  assert.deepEqual(r.inDoubtSize, { entries: 0, bytes: 0 });
+});
+
+test('a redelivery of an input whose reply is on its way waits for that first copy to be settled', async () => {
+  const r = new AnsweredRecord({ maxEntries: 10, maxAgeMs: 60_000 });
+  const first = { correlationId: 'c1' };
+  assert.equal(r.firstCopySettled(again({ correlationId: 'c1' })), undefined, 'no reply on its way: no wait');
+  r.replyingFor(first);
+  assert.equal(r.firstCopySettled({ correlationId: 'c1', redelivered: false }), undefined, 'a new message never waits');
+  let released = false;
+  const waiting = r.firstCopySettled(again({ correlationId: 'c1' }))!.then(() => (released = true));
+  r.settled({ correlationId: 'c1' });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(released, false, 'only the first copy itself settles it');
+  r.remember(first, 1);
+  r.settled(first);
+  await waiting;
+  assert.equal(r.wasAnswered(again({ correlationId: 'c1' }), 2), true, 'and by then its fate is recorded');
+  assert.equal(r.firstCopySettled(again({ correlationId: 'c1' })), undefined, 'settled: no more waiting');
+});
+
+test('a redelivery waits for the copy in flight with its key, never for itself', async () => {
+  const r = new AnsweredRecord({ maxEntries: 10, maxAgeMs: 60_000 });
+  const first = { messageId: 'm' };
+  const second = { messageId: 'm', redelivered: true };
+  const third = { messageId: 'm', redelivered: true };
+  r.replyingFor(first);
+  const waiting = r.firstCopySettled(third)!;
+  r.replyingFor(second);
+  r.settled(first);
+  await waiting;
+  assert.ok(r.firstCopySettled(third), 'woken, it finds the second copy in flight and waits again');
+  r.settled(second);
+  assert.equal(r.firstCopySettled(third), undefined);
+  r.replyingFor(third);
+  assert.equal(r.firstCopySettled(third), undefined, 'its own reply on its way is no reason to wait');
+});
+
+test('a key remembered again and again stays known at its latest place; the count bound still forgets the oldest', () => {
+  const r = new AnsweredRecord({ maxEntries: 3, maxAgeMs: 1e9 });
+  r.remember({ messageId: 'first' }, 0);
+  for (let i = 1; i <= 20_000; i++) r.remember({ messageId: 'again' }, i);
+  r.remember({ messageId: 'b' }, 20_001);
+  assert.equal(r.size, 3);
+  const known = (now: number) =>
+    ['first', 'again', 'b', 'c', 'd'].filter((k) => r.wasAnswered(again({ messageId: k }), now));
+  assert.deepEqual(known(20_002), ['first', 'again', 'b']);
+  r.remember({ messageId: 'c' }, 20_003);
+  assert.deepEqual(known(20_004), ['again', 'b', 'c'], 'first was the oldest');
+  r.remember({ messageId: 'again' }, 20_005);
+  r.remember({ messageId: 'd' }, 20_006);
+  assert.deepEqual(known(20_007), ['again', 'c', 'd'], 'again, renewed after b, is younger than b');
+});
+
 test('the count bound holds over many times its size (its cost is in bench/stages.ts)', () => {
   const r = new AnsweredRecord({ maxEntries: 1000, maxAgeMs: 60_000 });
   for (let i = 0; i < 50_000; i++) r.remember({ messageId: `m${i}` }, i);
