@@ -4,7 +4,7 @@
  * nearest frame on its stack that belongs to one (a built-in such as utf8Write or postMessage is charged
  * to the code that called it), summed over the threads.
  *
- *   node --import tsx bench/profile-breakdown.ts <dir of .cpuprofile files> [--messages N] [--from-ms T]
+ *   node --import tsx bench/profile-breakdown.ts <dir of .cpuprofile files> [--messages N] [--from-ms T] [--threads main|others]
  *
  * `--messages` divides by the messages answered, giving µs per message; `--from-ms` drops each profile's
  * first T ms (boot and module loading). Sampled wall time is what a thread was doing, not CPU time: on a
@@ -100,9 +100,13 @@ export function breakdown(profile: Profile, fromMs = 0): Map<string, number> {
 }
 
 /** The table for every profile in `dir`: per stage, µs per message (or ms in all) and share of the busy time. */
-export function breakdownTable(dir: string, messages: number, fromMs: number): string {
+export function breakdownTable(dir: string, messages: number, fromMs: number, only?: 'main' | 'others'): string {
   const total = new Map<string, number>();
-  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+  // Node names a profile CPU.<date>.<time>.<pid>.<thread>.<seq>: thread 0 is the main thread.
+  const isMain = (f: string) => /\.0\.\d+\.cpuprofile$/.test(f);
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .filter((f) => only === undefined || (only === 'main') === isMain(f));
   for (const f of files) {
     for (const [stage, us] of breakdown(JSON.parse(readFileSync(join(dir, f), 'utf8')) as Profile, fromMs))
       total.set(stage, (total.get(stage) ?? 0) + us);
@@ -119,7 +123,14 @@ export function breakdownTable(dir: string, messages: number, fromMs: number): s
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { messages: { type: 'string', default: '0' }, 'from-ms': { type: 'string', default: '0' } },
+    options: {
+      messages: { type: 'string', default: '0' },
+      'from-ms': { type: 'string', default: '0' },
+      /** main: the main thread's profile only; others: every other thread's (the isolates, V8's own threads). */
+      threads: { type: 'string' },
+    },
   });
-  console.log(breakdownTable(positionals[0] ?? 'bench/work/prof', Number(values.messages), Number(values['from-ms'])));
+  const dir = positionals[0] ?? 'bench/work/prof';
+  const only = values.threads === 'main' || values.threads === 'others' ? values.threads : undefined;
+  console.log(breakdownTable(dir, Number(values.messages), Number(values['from-ms']), only));
 }

@@ -138,7 +138,11 @@ async function isolateOverhead(
     ScriptHost.start({
       entryScript: join(work, script),
       isolation: 'python',
-      context: { modelDir, maxTensorElements: 1 << 20, ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all', allowSpinning: false } },
+      context: {
+        modelDir,
+        maxTensorElements: 1 << 20,
+        ort: { intraOpNumThreads: 1, graphOptimizationLevel: 'all', allowSpinning: false },
+      },
       maxMessageBytes: 1 << 22,
       logger: pino({ level: 'warn' }),
       python,

@@ -45,7 +45,7 @@ export function readNpy(body: Uint8Array, limits: NpyLimits): TensorData<Numeric
   const dataOffset = 8 + lenBytes + headerLength;
   if (dataOffset > body.byteLength)
     throw bad(`is truncated: its header needs ${dataOffset} bytes, the body has ${body.byteLength}`);
-  const header = parseHeader(latin1(body.subarray(8 + lenBytes, dataOffset)));
+  const header = headerOf(latin1(body.subarray(8 + lenBytes, dataOffset)));
 
   const order = header.descr[0];
   const info = byNpyCode.get(header.descr.slice(1));
@@ -53,7 +53,7 @@ export function readNpy(body: Uint8Array, limits: NpyLimits): TensorData<Numeric
     const known = [...byNpyCode.keys()].map((k) => `<${k}`).join(', ');
     throw bad(`has dtype '${clip(header.descr, 80)}', which is not read; send one of ${known}`);
   }
-  const dims = header.shape;
+  const dims = header.shape.slice();
   const count = elementCount(dims, limits.maxTensorElements);
   if (count > limits.maxTensorElements) {
     throw new ScoringError(
@@ -227,7 +227,22 @@ function toLittleCOrder(
 }
 
 function latin1(bytes: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]);
-  return s;
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+}
+
+/**
+ * A producer sends one dtype and shape after another, so the same header text comes again and again:
+ * parsed once (parsing was most of the time to read a 3 kB .npy), kept for the last few texts seen.
+ * Only headers that parse are kept; the shape is copied out by the caller.
+ */
+const headers = new Map<string, NpyHeader>();
+const HEADERS_KEPT = 64;
+function headerOf(text: string): NpyHeader {
+  let header = headers.get(text);
+  if (header === undefined) {
+    header = parseHeader(text);
+    if (headers.size >= HEADERS_KEPT) headers.delete(headers.keys().next().value as string);
+    headers.set(text, header);
+  }
+  return header;
 }

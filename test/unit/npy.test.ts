@@ -173,3 +173,14 @@ test('a hostile header is refused with one line: bad syntax, unknown dtype, over
   new DataView(huge.buffer).setUint32(8, 0xffffffff, true);
   rejects(huge, 'BAD_BINARY', /4294967295-byte header, over the 10000-byte limit/);
 });
+
+test('bodies with the same header each get a shape of their own, and a header that does not parse still fails after good ones', () => {
+  const body = writeNpy({ type: 'float32', data: Float32Array.of(1, 2, 3, 4), dims: [2, 2] });
+  const a = readNpy(body, { maxTensorElements: 100 });
+  a.dims[0] = 99;
+  const b = readNpy(body, { maxTensorElements: 100 });
+  assert.deepEqual(b.dims, [2, 2], 'the kept header is not the shape handed out');
+  const broken = Uint8Array.from(body);
+  broken[20] = 0x7b; // a stray "{" inside the header text
+  assert.throws(() => readNpy(broken, { maxTensorElements: 100 }), /header/);
+});
