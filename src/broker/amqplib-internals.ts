@@ -94,8 +94,19 @@ export function publishOn(
   if (!viaInternals)
     return ch.publish('', reply.routingKey, reply.body, { ...reply.properties, mandatory: reply.mandatory }, cb);
   const internals = ch as unknown as ChannelInternals;
+  let ok = writeEncoded(internals, reply);
+  if (ok === undefined) {
+    const fields = publishFields(reply);
+    ok = internals.sendMessage(fields, fields, reply.body);
+  }
+  internals.pushConfirmCallback(cb);
+  return ok;
+}
+
+/** The method fields and properties of a reply's basic.publish, as amqplib's publish() builds them (Args.publish). */
+export function publishFields(reply: Reply): Record<string, unknown> {
   const p = reply.properties;
-  const fields = {
+  return {
     exchange: '',
     routingKey: reply.routingKey,
     mandatory: reply.mandatory,
@@ -116,9 +127,6 @@ export function publishOn(
     appId: undefined,
     clusterId: undefined,
   };
-  const ok = writeEncoded(internals, reply) ?? internals.sendMessage(fields, fields, reply.body);
-  internals.pushConfirmCallback(cb);
-  return ok;
 }
 
 /** The reply's frames written to the channel's buffer; undefined when sendMessage must send it. */

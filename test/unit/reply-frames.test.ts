@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
+import { publishFields } from '../../src/broker/amqplib-internals.js';
 import { encodeReplyPublish, MAX_ENCODED_BYTES } from '../../src/broker/reply-frames.js';
+import { mulberry32 } from '../../src/onnx/batching.js';
 import { buildReply, type Outcome, type Reply } from '../../src/reply.js';
 
 // amqplib's own encoders, by file: its package exports hide them.
@@ -15,22 +17,9 @@ const defs = require(`${root}lib/defs.js`) as {
 };
 const frame = require(`${root}lib/frame.js`) as { makeBodyFrame(channel: number, body: Buffer): Buffer };
 
-/** What amqplib's Connection.sendMessage writes for publishOn's fields (src/broker/amqplib-internals.ts). */
+/** What amqplib's Connection.sendMessage writes for the fields publishOn would give it. */
 function amqplibBytes(channel: number, reply: Reply): Buffer {
-  const p = reply.properties;
-  const fields = {
-    exchange: '',
-    routingKey: reply.routingKey,
-    mandatory: reply.mandatory,
-    immediate: false,
-    ticket: undefined,
-    contentType: p.contentType,
-    headers: p.headers,
-    deliveryMode: 2,
-    correlationId: p.correlationId,
-    messageId: p.messageId,
-    timestamp: p.timestamp,
-  };
+  const fields = publishFields(reply);
   const parts = [
     defs.encodeMethod(defs.BasicPublish, channel, fields),
     defs.encodeProperties(defs.BasicProperties, channel, reply.body.length, fields),
@@ -39,17 +28,8 @@ function amqplibBytes(channel: number, reply: Reply): Buffer {
   return Buffer.concat(parts);
 }
 
-/** A seeded generator, so a failure names a case that can be run again. */
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test('a reply encodes to the bytes amqplib writes for it, for every kind of reply and header value', () => {
+  // Seeded, so a failure names a case that can be run again.
   const next = mulberry32(16);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)];
   const numbers = [
