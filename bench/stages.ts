@@ -11,7 +11,6 @@
  *   valgrind --tool=callgrind --callgrind-out-file=/dev/null node --import tsx bench/stages.ts --stage reply --iterations 20000
  * (compare two encoders or two checkouts by the totals valgrind prints, same iterations).
  */
-import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
@@ -24,6 +23,7 @@ import { stack } from '../src/onnx/batching.js';
 import { splitOutputs, type TensorData, type TensorSpec } from '../src/onnx/tensors.js';
 import { buildReply } from '../src/reply.js';
 import { benchModels, type BenchModel } from './models.js';
+import { defs, frames } from '../test/support/amqplib-codec.js';
 
 export interface StageCosts {
   model: string;
@@ -40,12 +40,6 @@ async function cpuPerMessage(fn: () => unknown | Promise<unknown>, calls: number
   const { user, system } = process.cpuUsage(before);
   return (user + system) / calls / perCall;
 }
-
-// amqplib's frame codec, by file (its package exports hide it): the delivery stage decodes what the broker sends.
-const require = createRequire(import.meta.url);
-const amqplibRoot = require.resolve('amqplib').replace(/channel_api\.js$/, '');
-const defs = require(`${amqplibRoot}lib/defs.js`);
-const frames = require(`${amqplibRoot}lib/frame.js`);
 
 /** A basic.deliver as the broker sends it for one bench body (the load generator's properties). */
 function deliverBytes(body: Buffer, tag: number): Buffer {
@@ -64,6 +58,7 @@ function decodeDelivery(bytes: Buffer): void {
   const decoded: Array<{ fields?: object; content?: Buffer }> = [];
   for (let k = 0; k < 3; k++) {
     const f = frames.parseFrame(rest);
+    if (!f) throw new Error('a delivery frame did not parse');
     decoded.push(frames.decodeFrame(f));
     rest = f.rest;
   }

@@ -1,21 +1,10 @@
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import { publishFields } from '../../src/broker/amqplib-internals.js';
 import { encodeReplyPublish, MAX_ENCODED_BYTES } from '../../src/broker/reply-frames.js';
 import { mulberry32 } from '../../src/onnx/batching.js';
 import { buildReply, type Outcome, type Reply } from '../../src/reply.js';
-
-// amqplib's own encoders, by file: its package exports hide them.
-const require = createRequire(import.meta.url);
-const root = require.resolve('amqplib').replace(/channel_api\.js$/, '');
-const defs = require(`${root}lib/defs.js`) as {
-  BasicPublish: number;
-  BasicProperties: number;
-  encodeMethod(id: number, channel: number, fields: object): Buffer;
-  encodeProperties(id: number, channel: number, size: number, fields: object): Buffer;
-};
-const frame = require(`${root}lib/frame.js`) as { makeBodyFrame(channel: number, body: Buffer): Buffer };
+import { defs, frames } from '../support/amqplib-codec.js';
 
 /** What amqplib's Connection.sendMessage writes for the fields publishOn would give it. */
 function amqplibBytes(channel: number, reply: Reply): Buffer {
@@ -24,7 +13,7 @@ function amqplibBytes(channel: number, reply: Reply): Buffer {
     defs.encodeMethod(defs.BasicPublish, channel, fields),
     defs.encodeProperties(defs.BasicProperties, channel, reply.body.length, fields),
   ];
-  if (reply.body.length > 0) parts.push(frame.makeBodyFrame(channel, reply.body));
+  if (reply.body.length > 0) parts.push(frames.makeBodyFrame(channel, reply.body));
   return Buffer.concat(parts);
 }
 
