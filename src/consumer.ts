@@ -241,6 +241,7 @@ export class Consumer {
 
   /** Redeliveries of inputs in doubt: their earlier reply goes again, unscored; stop() waits for it like a batch. */
   private sendAgain(items: ReadonlyArray<{ delivery: Delivery; reply: Reply }>): void {
+    this.deps.metrics.resentInDoubt.inc(items.length);
     this.deps.logger.info(
       { correlationIds: items.map(({ delivery }) => delivery.correlationId ?? delivery.messageId) },
       'redelivered input in doubt: its reply sent again, same messageId',

@@ -85,6 +85,11 @@ export class Metrics {
     help: 'Redelivered inputs found in the answered record, acked without scoring or a second reply',
     registers: [this.registry],
   });
+  readonly resentInDoubt = new Counter({
+    name: 'scorer_resent_in_doubt_total',
+    help: 'Redelivered inputs whose earlier reply was in doubt (its confirm lost with its channel): that reply sent again unchanged, same messageId, not scored again',
+    registers: [this.registry],
+  });
 
   readonly modelInfo = new Gauge({
     name: 'scorer_model_info',

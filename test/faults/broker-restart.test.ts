@@ -116,6 +116,8 @@ test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer
     (n, l) => n + (l.correlationIds as string[]).length,
     0,
   );
+  const metrics = await fetch(`http://127.0.0.1:${httpPort}/metrics`).then((r) => r.text());
+  const resentMetric = Number(/^scorer_resent_in_doubt_total (\d+)$/m.exec(metrics)?.[1]);
   const consuming = logLines(out, 'consuming');
   // Replies read after start_app may have been published before the stop (the watcher reconnects too):
   // a new one is one that arrived after the consumer subscribed again.
@@ -130,7 +132,7 @@ test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer
     t,
     `broker restart: N=${N}, answered when stop_app was called ${answeredAtStopApp} and when it returned ${answeredWhenStopped}, lost=${missing.length}, duplicated=${duplicated} ` +
       `(inputs with the same reply twice, one messageId: ${copies}; with a second, different reply: ${secondReplies.length}), ` +
-      `replies in doubt sent again=${sentAgain}, ` +
+      `replies in doubt sent again=${sentAgain} (scorer_resent_in_doubt_total ${resentMetric}), ` +
       `stop_app took ${stoppedAt - stopAt} ms, start_app (+await_startup) took ${startedAt - startAppAt} ms, ` +
       `consuming again ${subscribedAgainAt === undefined ? 'never' : `${subscribedAgainAt - startAppAt} ms after start_app was called (${subscribedAgainAt - startedAt} ms after it returned)`}, ` +
       `first new reply ${firstNewReply === undefined ? 'never' : `${firstNewReply - startAppAt} ms after start_app was called`}, ` +
@@ -161,6 +163,7 @@ test('a broker restart (stop_app, start_app) mid-run loses nothing: the consumer
     [],
     'no input answered twice with two different replies: a receiver deduping by messageId sees one',
   );
+  assert.equal(resentMetric, sentAgain, 'scorer_resent_in_doubt_total counts each reply sent again');
   assert.ok(
     watcher.arrivals.every((a) => a.status === 'ok'),
     'every reply is a normal one',
