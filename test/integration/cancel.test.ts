@@ -46,7 +46,10 @@ async function until(queue: string, count: number, timeoutMs = 10_000): Promise<
 test('deleting the input queue while the consumer runs does not crash it: it declares the queue again and goes on consuming', {
   timeout: 30_000,
 }, async () => {
-  const { input, replies, consumer } = await consumerOn('cancel.input');
+  // PREFETCH at the first, cautious prefetch: otherwise the first reply may raise it (cancel, basic.qos,
+  // consume), and a delete landing between that cancel and consume closes the channel with a 404 instead of
+  // cancelling the consumer: the consumer then reconnects and declares the queue again, but logs no cancel.
+  const { input, replies, consumer } = await consumerOn('cancel.input', { PREFETCH: '32' });
   await client.publish(input, ROW, { correlationId: 'before-delete' });
   assert.ok(
     (await client.collect(replies, (rs) => rs.length === 1, 10_000)).some((r) => r.correlationId === 'before-delete'),
