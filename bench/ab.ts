@@ -5,7 +5,7 @@
  * changed for speed" was measured this way, alternating the two checkouts.
  *
  *   node --import tsx bench/ab.ts [--models iris,mlp] [--runs 2] [--rate 10000] [--cwd ../other-checkout]
- *                                 [--set KEY=VALUE]... [--node-arg --flag]... [--log FILE]
+ *                                 [--noop] [--set KEY=VALUE]... [--node-arg --flag]... [--log FILE]
  */
 import { randomBytes } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
@@ -22,6 +22,8 @@ const { values: opts } = parseArgs({
     rate: { type: 'string', default: '10000' },
     messages: { type: 'string', default: '50000' },
     cwd: { type: 'string' },
+    /** Drain the benchmark's no-op consumer instead (bench/noop-consumer.ts; --set REPLY_PROPS=full for our replies' properties). */
+    noop: { type: 'boolean', default: false },
     set: { type: 'string', multiple: true, default: [] },
     'node-arg': { type: 'string', multiple: true, default: [] },
     /** Write each run's consumer output (its logs, or --trace-gc lines given with --node-arg) to this file, appended. */
@@ -49,18 +51,22 @@ try {
         label: `ab.${m.name}`,
         bodies: m.bodies,
         count: Number(opts.messages),
-        env: { MODEL_DIR: m.modelDir, ...env },
+        env: opts.noop
+          ? { PREFETCH: '1024', CONNECTIONS: '2', MODEL_NAME: m.name, ...env }
+          : { MODEL_DIR: m.modelDir, ...env },
+        ...(opts.noop ? { script: 'bench/noop-consumer.ts' } : {}),
         cwd: opts.cwd,
         nodeArgs: opts['node-arg'],
-        readyText: '"msg":"consuming"',
+        readyText: opts.noop ? '"msg":"ready"' : '"msg":"consuming"',
         latency: [{ ratePerS: rate, seconds: 4 }],
         keepOutput: opts.log !== undefined,
       });
       if (opts.log) appendFileSync(opts.log, `--- ${m.name} run ${run}\n${r.output ?? ''}`);
       const l = r.latencies[0];
       const ms = (x: number | undefined) => x?.toFixed(1) ?? '?';
+      const threads = r.threads.map((t) => `${t.kind} ${(t.cpuMsPerMsg * 1000).toFixed(1)}`).join(', ');
       console.log(
-        `${m.name}\t${Math.round(r.msgPerS)} msg/s\tCPU ${(r.cpuMsPerMsg * 1000).toFixed(1)} µs/msg (main thread ${(r.mainCpuMsPerMsg * 1000).toFixed(1)}), mean batch ${r.meanBatch?.toFixed(1) ?? '?'}\tat ${rate} msg/s p50 ${ms(l?.p50Ms)} p99 ${ms(l?.p99Ms)} ms (scoring p50 ${ms(l?.scoringP50Ms)} p99 ${ms(l?.scoringP99Ms)})\tpeak RSS ${r.rss?.peakMb.toFixed(0)} MB`,
+        `${m.name}\t${Math.round(r.msgPerS)} msg/s\tCPU ${(r.cpuMsPerMsg * 1000).toFixed(1)} µs/msg (main thread ${(r.mainCpuMsPerMsg * 1000).toFixed(1)}), mean batch ${r.meanBatch?.toFixed(1) ?? '?'}\tat ${rate} msg/s p50 ${ms(l?.p50Ms)} p99 ${ms(l?.p99Ms)} ms (scoring p50 ${ms(l?.scoringP50Ms)} p99 ${ms(l?.scoringP99Ms)})\tpeak RSS ${r.rss?.peakMb.toFixed(0)} MB, broker ${r.brokerCpuMsPerMsg === undefined ? '?' : (r.brokerCpuMsPerMsg * 1000).toFixed(1)} µs/msg\n\tthreads (µs/msg): ${threads}`,
       );
     }
   }

@@ -4,7 +4,7 @@
  * Filling first keeps the publisher off the two CPUs while throughput is measured; the rate is taken
  * from the first reply to the last, so a consumer's boot is not counted.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import type * as amqp from 'amqplib';
 import type { Config } from '../src/config.js';
@@ -103,6 +103,10 @@ export interface DrainResult {
   /** The kernel's share of cpuMsPerMsg (system time: socket reads and writes, thread wake-ups). */
   systemCpuMsPerMsg: number;
   rss?: { peakMb: number; nowMb: number };
+  /** The broker's CPU ms per message over the same stretch (its beam.smp, all schedulers), when it runs on this machine. */
+  brokerCpuMsPerMsg?: number;
+  /** CPU ms per message of each thread that used any over the measured stretch, busiest first (see threadCpu). */
+  threads: ThreadCpu[];
   /** This consumer's mean batch over the measured messages (its scorer_batch_size), when it is ours. */
   meanBatch?: number;
   latencies: LatencyResult[];
@@ -141,11 +145,16 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
     let cpuBefore = cpuSecondsOf(pid);
     let mainBefore = cpuSecondsOf(pid, pid);
     let systemBefore = cpuSecondsOf(pid, undefined, 'system');
+    let threadsBefore = threadSeconds(pid);
+    const broker = brokerPid();
+    let brokerBefore = broker === undefined ? NaN : cpuSecondsOf(broker);
     let batchesBefore: Promise<BatchTally | undefined> = Promise.resolve(undefined);
     tally.onReached(warmup, () => {
       cpuBefore = cpuSecondsOf(pid);
       mainBefore = cpuSecondsOf(pid, pid);
       systemBefore = cpuSecondsOf(pid, undefined, 'system');
+      threadsBefore = threadSeconds(pid);
+      if (broker !== undefined) brokerBefore = cpuSecondsOf(broker);
       if (httpPort) batchesBefore = batchTally(httpPort);
     });
     const complete = await tally.within(spec.timeLimitMs ?? 120_000);
@@ -153,6 +162,11 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
     const mainCpuMsPerMsg = ((cpuSecondsOf(pid, pid) - mainBefore) * 1000) / Math.max(1, tally.received - warmup);
     const systemCpuMsPerMsg =
       ((cpuSecondsOf(pid, undefined, 'system') - systemBefore) * 1000) / Math.max(1, tally.received - warmup);
+    const brokerCpuMsPerMsg =
+      broker === undefined
+        ? undefined
+        : ((cpuSecondsOf(broker) - brokerBefore) * 1000) / Math.max(1, tally.received - warmup);
+    const threads = threadCpu(pid, threadsBefore, threadSeconds(pid), Math.max(1, tally.received - warmup));
     const [b0, b1] = httpPort ? await Promise.all([batchesBefore, batchTally(httpPort)]) : [];
     const meanBatch = b0 && b1 && b1.count > b0.count ? (b1.sum - b0.sum) / (b1.count - b0.count) : undefined;
     if (!complete && !spec.timeLimitMs)
@@ -204,6 +218,8 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
       mainCpuMsPerMsg,
       systemCpuMsPerMsg,
       rss,
+      threads,
+      ...(brokerCpuMsPerMsg !== undefined && Number.isFinite(brokerCpuMsPerMsg) ? { brokerCpuMsPerMsg } : {}),
       meanBatch,
       latencies,
       ...(spec.keepOutput ? { output: proc.output() } : {}),
@@ -250,6 +266,70 @@ export function cpuSecondsOf(pid: number, tid?: number, which: 'all' | 'system' 
   } catch {
     return NaN;
   }
+}
+
+/**
+ * The local broker's Erlang VM: the oldest beam.smp on this machine (private test brokers start later), or
+ * BENCH_BROKER_PID; undefined when the broker runs elsewhere.
+ */
+function brokerPid(): number | undefined {
+  if (process.env.BENCH_BROKER_PID) return Number(process.env.BENCH_BROKER_PID);
+  let oldest: { pid: number; start: number } | undefined;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() !== 'beam.smp') continue;
+      const start = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[19]);
+      if (!oldest || start < oldest.start) oldest = { pid: Number(entry), start };
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return oldest?.pid;
+}
+
+export interface ThreadCpu {
+  tid: number;
+  /** 'main', or how long after the process the thread started: V8's and libuv's threads start with it, isolates once it has booted. */
+  kind: string;
+  cpuMsPerMsg: number;
+}
+
+/** Every thread's utime + stime (s) and start time (s after boot), by thread id. */
+function threadSeconds(pid: number): Map<number, { cpu: number; start: number }> {
+  const out = new Map<number, { cpu: number; start: number }>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const t of tids) {
+    try {
+      const f = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8').split(') ')[1].split(' ');
+      out.set(Number(t), { cpu: (Number(f[11]) + Number(f[12])) / 100, start: Number(f[19]) / 100 });
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return out;
+}
+
+function threadCpu(
+  pid: number,
+  before: Map<number, { cpu: number; start: number }>,
+  after: Map<number, { cpu: number; start: number }>,
+  messages: number,
+): ThreadCpu[] {
+  const born = after.get(pid)?.start ?? 0;
+  return [...after]
+    .map(([tid, a]) => ({
+      tid,
+      kind: tid === pid ? 'main' : `+${(a.start - born).toFixed(2)} s`,
+      cpuMsPerMsg: ((a.cpu - (before.get(tid)?.cpu ?? 0)) * 1000) / messages,
+    }))
+    .filter((t) => t.cpuMsPerMsg > 0)
+    .sort((x, y) => y.cpuMsPerMsg - x.cpuMsPerMsg);
 }
 
 /** VmHWM (the peak resident set) and VmRSS of a live process, in MB. */

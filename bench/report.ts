@@ -110,6 +110,8 @@ export function targetsOf(
 
 const rate = (x: number) => (x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : Math.round(x).toLocaleString('en-US'));
 const us = (msPerMsg: number) => `${(msPerMsg * 1000).toFixed(0)} µs`;
+/** To a tenth of a µs, or '?' when not measured (a broker on another machine). */
+const us1 = (msPerMsg: number | undefined) => (msPerMsg === undefined ? '?' : `${(msPerMsg * 1000).toFixed(1)} µs`);
 const ms = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(1));
 
 export function table(results: readonly ModelResult[]): string {
@@ -184,6 +186,13 @@ export function notes(results: readonly ModelResult[]): string {
         `  at ${low ? rate(low.offeredPerS) : '?'} msg/s: this consumer p50 ${ms(low?.p50Ms)} ms, p99 ${ms(low?.p99Ms)} ms; the no-op consumer p50 ${ms(blow?.p50Ms)} ms, p99 ${ms(blow?.p99Ms)} ms; the load generator's own CPU ${l ? us(l.loadGeneratorCpuMsPerMsg) : '?'} per message`,
         `  broker ceiling by prefetch: ${r.broker.tried.map((t) => `${t.prefetch}: ${rate(t.msgPerS)}`).join(', ')}; compute by intra-op threads: ${r.compute.tried.map((t) => `${t.intraOpThreads}: ${rate(t.rowsPerS)}`).join(', ')}`,
         `  CPU per message of the process under test (all threads): no-op ${us(r.broker.best.cpuMsPerMsg)}, no-op with our reply properties ${us(r.broker.withReplyContract.cpuMsPerMsg)}, this consumer ${us(r.ours.cpuMsPerMsg)} (its main thread ${us(r.ours.mainCpuMsPerMsg)}, the kernel's share ${us(r.ours.systemCpuMsPerMsg)}; mean batch ${r.ours.meanBatch?.toFixed(1) ?? '?'}), hand-written ${us(r.hand.cpuMsPerMsg)}`,
+        `  its threads (CPU per message, each named by when it started after the process: V8's and libuv's at once, the isolates once the model has loaded): ${(
+          r.ours.threads ?? []
+        )
+          .slice(0, 8)
+          .map((t) => `${t.kind} ${us1(t.cpuMsPerMsg)}`)
+          .join(', ')}`,
+        `  the broker's CPU per message (its beam.smp, the same stretch): no-op ${us1(r.broker.best.brokerCpuMsPerMsg)}, no-op with our reply properties ${us1(r.broker.withReplyContract.brokerCpuMsPerMsg)}, this consumer ${us1(r.ours.brokerCpuMsPerMsg)}`,
         ...(r.stages ? [breakdownLines(r)] : []),
         `  load average when each drain started (ours, no-op by prefetch, hand-written): ${[r.ours.loadAvg, ...r.broker.tried.map((t) => t.loadAvg), r.hand.loadAvg].map((x) => x.toFixed(2)).join(', ')}; this consumer's replies: ${r.ours.received} of ${r.ours.count}, errors ${r.ours.errors}, duplicates ${r.ours.duplicates}`,
       ].join('\n');
