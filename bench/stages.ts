@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { AnsweredRecord } from '../src/answered-record.js';
+import { AckWindow } from '../src/broker/acks.js';
 import { encodeReplyPublish } from '../src/broker/reply-frames.js';
 import { toDelivery } from '../src/broker/delivery.js';
 import { readNumericTensor } from '../src/isolate/numeric-data.js';
@@ -140,6 +141,17 @@ export async function stageCosts(model: BenchModel, batch: number, only?: string
     for (let i = 0; i < batch; i++) record.remember({ correlationId: `c${remembered++}` }, now);
   };
   for (let i = 0; i < 100_000; i += batch) rememberBatch();
+  // Two isolates' batches: delivered together, the second settled first (held), then the first (one multiple ack).
+  const window = new AckWindow();
+  let lastTag = 0;
+  const firstHalf: number[] = new Array(batch);
+  const secondHalf: number[] = new Array(batch);
+  const ackTwoBatches = () => {
+    for (let i = 0; i < batch; i++) window.delivered((firstHalf[i] = ++lastTag));
+    for (let i = 0; i < batch; i++) window.delivered((secondHalf[i] = ++lastTag));
+    window.settle(secondHalf);
+    return window.settle(firstHalf);
+  };
 
   const stages: Record<string, () => Promise<number>> = {
     'broker client: a delivery decoded (amqplib)': () =>
@@ -172,6 +184,8 @@ export async function stageCosts(model: BenchModel, batch: number, only?: string
       ),
     'answered record: a reply remembered (full record)': () =>
       cpuPerMessage(rememberBatch, calls(batch, 50_000), batch),
+    'acks: the ack window, two batches settled out of order': () =>
+      cpuPerMessage(ackTwoBatches, calls(2 * batch, 50_000), 2 * batch),
   };
   const us: Record<string, number> = {};
   try {

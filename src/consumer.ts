@@ -67,7 +67,8 @@ export class Consumer {
   /** Batches scored or being answered, until their inputs are settled: stop() waits for them. */
   private readonly inProgress = new Set<Promise<void>>();
   private readonly answerOptions: AnswerOptions;
-  private readonly received = new WeakMap<Delivery, Received>();
+  /** Each input held, until onSettled lets it go: a Map, not a WeakMap, whose entries every GC has to treat as ephemerons. */
+  private readonly received = new Map<Delivery, Received>();
   /** Inputs whose reply was confirmed (a redelivery of one is acked, not answered twice), and those in doubt (their reply sent again). */
   private readonly record: AnsweredRecord<Reply>;
   private readonly tracing: Tracing;
@@ -262,6 +263,7 @@ export class Consumer {
       this.held--;
       this.heldBytes -= delivery.bytes;
       const received = this.received.get(delivery);
+      this.received.delete(delivery);
       if (settlement === 'ack' && reply) {
         if (reply.status === 'ok') ok++;
         else error++;

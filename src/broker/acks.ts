@@ -119,23 +119,43 @@ function tagged(deliveryTag: number): { fields: { deliveryTag: number } } {
   return { fields: { deliveryTag } };
 }
 
+/** A tag's state in the window. GONE: acked, nacked, or never delivered (0: what a fresh ring holds). */
+const GONE = 0;
+const OPEN = 1;
+const HELD = 2;
+
 /**
  * Delivery tags of one channel, in arrival order, until they are acked. A settled tag is acked with
  * the next `multiple` ack once nothing older is still open; until then it is held (two isolates
  * finish their batches out of order), and the caller acks what is held one by one if the wait runs
  * long. Fewer ack frames is less work for a quorum queue, where each is a command in its log.
+ *
+ * A channel numbers its deliveries 1, 2, 3…, so the window is a ring of one byte per tag from the
+ * oldest not yet gone to the newest: no hash set per delivery, which cost more per message than the
+ * rest of the ack path. A tag open for long (one slow input) keeps every later tag in the ring, one
+ * byte each, until it is settled.
  */
 export class AckWindow {
-  /** Delivered, not yet settled. */
-  private readonly open = new Set<number>();
-  /** Settled (to ack), not yet acked: something older is still open. */
-  private readonly held = new Set<number>();
-  private readonly order: number[] = [];
-  private head = 0;
+  private states = new Uint8Array(1024);
+  /** The oldest tag that may not be gone yet: the ring holds tags first..next-1, each at tag & (size - 1): the low bits, right for tags past 2^32 too. */
+  private first = 0;
+  /** One past the newest tag delivered (0 before the first). */
+  private next = 0;
+  private openCount = 0;
+  /** The held tags, in the order they were settled; some may be gone since (a multiple ack took them). */
+  private heldTags: number[] = [];
+  private heldTotal = 0;
 
   delivered(tag: number): void {
-    this.open.add(tag);
-    this.order.push(tag);
+    if (this.next === 0) this.first = this.next = tag;
+    // Tags only grow on a channel; one below the window (none should come) or a gap is never open.
+    if (tag < this.next) return;
+    this.reserve(tag + 1 - this.first);
+    const mask = this.states.length - 1;
+    for (let t = this.next; t < tag; t++) this.states[t & mask] = GONE;
+    this.states[tag & mask] = OPEN;
+    this.next = tag + 1;
+    this.openCount++;
   }
 
   /**
@@ -143,49 +163,74 @@ export class AckWindow {
    * settled, and it has not been acked yet), or undefined while something older is still open.
    */
   settle(tags: readonly number[]): number | undefined {
+    const { states } = this;
+    const mask = states.length - 1;
     for (const t of tags) {
-      this.open.delete(t);
-      this.held.add(t);
+      if (!this.has(t) || states[t & mask] !== OPEN) continue;
+      states[t & mask] = HELD;
+      this.openCount--;
+      this.heldTotal++;
+      this.heldTags.push(t);
     }
-    const oldestOpen = this.advance();
     // RabbitMQ refuses a multiple ack whose own tag was already acked: the highest held tag, never one acked on its own.
     let upTo = 0;
-    for (const t of this.held) {
-      if (t < oldestOpen) {
-        if (t > upTo) upTo = t;
-        this.held.delete(t);
+    let t = this.first;
+    for (; t < this.next; t++) {
+      const state = states[t & mask];
+      if (state === OPEN) break;
+      if (state === HELD) {
+        upTo = t;
+        states[t & mask] = GONE;
+        this.heldTotal--;
       }
     }
+    this.first = t;
+    if (this.heldTotal === 0) this.heldTags.length = 0;
     return upTo > 0 ? upTo : undefined;
   }
 
   /** A tag settled some other way (nacked): it no longer holds back a multiple ack. */
   release(tag: number): void {
-    this.open.delete(tag);
+    const mask = this.states.length - 1;
+    if (!this.has(tag) || this.states[tag & mask] !== OPEN) return;
+    this.states[tag & mask] = GONE;
+    this.openCount--;
   }
 
   /** The held tags, for the caller to ack one by one: the wait for the older ones has run long. */
   takeHeld(): number[] {
-    const tags = [...this.held];
-    this.held.clear();
+    const mask = this.states.length - 1;
+    const tags: number[] = [];
+    for (const t of this.heldTags) {
+      if (!this.has(t) || this.states[t & mask] !== HELD) continue;
+      this.states[t & mask] = GONE;
+      tags.push(t);
+    }
+    this.heldTags = [];
+    this.heldTotal = 0;
     return tags;
   }
 
   get heldCount(): number {
-    return this.held.size;
+    return this.heldTotal;
   }
 
   get size(): number {
-    return this.open.size + this.held.size;
+    return this.openCount + this.heldTotal;
   }
 
-  /** Moves past settled tags; returns the oldest open tag (Infinity when none). */
-  private advance(): number {
-    while (this.head < this.order.length && !this.open.has(this.order[this.head])) this.head++;
-    if (this.head > 4096) {
-      this.order.splice(0, this.head);
-      this.head = 0;
-    }
-    return this.head < this.order.length ? this.order[this.head] : Infinity;
+  private has(tag: number): boolean {
+    return tag >= this.first && tag < this.next;
+  }
+
+  /** Room for `span` tags from `first`: the ring doubles, each tag moved to its place modulo the new size. */
+  private reserve(span: number): void {
+    if (span <= this.states.length) return;
+    const old = this.states.length;
+    let size = old;
+    while (size < span) size *= 2;
+    const grown = new Uint8Array(size);
+    for (let t = this.first; t < this.next; t++) grown[t & (size - 1)] = this.states[t & (old - 1)];
+    this.states = grown;
   }
 }
