@@ -4,7 +4,7 @@
  * after the warm-up), p50/p99 at that rate and peak RSS. Each change in the README's "What was
  * changed for speed" was measured this way, alternating the two checkouts.
  *
- *   node --import tsx bench/ab.ts [--models iris,mlp] [--runs 2] [--rate 10000] [--cwd ../other-checkout]
+ *   node --import tsx bench/ab.ts [--models iris,mlp] [--runs 2] [--rate 10000] [--messages N] [--warmup N] [--cwd ../other-checkout]
  *                                 [--noop] [--set KEY=VALUE]... [--node-arg --flag]... [--log FILE]
  */
 import { randomBytes } from 'node:crypto';
@@ -21,6 +21,8 @@ const { values: opts } = parseArgs({
     runs: { type: 'string', default: '2' },
     rate: { type: 'string', default: '10000' },
     messages: { type: 'string', default: '50000' },
+    /** Answered first and not measured; default a tenth of --messages. */
+    warmup: { type: 'string' },
     cwd: { type: 'string' },
     /** Drain the benchmark's no-op consumer instead (bench/noop-consumer.ts; --set REPLY_PROPS=full for our replies' properties). */
     noop: { type: 'boolean', default: false },
@@ -51,6 +53,7 @@ try {
         label: `ab.${m.name}`,
         bodies: m.bodies,
         count: Number(opts.messages),
+        ...(opts.warmup ? { warmup: Number(opts.warmup) } : {}),
         env: opts.noop
           ? { PREFETCH: '1024', CONNECTIONS: '2', MODEL_NAME: m.name, ...env }
           : { MODEL_DIR: m.modelDir, ...env },
