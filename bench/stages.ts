@@ -21,6 +21,7 @@ import { toDelivery } from '../src/broker/delivery.js';
 import { readNumericTensor } from '../src/isolate/numeric-data.js';
 import { packBodies, packOutcomes, unpackOutcomes, type PackedOutcomes } from '../src/isolate/protocol.js';
 import { stack } from '../src/onnx/batching.js';
+import { AnswerWriter } from '../src/onnx/answer-json.js';
 import { splitOutputs, type TensorData, type TensorSpec } from '../src/onnx/tensors.js';
 import { buildReply } from '../src/reply.js';
 import { benchModels, type BenchModel } from './models.js';
@@ -115,6 +116,8 @@ export async function stageCosts(model: BenchModel, batch: number, only?: string
   const outputs = toData(await session.run(ortFeeds()));
   const names = session.outputNames;
   const rows = bodies.map(() => 1);
+  // As the built-in script writes them (onnx/answer-json.ts), the general path when it cannot.
+  const writer = new AnswerWriter(names, []);
   const replyText = JSON.stringify(splitOutputs(outputs, names, rows)[0]);
   const worker = echoIsolate(replyText);
   let id = 0;
@@ -166,7 +169,11 @@ export async function stageCosts(model: BenchModel, batch: number, only?: string
     'output encoding: rows to reply JSON': () =>
       cpuPerMessage(
         () =>
-          packOutcomes(splitOutputs(outputs, names, rows).map((r) => ({ ok: true as const, json: JSON.stringify(r) }))),
+          packOutcomes(
+            (writer.write(outputs, rows) ?? splitOutputs(outputs, names, rows).map((r) => JSON.stringify(r))).map(
+              (json) => ({ ok: true as const, json }),
+            ),
+          ),
         calls(batch, 50_000),
         batch,
       ),

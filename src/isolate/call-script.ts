@@ -9,6 +9,7 @@ import { dataText, parseMessage } from './parse-message.js';
 import { validateSchema } from './input-schema.js';
 import { readNumericData } from './numeric-data.js';
 import { binaryResult, scriptMeta } from './binary-calls.js';
+import { textOf } from './json-text.js';
 import { isJsonContentType } from './content-types.js';
 import type { BodyMeta, CallMethod, Scored } from './protocol.js';
 
@@ -89,6 +90,8 @@ async function runOne(s: EntryScript, value: () => unknown, meta: ScriptMeta): P
 
 function toOutcome(result: unknown): Scored {
   if (result instanceof Error) return failure(result);
+  const text = textOf(result);
+  if (text !== undefined) return { ok: true, json: text };
   const binary = binaryResult(result);
   if (binary) return binary;
   try {

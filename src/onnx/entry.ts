@@ -15,12 +15,15 @@ import {
   fitsSpec,
   sliceOutputs,
   splitOutputs,
+  withZipMaps,
   type Limits,
   type TensorData,
   type TensorSpec,
 } from './tensors.js';
 import { decideBatching, groupByShape, stack, type BatchingDecision } from './batching.js';
 import { ElementProblem, elementInfo, type TypedData } from './element-types.js';
+import { AnswerWriter } from './answer-json.js';
+import { jsonText } from '../isolate/json-text.js';
 
 let model: LoadedModel;
 let limits: Limits;
@@ -29,6 +32,8 @@ let batching: BatchingDecision = { stack: false, reason: 'not decided' };
 let numericInput: TensorSpec | undefined;
 /** .npy, safetensors and image bodies, and binary replies (onnx/binary.ts). */
 let binaryModel: BinaryModel;
+/** JSON answers written from the output tensors when it can (answer-json.ts), else splitOutputs and withZipMaps (tensors.ts). */
+let answerWriter: AnswerWriter;
 /** Types read as doubles, then checked and stored element by element (int64, uint64 and float16 take the general path). */
 const VIA_DOUBLES = new Set(['int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32']);
 export let modelName = '';
@@ -50,6 +55,7 @@ export async function init(context: InitContext): Promise<void> {
     model.inputs.length === 1 && (only.type === 'float32' || only.type === 'float64' || VIA_DOUBLES.has(only.type))
       ? only
       : undefined;
+  answerWriter = new AnswerWriter(outputNames(), model.zipMaps);
   binaryModel = {
     inputs: model.inputs,
     outputs: model.outputs,
@@ -151,7 +157,8 @@ async function runGroup(
     const outputs = await model.run(stack(feeds, model.inputs));
     const rows = feeds.length === 1 ? [1] : feeds.map((f) => f[model.inputs[0].name].dims[0]);
     const json = replyTypes.some((t) => t === undefined)
-      ? splitOutputs(outputs, outputNames(), rows).map(withZipMaps)
+      ? (answerWriter.write(outputs, rows)?.map(jsonText) ??
+        splitOutputs(outputs, outputNames(), rows).map((a) => withZipMaps(a, outputNames(), model.zipMaps)))
       : [];
     const slices = replyTypes.some((t) => t !== undefined) ? sliceOutputs(outputs, outputNames(), rows) : [];
     return replyTypes.map((t, k) => (t ? binaryReply(t, slices[k], outputNames()) : json[k]));
@@ -161,20 +168,6 @@ async function runGroup(
       err instanceof ScoringError ? err : new ScoringError('RUN_FAILED', `model run failed: ${(err as Error).message}`),
     ];
   }
-}
-
-/** A ZipMap output's rows of probabilities → one `{label: probability}` object per row, as Python's onnxruntime answers. */
-function withZipMaps(answer: unknown): unknown {
-  if (model.zipMaps.length === 0) return answer;
-  if (model.outputs.length === 1) return toMaps(answer, model.zipMaps[0].labels);
-  const out = answer as Record<string, unknown>;
-  for (const z of model.zipMaps) out[z.name] = toMaps(out[z.name], z.labels);
-  return out;
-}
-
-function toMaps(rows: unknown, labels: readonly string[]): unknown {
-  // fromEntries defines own properties: a label "__proto__" stays a label.
-  return (rows as number[][]).map((row) => Object.fromEntries(labels.map((label, i) => [label, row[i]])));
 }
 
 /** What init() decided, for the boot log: stacking, and outputs left out. */

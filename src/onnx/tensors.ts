@@ -246,6 +246,28 @@ export function splitOutputs(
   });
 }
 
+/**
+ * A message's answer (splitOutputs) with its ZipMap outputs' rows of probabilities as one
+ * `{label: probability}` object per row, as Python's onnxruntime answers: a model of one output gets the
+ * first ZipMap's labels.
+ */
+export function withZipMaps(
+  answer: unknown,
+  outputNames: readonly string[],
+  zipMaps: ReadonlyArray<{ name: string; labels: readonly string[] }>,
+): unknown {
+  if (zipMaps.length === 0) return answer;
+  if (outputNames.length === 1) return zipMapRows(answer, zipMaps[0].labels);
+  const out = answer as Record<string, unknown>;
+  for (const z of zipMaps) out[z.name] = zipMapRows(out[z.name], z.labels);
+  return out;
+}
+
+function zipMapRows(rows: unknown, labels: readonly string[]): unknown {
+  // fromEntries defines own properties: a label "__proto__" stays a label.
+  return (rows as number[][]).map((row) => Object.fromEntries(labels.map((label, i) => [label, row[i]])));
+}
+
 function toJson(t: TensorData, offset: number, dims: number[]): unknown {
   const info = elementInfo(t.type);
   const numeric =

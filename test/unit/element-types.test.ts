@@ -16,6 +16,7 @@ import {
 } from '../../src/onnx/element-types.js';
 import type { InitContext } from '../../src/isolate/entry-script.js';
 import { identity, modelDir } from '../support/onnx-models.js';
+import { answersOf } from '../support/answers.js';
 
 const context = (dir: string): InitContext => ({
   modelDir: dir,
@@ -129,10 +130,10 @@ for (const type of ELEMENT_TYPES) {
   test(`${type}: values round-trip as onnxruntime-node returns them; bad values get TYPE errors naming the input`, async () => {
     const c = CASES[type];
     await entry.init(context(modelDir(`identity-${type}`, identity(type))));
-    const [answer] = await entry.runBatchParsed([c.rows]);
+    const [answer] = await answersOf(entry.runBatchParsed([c.rows]));
     assert.deepEqual(answer, await ortIdentity(type, c.rows));
     assert.deepEqual(answer, c.answer ?? c.rows);
-    const bad = await entry.runBatchParsed(c.bad.map(([v]) => [[c.rows[0][0], v]]));
+    const bad = await answersOf(entry.runBatchParsed(c.bad.map(([v]) => [[c.rows[0][0], v]])));
     bad.forEach((err, k) => {
       assert.ok(err instanceof ScoringError, `${JSON.stringify(c.bad[k][0])}: ${String(err)}`);
       assert.equal(err.code, 'TYPE');
@@ -174,7 +175,7 @@ test('integer inputs read straight from the bytes hold what the general path hol
     const rows = CASES[type].rows;
     const prepared = entry.readBody(Buffer.from(JSON.stringify({ data: rows })));
     assert.ok(prepared, `${type}: read from the bytes`);
-    assert.deepEqual(await entry.runBatchParsed([prepared]), await entry.runBatchParsed([rows]));
+    assert.deepEqual(await answersOf(entry.runBatchParsed([prepared])), await answersOf(entry.runBatchParsed([rows])));
     for (const [bad] of CASES[type].bad) {
       if (typeof bad === 'number')
         assert.equal(

@@ -10,6 +10,7 @@ import { groupByShape, shapeKey, stack } from '../../src/onnx/batching.js';
 import { readNumericTensor } from '../../src/isolate/numeric-data.js';
 import type { InitContext } from '../../src/isolate/entry-script.js';
 import { mixesRows, modelDir, numbers, orientation, rowWise, seqFirstRnn } from '../support/onnx-models.js';
+import { answersOf } from '../support/answers.js';
 
 const context = (dir: string, batching: 'auto' | 'on' | 'off' = 'auto'): InitContext => ({
   modelDir: dir,
@@ -84,7 +85,7 @@ test('two same-size images of different orientation in one batch, and a burst of
   const shapes = Array.from({ length: 16 }, (_, k) => (k % 2 === 0 ? [1, 3, 12, 4] : [1, 3, 4, 12]));
   const values = shapes.map((dims, k) => tensor(dims, 100 + k));
   for (const batch of [values.slice(0, 2), values]) {
-    const answers = await entry.runBatchParsed(batch);
+    const answers = await answersOf(entry.runBatchParsed(batch));
     for (let k = 0; k < batch.length; k++) {
       const want = await alone(bytes, { x: { dims: shapes[k], value: batch[k] } });
       assert.deepEqual(answers[k], want.y, `message ${k}`);
@@ -100,7 +101,7 @@ test('a sequence-first RNN: messages sent together are answered as if alone, and
   assert.match(String(line.fields.reason), /changes when messages are stacked along axis 0|no batch axis/);
   assert.match(String(line.fields.override), /BATCHING=on/);
   const values = [tensor([3, 1, 3], 1), tensor([3, 1, 3], 2), tensor([2, 1, 3], 3)];
-  const answers = await entry.runBatchParsed(values);
+  const answers = await answersOf(entry.runBatchParsed(values));
   for (let k = 0; k < values.length; k++) {
     const dims = [(values[k] as unknown[]).length, 1, 3];
     assert.deepEqual(answers[k], await alone(bytes, { x: { dims, value: values[k] } }), `message ${k}`);
@@ -110,7 +111,7 @@ test('a sequence-first RNN: messages sent together are answered as if alone, and
 test('a model that mixes rows (softmax over axis 0) is scored one message per run', async () => {
   await entry.init(context(modelDir('mixes', mixesRows())));
   assert.equal(entry.bootLog()[0].msg, 'batching off');
-  const answers = (await entry.runBatchParsed([[[1, 2, 3]], [[4, 5, 6]]])) as number[][][];
+  const answers = (await answersOf(entry.runBatchParsed([[[1, 2, 3]], [[4, 5, 6]]]))) as number[][][];
   assert.deepEqual(
     answers.map((a) => a[0].map(Math.round)),
     [
@@ -124,7 +125,7 @@ test('a model that mixes rows (softmax over axis 0) is scored one message per ru
 test('BATCHING=on stacks without verifying; BATCHING=off never stacks; a row-wise model verifies and batches', async () => {
   await entry.init(context(modelDir('mixes', mixesRows()), 'on'));
   assert.equal(entry.bootLog()[0].msg, 'batching on');
-  const stacked = (await entry.runBatchParsed([[[1, 2, 3]], [[1, 2, 3]]])) as number[][][];
+  const stacked = (await answersOf(entry.runBatchParsed([[[1, 2, 3]], [[1, 2, 3]]]))) as number[][][];
   assert.ok(Math.abs(stacked[0][0][0] - 0.5) < 1e-6, 'stacked: the two rows share the softmax');
   await entry.init(context(modelDir('rowwise', rowWise()), 'off'));
   assert.deepEqual(entry.bootLog()[0].fields.reason, 'BATCHING=off');
@@ -146,7 +147,7 @@ test('a model the check cannot run on generated inputs is scored one message per
   const [line] = entry.bootLog();
   assert.equal(line.msg, 'batching off');
   assert.match(String(line.fields.reason), /^could not run the check: the model refused generated inputs/);
-  assert.deepEqual(await entry.runBatchParsed([[[1, 2, 3, 4, 5]], [[6, 7, 8, 9, 10]]]), [
+  assert.deepEqual(await answersOf(entry.runBatchParsed([[[1, 2, 3, 4, 5]], [[6, 7, 8, 9, 10]]])), [
     [[1, 2, 3, 4, 5]],
     [[6, 7, 8, 9, 10]],
   ]);

@@ -8,6 +8,7 @@ import { BootError } from '../../src/errors.js';
 import { loadConfig, DEFAULTS_FILE } from '../../src/config.js';
 import type { InitContext } from '../../src/isolate/entry-script.js';
 import { modelDir, twoOutputs } from '../support/onnx-models.js';
+import { answersOf } from '../support/answers.js';
 
 const context = (dir: string, outputs: string[]): InitContext => ({
   modelDir: dir,
@@ -18,13 +19,13 @@ const context = (dir: string, outputs: string[]): InitContext => ({
 
 test('OUTPUTS fetches only those outputs: the answer holds them alone', async () => {
   await entry.init(context(modelDir('two', twoOutputs()), []));
-  const [both] = (await entry.runBatchParsed([[[1, -2, 3, -4]]])) as Array<Record<string, unknown>>;
+  const [both] = (await answersOf(entry.runBatchParsed([[[1, -2, 3, -4]]]))) as Array<Record<string, unknown>>;
   assert.deepEqual(Object.keys(both), ['small', 'big']);
   await entry.init(context(modelDir('two', twoOutputs()), ['small']));
-  const [small] = await entry.runBatchParsed([[[1, -2, 3, -4]]]);
+  const [small] = await answersOf(entry.runBatchParsed([[[1, -2, 3, -4]]]));
   assert.deepEqual(small, [[1, 0, 3, 0]], 'one output left: answered bare, as any one-output model');
   await entry.init(context(modelDir('two', twoOutputs()), ['big', 'small']));
-  const [again] = (await entry.runBatchParsed([[[1, -2, 3, -4]]])) as Array<Record<string, unknown>>;
+  const [again] = (await answersOf(entry.runBatchParsed([[[1, -2, 3, -4]]]))) as Array<Record<string, unknown>>;
   assert.deepEqual(again, both);
 });
 

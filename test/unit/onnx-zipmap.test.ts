@@ -21,6 +21,7 @@ import {
   tensorInfo,
   zipMapClassifier,
 } from '../support/onnx-models.js';
+import { answersOf } from '../support/answers.js';
 
 const context = (dir: string, outputs: string[] = []): InitContext => ({
   modelDir: dir,
@@ -48,7 +49,7 @@ async function computed(labels: number[], input = rows): Promise<{ label: unknow
 test("a ZipMap classifier with int64 labels boots and answers labels and {label: probability} lists equal to the model's numbers", async () => {
   await entry.init(context(modelDir('zipmap-int', zipMapClassifier([0, 1, 2]))));
   const want = await computed([0, 1, 2]);
-  const [answer] = (await entry.runBatchParsed([rows])) as Array<{
+  const [answer] = (await answersOf(entry.runBatchParsed([rows]))) as Array<{
     label: number[];
     output_probability: Array<Record<string, number>>;
   }>;
@@ -58,7 +59,9 @@ test("a ZipMap classifier with int64 labels boots and answers labels and {label:
     want.probabilities.map((p) => ({ 0: p[0], 1: p[1], 2: p[2] })),
   );
   // Row by row too: a batch of several messages gives each its own list.
-  const each = (await entry.runBatchParsed(rows.map((r) => [r]))) as Array<{ output_probability: unknown[] }>;
+  const each = (await answersOf(entry.runBatchParsed(rows.map((r) => [r])))) as Array<{
+    output_probability: unknown[];
+  }>;
   each.forEach((a, k) =>
     assertClose(a.output_probability, [
       { 0: want.probabilities[k][0], 1: want.probabilities[k][1], 2: want.probabilities[k][2] },
@@ -81,7 +84,7 @@ test('a ZipMap classifier with string labels answers string labels and lists key
   const names = ['setosa', 'versicolor', 'virginica'];
   await entry.init(context(modelDir('zipmap-str', zipMapClassifier(names))));
   const want = await computed([0, 1, 2]);
-  const [answer] = (await entry.runBatchParsed([rows])) as Array<{
+  const [answer] = (await answersOf(entry.runBatchParsed([rows]))) as Array<{
     label: string[];
     output_probability: Array<Record<string, number>>;
   }>;
@@ -99,7 +102,7 @@ test('a ZipMap classifier with string labels answers string labels and lists key
 test('OUTPUTS=output_probability answers only the ZipMap list', async () => {
   await entry.init(context(modelDir('zipmap-only', zipMapClassifier([0, 1, 2])), ['output_probability']));
   const want = await computed([0, 1, 2], rows.slice(0, 1));
-  const [answer] = (await entry.runBatchParsed([rows.slice(0, 1)])) as Array<Array<Record<string, number>>>;
+  const [answer] = (await answersOf(entry.runBatchParsed([rows.slice(0, 1)]))) as Array<Array<Record<string, number>>>;
   assert.deepEqual(answer, [{ 0: want.probabilities[0][0], 1: want.probabilities[0][1], 2: want.probabilities[0][2] }]);
 });
 
@@ -118,7 +121,7 @@ test('a non-tensor output that is not a ZipMap is left out with a boot line nami
   await entry.init(context(modelDir('seq-out', seqOut(true))));
   const line = entry.bootLog().find((l) => l.msg === 'outputs left out');
   assert.deepEqual(line?.fields.outputs, ['seq']);
-  assert.deepEqual(await entry.runBatchParsed([[[1, -2]]]), [[[1, 0]]], 'the tensor output is answered');
+  assert.deepEqual(await answersOf(entry.runBatchParsed([[[1, -2]]])), [[[1, 0]]], 'the tensor output is answered');
   assert.throws(
     () => rewriteModel(seqOut(false), { nonTensor: new Set(['seq']), keep: [] }),
     (err: unknown) => err instanceof BootError && /zipmap/i.test(err.message) && err.message.includes('seq'),
