@@ -23,8 +23,8 @@
  * consume channel does), and answered twice with two different replies. Those entries last as long as
  * their input is held, so PREFETCH bounds them.
  *
- * Bounded by count (oldest forgotten first) and by age; both configurable (ANSWERED_RECORD_MAX,
- * ANSWERED_RECORD_MAX_AGE_MS); the replies in doubt also by their bytes. It lives in this process: after
+ * Bounded by count (the last ANSWERED_RECORD_MAX confirmed replies, oldest forgotten first) and by age
+ * (ANSWERED_RECORD_MAX_AGE_MS); the replies in doubt also by their bytes. It lives in this process: after
  * a SIGKILL the record is gone and a redelivered input is answered again, which the contract allows
  * (twice, never zero times).
  */
@@ -52,18 +52,24 @@ export function answeredKeyOf(ids: InputIds): string | undefined {
   return undefined;
 }
 
+/** How long the index of the confirmed replies is kept after the last redelivery looked it up. */
+export const INDEX_IDLE_MS = 60_000;
+
 export class AnsweredRecord<R extends { body: Buffer } = { body: Buffer }> {
-  /** Key → the sequence number of its latest remember(). */
-  private readonly entries = new Map<string, number>();
   /**
-   * Every remember() in order, oldest at `head`: key, sequence number and time. Not the Map's own order:
-   * V8 leaves a hole for each key deleted at a Map's front, and every later look at the front walks over
-   * them until the table is rehashed; once the record was full that cost tens to hundreds of µs a message here. An entry
-   * whose key was remembered again since is stale (its number is no longer the key's) and is skipped.
+   * The inputs of the confirmed replies, oldest at `head`: each one's id, which id it is (0 messageId, 1
+   * correlationId) and when. A reply costs three pushes and no hash: only a redelivery looks anything up,
+   * so the index by id (`index`) is built when one comes and dropped once none has come for
+   * INDEX_IDLE_MS. A hash map of every reply (100,000 by default) cost a set, a get and a delete on a
+   * table too large for the cache per reply, and a key string made and hashed per reply.
    */
-  private order: { keys: string[]; seqs: number[]; ats: number[] } = { keys: [], seqs: [], ats: [] };
+  private order: { ids: string[]; kinds: number[]; ats: number[] } = { ids: [], kinds: [], ats: [] };
   private head = 0;
-  private seq = 0;
+  /** Every place in `order` is numbered from the record's start: `base` is the number of order[0]. */
+  private base = 0;
+  /** Per kind of id, the id → the number of its latest place; while redeliveries come. */
+  private index: [Map<string, number>, Map<string, number>] | undefined;
+  private indexUsedAt = 0;
   /** Key → the reply in doubt and when its input went back, oldest first. */
   private readonly doubts = new Map<string, { at: number; reply: R }>();
   private doubtBytes = 0;
@@ -84,8 +90,9 @@ export class AnsweredRecord<R extends { body: Buffer } = { body: Buffer }> {
     return this.o.maxEntries > 0 && this.o.maxAgeMs > 0;
   }
 
+  /** The confirmed replies remembered: each reply a place, a key answered twice two. */
   get size(): number {
-    return this.entries.size;
+    return this.order.ids.length - this.head;
   }
 
   /** How many replies are in doubt, and their bodies' bytes. */
@@ -96,16 +103,20 @@ export class AnsweredRecord<R extends { body: Buffer } = { body: Buffer }> {
   /** After the reply is confirmed, before the ack is sent. */
   remember(ids: InputIds, nowMs: number): void {
     if (!this.enabled) return;
-    const key = answeredKeyOf(ids);
-    if (key === undefined) return;
-    // A key seen again moves to the young end: its older place in the order goes stale.
-    const seq = ++this.seq;
-    this.entries.set(key, seq);
-    this.order.keys.push(key);
-    this.order.seqs.push(seq);
-    this.order.ats.push(nowMs);
+    // The messageId, else the correlationId (answeredKeyOf's choice), without making the key string.
+    const id = ids.messageId || ids.correlationId;
+    if (!id) return;
+    const kind = ids.messageId ? 0 : 1;
+    const { order } = this;
+    order.ids.push(id);
+    order.kinds.push(kind);
+    order.ats.push(nowMs);
+    if (this.index) {
+      if (nowMs - this.indexUsedAt > INDEX_IDLE_MS) this.index = undefined;
+      else this.index[kind].set(id, this.base + order.ids.length - 1);
+    }
     // A copy of its reply in doubt was confirmed: answered now.
-    this.forgetDoubt(key);
+    if (this.doubts.size > 0) this.forgetDoubt(answeredKeyOf(ids)!);
     this.evict(nowMs);
   }
 
@@ -166,8 +177,21 @@ export class AnsweredRecord<R extends { body: Buffer } = { body: Buffer }> {
   wasAnswered(delivery: InputIds & { redelivered: boolean }, nowMs: number): boolean {
     if (!delivery.redelivered || !this.enabled) return false;
     this.evict(nowMs);
-    const key = answeredKeyOf(delivery);
-    return key !== undefined && this.entries.has(key);
+    const id = delivery.messageId || delivery.correlationId;
+    if (!id) return false;
+    const at = this.indexed(nowMs)[delivery.messageId ? 0 : 1].get(id);
+    return at !== undefined && at >= this.base + this.head;
+  }
+
+  /** The index by id, built from the places still remembered when a redelivery first asks. */
+  private indexed(nowMs: number): [Map<string, number>, Map<string, number>] {
+    this.indexUsedAt = nowMs;
+    if (this.index) return this.index;
+    const index: [Map<string, number>, Map<string, number>] = [new Map(), new Map()];
+    const { ids, kinds } = this.order;
+    for (let i = this.head; i < ids.length; i++) index[kinds[i]].set(ids[i], this.base + i);
+    this.index = index;
+    return index;
   }
 
   private forgetDoubt(key: string): void {
@@ -186,31 +210,19 @@ export class AnsweredRecord<R extends { body: Buffer } = { body: Buffer }> {
   }
 
   private evict(nowMs: number): void {
-    const { keys, seqs, ats } = this.order;
-    while (this.head < keys.length) {
-      const key = keys[this.head];
-      const current = this.entries.get(key) === seqs[this.head];
-      if (current && this.entries.size <= this.o.maxEntries && nowMs - ats[this.head] <= this.o.maxAgeMs) break;
-      if (current) this.entries.delete(key);
+    const { ids, kinds, ats } = this.order;
+    const { maxEntries, maxAgeMs } = this.o;
+    while (this.head < ids.length && (ids.length - this.head > maxEntries || nowMs - ats[this.head] > maxAgeMs)) {
+      // Its id leaves the index only if this was its latest place.
+      const byId = this.index?.[kinds[this.head]];
+      if (byId && byId.get(ids[this.head]) === this.base + this.head) byId.delete(ids[this.head]);
       this.head++;
     }
-    const live = keys.length - this.head;
-    // Dropped from the front in one go, once most of it is gone or stale: amortised, a few ns a message.
-    if (this.head > 1024 && this.head > live) this.compact(false);
-    else if (live > 2 * this.o.maxEntries + 1024) this.compact(true);
-  }
-
-  /** The order from `head` on; `staleToo`: without the stale entries (one key remembered again and again). */
-  private compact(staleToo: boolean): void {
-    const { keys, seqs, ats } = this.order;
-    const next: { keys: string[]; seqs: number[]; ats: number[] } = { keys: [], seqs: [], ats: [] };
-    for (let i = this.head; i < keys.length; i++) {
-      if (staleToo && this.entries.get(keys[i]) !== seqs[i]) continue;
-      next.keys.push(keys[i]);
-      next.seqs.push(seqs[i]);
-      next.ats.push(ats[i]);
+    // Dropped from the front in one go, once most of it is gone: amortised, a few ns a reply.
+    if (this.head > 1024 && this.head > ids.length - this.head) {
+      this.order = { ids: ids.slice(this.head), kinds: kinds.slice(this.head), ats: ats.slice(this.head) };
+      this.base += this.head;
+      this.head = 0;
     }
-    this.order = next;
-    this.head = 0;
   }
 }

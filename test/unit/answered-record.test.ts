@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AnsweredRecord, answeredKeyOf } from '../../src/answered-record.js';
+import { INDEX_IDLE_MS, AnsweredRecord, answeredKeyOf } from '../../src/answered-record.js';
 
 const again = (ids: { messageId?: string; correlationId?: string }) => ({ ...ids, redelivered: true });
 
@@ -176,7 +176,7 @@ test('a redelivery waits for the copy in flight with its key, never for itself',
   assert.equal(r.firstCopySettled(third), undefined, 'its own reply on its way is no reason to wait');
 });
 
-test('a key remembered again and again stays known at its latest place; the count bound still forgets the oldest', () => {
+test('the count bound counts replies: a key answered again and again takes a place each time, and is known at its latest', () => {
   const r = new AnsweredRecord({ maxEntries: 3, maxAgeMs: 1e9 });
   r.remember({ messageId: 'first' }, 0);
   for (let i = 1; i <= 20_000; i++) r.remember({ messageId: 'again' }, i);
@@ -184,12 +184,30 @@ test('a key remembered again and again stays known at its latest place; the coun
   assert.equal(r.size, 3);
   const known = (now: number) =>
     ['first', 'again', 'b', 'c', 'd'].filter((k) => r.wasAnswered(again({ messageId: k }), now));
-  assert.deepEqual(known(20_002), ['first', 'again', 'b']);
+  assert.deepEqual(known(20_002), ['again', 'b'], 'first was pushed out by the last three replies');
   r.remember({ messageId: 'c' }, 20_003);
-  assert.deepEqual(known(20_004), ['again', 'b', 'c'], 'first was the oldest');
-  r.remember({ messageId: 'again' }, 20_005);
-  r.remember({ messageId: 'd' }, 20_006);
-  assert.deepEqual(known(20_007), ['again', 'c', 'd'], 'again, renewed after b, is younger than b');
+  assert.deepEqual(known(20_004), ['again', 'b', 'c']);
+  r.remember({ messageId: 'd' }, 20_005);
+  assert.deepEqual(known(20_006), ['b', 'c', 'd'], "again's latest place was the oldest");
+});
+
+test('the index a redelivery builds follows the replies after it, and is rebuilt right once dropped for idleness', () => {
+  const r = new AnsweredRecord({ maxEntries: 4, maxAgeMs: 1e9 });
+  for (const [i, id] of ['a', 'b', 'c', 'a'].entries()) r.remember({ messageId: id }, i);
+  const known = (now: number) => ['a', 'b', 'c', 'd', 'e'].filter((k) => r.wasAnswered(again({ messageId: k }), now));
+  assert.deepEqual(known(10), ['a', 'b', 'c'], 'built now');
+  r.remember({ messageId: 'd' }, 11); // the first a leaves; its later place keeps a known
+  assert.deepEqual(known(12), ['a', 'b', 'c', 'd']);
+  r.remember({ messageId: 'e' }, 13);
+  r.remember({ correlationId: 'a' }, 14); // a correlation id is another key than a message id
+  assert.deepEqual(known(15), ['a', 'd', 'e'], 'b and c pushed out while the index is kept');
+  assert.equal(r.wasAnswered(again({ correlationId: 'a' }), 15), true);
+  assert.equal(r.wasAnswered(again({ correlationId: 'd' }), 15), false);
+  // No redelivery for longer than the idle time: the next reply drops the index, the next redelivery rebuilds it.
+  r.remember({ messageId: 'b' }, 15 + INDEX_IDLE_MS + 1);
+  assert.equal((r as unknown as { index?: unknown }).index, undefined, 'dropped');
+  assert.deepEqual(known(15 + INDEX_IDLE_MS + 2), ['b', 'd', 'e'], 'the message id a pushed out meanwhile');
+  assert.ok((r as unknown as { index?: unknown }).index, 'built again');
 });
 
 test('the count bound holds over many times its size (its cost is in bench/stages.ts)', () => {
