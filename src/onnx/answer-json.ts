@@ -7,6 +7,7 @@
  * 2^53, which the general path writes as a string, a ZipMap output not of rank 2) gives undefined, and
  * the caller takes the general path for the batch.
  */
+import type { ZipMapLabels } from './graph-rewrite.js';
 import type { TensorData } from './tensors.js';
 
 type Numbers =
@@ -24,11 +25,6 @@ const FLOATS = new Set(['float32', 'float64']);
 const INTEGERS = new Set(['int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32']);
 const INT64S = new Set(['int64', 'uint64']);
 const SAFE = 9007199254740991n;
-
-export interface ZipMapLabels {
-  name: string;
-  labels: readonly string[];
-}
 
 export class AnswerWriter {
   /** The outputs' keys as JSON writes them, in the order it writes them (V8 puts integer-like keys first, ascending). */

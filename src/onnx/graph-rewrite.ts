@@ -24,6 +24,9 @@ export interface ZipMapOutput {
   labels: string[];
 }
 
+/** What an answer needs of a ZipMap output: its name and labels (tensors.ts withZipMaps, answer-json.ts). */
+export type ZipMapLabels = Pick<ZipMapOutput, 'name' | 'labels'>;
+
 export interface Rewritten {
   bytes: Uint8Array;
   zipMaps: ZipMapOutput[];

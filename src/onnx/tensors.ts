@@ -4,6 +4,7 @@
  * capped before any allocation, and typed arrays are filled in one pass that also catches ragged rows.
  */
 import { clip, ScoringError } from '../errors.js';
+import type { ZipMapLabels } from './graph-rewrite.js';
 import { jsonKind, jsonType } from '../isolate/parse-message.js';
 
 import {
@@ -254,7 +255,7 @@ export function splitOutputs(
 export function withZipMaps(
   answer: unknown,
   outputNames: readonly string[],
-  zipMaps: ReadonlyArray<{ name: string; labels: readonly string[] }>,
+  zipMaps: readonly ZipMapLabels[],
 ): unknown {
   if (zipMaps.length === 0) return answer;
   if (outputNames.length === 1) return zipMapRows(answer, zipMaps[0].labels);
