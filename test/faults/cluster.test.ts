@@ -55,12 +55,22 @@ interface PhaseFigures {
  * node the fault leaves up. The stream runs through the fault and `bringBack`, and until the cluster
  * has every node and every replica of the consumer's queues online again.
  */
+/** The consumer's log lines from `since` on (its last 60), for a failure's message. */
+function linesSince(output: string, since: number): string {
+  const lines = output.split('\n').filter((line) => {
+    const time = Number(/"time":(\d+)/.exec(line)?.[1]);
+    return Number.isFinite(time) && time >= since;
+  });
+  return lines.slice(-60).join('\n');
+}
+
 async function phase(
   name: string,
   q: ConsumerQueues,
   survivor: PrivateBroker,
   fault: () => Promise<void>,
   bringBack: () => Promise<void>,
+  consumer: ConsumerProcess,
 ): Promise<PhaseFigures & { faultAt: number }> {
   const c = cluster!;
   const client = await TestClient.connect(survivor.url);
@@ -83,7 +93,8 @@ async function phase(
       () => watcher.arrivals.some((a) => a.at > faultAt && publishedAfter(a.correlationId)),
       90_000,
     ),
-    `${name}: inputs published after the fault are answered`,
+    // What the consumer said from the fault on: a stall that happens once in many runs can be read afterwards.
+    `${name}: inputs published after the fault are answered; the consumer's log since the fault:\n${linesSince(consumer.output(), faultAt)}`,
   );
   await bringBack();
   await c.awaitOnline(q.input, c.nodes.length, 120_000);
@@ -171,6 +182,7 @@ test('through HAProxy: killing the node that leads the input queue mid-stream, b
         await leader.restart();
         await c.awaitRejoined(leader, 120_000);
       },
+      consumer,
     ),
   );
   const after = await c.members(q.input);
@@ -186,6 +198,7 @@ test('through HAProxy: killing the node that leads the input queue mid-stream, b
         await node.restart();
         await c.awaitRejoined(node, 120_000);
       },
+      consumer,
     );
     figures.push(f);
     report(t, describe(f));
@@ -223,6 +236,7 @@ test("with every node's address in AMQP_URL and no load balancer: killing the no
       await node.restart();
       await c.awaitRejoined(node, 120_000);
     },
+    consumer,
   );
   const movedTo = connectedTo(f.faultAt);
   report(t, `${describe(f)}; consume connection moved from ${first} to ${movedTo.join(', ') || 'nowhere'}`);
