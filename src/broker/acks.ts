@@ -137,7 +137,10 @@ const HELD = 2;
  */
 export class AckWindow {
   private states = new Uint8Array(1024);
-  /** The oldest tag that may not be gone yet: the ring holds tags first..next-1, each at tag & (size - 1): the low bits, right for tags past 2^32 too. */
+  /**
+   * The oldest tag that may not be gone yet: the ring holds tags first..next-1, each at tag & (size - 1),
+   * the low bits, which are right for tags past 2^32 too.
+   */
   private first = 0;
   /** One past the newest tag delivered (0 before the first). */
   private next = 0;
