@@ -54,6 +54,8 @@ export const configSchema = z.object({
   ORT_GRAPH_OPTIMIZATION: z.enum(['disabled', 'basic', 'extended', 'all']),
   ORT_ALLOW_SPINNING: z.enum(['true', 'false']),
   BATCHING: z.enum(['auto', 'on', 'off']),
+  INLINE_SCORING: z.enum(['auto', 'on', 'off']),
+  INLINE_MAX_BATCH_MS: z.coerce.number().min(0).max(1000),
   OUTPUTS: z
     .string()
     .regex(/^[^,\s]*(\s*,\s*[^,\s]+)*$/, 'expected output names separated by commas, or nothing for every output'),
@@ -137,6 +139,10 @@ export function loadConfig(env: Env = process.env, defaultsFile = DEFAULTS_FILE)
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) throw new BootError(describeIssue(parsed.error.issues[0], merged));
   const c = parsed.data;
+  if (c.INLINE_SCORING === 'on' && c.ENTRY_SCRIPT !== '')
+    throw new BootError(
+      "config INLINE_SCORING: on runs only the built-in ONNX script on the consumer's thread; a user's ENTRY_SCRIPT runs in its own process: set INLINE_SCORING to auto or off",
+    );
   for (const [max, initial] of [
     ['RECONNECT_MAX_DELAY_MS', 'RECONNECT_INITIAL_DELAY_MS'],
     ['ISOLATE_RESTART_MAX_DELAY_MS', 'ISOLATE_RESTART_INITIAL_DELAY_MS'],
@@ -204,6 +210,11 @@ function toConfig(c: z.infer<typeof configSchema>) {
         .filter((o) => o !== ''),
     },
     image: imagePreprocessing(c),
+    /**
+     * The built-in ONNX script on the consumer's own thread instead of CONCURRENCY worker threads: always
+     * (on), never (off), or when a full batch costs at most maxBatchMs there (auto; scorer.ts).
+     */
+    inline: { mode: c.INLINE_SCORING, maxBatchMs: c.INLINE_MAX_BATCH_MS },
     /** Refusals of one reply (nacked, returned from REPLY_QUEUE) before its input is dead-lettered. */
     replyAttempts: c.REPLY_ATTEMPTS,
     /** How long a reply's transient failures are retried before its input is requeued. */

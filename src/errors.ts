@@ -33,7 +33,18 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/**
+ * ScoringError's brand, from the global symbol registry: the built-in script scored on the consumer's
+ * thread is loaded in a module namespace of its own (tsImport), where this module, and so the class,
+ * is another copy; `instanceof ScoringError` checks the brand, so it holds across copies.
+ */
+const SCORING_ERROR: unique symbol = Symbol.for('onnx-rabbitmq-scorer/scoring-error');
+
 export class ScoringError extends Error {
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && SCORING_ERROR in value;
+  }
+  readonly [SCORING_ERROR] = true;
   override readonly name = 'ScoringError';
   constructor(
     readonly code: ErrorCode,

@@ -1,6 +1,7 @@
 /**
  * Scores a batch of message bodies with a pool of entry-script isolates (CONCURRENCY of them, one
- * batch each at a time). Every item comes back as a reply outcome, or as `crashed` when the isolate
+ * batch each at a time), or, for the built-in script on a model cheap enough, on the consumer's own
+ * thread (INLINE_SCORING). Every item comes back as a reply outcome, or as `crashed` when the isolate
  * died under it: the consumer then leaves it to the broker's delivery limit rather than answering.
  */
 import { existsSync } from 'node:fs';
@@ -12,6 +13,7 @@ import type { Outcome } from './reply.js';
 import type { BodyMeta, ScriptInfo } from './isolate/protocol.js';
 import { resolveModelVersion, type ModelVersion } from './model-version.js';
 import { ScriptHost, type HostOptions } from './isolate/host.js';
+import { InlineHost } from './isolate/inline-host.js';
 
 /** CRASHED: the isolate died under it. SKIPPED: not scored, since `skip` said its input is no longer ours. */
 export type ItemResult = Outcome | { ok: false; code: 'CRASHED' | 'SKIPPED'; message: string };
@@ -41,7 +43,14 @@ export interface ScorerOptions extends HostOptions {
   runTimeoutMs: number;
   /** The version of the model in `context.modelDir` (src/model-version.ts). */
   modelVersion: string;
+  /** INLINE_SCORING and INLINE_MAX_BATCH_MS; the batch timed to decide has maxBatchSize rows. */
+  inline: Config['inline'];
+  maxBatchSize: number;
 }
+
+/** What scores a batch: an isolate (host.ts), or the built-in script on the consumer's thread (inline-host.ts). */
+type Host = Pick<ScriptHost, 'info' | 'call' | 'close'>;
+type BootLine = NonNullable<ScriptInfo['bootLog']>[number];
 
 /**
  * The configured entry script and how to run it: the built-in ONNX script in worker threads (cheap, and
@@ -57,6 +66,8 @@ export function scorerOptions(config: Readonly<Config>, logger: Logger, version?
     python: config.python,
     restartBackoff: config.isolateRestart,
     concurrency: config.concurrency,
+    inline: config.inline,
+    maxBatchSize: config.maxBatchSize,
     modelVersion: model.version,
     context: {
       modelDir: model.dir,
@@ -82,33 +93,63 @@ function modelVersionFor(entryScript: string, modelDir: string, logger: Logger):
 }
 
 export class Scorer {
-  private readonly idle: ScriptHost[];
+  /** Free hosts, one per batch that may be scored at once: CONCURRENCY isolates, or as many turns of the one inline host. */
+  private readonly idle: Host[];
+  readonly info: ScriptInfo;
 
   private constructor(
-    private readonly hosts: ScriptHost[],
+    private readonly hosts: Host[],
+    slots: number,
     private readonly runTimeoutMs: number,
     private readonly version: string,
+    placement: BootLine | undefined,
   ) {
-    this.idle = [...hosts];
+    this.idle = Array.from({ length: slots }, (_, i) => hosts[i % hosts.length]);
+    const { info } = hosts[0];
+    this.info = placement ? { ...info, bootLog: [...(info.bootLog ?? []), placement] } : info;
   }
 
   static async start(options: ScorerOptions): Promise<Scorer> {
-    const { concurrency, runTimeoutMs, modelVersion, ...hostOptions } = options;
-    const started = await Promise.allSettled(Array.from({ length: concurrency }, () => ScriptHost.start(hostOptions)));
-    const failed = started.find((s) => s.status === 'rejected');
-    if (failed) {
-      await Promise.all(started.map((s) => (s.status === 'fulfilled' ? s.value.close() : undefined)));
-      throw (failed as PromiseRejectedResult).reason;
+    const { concurrency, runTimeoutMs, modelVersion, inline, maxBatchSize, ...hostOptions } = options;
+    const builtIn = hostOptions.entryScript === BUILT_IN_ENTRY_SCRIPT;
+    if (builtIn && inline.mode === 'on') {
+      const host = await InlineHost.start(hostOptions);
+      return new Scorer([host], concurrency, runTimeoutMs, modelVersion, {
+        msg: 'scoring on the consumer thread',
+        fields: { reason: 'INLINE_SCORING=on', override: 'set INLINE_SCORING=auto or off for worker threads' },
+      });
     }
-    return new Scorer(
-      started.map((s) => (s as PromiseFulfilledResult<ScriptHost>).value),
-      runTimeoutMs,
-      modelVersion,
+    // Under auto, the first isolate times a full batch once its init() has returned: is it cheap enough to score here?
+    const probe = builtIn && inline.mode === 'auto';
+    const threads = await startAll(concurrency, (i) =>
+      ScriptHost.start(i === 0 && probe ? { ...hostOptions, costProbeRows: maxBatchSize } : hostOptions),
     );
-  }
-
-  get info(): ScriptInfo {
-    return this.hosts[0].info;
+    const costMs = threads[0].info.batchCostMs;
+    if (!probe || costMs === undefined) return new Scorer(threads, concurrency, runTimeoutMs, modelVersion, undefined);
+    const cost = { batchCostMs: round3(costMs), rows: maxBatchSize, inlineMaxBatchMs: inline.maxBatchMs };
+    if (costMs > inline.maxBatchMs) {
+      return new Scorer(threads, concurrency, runTimeoutMs, modelVersion, {
+        msg: 'scoring in worker threads',
+        fields: {
+          ...cost,
+          reason: 'a full batch costs more than INLINE_MAX_BATCH_MS',
+          override: 'set INLINE_SCORING=on to score on the consumer thread',
+        },
+      });
+    }
+    try {
+      const host = await InlineHost.start(hostOptions);
+      return new Scorer([host], concurrency, runTimeoutMs, modelVersion, {
+        msg: 'scoring on the consumer thread',
+        fields: {
+          ...cost,
+          reason: 'a full batch costs at most INLINE_MAX_BATCH_MS',
+          override: 'set INLINE_SCORING=off for worker threads',
+        },
+      });
+    } finally {
+      await Promise.all(threads.map((h) => h.close()));
+    }
   }
 
   get model(): ModelId {
@@ -153,6 +194,19 @@ export class Scorer {
     return { ok: false, code: err.code, message: err.message };
   }
 }
+
+/** Starts `n` hosts at once; if any fails, the others are closed and its error thrown. */
+async function startAll<H extends Host>(n: number, start: (i: number) => Promise<H>): Promise<H[]> {
+  const started = await Promise.allSettled(Array.from({ length: n }, (_, i) => start(i)));
+  const failed = started.find((s) => s.status === 'rejected');
+  if (failed) {
+    await Promise.all(started.map((s) => (s.status === 'fulfilled' ? s.value.close() : undefined)));
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  return started.map((s) => (s as PromiseFulfilledResult<H>).value);
+}
+
+const round3 = (ms: number) => Math.round(ms * 1000) / 1000;
 
 const SKIPPED: ItemResult = { ok: false, code: 'SKIPPED', message: 'not scored: its input is no longer ours' };
 

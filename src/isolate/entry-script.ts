@@ -52,6 +52,8 @@ export interface EntryScript {
   outputSchema?: object;
   /** Schemas for documentation only, for scripts that check their own input (the built-in ONNX one). */
   apiSchemas?(): { inputSchema?: object; outputSchema?: object };
+  /** Ours: frees what init() loaded, when the script's isolate outlives its use (scored inline, then replaced). */
+  close?(): unknown;
   /** Ours: lines for the consumer's boot log, asked once after init(). */
   bootLog?(): Array<{ msg: string; fields: Record<string, unknown> }>;
 }

@@ -43,6 +43,8 @@ export interface HostOptions {
   python?: string;
   /** ISOLATE_RESTART_*: the waits between failed starts of a replacement isolate. */
   restartBackoff?: Backoff;
+  /** Time a batch of this many generated inputs once init() has returned (ScriptInfo.batchCostMs). */
+  costProbeRows?: number;
 }
 
 /** config/default.json's ISOLATE_RESTART_*, for hosts built by hand (tests) without them. */
@@ -148,7 +150,7 @@ export class ScriptHost {
   }
 
   private spawn(): Promise<void> {
-    const { entryScript, isolation, context, maxMessageBytes } = this.options;
+    const { entryScript, isolation, context, maxMessageBytes, costProbeRows } = this.options;
     // Azure ML scripts find their model through AZUREML_MODEL_DIR; ours through MODEL_DIR. Both are set.
     const env = {
       ...process.env,
@@ -181,7 +183,7 @@ export class ScriptHost {
         if (!initialised) reject(new BootError(`entry script could not start: ${reason}`));
         else if (this.isolate === isolate && this.state !== 'closed') this.fail({ kind: 'crash', reason });
       });
-      isolate.send({ type: 'init', entryScript, context, maxMessageBytes });
+      isolate.send({ type: 'init', entryScript, context, maxMessageBytes, costProbeRows });
     });
   }
 

@@ -12,10 +12,19 @@ export interface ScriptInfo {
   outputSchema?: object;
   /** Lines the script wants in the boot log (the built-in ONNX script: whether batching is on, and why). */
   bootLog?: Array<{ msg: string; fields: Record<string, unknown> }>;
+  /** The fastest of a few full batches of a generated input, parsed, run and answered in the isolate (batch-cost.ts), when asked for. */
+  batchCostMs?: number;
 }
 
 export type ToRuntime =
-  | { type: 'init'; entryScript: string; context: InitContext; maxMessageBytes: number }
+  | {
+      type: 'init';
+      entryScript: string;
+      context: InitContext;
+      maxMessageBytes: number;
+      /** Time a batch of this many generated inputs after init() (ScriptInfo.batchCostMs). */
+      costProbeRows?: number;
+    }
   | { type: 'call'; id: number; method: CallMethod; bodies: PackedBodies; metas?: Array<BodyMeta | undefined> };
 
 export type FromRuntime =

@@ -64,6 +64,11 @@ export async function init(context: InitContext): Promise<void> {
   };
 }
 
+/** The session's native memory freed: a script scored on the consumer's thread (inline-host.ts) is never unloaded with its thread. */
+export async function close(): Promise<void> {
+  await model?.release();
+}
+
 /**
  * Plain numeric data for a float model, read from the bytes into the tensor it becomes: no JSON.parse,
  * no nested arrays. undefined for anything else, which the general path (buildInputs) checks and words.

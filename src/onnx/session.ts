@@ -19,6 +19,8 @@ export interface LoadedModel {
   /** Non-tensor outputs the runtime cannot return, left out (for the boot log). */
   dropped: string[];
   run(feeds: Record<string, TensorData>): Promise<Record<string, TensorData>>;
+  /** Frees the session's native memory; no run after it. */
+  release(): Promise<void>;
 }
 
 /** The model folder must hold exactly one .onnx file: guessing between several would score with the wrong one. */
@@ -92,6 +94,7 @@ export async function loadModel(context: InitContext): Promise<LoadedModel> {
       }
       return out;
     },
+    release: () => session.release(),
   };
 }
 

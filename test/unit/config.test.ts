@@ -117,6 +117,18 @@ test('an isolate restart ceiling below the first delay is refused', () => {
   );
 });
 
+test('INLINE_SCORING and INLINE_MAX_BATCH_MS load as the scorer reads them; on with a user ENTRY_SCRIPT is refused with the way out', () => {
+  assert.deepEqual(loadConfig({}).inline, { mode: 'auto', maxBatchMs: 1 });
+  assert.deepEqual(loadConfig({ INLINE_SCORING: 'off', INLINE_MAX_BATCH_MS: '0.5' }).inline, {
+    mode: 'off',
+    maxBatchMs: 0.5,
+  });
+  refuses({ INLINE_SCORING: 'sometimes' }, 'INLINE_SCORING', 'sometimes');
+  refuses({ INLINE_MAX_BATCH_MS: '-1' }, 'INLINE_MAX_BATCH_MS', '-1');
+  refuses({ INLINE_SCORING: 'on', ENTRY_SCRIPT: 'score.ts' }, 'INLINE_SCORING', 'ENTRY_SCRIPT', 'auto or off');
+  assert.equal(loadConfig({ INLINE_SCORING: 'auto', ENTRY_SCRIPT: 'score.ts' }).inline.mode, 'auto');
+});
+
 test('the backoffs are read from RECONNECT_* and ISOLATE_RESTART_*', () => {
   const c = loadConfig({
     RECONNECT_INITIAL_DELAY_MS: '7',

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { tsImport } from 'tsx/esm/api';
 import { BootError, ScoringError, replyText } from '../../src/errors.js';
 
 test('a ScoringError carries its code, its message and its cause', () => {
@@ -10,6 +11,17 @@ test('a ScoringError carries its code, its message and its cause', () => {
   assert.equal(err.code, 'SHAPE');
   assert.equal(err.message, 'wrong shape');
   assert.equal(err.cause, cause);
+});
+
+test('a ScoringError made by another copy of errors.ts (the built-in script loaded in a module namespace of its own) is still a ScoringError', async () => {
+  const copy = (await tsImport('../../src/errors.ts', import.meta.url)) as typeof import('../../src/errors.js');
+  assert.notEqual(copy.ScoringError, ScoringError, 'tsImport loads a second copy');
+  const err = new copy.ScoringError('SHAPE', 'wrong shape');
+  assert.ok(err instanceof ScoringError);
+  assert.ok(new ScoringError('TYPE', 'x') instanceof copy.ScoringError);
+  assert.ok(!(new Error('plain') instanceof ScoringError));
+  assert.ok(!(new BootError('boot') instanceof ScoringError));
+  assert.ok(!((null as unknown as object) instanceof ScoringError));
 });
 
 test('a BootError is an Error named BootError', () => {

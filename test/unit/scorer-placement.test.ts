@@ -1,0 +1,111 @@
+/**
+ * Where the built-in script scores (INLINE_SCORING): on the consumer's thread for a model whose full
+ * batch is cheap, in worker threads otherwise, and the same answers either way, each equal to
+ * onnxruntime-node run directly on the same input. No broker: the Scorer is driven directly.
+ */
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import * as ort from 'onnxruntime-node';
+import { pino } from 'pino';
+import { loadConfig } from '../../src/config.js';
+import { Scorer, scorerOptions } from '../../src/scorer.js';
+import { modelDir, numbers, rowWise } from '../support/onnx-models.js';
+
+const model = rowWise();
+const dir = modelDir('rowwise', model);
+const scorers: Scorer[] = [];
+after(async () => {
+  await Promise.all(scorers.map((s) => s.stop()));
+});
+
+async function start(env: Record<string, string>): Promise<Scorer> {
+  const config = loadConfig({ AMQP_URL: 'amqp://localhost', MODEL_DIR: dir, ...env });
+  const scorer = await Scorer.start(scorerOptions(config, pino({ level: 'silent' })));
+  scorers.push(scorer);
+  return scorer;
+}
+
+const placement = (s: Scorer) => s.info.bootLog?.find((l) => l.msg.startsWith('scoring '));
+
+/** `n` rows of 4 numbers, from `seed`: one message each. */
+function rows(n: number, seed: number): number[][] {
+  const flat = numbers(4 * n, seed);
+  return Array.from({ length: n }, (_, k) => flat.slice(4 * k, 4 * k + 4));
+}
+const bodiesOf = (rs: number[][]) => rs.map((r) => Buffer.from(JSON.stringify({ data: [r] })));
+
+/** Each row's answer from onnxruntime-node alone, as the reply's JSON carries it. */
+async function ortAlone(rs: number[][]): Promise<unknown[]> {
+  const session = await ort.InferenceSession.create(model);
+  try {
+    const answers: unknown[] = [];
+    for (const r of rs) {
+      const out = await session.run({ x: new ort.Tensor('float32', Float32Array.from(r), [1, 4]) });
+      answers.push([[...(out.y.data as Float32Array)]]);
+    }
+    return answers;
+  } finally {
+    await session.release();
+  }
+}
+
+async function answers(s: Scorer, rs: number[][]): Promise<unknown[]> {
+  const { results } = await s.score(bodiesOf(rs));
+  return results.map((r) => {
+    assert.ok(r.ok, JSON.stringify(r));
+    return JSON.parse(r.body.toString());
+  });
+}
+
+test('INLINE_SCORING=auto: a model whose full batch costs at most INLINE_MAX_BATCH_MS scores on the consumer thread, and the boot log says what it measured', async () => {
+  const s = await start({ INLINE_SCORING: 'auto', INLINE_MAX_BATCH_MS: '1000' });
+  const line = placement(s);
+  assert.equal(line?.msg, 'scoring on the consumer thread');
+  assert.equal(line.fields.rows, 128);
+  assert.ok(
+    (line.fields.batchCostMs as number) > 0 && (line.fields.batchCostMs as number) <= 1000,
+    JSON.stringify(line),
+  );
+  assert.match(String(line.fields.override), /INLINE_SCORING=off/);
+  const rs = rows(40, 3);
+  assert.deepEqual(await answers(s, rs), await ortAlone(rs));
+});
+
+test('INLINE_SCORING=auto: a full batch over INLINE_MAX_BATCH_MS keeps the model in worker threads, and the boot log says why', async () => {
+  const s = await start({ INLINE_SCORING: 'auto', INLINE_MAX_BATCH_MS: '0' });
+  const line = placement(s);
+  assert.equal(line?.msg, 'scoring in worker threads');
+  assert.match(String(line.fields.reason), /more than INLINE_MAX_BATCH_MS/);
+  assert.match(String(line.fields.override), /INLINE_SCORING=on/);
+  const rs = rows(40, 4);
+  assert.deepEqual(await answers(s, rs), await ortAlone(rs));
+});
+
+test('INLINE_SCORING=off: worker threads, nothing timed; on: the consumer thread, nothing timed; both answer alike', async () => {
+  const threads = await start({ INLINE_SCORING: 'off' });
+  const inline = await start({ INLINE_SCORING: 'on' });
+  assert.equal(placement(threads), undefined);
+  assert.equal(placement(inline)?.msg, 'scoring on the consumer thread');
+  assert.equal(placement(inline)?.fields.batchCostMs, undefined);
+  const rs = rows(64, 5);
+  const truth = await ortAlone(rs);
+  assert.deepEqual(await answers(threads, rs), truth);
+  assert.deepEqual(await answers(inline, rs), truth);
+});
+
+test('on the consumer thread, batches scored at once each get the answers of their own inputs (calls taken in turn)', async () => {
+  const s = await start({ INLINE_SCORING: 'on', CONCURRENCY: '3' });
+  const batches = [rows(50, 11), rows(70, 12), rows(1, 13)];
+  const scored = await Promise.all(batches.map((b) => answers(s, b)));
+  for (let k = 0; k < batches.length; k++) assert.deepEqual(scored[k], await ortAlone(batches[k]), `batch ${k}`);
+});
+
+test('a user entry script is never scored on the consumer thread under INLINE_SCORING=auto', async () => {
+  const config = loadConfig({ AMQP_URL: 'amqp://localhost', ENTRY_SCRIPT: 'models/score.ts', MODEL_DIR: 'models' });
+  const options = scorerOptions(config, pino({ level: 'silent' }));
+  assert.equal(options.inline.mode, 'auto');
+  assert.equal(options.isolation, 'process');
+  const s = await Scorer.start({ ...options, concurrency: 1 });
+  scorers.push(s);
+  assert.equal(placement(s), undefined);
+});
