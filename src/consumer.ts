@@ -115,6 +115,7 @@ export class Consumer {
           ? { deadLetterQueue: deadQueueOf(config.inputQueue) }
           : undefined,
     };
+    metrics.reportHeld(() => this.progress);
     broker.on('returned', ({ routingKey, correlationId, replyText }) => {
       metrics.returnedReplies.inc();
       logger.warn({ correlationId, routingKey, replyText }, 'reply returned unroutable');
@@ -172,8 +173,6 @@ export class Consumer {
     this.heldBytes += delivery.bytes;
     this.bodyBytesAverage =
       this.bodyBytesAverage === 0 ? delivery.bytes : 0.9 * this.bodyBytesAverage + 0.1 * delivery.bytes;
-    metrics.inFlight.inc();
-    metrics.inFlightBytes.set(this.heldBytes);
     if (this.heldBytes >= config.maxInFlightBytes && !broker.state.paused) {
       logger.info(
         { heldBytes: this.heldBytes, maxInFlightBytes: config.maxInFlightBytes },
@@ -285,8 +284,6 @@ export class Consumer {
     }
     if (ok > 0) metrics.messages.inc({ status: 'ok' }, ok);
     if (error > 0) metrics.messages.inc({ status: 'error' }, error);
-    metrics.inFlight.dec(items.length);
-    metrics.inFlightBytes.set(this.heldBytes);
     this.lastProgressAt = Date.now();
     if (this.heldBytes < config.maxInFlightBytes * RESUME_AT && this.state === 'running' && broker.state.paused) {
       // The new consumer may take what fits in the budget at the bodies' recent size, no more.

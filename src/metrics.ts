@@ -27,15 +27,19 @@ export class Metrics {
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
     registers: [this.registry],
   });
-  readonly inFlight = new Gauge({
+  /** What the consumer holds, read at each scrape (prom-client's collect) rather than set as each input comes and goes. */
+  private held: () => { held: number; heldBytes: number } = () => ({ held: 0, heldBytes: 0 });
+  readonly inFlight: Gauge = new Gauge({
     name: 'scorer_in_flight',
     help: 'Inputs received and not yet settled',
     registers: [this.registry],
+    collect: (): void => this.inFlight.set(this.held().held),
   });
-  readonly inFlightBytes = new Gauge({
+  readonly inFlightBytes: Gauge = new Gauge({
     name: 'scorer_in_flight_bytes',
     help: 'Bytes of the bodies received and not yet settled (MAX_IN_FLIGHT_BYTES bounds it)',
     registers: [this.registry],
+    collect: (): void => this.inFlightBytes.set(this.held().heldBytes),
   });
   readonly replyRetries = new Counter({
     name: 'scorer_reply_retries_total',
@@ -112,6 +116,11 @@ export class Metrics {
   showModel(model: { name: string; version: string }): void {
     this.modelInfo.reset();
     this.modelInfo.set({ model: model.name, version: model.version }, 1);
+  }
+
+  /** scorer_in_flight and scorer_in_flight_bytes report what `source` says at each scrape. */
+  reportHeld(source: () => { held: number; heldBytes: number }): void {
+    this.held = source;
   }
 
   constructor() {

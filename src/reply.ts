@@ -2,8 +2,17 @@
  * An outcome → the reply's destination, body, properties and headers. Pure: the contract (CONTRACT §2)
  * for what a producer reads back lives here and nowhere else.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { ErrorCode } from './errors.js';
+
+/**
+ * Each reply's own messageId: 96 random bits drawn once per process, then a count. As unique across
+ * consumers and restarts as a UUID (a receiver may drop a messageId it has seen), shorter on the wire,
+ * and a concatenation per reply where randomUUID builds its string from 20 pieces.
+ */
+const REPLY_ID_PREFIX = `${randomBytes(12).toString('base64url')}.`;
+let repliesMade = 0;
+const nextReplyId = (): string => REPLY_ID_PREFIX + (++repliesMade).toString(36);
 
 /** A scored message: its reply body (the result's JSON, UTF-8, or bytes of `contentType`) or what was wrong with it. */
 export type Outcome =
@@ -77,7 +86,7 @@ export function buildReply(address: ReplyAddress, outcome: Outcome, context: Rep
       // Error replies are always JSON strings, whatever the request asked for.
       contentType: (outcome.ok && outcome.contentType) || 'application/json',
       // Our own id per reply: a returned (unroutable) reply is matched to its publish by it.
-      messageId: randomUUID(),
+      messageId: nextReplyId(),
       ...(correlationId === undefined ? {} : { correlationId }),
       timestamp: Math.floor(Date.now() / 1000),
       headers,

@@ -101,6 +101,54 @@ function shortString(b: Buffer, s: string, at: number): number {
 }
 
 /**
+ * The last header table encoded, by its entries: the replies of a batch carry the same headers (status,
+ * model, version, the batch's scoring time) unless a message adds its own (x-queue-wait-ms, a trace), so
+ * most replies copy these bytes instead of encoding every key and value again.
+ */
+const lastTable: { keys: string[]; values: Array<string | number>; bytes: Uint8Array | undefined } = {
+  keys: [],
+  values: [],
+  bytes: undefined,
+};
+
+/** The headers as an AMQP field table's bytes (without its length), or undefined for a value amqplib must encode. */
+function headerTable(headers: Record<string, string | number | undefined>): Uint8Array | undefined {
+  const { keys, values } = lastTable;
+  let n = 0;
+  let same = lastTable.bytes !== undefined;
+  for (const key in headers) {
+    const v = headers[key];
+    if (v === undefined) continue;
+    if (same && (keys[n] !== key || values[n] !== v)) same = false;
+    n++;
+  }
+  if (same && n === keys.length) return lastTable.bytes;
+  let size = 0;
+  for (const key in headers) {
+    const v = headers[key];
+    if (v === undefined) continue;
+    const valueBytes = valueSize(v);
+    const k = byteLength(key);
+    if (valueBytes === undefined || k > 255) return undefined;
+    size += 1 + k + valueBytes;
+  }
+  const bytes = Buffer.allocUnsafeSlow(size);
+  keys.length = 0;
+  values.length = 0;
+  let at = 0;
+  for (const key in headers) {
+    const v = headers[key];
+    if (v === undefined) continue;
+    keys.push(key);
+    values.push(v);
+    at = shortString(bytes, key, at);
+    at = writeValue(bytes, v, at);
+  }
+  lastTable.bytes = bytes;
+  return bytes;
+}
+
+/**
  * The publish's bytes on `channel`, or undefined when amqplib must encode it: a header of another type,
  * a number amqplib cannot write as a long, a short string over 255 bytes, a timestamp that is not a safe integer, or a reply over
  * MAX_ENCODED_BYTES.
@@ -113,15 +161,9 @@ export function encodeReplyPublish(channel: number, reply: Reply): Buffer | unde
   const mid = byteLength(p.messageId);
   if (rk > 255 || ct > 255 || cid > 255 || mid > 255 || !Number.isSafeInteger(p.timestamp) || p.timestamp < 0)
     return undefined;
-  let table = 0;
-  for (const key in p.headers) {
-    const v = p.headers[key];
-    if (v === undefined) continue;
-    const size = valueSize(v);
-    const k = byteLength(key);
-    if (size === undefined || k > 255) return undefined;
-    table += 1 + k + size;
-  }
+  const headers = headerTable(p.headers);
+  if (headers === undefined) return undefined;
+  const table = headers.byteLength;
   // Each frame: type, channel, size (7 bytes), its payload, the end byte.
   const methodPayload = 4 + 2 + 1 + 1 + rk + 1; // class and method, ticket, exchange '', routing key, bits
   const props = 1 + ct + 4 + table + 1 + (cid >= 0 ? 1 + cid : 0) + 1 + mid + 8;
@@ -159,13 +201,8 @@ export function encodeReplyPublish(channel: number, reply: Reply): Buffer | unde
   );
   at = shortString(b, p.contentType, at + 21);
   b.writeUInt32BE(table, at);
-  at += 4;
-  for (const key in p.headers) {
-    const v = p.headers[key];
-    if (v === undefined) continue;
-    at = shortString(b, key, at);
-    at = writeValue(b, v, at);
-  }
+  b.set(headers, at + 4);
+  at += 4 + table;
   b[at++] = 2; // deliveryMode: persistent
   if (p.correlationId !== undefined) at = shortString(b, p.correlationId, at);
   at = shortString(b, p.messageId, at);

@@ -106,3 +106,30 @@ test('what it cannot encode as amqplib would, it leaves to amqplib', () => {
   const big = { ...reply, body: Buffer.alloc(MAX_ENCODED_BYTES) };
   assert.equal(encodeReplyPublish(1, big), undefined, 'a body bigger than one pooled buffer');
 });
+
+test("a batch's replies that share their headers, between replies that add their own or change one, each encode to amqplib's bytes", () => {
+  const context = { replyQueue: 'scoring.replies', modelName: 'iris', modelVersion: 'iris/3', scoringMs: 0.731 };
+  const ok: Outcome = { ok: true, body: Buffer.from('{"label":[0]}') };
+  const replies: Reply[] = [];
+  for (let i = 0; i < 40; i++) {
+    const scoringMs = i < 20 ? context.scoringMs : 1.5; // a second batch: one value changes
+    const own =
+      i % 7 === 3
+        ? { queueWaitMs: i }
+        : i % 11 === 5
+          ? { traceHeaders: { traceparent: `00-${i}`, tracestate: 'a=b' } }
+          : {};
+    replies.push(buildReply({ correlationId: `c${i}` }, i % 13 === 4 ? failed : ok, { ...context, scoringMs, ...own }));
+  }
+  // The same values in new objects and strings made anew: equal by value, not by identity.
+  replies.push(buildReply({ correlationId: 'again' }, ok, { ...context, modelName: ['ir', 'is'].join('') }));
+  replies.push(buildReply({ correlationId: 'fewer' }, ok, { replyQueue: 'q', modelName: 'iris', scoringMs: 0.731 }));
+  for (const [i, reply] of replies.entries())
+    assert.deepEqual(
+      encodeReplyPublish(1, reply),
+      amqplibBytes(1, reply),
+      `reply ${i}: ${JSON.stringify(reply.properties.headers)}`,
+    );
+});
+
+const failed: Outcome = { ok: false, code: 'SHAPE', message: 'wrong shape' };

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { tsImport } from 'tsx/esm/api';
 import { buildReply, type Outcome } from '../../src/reply.js';
 
 const context = { replyQueue: 'scoring.replies', modelName: 'iris', scoringMs: 1.23456 };
@@ -40,9 +41,17 @@ test('a reply is persistent JSON with its own messageId and a timestamp in secon
   const b = buildReply({ correlationId: 'c' }, ok, context);
   assert.equal(a.properties.persistent, true);
   assert.equal(a.properties.contentType, 'application/json');
-  assert.match(a.properties.messageId, /^[0-9a-f-]{36}$/);
+  // 96 random bits of this process (16 base64url characters), then a count.
+  assert.match(a.properties.messageId, /^[A-Za-z0-9_-]{16}\.[0-9a-z]+$/);
   assert.notEqual(a.properties.messageId, b.properties.messageId, 'one id per reply');
   assert.ok(Math.abs(a.properties.timestamp - Date.now() / 1000) < 5);
+});
+
+test("another consumer's replies (another copy of reply.ts) never share a messageId with this one's", async () => {
+  const other = (await tsImport('../../src/reply.ts', import.meta.url)) as typeof import('../../src/reply.js');
+  const ours = new Set(Array.from({ length: 1000 }, () => buildReply({}, ok, context).properties.messageId));
+  assert.equal(ours.size, 1000);
+  for (let i = 0; i < 1000; i++) assert.ok(!ours.has(other.buildReply({}, ok, context).properties.messageId));
 });
 
 test('a success reply has x-status ok, the model, the scoring time, and the result as its body', () => {
