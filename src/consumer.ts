@@ -167,7 +167,7 @@ export class Consumer {
   }
 
   private onDelivery(delivery: Delivery): void {
-    const { metrics, config, logger, broker } = this.deps;
+    const { config, logger, broker } = this.deps;
     if (this.held === 0) this.lastProgressAt = Date.now();
     this.held++;
     this.heldBytes += delivery.bytes;
