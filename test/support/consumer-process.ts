@@ -33,6 +33,8 @@ export interface StartOptions {
   nodeArgs?: string[];
   /** Run `script` with this program instead of node (the benchmark's pika baseline: a python3). */
   command?: string;
+  /** A program and its arguments that run node in turn (the benchmark's `valgrind --tool=callgrind`). */
+  wrapper?: string[];
 }
 
 export function startConsumer(env: Record<string, string>, options: StartOptions = {}): ConsumerProcess {
@@ -40,7 +42,10 @@ export function startConsumer(env: Record<string, string>, options: StartOptions
   const argv = options.command
     ? [options.script!]
     : [...(options.nodeArgs ?? []), '--import', 'tsx', options.script ?? 'src/main.ts'];
-  const child = spawn(options.command ?? process.execPath, argv, {
+  const [program, ...args] = options.wrapper
+    ? [...options.wrapper, process.execPath, ...argv]
+    : [options.command ?? process.execPath, ...argv];
+  const child = spawn(program, args, {
     cwd: options.cwd ?? ROOT,
     env: { ...process.env, AMQP_URL, HTTP_PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { INDEX_IDLE_MS, AnsweredRecord, answeredKeyOf } from '../../src/answered-record.js';
+import { INDEX_IDLE_MS, AnsweredRecord, answeredKeyOf, idHash } from '../../src/answered-record.js';
 
 const again = (ids: { messageId?: string; correlationId?: string }) => ({ ...ids, redelivered: true });
 
@@ -227,4 +227,68 @@ test('a key remembered twice in the same millisecond is kept until its newest pl
   r.remember({ messageId: 'c' }, 5);
   assert.equal(r.wasAnswered(again({ messageId: 'a' }), 5), false);
   assert.equal(r.wasAnswered(again({ messageId: 'b' }), 5), true);
+});
+
+test('ids are remembered by a 53-bit hash: none of 400,000 ids of the usual shapes share one, nor an id as messageId and as correlationId', () => {
+  const ids = new Set<string>();
+  for (let i = 0; i < 50_000; i++)
+    for (const id of [`m${i}`, crypto.randomUUID(), i.toString(36), `run1:${i}`]) ids.add(id);
+  const hashes = new Set<number>();
+  for (const id of ids)
+    for (const kind of [0, 1]) {
+      const h = idHash(id, kind);
+      assert.ok(Number.isSafeInteger(h) && h >= 0, String(h));
+      hashes.add(h);
+    }
+  assert.ok(ids.size > 190_000);
+  assert.equal(hashes.size, 2 * ids.size);
+  for (const [a, b] of [
+    ['e', 'd'],
+    ['a', '`'],
+    ['', ' '],
+  ])
+    assert.notEqual(idHash(a, 0), idHash(b, 1), `${a} / ${b}`);
+});
+
+test('the ring grows to maxEntries and wraps round, the index following every place it gains and loses', () => {
+  const r = new AnsweredRecord({ maxEntries: 3000, maxAgeMs: 1e9 });
+  for (let i = 0; i < 1500; i++) r.remember({ messageId: `a${i}` }, i);
+  assert.equal(r.wasAnswered(again({ messageId: 'a0' }), 1500), true, 'the index is built');
+  for (let i = 0; i < 4000; i++) r.remember({ correlationId: `b${i}` }, 1500 + i);
+  assert.equal(r.size, 3000);
+  const known = (ids: string[], kind: 'messageId' | 'correlationId') =>
+    ids.filter((id) => r.wasAnswered(again({ [kind]: id }), 6000)).length;
+  assert.equal(
+    known(
+      Array.from({ length: 1500 }, (_, i) => `a${i}`),
+      'messageId',
+    ),
+    0,
+    'pushed out',
+  );
+  assert.equal(
+    known(
+      Array.from({ length: 1000 }, (_, i) => `b${i}`),
+      'correlationId',
+    ),
+    0,
+    'the oldest thousand b',
+  );
+  assert.equal(
+    known(
+      Array.from({ length: 3000 }, (_, i) => `b${1000 + i}`),
+      'correlationId',
+    ),
+    3000,
+  );
+  (r as unknown as { index?: unknown }).index = undefined;
+  assert.equal(
+    known(
+      Array.from({ length: 3000 }, (_, i) => `b${1000 + i}`),
+      'correlationId',
+    ),
+    3000,
+    'rebuilt from the ring',
+  );
+  assert.equal(known(['b999', 'b1000'], 'messageId'), 0, 'kept under its own kind of id only');
 });
