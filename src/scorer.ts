@@ -121,28 +121,31 @@ export class Scorer {
     }
     // Under auto, the first isolate times a full batch once its init() has returned: is it cheap enough to score here?
     const probe = builtIn && inline.mode === 'auto';
+    const costProbe = { rows: maxBatchSize, limitMs: inline.maxBatchMs };
     const threads = await startAll(concurrency, (i) =>
-      ScriptHost.start(i === 0 && probe ? { ...hostOptions, costProbeRows: maxBatchSize } : hostOptions),
+      ScriptHost.start(i === 0 && probe ? { ...hostOptions, costProbe } : hostOptions),
     );
-    const costMs = threads[0].info.batchCostMs;
-    if (!probe || costMs === undefined) return new Scorer(threads, concurrency, runTimeoutMs, modelVersion, undefined);
-    const cost = { batchCostMs: round3(costMs), rows: maxBatchSize, inlineMaxBatchMs: inline.maxBatchMs };
-    if (costMs > inline.maxBatchMs) {
-      return new Scorer(threads, concurrency, runTimeoutMs, modelVersion, {
+    const cost = threads[0].info.batchCost;
+    if (!probe || cost === undefined) return new Scorer(threads, concurrency, runTimeoutMs, modelVersion, undefined);
+    const stay = (reason: string, fields: Record<string, unknown> = {}) =>
+      new Scorer(threads, concurrency, runTimeoutMs, modelVersion, {
         msg: 'scoring in worker threads',
-        fields: {
-          ...cost,
-          reason: 'a full batch costs more than INLINE_MAX_BATCH_MS',
-          override: 'set INLINE_SCORING=on to score on the consumer thread',
-        },
+        fields: { ...fields, reason, override: 'set INLINE_SCORING=on to score on the consumer thread' },
       });
-    }
+    if ('untimed' in cost) return stay(cost.untimed);
+    const measured = {
+      batchCostMs: round3(cost.ms),
+      ...(cost.estimated ? { estimatedFromOneMessage: true } : {}),
+      rows: maxBatchSize,
+      inlineMaxBatchMs: inline.maxBatchMs,
+    };
+    if (cost.ms > inline.maxBatchMs) return stay('a full batch costs more than INLINE_MAX_BATCH_MS', measured);
     try {
       const host = await InlineHost.start(hostOptions);
       return new Scorer([host], concurrency, runTimeoutMs, modelVersion, {
         msg: 'scoring on the consumer thread',
         fields: {
-          ...cost,
+          ...measured,
           reason: 'a full batch costs at most INLINE_MAX_BATCH_MS',
           override: 'set INLINE_SCORING=off for worker threads',
         },

@@ -43,8 +43,8 @@ export interface HostOptions {
   python?: string;
   /** ISOLATE_RESTART_*: the waits between failed starts of a replacement isolate. */
   restartBackoff?: Backoff;
-  /** Time a batch of this many generated inputs once init() has returned (ScriptInfo.batchCostMs). */
-  costProbeRows?: number;
+  /** Time a full batch of generated inputs once init() has returned (ScriptInfo.batchCost). */
+  costProbe?: { rows: number; limitMs: number };
 }
 
 /** config/default.json's ISOLATE_RESTART_*, for hosts built by hand (tests) without them. */
@@ -150,7 +150,7 @@ export class ScriptHost {
   }
 
   private spawn(): Promise<void> {
-    const { entryScript, isolation, context, maxMessageBytes, costProbeRows } = this.options;
+    const { entryScript, isolation, context, maxMessageBytes, costProbe } = this.options;
     // Azure ML scripts find their model through AZUREML_MODEL_DIR; ours through MODEL_DIR. Both are set.
     const env = {
       ...process.env,
@@ -183,7 +183,7 @@ export class ScriptHost {
         if (!initialised) reject(new BootError(`entry script could not start: ${reason}`));
         else if (this.isolate === isolate && this.state !== 'closed') this.fail({ kind: 'crash', reason });
       });
-      isolate.send({ type: 'init', entryScript, context, maxMessageBytes, costProbeRows });
+      isolate.send({ type: 'init', entryScript, context, maxMessageBytes, costProbe });
     });
   }
 

@@ -12,9 +12,12 @@ export interface ScriptInfo {
   outputSchema?: object;
   /** Lines the script wants in the boot log (the built-in ONNX script: whether batching is on, and why). */
   bootLog?: Array<{ msg: string; fields: Record<string, unknown> }>;
-  /** The fastest of a few full batches of a generated input, parsed, run and answered in the isolate (batch-cost.ts), when asked for. */
-  batchCostMs?: number;
+  /** What a full batch of a generated input costs in the isolate (batch-cost.ts), when asked for. */
+  batchCost?: BatchCost;
 }
+
+/** A full batch's cost in ms (timed, or estimated from a batch of one when clearly over the limit), or why it was not timed. */
+export type BatchCost = { ms: number; estimated?: true } | { untimed: string };
 
 export type ToRuntime =
   | {
@@ -22,8 +25,8 @@ export type ToRuntime =
       entryScript: string;
       context: InitContext;
       maxMessageBytes: number;
-      /** Time a batch of this many generated inputs after init() (ScriptInfo.batchCostMs). */
-      costProbeRows?: number;
+      /** Time a batch of `rows` generated inputs after init() (ScriptInfo.batchCost); `limitMs` is the bound it is held to. */
+      costProbe?: { rows: number; limitMs: number };
     }
   | { type: 'call'; id: number; method: CallMethod; bodies: PackedBodies; metas?: Array<BodyMeta | undefined> };
 

@@ -6,7 +6,7 @@
 import { loadEntryScript, type EntryScript } from './entry-script.js';
 import { replyText } from '../errors.js';
 import { callScript } from './call-script.js';
-import { batchCostMs } from './batch-cost.js';
+import { measureBatchCost } from './batch-cost.js';
 import {
   packOutcomes,
   type BodyMeta,
@@ -32,10 +32,8 @@ export class ScriptRuntime {
       await loaded.init(msg.context);
       this.script = loaded;
       const info = describe(loaded);
-      if (msg.costProbeRows !== undefined) {
-        const ms = await batchCostMs(loaded, info.inputSchema, msg.costProbeRows, this.maxMessageBytes);
-        if (ms !== undefined) info.batchCostMs = ms;
-      }
+      if (msg.costProbe)
+        info.batchCost = await measureBatchCost(loaded, info.inputSchema, msg.costProbe, this.maxMessageBytes);
       return { type: 'ready', info };
     } catch (err) {
       // A script that cannot load (or lacks run) says so itself: blaming init() would send the user to the wrong place.

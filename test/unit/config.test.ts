@@ -118,7 +118,7 @@ test('an isolate restart ceiling below the first delay is refused', () => {
 });
 
 test('INLINE_SCORING and INLINE_MAX_BATCH_MS load as the scorer reads them; on with a user ENTRY_SCRIPT is refused with the way out', () => {
-  assert.deepEqual(loadConfig({}).inline, { mode: 'auto', maxBatchMs: 1 });
+  assert.deepEqual(loadConfig({}).inline, { mode: 'auto', maxBatchMs: 10 });
   assert.deepEqual(loadConfig({ INLINE_SCORING: 'off', INLINE_MAX_BATCH_MS: '0.5' }).inline, {
     mode: 'off',
     maxBatchMs: 0.5,

@@ -9,7 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config.js';
 import { Scorer, scorerOptions } from '../../src/scorer.js';
-import { modelDir, numbers, rowWise } from '../support/onnx-models.js';
+import { encode, modelDir, node, numbers, rowWise, tensorInfo } from '../support/onnx-models.js';
 
 const model = rowWise();
 const dir = modelDir('rowwise', model);
@@ -18,8 +18,8 @@ after(async () => {
   await Promise.all(scorers.map((s) => s.stop()));
 });
 
-async function start(env: Record<string, string>): Promise<Scorer> {
-  const config = loadConfig({ AMQP_URL: 'amqp://localhost', MODEL_DIR: dir, ...env });
+async function start(env: Record<string, string>, modelFolder = dir): Promise<Scorer> {
+  const config = loadConfig({ AMQP_URL: 'amqp://localhost', MODEL_DIR: modelFolder, ...env });
   const scorer = await Scorer.start(scorerOptions(config, pino({ level: 'silent' })));
   scorers.push(scorer);
   return scorer;
@@ -79,6 +79,34 @@ test('INLINE_SCORING=auto: a full batch over INLINE_MAX_BATCH_MS keeps the model
   assert.match(String(line.fields.override), /INLINE_SCORING=on/);
   const rs = rows(40, 4);
   assert.deepEqual(await answers(s, rs), await ortAlone(rs));
+});
+
+/** x [N, ...dims] → Relu → y: no weights, a shape of our choosing. */
+const reluOf = (dims: Array<string | number>) =>
+  modelDir(
+    'relu',
+    encode({
+      nodes: [node('Relu', ['x'], ['y'])],
+      inputs: [tensorInfo('x', 'float32', ['N', ...dims])],
+      outputs: [tensorInfo('y', 'float32', ['N', ...dims])],
+    }),
+  );
+
+test('INLINE_SCORING=auto leaves in worker threads, untimed, a model whose messages cost what their own shape makes them cost (a free axis beyond the first), and one whose full batch is too many numbers', async () => {
+  const free = placement(await start({ INLINE_SCORING: 'auto' }, reluOf([3, 'seq'])));
+  assert.equal(free?.msg, 'scoring in worker threads');
+  assert.match(String(free.fields.reason), /axis 2 of an input is free/);
+  assert.equal(free.fields.batchCostMs, undefined);
+  const wide = placement(await start({ INLINE_SCORING: 'auto' }, reluOf([20_000])));
+  assert.equal(wide?.msg, 'scoring in worker threads');
+  assert.match(String(wide.fields.reason), /2560000 numbers, too many/);
+});
+
+test('INLINE_SCORING=auto: a batch of one far over the limit is not followed by a full batch; the estimate is reported as such', async () => {
+  const line = placement(await start({ INLINE_SCORING: 'auto', INLINE_MAX_BATCH_MS: '0.001' }));
+  assert.equal(line?.msg, 'scoring in worker threads');
+  assert.equal(line.fields.estimatedFromOneMessage, true);
+  assert.ok((line.fields.batchCostMs as number) > 0.001);
 });
 
 test('INLINE_SCORING=off: worker threads, nothing timed; on: the consumer thread, nothing timed; both answer alike', async () => {
