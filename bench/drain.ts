@@ -111,6 +111,8 @@ export interface DrainResult {
   meanBatch?: number;
   latencies: LatencyResult[];
   output?: string;
+  /** When the row was drained several times (npm run bench --rounds): each round's rate and CPU; the rest is the median round's. */
+  rounds?: Array<{ msgPerS: number; cpuMsPerMsg: number; loadAvg: number }>;
 }
 
 export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainResult> {

@@ -186,6 +186,22 @@ export function notes(results: readonly ModelResult[]): string {
         `  at ${low ? rate(low.offeredPerS) : '?'} msg/s: this consumer p50 ${ms(low?.p50Ms)} ms, p99 ${ms(low?.p99Ms)} ms; the no-op consumer p50 ${ms(blow?.p50Ms)} ms, p99 ${ms(blow?.p99Ms)} ms; the load generator's own CPU ${l ? us(l.loadGeneratorCpuMsPerMsg) : '?'} per message`,
         `  broker ceiling by prefetch: ${r.broker.tried.map((t) => `${t.prefetch}: ${rate(t.msgPerS)}`).join(', ')}; compute by intra-op threads: ${r.compute.tried.map((t) => `${t.intraOpThreads}: ${rate(t.rowsPerS)}`).join(', ')}`,
         `  CPU per message of the process under test (all threads): no-op ${us(r.broker.best.cpuMsPerMsg)}, no-op with our reply properties ${us(r.broker.withReplyContract.cpuMsPerMsg)}, this consumer ${us(r.ours.cpuMsPerMsg)} (its main thread ${us(r.ours.mainCpuMsPerMsg)}, the kernel's share ${us(r.ours.systemCpuMsPerMsg)}; mean batch ${r.ours.meanBatch?.toFixed(1) ?? '?'}), hand-written ${us(r.hand.cpuMsPerMsg)}`,
+        ...(r.ours.rounds && r.ours.rounds.length > 1
+          ? [
+              `  each round (msg/s, CPU per message; each row is its median round): ${(
+                [
+                  ['this consumer', r.ours],
+                  ['no-op', r.broker.best],
+                  ['no-op with our reply properties', r.broker.withReplyContract],
+                ] as const
+              )
+                .map(
+                  ([name, row]) =>
+                    `${name} ${(row.rounds ?? []).map((x) => `${rate(x.msgPerS)} ${us1(x.cpuMsPerMsg)}`).join(', ')}`,
+                )
+                .join('; ')}`,
+            ]
+          : []),
         `  its threads (CPU per message, each named by when it started after the process: V8's and libuv's at once, the isolates once the model has loaded): ${(
           r.ours.threads ?? []
         )

@@ -18,7 +18,10 @@
  * (repeatable: config for this consumer only, for tuning runs), --only ours, --cpu-prof (profiles of
  * this consumer in bench/work/prof), --soak [--soak-messages N], --binary (only the binary-payload rows,
  * bench/binary.ts, written to bench/results.binary.json), --tracing (only this consumer, twice:
- * tracing off, then on, exporting OTLP/HTTP to a sink this process runs on 127.0.0.1; nothing written).
+ * tracing off, then on, exporting OTLP/HTTP to a sink this process runs on 127.0.0.1; nothing written),
+ * --rounds N (default 3: this consumer, the no-op at its best prefetch and the no-op with our reply
+ * properties drained N times each, alternating, and each row's median taken: a row moves by ±10–15% here
+ * from drain to drain, more than some targets' margins).
  */
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -29,7 +32,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { binaryRows, binaryTable } from './binary.js';
-import { brokerCeiling, computeCeiling } from './ceilings.js';
+import { brokerCeiling, computeCeiling, type BrokerCeiling } from './ceilings.js';
 import { drain, type BenchLinks, type DrainResult } from './drain.js';
 import { connect } from './load.js';
 import { benchModels, ROOT, type BenchModel } from './models.js';
@@ -46,6 +49,7 @@ const { values: opts } = parseArgs({
     models: { type: 'string', default: 'iris,mlp,image640,python' },
     'large-tensor-runs': { type: 'string', default: '5' },
     prefetch: { type: 'string', default: '512,1024,4096' },
+    rounds: { type: 'string', default: '3' },
     'latency-seconds': { type: 'string', default: '6' },
     'hand-seconds': { type: 'string', default: '15' },
     set: { type: 'string', multiple: true, default: [] },
@@ -147,7 +151,74 @@ async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelRe
     timeLimitMs: Number(opts['hand-seconds']) * 1000,
   });
   log(`  ${Math.round(hand.msgPerS)} msg/s`);
-  return { model: model.name, count, compute, broker, brokerLatencies, hand, ours, stages };
+  const rounds = await moreRounds(links, model, broker, compute.sampleReply, ours);
+  return { model: model.name, count, compute, broker: rounds.broker, brokerLatencies, hand, ours: rounds.ours, stages };
+}
+
+/**
+ * Rounds 2..N of the rows the targets compare: this consumer, the no-op at the prefetch the sweep
+ * chose, the no-op with our reply properties, one after another. Each row becomes its median round by
+ * CPU per message, with the median rate of its rounds; every round's figures are kept in `rounds`.
+ */
+async function moreRounds(
+  links: BenchLinks,
+  model: BenchModel,
+  broker: BrokerCeiling,
+  sampleReply: string,
+  first: DrainResult,
+): Promise<{ ours: DrainResult; broker: BrokerCeiling }> {
+  const n = Number(opts.rounds);
+  const rows = { ours: [first], noop: [broker.best as DrainResult], contract: [broker.withReplyContract] };
+  const noopEnv = { PREFETCH: String(broker.best.prefetch), REPLY_BODY: sampleReply, CONNECTIONS: '2' };
+  for (let round = 2; round <= n; round++) {
+    log(`${model.name}: round ${round} of ${n} (this consumer, the no-op, the no-op with our reply properties)`);
+    rows.ours.push(
+      await drain(links, {
+        label: `${model.name}.ours.r${round}`,
+        bodies: model.bodies,
+        count,
+        warmup,
+        env: { MODEL_DIR: model.modelDir, ...oursEnv },
+        readyText: '"msg":"consuming"',
+      }),
+    );
+    for (const [row, env] of [
+      ['noop', noopEnv],
+      ['contract', { ...noopEnv, REPLY_PROPS: 'full', MODEL_NAME: model.name }],
+    ] as const) {
+      rows[row].push(
+        await drain(links, {
+          label: `${model.name}.${row}.r${round}`,
+          bodies: model.bodies,
+          count,
+          warmup,
+          script: 'bench/noop-consumer.ts',
+          env,
+          readyText: '"msg":"ready"',
+        }),
+      );
+    }
+  }
+  const ours = medianRound(rows.ours);
+  // The first round's latency phases stand for the row.
+  return {
+    ours: { ...ours, latencies: first.latencies },
+    broker: {
+      ...broker,
+      best: { ...medianRound(rows.noop), prefetch: broker.best.prefetch },
+      withReplyContract: medianRound(rows.contract),
+    },
+  };
+}
+
+function medianRound(rounds: DrainResult[]): DrainResult {
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+  const byCpu = [...rounds].sort((a, b) => a.cpuMsPerMsg - b.cpuMsPerMsg);
+  return {
+    ...byCpu[Math.floor((byCpu.length - 1) / 2)],
+    msgPerS: median(rounds.map((r) => r.msgPerS)),
+    rounds: rounds.map((r) => ({ msgPerS: r.msgPerS, cpuMsPerMsg: r.cpuMsPerMsg, loadAvg: r.loadAvg })),
+  };
 }
 
 /**
