@@ -80,6 +80,8 @@ export interface LatencyResult {
   scoringP99Ms?: number;
   /** CPU of the benchmark's own process (publisher and reply reader) per message, in ms. */
   loadGeneratorCpuMsPerMsg: number;
+  /** When the phase was run in several rounds (npm run bench --rounds): each round's p99, this being the median one. */
+  p99Rounds?: number[];
 }
 
 export interface DrainResult {

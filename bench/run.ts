@@ -33,7 +33,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { binaryRows, binaryTable } from './binary.js';
 import { brokerCeiling, computeCeiling, type BrokerCeiling } from './ceilings.js';
-import { drain, type BenchLinks, type DrainResult } from './drain.js';
+import { drain, type BenchLinks, type DrainResult, type LatencyResult } from './drain.js';
 import { connect } from './load.js';
 import { benchModels, ROOT, type BenchModel } from './models.js';
 import { pythonLines, pythonRow, type PythonRowResult } from './python-row.js';
@@ -151,14 +151,26 @@ async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelRe
     timeLimitMs: Number(opts['hand-seconds']) * 1000,
   });
   log(`  ${Math.round(hand.msgPerS)} msg/s`);
-  const rounds = await moreRounds(links, model, broker, compute.sampleReply, ours);
-  return { model: model.name, count, compute, broker: rounds.broker, brokerLatencies, hand, ours: rounds.ours, stages };
+  const rounds = await moreRounds(links, model, broker, compute.sampleReply, ours, brokerLatencies);
+  return {
+    model: model.name,
+    count,
+    compute,
+    broker: rounds.broker,
+    brokerLatencies: rounds.brokerLatencies,
+    hand,
+    ours: rounds.ours,
+    stages,
+  };
 }
 
 /**
  * Rounds 2..N of the rows the targets compare: this consumer, the no-op at the prefetch the sweep
- * chose, the no-op with our reply properties, one after another. Each row becomes its median round by
- * CPU per message, with the median rate of its rounds; every round's figures are kept in `rounds`.
+ * chose, the no-op with our reply properties, one after another, this consumer and the no-op each
+ * followed by a phase at LOW_RATE. Each row becomes its median round by CPU per message, with the
+ * median rate of its rounds; every round's figures are kept in `rounds`. The p99 at LOW_RATE of this
+ * consumer and of the no-op is each the median of its rounds' (a p99 of a few thousand replies moves
+ * with any one pause of the broker, the machine or either process).
  */
 async function moreRounds(
   links: BenchLinks,
@@ -166,48 +178,57 @@ async function moreRounds(
   broker: BrokerCeiling,
   sampleReply: string,
   first: DrainResult,
-): Promise<{ ours: DrainResult; broker: BrokerCeiling }> {
+  firstNoopLatencies: LatencyResult[],
+): Promise<{ ours: DrainResult; broker: BrokerCeiling; brokerLatencies: LatencyResult[] }> {
   const n = Number(opts.rounds);
   const rows = { ours: [first], noop: [broker.best as DrainResult], contract: [broker.withReplyContract] };
+  const low = { ours: [first.latencies[1]], noop: [firstNoopLatencies[1]] };
+  const lowPhase = [{ ratePerS: LOW_RATE, seconds: latencySeconds / 2 }];
   const noopEnv = { PREFETCH: String(broker.best.prefetch), REPLY_BODY: sampleReply, CONNECTIONS: '2' };
   for (let round = 2; round <= n; round++) {
     log(`${model.name}: round ${round} of ${n} (this consumer, the no-op, the no-op with our reply properties)`);
-    rows.ours.push(
-      await drain(links, {
-        label: `${model.name}.ours.r${round}`,
-        bodies: model.bodies,
-        count,
-        warmup,
-        env: { MODEL_DIR: model.modelDir, ...oursEnv },
-        readyText: '"msg":"consuming"',
-      }),
-    );
+    const ours = await drain(links, {
+      label: `${model.name}.ours.r${round}`,
+      bodies: model.bodies,
+      count,
+      warmup,
+      env: { MODEL_DIR: model.modelDir, ...oursEnv },
+      readyText: '"msg":"consuming"',
+      latency: lowPhase,
+    });
+    rows.ours.push(ours);
+    low.ours.push(ours.latencies[0]);
     for (const [row, env] of [
       ['noop', noopEnv],
       ['contract', { ...noopEnv, REPLY_PROPS: 'full', MODEL_NAME: model.name }],
     ] as const) {
-      rows[row].push(
-        await drain(links, {
-          label: `${model.name}.${row}.r${round}`,
-          bodies: model.bodies,
-          count,
-          warmup,
-          script: 'bench/noop-consumer.ts',
-          env,
-          readyText: '"msg":"ready"',
-        }),
-      );
+      const r = await drain(links, {
+        label: `${model.name}.${row}.r${round}`,
+        bodies: model.bodies,
+        count,
+        warmup,
+        script: 'bench/noop-consumer.ts',
+        env,
+        readyText: '"msg":"ready"',
+        latency: row === 'noop' ? lowPhase : [],
+      });
+      rows[row].push(r);
+      if (row === 'noop') low.noop.push(r.latencies[0]);
     }
   }
-  const ours = medianRound(rows.ours);
-  // The first round's latency phases stand for the row.
+  const medianP99 = (phases: Array<LatencyResult | undefined>) => {
+    const sorted = phases.filter((p) => p !== undefined).sort((a, b) => a.p99Ms - b.p99Ms);
+    return { ...sorted[Math.floor((sorted.length - 1) / 2)], p99Rounds: sorted.map((p) => p.p99Ms) };
+  };
   return {
-    ours: { ...ours, latencies: first.latencies },
+    // The first round's phase at half the rate stands for the row.
+    ours: { ...medianRound(rows.ours), latencies: [first.latencies[0], medianP99(low.ours)] },
     broker: {
       ...broker,
       best: { ...medianRound(rows.noop), prefetch: broker.best.prefetch },
       withReplyContract: medianRound(rows.contract),
     },
+    brokerLatencies: [firstNoopLatencies[0], medianP99(low.noop)],
   };
 }
 
