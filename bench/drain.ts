@@ -111,6 +111,8 @@ export interface DrainResult {
   threads: ThreadCpu[];
   /** This consumer's mean batch over the measured messages (its scorer_batch_size), when it is ours. */
   meanBatch?: number;
+  /** Where this consumer scored, from its boot line (INLINE_SCORING), when it is ours. */
+  placement?: 'consumer thread' | 'worker threads';
   latencies: LatencyResult[];
   output?: string;
   /** When the row was drained several times (npm run bench --rounds): each round's rate and CPU; the rest is the median round's. */
@@ -145,6 +147,11 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
       { cwd: spec.cwd ?? ROOT, script: spec.script, nodeArgs: spec.nodeArgs, command: spec.command },
     );
     await proc.waitFor(spec.readyText, 60_000);
+    const placement = httpPort
+      ? /"msg":"scoring on the consumer thread"/.test(proc.output())
+        ? ('consumer thread' as const)
+        : ('worker threads' as const)
+      : undefined;
     const pid = proc.child.pid!;
     let cpuBefore = cpuSecondsOf(pid);
     let mainBefore = cpuSecondsOf(pid, pid);
@@ -225,6 +232,7 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
       threads,
       ...(brokerCpuMsPerMsg !== undefined && Number.isFinite(brokerCpuMsPerMsg) ? { brokerCpuMsPerMsg } : {}),
       meanBatch,
+      ...(placement ? { placement } : {}),
       latencies,
       ...(spec.keepOutput ? { output: proc.output() } : {}),
     };

@@ -188,7 +188,7 @@ export function notes(results: readonly ModelResult[]): string {
           (bl ? `; the no-op consumer at the same rate: p50 ${ms(bl.p50Ms)} ms, p99 ${ms(bl.p99Ms)} ms` : ''),
         `  at ${low ? rate(low.offeredPerS) : '?'} msg/s: this consumer p50 ${ms(low?.p50Ms)} ms, p99 ${ms(low?.p99Ms)} ms${p99s(low)}; the no-op consumer p50 ${ms(blow?.p50Ms)} ms, p99 ${ms(blow?.p99Ms)} ms${p99s(blow)}; the load generator's own CPU ${l ? us(l.loadGeneratorCpuMsPerMsg) : '?'} per message`,
         `  broker ceiling by prefetch: ${r.broker.tried.map((t) => `${t.prefetch}: ${rate(t.msgPerS)}`).join(', ')}; compute by intra-op threads: ${r.compute.tried.map((t) => `${t.intraOpThreads}: ${rate(t.rowsPerS)}`).join(', ')}`,
-        `  CPU per message of the process under test (all threads): no-op ${us(r.broker.best.cpuMsPerMsg)}, no-op with our reply properties ${us(r.broker.withReplyContract.cpuMsPerMsg)}, this consumer ${us(r.ours.cpuMsPerMsg)} (its main thread ${us(r.ours.mainCpuMsPerMsg)}, the kernel's share ${us(r.ours.systemCpuMsPerMsg)}; mean batch ${r.ours.meanBatch?.toFixed(1) ?? '?'}), hand-written ${us(r.hand.cpuMsPerMsg)}`,
+        `  CPU per message of the process under test (all threads): no-op ${us(r.broker.best.cpuMsPerMsg)}, no-op with our reply properties ${us(r.broker.withReplyContract.cpuMsPerMsg)}, this consumer ${us(r.ours.cpuMsPerMsg)} (its main thread ${us(r.ours.mainCpuMsPerMsg)}, the kernel's share ${us(r.ours.systemCpuMsPerMsg)}; mean batch ${r.ours.meanBatch?.toFixed(1) ?? '?'}; scored on the ${r.ours.placement ?? '?'}), hand-written ${us(r.hand.cpuMsPerMsg)}`,
         ...(r.ours.rounds && r.ours.rounds.length > 1
           ? [
               `  each round (msg/s, CPU per message; each row is its median round): ${(

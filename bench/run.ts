@@ -96,8 +96,8 @@ async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelRe
   });
   const [half, low] = ours.latencies;
   const batch = Math.max(1, Math.round(ours.meanBatch ?? config.maxBatchSize));
-  log(`${model.name}: each stage alone, batches of ${batch} (this consumer's mean)`);
-  const stages = await stageCosts(model, batch);
+  log(`${model.name}: each stage alone, batches of ${batch} (this consumer's mean), scored on the ${ours.placement}`);
+  const stages = await stageCosts(model, batch, undefined, 0, ours.placement === 'consumer thread');
   log(
     `  ${Math.round(ours.msgPerS)} msg/s; at ${half?.offeredPerS} msg/s p50 ${half?.p50Ms.toFixed(1)} ms, p99 ${half?.p99Ms.toFixed(1)} ms; at ${LOW_RATE} msg/s p50 ${low?.p50Ms.toFixed(1)} ms, p99 ${low?.p99Ms.toFixed(1)} ms`,
   );

@@ -91,7 +91,17 @@ function echoIsolate(replyText: string): Worker {
   );
 }
 
-export async function stageCosts(model: BenchModel, batch: number, only?: string, iterations = 0): Promise<StageCosts> {
+/**
+ * `inline`: the consumer scores on its own thread (INLINE_SCORING), so no batch crosses to an isolate and
+ * the transfer stage is left out.
+ */
+export async function stageCosts(
+  model: BenchModel,
+  batch: number,
+  only?: string,
+  iterations = 0,
+  inline = false,
+): Promise<StageCosts> {
   const bodies = Array.from({ length: batch }, (_, i) => model.bodies[i % model.bodies.length]);
   const session = await ort.InferenceSession.create(model.modelFile, {
     intraOpNumThreads: 1,
@@ -198,6 +208,7 @@ export async function stageCosts(model: BenchModel, batch: number, only?: string
   try {
     for (const [name, measure] of Object.entries(stages)) {
       if (only && !name.startsWith(only) && !name.includes(only)) continue;
+      if (inline && name.startsWith('transfer')) continue;
       us[name] = await measure();
     }
   } finally {
