@@ -44,9 +44,9 @@ export interface BodyMeta {
   headers?: Record<string, unknown>;
 }
 
-/** What the entry script made of one message, inside the isolate: reply JSON, reply bytes of a content type, or what was wrong. */
+/** What the entry script made of one message, inside the isolate: reply JSON (text, or its UTF-8 bytes), reply bytes of a content type, or what was wrong. */
 export type Scored =
-  | { ok: true; json: string }
+  | { ok: true; json: string | Uint8Array }
   | { ok: true; bytes: Uint8Array; contentType: string }
   | { ok: false; code: ErrorCode; message: string };
 
@@ -128,6 +128,7 @@ const encoder = new TextEncoder();
 
 export function packOutcomes(scored: readonly Scored[]): PackedOutcomes {
   if (scored.some((s) => s.ok && 'bytes' in s)) return packMixedOutcomes(scored);
+  if (scored.some((s) => s.ok && typeof (s as { json: unknown }).json !== 'string')) return packJsonBytes(scored);
   const failures: PackedOutcomes['failures'] = [];
   const texts: string[] = new Array(scored.length);
   for (let i = 0; i < scored.length; i++) {
@@ -152,6 +153,34 @@ export function packOutcomes(scored: readonly Scored[]): PackedOutcomes {
   return { bodies: { bytes, ends }, failures };
 }
 
+/**
+ * JSON answers some of which are already bytes (the built-in script writes its answers so, views on
+ * one buffer per batch): copied side by side into one buffer, or, when they already lie side by side
+ * from its start with nothing else between (a batch answered whole), that buffer as it is.
+ */
+function packJsonBytes(scored: readonly Scored[]): PackedOutcomes {
+  const failures: PackedOutcomes['failures'] = [];
+  const parts: Uint8Array[] = new Array(scored.length);
+  const ends = new Uint32Array(scored.length);
+  let total = 0;
+  for (let i = 0; i < scored.length; i++) {
+    const s = scored[i];
+    if (!s.ok) failures.push({ index: i, code: s.code, message: s.message });
+    const json = s.ok ? (s as { json: string | Uint8Array }).json : EMPTY;
+    parts[i] = typeof json === 'string' ? encoder.encode(json) : json;
+    total += parts[i].byteLength;
+    ends[i] = total;
+  }
+  const { buffer } = parts[0];
+  const whole = parts.every((p, i) => p.buffer === buffer && p.byteOffset === (i === 0 ? 0 : ends[i - 1]));
+  if (whole) return { bodies: { bytes: new Uint8Array(buffer, 0, total), ends }, failures };
+  const bytes = new Uint8Array(total);
+  for (let i = 0; i < parts.length; i++) bytes.set(parts[i], ends[i] - parts[i].byteLength);
+  return { bodies: { bytes, ends }, failures };
+}
+
+const EMPTY = new Uint8Array(0);
+
 /** Some replies are bytes (binary replies): each body encoded on its own, then packed like input bodies. */
 function packMixedOutcomes(scored: readonly Scored[]): PackedOutcomes {
   const failures: PackedOutcomes['failures'] = [];
@@ -165,7 +194,7 @@ function packMixedOutcomes(scored: readonly Scored[]): PackedOutcomes {
       binary.push({ index, contentType: s.contentType });
       return s.bytes;
     }
-    return encoder.encode(s.json);
+    return typeof s.json === 'string' ? encoder.encode(s.json) : s.json;
   });
   return { bodies: packBodies(parts), failures, binary };
 }

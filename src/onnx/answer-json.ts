@@ -1,36 +1,94 @@
 /**
- * A batch's answers as JSON text, written straight from the output tensors: the same text as
- * JSON.stringify of splitOutputs' rows with withZipMaps applied (tensors.ts), without the arrays and
- * objects in between, which were most of the output encoding's cost and its garbage. Only for what it
- * can write exactly: numeric tensors whose every value JSON writes as that number. Anything else
- * (strings, booleans, float16, NaN and infinities, which JSON writes as null, a 64-bit integer past
- * 2^53, which the general path writes as a string, a ZipMap output not of rank 2) gives undefined, and
- * the caller takes the general path for the batch.
+ * A batch's answers as JSON, written straight from the output tensors as UTF-8 into one buffer: the
+ * same text as JSON.stringify of splitOutputs' rows with withZipMaps applied (tensors.ts), without the
+ * arrays, objects and strings in between, which were most of the output encoding's cost and its garbage.
+ * Only for what it can write exactly: numeric tensors whose every value JSON writes as that number.
+ * Anything else (strings, booleans, float16, NaN and infinities, which JSON writes as null, a 64-bit
+ * integer past 2^53, which the general path writes as a string, a ZipMap output not of rank 2) gives
+ * undefined, and the caller takes the general path for the batch.
  */
 import type { ZipMapLabels } from './graph-rewrite.js';
 import type { TensorData } from './tensors.js';
 
-type Numbers =
-  | Float32Array
-  | Float64Array
-  | Int8Array
-  | Uint8Array
-  | Int16Array
-  | Uint16Array
-  | Int32Array
-  | Uint32Array;
+type Plain = Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array;
 type Int64s = BigInt64Array | BigUint64Array;
 
 const FLOATS = new Set(['float32', 'float64']);
 const INTEGERS = new Set(['int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32']);
 const INT64S = new Set(['int64', 'uint64']);
 const SAFE = 9007199254740991n;
+const COMMA = 0x2c;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const COLON = 0x3a;
+const utf8 = new TextEncoder();
+
+/** A batch's answers one after another in one buffer, grown as needed. */
+class Sink {
+  bytes = new Uint8Array(4096);
+  at = 0;
+
+  /** Room for `n` more bytes at `at`. */
+  room(n: number): Uint8Array {
+    if (this.at + n > this.bytes.length) {
+      const grown = new Uint8Array(Math.max(2 * this.bytes.length, this.at + n));
+      grown.set(this.bytes.subarray(0, this.at));
+      this.bytes = grown;
+    }
+    return this.bytes;
+  }
+
+  byte(c: number): void {
+    this.room(1)[this.at++] = c;
+  }
+
+  raw(b: Uint8Array): void {
+    this.room(b.length).set(b, this.at);
+    this.at += b.length;
+  }
+
+  /** A number's text: ASCII (digits, sign, point, exponent). */
+  ascii(text: string): void {
+    const b = this.room(text.length);
+    let at = this.at;
+    for (let i = 0; i < text.length; i++) b[at++] = text.charCodeAt(i);
+    this.at = at;
+  }
+}
+
+/**
+ * One output's numbers as JSON writes them, from one `join(',')` of the whole tensor (a typed array's
+ * join writes each number as JSON does), handed out `n` at a time in order as the messages take them.
+ */
+class NumberText {
+  private readonly text: string;
+  private next = 0;
+
+  constructor(data: Plain | Int64s) {
+    this.text = data.join(',');
+  }
+
+  /** The next `n` numbers (n ≥ 1) with the commas between them. */
+  copy(sink: Sink, n: number): void {
+    const text = this.text;
+    const start = this.next;
+    let end = start;
+    for (let left = n; end < text.length; end++) if (text.charCodeAt(end) === COMMA && --left === 0) break;
+    const b = sink.room(end - start);
+    let at = sink.at;
+    for (let i = start; i < end; i++) b[at++] = text.charCodeAt(i);
+    sink.at = at;
+    this.next = end + 1;
+  }
+}
 
 export class AnswerWriter {
-  /** The outputs' keys as JSON writes them, in the order it writes them (V8 puts integer-like keys first, ascending). */
-  private readonly keys: Array<{ name: string; key: string }>;
-  /** Per ZipMap output: its labels as JSON keys in written order, each with the column it takes. */
-  private readonly zip = new Map<string, Array<{ key: string; column: number }>>();
+  /** The outputs' keys as JSON writes them (UTF-8, quoted, colon after), in the order it writes them (V8 puts integer-like keys first, ascending). */
+  private readonly keys: Array<{ name: string; key: Uint8Array }>;
+  /** Per ZipMap output: its labels as JSON keys in written order (`"label":`), each with the column it takes. */
+  private readonly zip = new Map<string, Array<{ key: Uint8Array; column: number }>>();
 
   constructor(
     private readonly names: readonly string[],
@@ -48,52 +106,58 @@ export class AnswerWriter {
     }
   }
 
-  /** Each message's answer text (its `rowCounts[k]` rows of every output), or undefined: see the module's comment. */
-  write(outputs: Record<string, TensorData>, rowCounts: readonly number[]): string[] | undefined {
+  /** Each message's answer (its `rowCounts[k]` rows of every output) as UTF-8 JSON, views on one buffer; or undefined: see the module's comment. */
+  write(outputs: Record<string, TensorData>, rowCounts: readonly number[]): Uint8Array[] | undefined {
     const total = rowCounts.reduce((a, b) => a + b, 0);
-    const perOutput = new Map<string, string[]>();
+    const single = rowCounts.length === 1;
+    const texts = new Map<string, NumberText>();
     for (const name of this.names) {
       const t = Object.hasOwn(outputs, name) ? outputs[name] : undefined;
       if (!t || !writable(t)) return undefined;
       const zip = this.zip.get(name);
       // A label past a row's width reads undefined there, which JSON.stringify leaves out: the general path.
       if (zip && (t.dims.length !== 2 || zip.some((z) => z.column >= t.dims[1]))) return undefined;
-      // One message: the output whole, as sliceOutputs gives it (an unbatched run, maybe without a batch axis).
-      if (rowCounts.length === 1) {
-        perOutput.set(name, [zip ? zipRows(t, zip, 0, t.dims[0]) : wholeText(t)]);
-        continue;
-      }
-      if (t.dims.length === 0 || t.dims[0] !== total) return undefined; // the general path says what is wrong
-      const texts: string[] = new Array(rowCounts.length);
-      const rowSize = t.dims.slice(1).reduce((a, b) => a * b, 1);
-      let row = 0;
-      for (let m = 0; m < rowCounts.length; m++) {
-        const n = rowCounts[m];
-        texts[m] = zip ? zipRows(t, zip, row, n) : sliceText(t, row * rowSize, n);
-        row += n;
-      }
-      perOutput.set(name, texts);
+      // Several messages split the batch axis; one message gets the output whole (maybe without a batch axis).
+      if (!single && (t.dims.length === 0 || t.dims[0] !== total)) return undefined; // the general path says what is wrong
+      if (!zip && t.dims.length > 0 && t.data.length > 0) texts.set(name, new NumberText(t.data as Plain | Int64s));
     }
-    if (this.names.length === 1) return perOutput.get(this.names[0]);
-    return rowCounts.map((_, m) => {
-      let text = '{';
-      for (let i = 0; i < this.keys.length; i++) {
-        const { name, key } = this.keys[i];
-        text += `${i === 0 ? '' : ','}${key}:${perOutput.get(name)![m]}`;
+    const sink = new Sink();
+    const ends: number[] = new Array(rowCounts.length);
+    let row = 0;
+    for (let m = 0; m < rowCounts.length; m++) {
+      const n = rowCounts[m];
+      const many = this.names.length > 1;
+      if (many) sink.byte(OPEN_BRACE);
+      for (let k = 0; k < (many ? this.keys.length : 1); k++) {
+        const name = many ? this.keys[k].name : this.names[0];
+        if (many) {
+          if (k > 0) sink.byte(COMMA);
+          sink.raw(this.keys[k].key);
+        }
+        const t = outputs[name];
+        const zip = this.zip.get(name);
+        if (zip) zipRows(sink, t, zip, single ? 0 : row, single ? t.dims[0] : n);
+        else if (t.dims.length === 0) sink.ascii(String((t.data as Plain | Int64s)[0]));
+        else nested(sink, texts.get(name), single ? t.dims : [n, ...t.dims.slice(1)], 0);
       }
-      return `${text}}`;
-    });
+      if (many) sink.byte(CLOSE_BRACE);
+      ends[m] = sink.at;
+      row += n;
+    }
+    const out: Uint8Array[] = new Array(rowCounts.length);
+    for (let m = 0, start = 0; m < rowCounts.length; start = ends[m], m++) out[m] = sink.bytes.subarray(start, ends[m]);
+    return out;
   }
 }
 
 /**
  * Keys in the order JSON.stringify writes an object made from them by Object.fromEntries (as
- * splitOutputs and entry.ts make theirs), each with the index of the entry whose value it shows
- * (a key given twice shows the last one's).
+ * splitOutputs and entry.ts make theirs), each as its JSON text and a colon, in UTF-8, with the index
+ * of the entry whose value it shows (a key given twice shows the last one's).
  */
-function writtenOrder(keys: readonly string[]): Array<{ key: string; index: number }> {
+function writtenOrder(keys: readonly string[]): Array<{ key: Uint8Array; index: number }> {
   const probe = Object.fromEntries(keys.map((k, i) => [k, i])) as Record<string, number>;
-  return Object.keys(probe).map((k) => ({ key: JSON.stringify(k), index: probe[k] }));
+  return Object.keys(probe).map((k) => ({ key: utf8.encode(`${JSON.stringify(k)}:`), index: probe[k] }));
 }
 
 /** Whether every value is one JSON writes as the number a typed array's join writes. */
@@ -112,40 +176,42 @@ function writable(t: TensorData): boolean {
   return false;
 }
 
-/** Rows [from row, n rows) of a tensor, as the nested arrays of a slice of dims [n, ...rest]. */
-function sliceText(t: TensorData, at: number, n: number): string {
-  return nestedOf(t.data as Numbers | Int64s, [n, ...t.dims.slice(1)], 0, at);
-}
-
-/** The whole tensor: a scalar for rank 0. */
-function wholeText(t: TensorData): string {
-  const data = t.data as Numbers | Int64s;
-  return t.dims.length === 0 ? String(data[0]) : nestedOf(data, t.dims, 0, 0);
-}
-
-function nestedOf(data: Numbers | Int64s, dims: readonly number[], level: number, at: number): string {
+/** The nested arrays of a block of shape `dims`, its numbers the next ones of `numbers`. */
+function nested(sink: Sink, numbers: NumberText | undefined, dims: readonly number[], level: number): void {
   const n = dims[level];
-  if (level === dims.length - 1) return `[${data.subarray(at, at + n).join(',')}]`;
-  let stride = 1;
-  for (let i = level + 1; i < dims.length; i++) stride *= dims[i];
-  let text = '[';
-  for (let i = 0; i < n; i++) text += (i === 0 ? '' : ',') + nestedOf(data, dims, level + 1, at + i * stride);
-  return `${text}]`;
+  sink.byte(OPEN_BRACKET);
+  for (let i = 0; i < n; i++) {
+    if (i > 0) sink.byte(COMMA);
+    if (level === dims.length - 1) {
+      numbers!.copy(sink, n);
+      break;
+    }
+    nested(sink, numbers, dims, level + 1);
+  }
+  sink.byte(CLOSE_BRACKET);
 }
 
 /** `n` rows of a rank-2 ZipMap output from `row`: one `{label: probability}` object each. */
-function zipRows(t: TensorData, zip: ReadonlyArray<{ key: string; column: number }>, row: number, n: number): string {
-  const data = t.data as Numbers | Int64s;
+function zipRows(
+  sink: Sink,
+  t: TensorData,
+  zip: ReadonlyArray<{ key: Uint8Array; column: number }>,
+  row: number,
+  n: number,
+): void {
+  const data = t.data as Plain | Int64s;
   const width = t.dims[1];
-  let text = '[';
+  sink.byte(OPEN_BRACKET);
   for (let r = 0; r < n; r++) {
     const at = (row + r) * width;
-    text += r === 0 ? '{' : ',{';
+    sink.byte(r === 0 ? OPEN_BRACE : COMMA);
+    if (r > 0) sink.byte(OPEN_BRACE);
     for (let j = 0; j < zip.length; j++) {
-      const { key, column } = zip[j];
-      text += `${j === 0 ? '' : ','}${key}:${String(data[at + column])}`;
+      if (j > 0) sink.byte(COMMA);
+      sink.raw(zip[j].key);
+      sink.ascii(String(data[at + zip[j].column]));
     }
-    text += '}';
+    sink.byte(CLOSE_BRACE);
   }
-  return `${text}]`;
+  sink.byte(CLOSE_BRACKET);
 }

@@ -4,9 +4,11 @@
  */
 import { textOf } from '../../src/isolate/json-text.js';
 
+const utf8 = new TextDecoder();
+
 export async function answersOf(results: unknown): Promise<unknown[]> {
   return ((await results) as unknown[]).map((r) => {
     const text = textOf(r);
-    return text === undefined ? r : JSON.parse(text);
+    return text === undefined ? r : JSON.parse(typeof text === 'string' ? text : utf8.decode(text));
   });
 }

@@ -5,6 +5,10 @@ import { AnswerWriter } from '../../src/onnx/answer-json.js';
 import { mulberry32 } from '../../src/onnx/batching.js';
 import { splitOutputs, withZipMaps, type TensorData } from '../../src/onnx/tensors.js';
 
+const utf8 = new TextDecoder();
+/** The answers as text: what a reply's body carries. */
+const text = (answers: Uint8Array[] | undefined) => answers?.map((a) => utf8.decode(a));
+
 /** What the general path writes: the objects of splitOutputs and withZipMaps, then JSON.stringify. */
 function general(
   outputs: Record<string, TensorData>,
@@ -72,7 +76,7 @@ test('numeric outputs of every type, rank and batch split are written as JSON.st
         });
     }
     const writer = new AnswerWriter(unique, zipMaps);
-    const written = writer.write(outputs, rows);
+    const written = text(writer.write(outputs, rows));
     const expected = general(outputs, unique, zipMaps, rows);
     assert.ok(written, `run ${run}: numeric outputs are written`);
     assert.deepEqual(written, expected, `run ${run}`);
@@ -85,8 +89,8 @@ test('a single unbatched message gets its outputs whole, a scalar output as a nu
     v: { type: 'int32', data: Int32Array.of(1, 2, 3), dims: [3] },
   };
   const writer = new AnswerWriter(['s', 'v'], []);
-  assert.deepEqual(writer.write(outputs, [1]), general(outputs, ['s', 'v'], [], [1]));
-  assert.deepEqual(writer.write(outputs, [1]), ['{"s":0.10000000149011612,"v":[1,2,3]}']);
+  assert.deepEqual(text(writer.write(outputs, [1])), general(outputs, ['s', 'v'], [], [1]));
+  assert.deepEqual(text(writer.write(outputs, [1])), ['{"s":0.10000000149011612,"v":[1,2,3]}']);
 });
 
 test('values JSON writes otherwise, and types it cannot write, leave the batch to the general path', () => {

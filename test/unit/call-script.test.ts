@@ -7,7 +7,11 @@ import type { Scored } from '../../src/isolate/protocol.js';
 const MAX = 1 << 20;
 const bodies = (...texts: string[]) => texts.map((t) => Buffer.from(t));
 const jsonOf = (s: Scored) =>
-  !s.ok ? { error: s.code } : 'json' in s ? JSON.parse(s.json) : { bytes: [...s.bytes], contentType: s.contentType };
+  !s.ok
+    ? { error: s.code }
+    : 'json' in s
+      ? JSON.parse(typeof s.json === 'string' ? s.json : new TextDecoder().decode(s.json))
+      : { bytes: [...s.bytes], contentType: s.contentType };
 
 /** An entry script whose run echoes the data text it was given, and records every call. */
 function echoScript(extra: Partial<EntryScript> = {}): EntryScript & { calls: string[] } {

@@ -80,3 +80,37 @@ test('one large body that owns its buffer is sent as it is, not copied; a slice 
   );
   assert.notEqual(packBodies([big, Buffer.from('x')]).bytes, big, 'several bodies are packed together');
 });
+
+test("JSON answers written as bytes (the built-in script's): a batch answered whole travels as its own buffer, uncopied; with an error or a text among them, copied side by side", () => {
+  const encoder = new TextEncoder();
+  const one = encoder.encode('{"y":[[1]]}[[2,3]]"ü"');
+  const views = [one.subarray(0, 11), one.subarray(11, 18), one.subarray(18)];
+  const whole = packOutcomes(views.map((json) => ({ ok: true as const, json })));
+  assert.equal(whole.bodies.bytes.buffer, one.buffer, 'the answers buffer itself');
+  assert.deepStrictEqual(
+    unpackOutcomes(whole).map((o) => (o.ok ? o.body.toString('utf8') : undefined)),
+    ['{"y":[[1]]}', '[[2,3]]', '"ü"'],
+  );
+  const mixed = packOutcomes([
+    { ok: true, json: views[0] },
+    { ok: false, code: 'SHAPE', message: 'wrong shape' },
+    { ok: true, json: '"é as text"' },
+    { ok: true, json: views[2] },
+  ]);
+  assert.notEqual(mixed.bodies.bytes.buffer, one.buffer);
+  assert.equal(mixed.bodies.bytes.byteOffset, 0, 'a buffer of its own, so a thread can take it over');
+  const out = unpackOutcomes(mixed);
+  assert.deepStrictEqual(
+    out.map((o) => (o.ok ? o.body.toString('utf8') : o.code)),
+    ['{"y":[[1]]}', 'SHAPE', '"é as text"', '"ü"'],
+  );
+  const later = packOutcomes([
+    { ok: true, json: views[1] },
+    { ok: true, json: views[2] },
+  ]);
+  assert.notEqual(later.bodies.bytes.buffer, one.buffer, 'views not from the start of their buffer are copied');
+  assert.deepStrictEqual(
+    unpackOutcomes(later).map((o) => (o.ok ? o.body.toString('utf8') : undefined)),
+    ['[[2,3]]', '"ü"'],
+  );
+});
