@@ -22,7 +22,6 @@ const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
 const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
-const COLON = 0x3a;
 const utf8 = new TextEncoder();
 
 /** A batch's answers one after another in one buffer, grown as needed. */
