@@ -10,7 +10,7 @@ import type { Config } from './config.js';
 import { ScoringError } from './errors.js';
 import { BUILT_IN_ENTRY_SCRIPT, resolveEntryScript, resolveModelDir } from './isolate/entry-script.js';
 import type { Outcome } from './reply.js';
-import type { BodyMeta, ScriptInfo } from './isolate/protocol.js';
+import type { BatchCost, BodyMeta, ScriptInfo } from './isolate/protocol.js';
 import { resolveModelVersion, type ModelVersion } from './model-version.js';
 import { ScriptHost, type HostOptions } from './isolate/host.js';
 import { InlineHost } from './isolate/inline-host.js';
@@ -114,10 +114,13 @@ export class Scorer {
     const builtIn = hostOptions.entryScript === BUILT_IN_ENTRY_SCRIPT;
     if (builtIn && inline.mode === 'on') {
       const host = await InlineHost.start(hostOptions);
-      return new Scorer([host], concurrency, runTimeoutMs, modelVersion, {
-        msg: 'scoring on the consumer thread',
-        fields: { reason: 'INLINE_SCORING=on', override: 'set INLINE_SCORING=auto or off for worker threads' },
-      });
+      return new Scorer(
+        [host],
+        concurrency,
+        runTimeoutMs,
+        modelVersion,
+        placementLine(true, { reason: 'INLINE_SCORING=on' }),
+      );
     }
     // Under auto, the first isolate times a full batch once its init() has returned: is it cheap enough to score here?
     const probe = builtIn && inline.mode === 'auto';
@@ -127,29 +130,11 @@ export class Scorer {
     );
     const cost = threads[0].info.batchCost;
     if (!probe || cost === undefined) return new Scorer(threads, concurrency, runTimeoutMs, modelVersion, undefined);
-    const stay = (reason: string, fields: Record<string, unknown> = {}) =>
-      new Scorer(threads, concurrency, runTimeoutMs, modelVersion, {
-        msg: 'scoring in worker threads',
-        fields: { ...fields, reason, override: 'set INLINE_SCORING=on to score on the consumer thread' },
-      });
-    if ('untimed' in cost) return stay(cost.untimed);
-    const measured = {
-      batchCostMs: round3(cost.ms),
-      ...(cost.estimated ? { estimatedFromOneMessage: true } : {}),
-      rows: maxBatchSize,
-      inlineMaxBatchMs: inline.maxBatchMs,
-    };
-    if (cost.ms > inline.maxBatchMs) return stay('a full batch costs more than INLINE_MAX_BATCH_MS', measured);
+    const decided = placementOf(cost, inline.maxBatchMs, maxBatchSize);
+    if (!decided.inline) return new Scorer(threads, concurrency, runTimeoutMs, modelVersion, decided.line);
     try {
       const host = await InlineHost.start(hostOptions);
-      return new Scorer([host], concurrency, runTimeoutMs, modelVersion, {
-        msg: 'scoring on the consumer thread',
-        fields: {
-          ...measured,
-          reason: 'a full batch costs at most INLINE_MAX_BATCH_MS',
-          override: 'set INLINE_SCORING=off for worker threads',
-        },
-      });
+      return new Scorer([host], concurrency, runTimeoutMs, modelVersion, decided.line);
     } finally {
       await Promise.all(threads.map((h) => h.close()));
     }
@@ -198,6 +183,34 @@ export class Scorer {
   }
 }
 
+/** INLINE_SCORING=auto: whether a full batch's cost lets the built-in script score on the consumer's thread, and the boot line that says so. */
+export function placementOf(cost: BatchCost, maxBatchMs: number, rows: number): { inline: boolean; line: BootLine } {
+  if ('untimed' in cost) return { inline: false, line: placementLine(false, { reason: cost.untimed }) };
+  const inline = cost.ms <= maxBatchMs;
+  const fields = {
+    batchCostMs: Math.round(cost.ms * 1000) / 1000,
+    ...(cost.estimated ? { estimatedFromOneMessage: true } : {}),
+    rows,
+    inlineMaxBatchMs: maxBatchMs,
+    reason: inline
+      ? 'a full batch costs at most INLINE_MAX_BATCH_MS'
+      : 'a full batch costs more than INLINE_MAX_BATCH_MS',
+  };
+  return { inline, line: placementLine(inline, fields) };
+}
+
+function placementLine(inline: boolean, fields: Record<string, unknown>): BootLine {
+  return inline
+    ? {
+        msg: 'scoring on the consumer thread',
+        fields: { ...fields, override: 'set INLINE_SCORING=off for worker threads' },
+      }
+    : {
+        msg: 'scoring in worker threads',
+        fields: { ...fields, override: 'set INLINE_SCORING=on to score on the consumer thread' },
+      };
+}
+
 /** Starts `n` hosts at once; if any fails, the others are closed and its error thrown. */
 async function startAll<H extends Host>(n: number, start: (i: number) => Promise<H>): Promise<H[]> {
   const started = await Promise.allSettled(Array.from({ length: n }, (_, i) => start(i)));
@@ -208,8 +221,6 @@ async function startAll<H extends Host>(n: number, start: (i: number) => Promise
   }
   return started.map((s) => (s as PromiseFulfilledResult<H>).value);
 }
-
-const round3 = (ms: number) => Math.round(ms * 1000) / 1000;
 
 const SKIPPED: ItemResult = { ok: false, code: 'SKIPPED', message: 'not scored: its input is no longer ours' };
 

@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config.js';
-import { Scorer, scorerOptions } from '../../src/scorer.js';
+import { placementOf, Scorer, scorerOptions } from '../../src/scorer.js';
 import { encode, modelDir, node, numbers, rowWise, tensorInfo } from '../support/onnx-models.js';
 
 const model = rowWise();
@@ -136,4 +136,30 @@ test('a user entry script is never scored on the consumer thread under INLINE_SC
   const s = await Scorer.start({ ...options, concurrency: 1 });
   scorers.push(s);
   assert.equal(placement(s), undefined);
+});
+
+test('placementOf: at or under INLINE_MAX_BATCH_MS the consumer thread, over it or untimed the worker threads, each line with its reason and the way back', () => {
+  const at = placementOf({ ms: 10 }, 10, 128);
+  assert.equal(at.inline, true);
+  assert.deepEqual(at.line, {
+    msg: 'scoring on the consumer thread',
+    fields: {
+      batchCostMs: 10,
+      rows: 128,
+      inlineMaxBatchMs: 10,
+      reason: 'a full batch costs at most INLINE_MAX_BATCH_MS',
+      override: 'set INLINE_SCORING=off for worker threads',
+    },
+  });
+  const over = placementOf({ ms: 58.7034, estimated: true }, 10, 128);
+  assert.equal(over.inline, false);
+  assert.equal(over.line.msg, 'scoring in worker threads');
+  assert.equal(over.line.fields.batchCostMs, 58.703);
+  assert.equal(over.line.fields.estimatedFromOneMessage, true);
+  const untimed = placementOf({ untimed: 'axis 2 of an input is free' }, 10, 128);
+  assert.equal(untimed.inline, false);
+  assert.deepEqual(untimed.line.fields, {
+    reason: 'axis 2 of an input is free',
+    override: 'set INLINE_SCORING=on to score on the consumer thread',
+  });
 });
