@@ -9,8 +9,14 @@ export const JSON_CONTENT_TYPE = 'application/json';
 
 /** The media type alone, lower-cased: "Image/PNG; q=1" → "image/png". */
 export function mediaType(contentType: string | undefined): string {
-  return (contentType ?? '').split(';', 1)[0].trim().toLowerCase();
+  if (!contentType) return '';
+  // Asked several times of every binary message, and the messages of a stream share one type: the last answer is kept.
+  if (contentType === last.contentType) return last.mediaType;
+  last.mediaType = contentType.split(';', 1)[0].trim().toLowerCase();
+  last.contentType = contentType;
+  return last.mediaType;
 }
+const last = { contentType: '', mediaType: '' };
 
 /** No contentType, application/json, text/json and any +json type (application/vnd.x+json) are JSON. */
 export function isJsonContentType(contentType: string | undefined): boolean {

@@ -35,11 +35,11 @@ export function imagePlanFor(inputs: readonly TensorSpec[], prep: ImagePreproces
 const accepted = `application/json, ${NPY_CONTENT_TYPE}, ${SAFETENSORS_CONTENT_TYPE}, ${IMAGE_CONTENT_TYPES.join(', ')}`;
 
 /** A binary body → one tensor per model input, of the input's own element type. */
-export async function readBinaryInputs(
+export function readBinaryInputs(
   body: Uint8Array,
   contentType: string,
   model: BinaryModel,
-): Promise<Record<string, TensorData>> {
+): Record<string, TensorData> | Promise<Record<string, TensorData>> {
   const type = mediaType(contentType);
   const { inputs, limits } = model;
   if (type === NPY_CONTENT_TYPE) {
@@ -75,7 +75,9 @@ export async function readBinaryInputs(
   }
   if ((IMAGE_CONTENT_TYPES as readonly string[]).includes(type)) {
     if (typeof model.image === 'string') throw new ScoringError('CONTENT_TYPE', `${type} body refused: ${model.image}`);
-    return { [model.image.name]: await decodeImage(body, model.image) };
+    const { name } = model.image;
+    // Only an image is decoded asynchronously (sharp): a tensor body is read without a turn of the event loop.
+    return decodeImage(body, model.image).then((tensor) => ({ [name]: tensor }));
   }
   throw new ScoringError(
     'CONTENT_TYPE',

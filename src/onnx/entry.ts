@@ -125,13 +125,14 @@ export async function runBatchParsed(values: unknown[], metas?: ScriptMeta[]): P
     const value = values[i];
     try {
       const replyType = replyTypeOf(metas?.[i], model.outputs);
-      feeds.push(
+      const read =
         value instanceof Prepared
           ? value.inputs
           : value instanceof Uint8Array
-            ? await readBinaryInputs(value, metas?.[i]?.contentType ?? '', binaryModel)
-            : buildInputs(value, model.inputs, limits),
-      );
+            ? readBinaryInputs(value, metas?.[i]?.contentType ?? '', binaryModel)
+            : buildInputs(value, model.inputs, limits);
+      // Awaited only when it is a promise (an image being decoded): a turn of the event loop per message otherwise.
+      feeds.push(read instanceof Promise ? await read : read);
       replyTypes.push(replyType);
       good.push(i);
     } catch (err) {

@@ -6,6 +6,7 @@ import { convertTensor, convertsExactly, fromFloat16Bits } from '../../src/onnx/
 import { writeNpy } from '../../src/isolate/npy.js';
 import { writeSafetensors } from '../../src/isolate/safetensors.js';
 import { binaryReply, readBinaryInputs, replyTypeOf, type BinaryModel } from '../../src/onnx/binary.js';
+import { mediaType } from '../../src/isolate/content-types.js';
 import { sliceOutputs, type TensorData, type TensorSpec } from '../../src/onnx/tensors.js';
 import { npyLoad } from '../support/numpy.js';
 
@@ -18,8 +19,9 @@ const one: BinaryModel = {
 const NPY = 'application/x-npy';
 
 async function fails(body: Uint8Array, type: string, model: BinaryModel, code: string, pattern: RegExp): Promise<void> {
+  // A tensor body is refused as it is read (a throw); an image as it is decoded (a rejection): either way, refused.
   await assert.rejects(
-    readBinaryInputs(body, type, model),
+    async () => readBinaryInputs(body, type, model),
     (e: unknown) => e instanceof ScoringError && e.code === code && pattern.test(e.message),
   );
 }
@@ -151,4 +153,18 @@ test('string elements, which .npy and safetensors cannot carry, are refused with
     'TYPE',
     /input 's' expects string elements, which a \.npy body cannot carry; send JSON/,
   );
+});
+
+test('a content type is read as its media type alone, lower-cased, whatever came before it (the last answer is kept)', () => {
+  const cases: Array<[string | undefined, string]> = [
+    ['Image/PNG; q=1', 'image/png'],
+    ['application/x-npy', 'application/x-npy'],
+    ['application/x-npy', 'application/x-npy'],
+    [' APPLICATION/JSON ;charset=utf-8', 'application/json'],
+    ['Image/PNG; q=1', 'image/png'],
+    [undefined, ''],
+    ['', ''],
+    ['image/png', 'image/png'],
+  ];
+  for (const [contentType, media] of cases) assert.equal(mediaType(contentType), media, String(contentType));
 });
