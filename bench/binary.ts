@@ -21,7 +21,7 @@ import { FLOAT, Int, buildModel, encodeModel, floatTensor, node, valueInfo } fro
 import { mulberry32 } from '../scripts/train-iris.js';
 import { startConsumer } from '../test/support/consumer-process.js';
 import { computeCeiling } from './ceilings.js';
-import { drain, stopProcess, type BenchLinks, type DrainResult } from './drain.js';
+import { drain, medianRound, stopProcess, type BenchLinks, type DrainResult } from './drain.js';
 import { declareQueues, deleteQueues, uniqueQueues } from './load.js';
 import { ROOT, type BenchModel } from './models.js';
 import { RUNTIME_STAGE, stageUs } from './report.js';
@@ -162,6 +162,7 @@ export async function binaryRows(
   count: number,
   warmup: number,
   log: (l: string) => void,
+  rounds = 1,
 ): Promise<BinaryResults> {
   const modelDir = writeImageModel();
   const raw = pixels();
@@ -217,40 +218,58 @@ export async function binaryRows(
     Buffer.from(writeNpy({ type: 'float32', data: Float32Array.from(row), dims: [1, 784] })),
   );
   const env = { MODEL_DIR: mlp.modelDir };
-  const json = await drain(links, {
-    label: 'mlp.json',
-    bodies: mlp.bodies,
-    count,
-    warmup,
-    env,
-    readyText: '"msg":"consuming"',
-  });
-  const npyDrain = await drain(links, {
-    label: 'mlp.npy',
-    bodies: npyBodies,
-    contentType: 'application/x-npy',
-    count,
-    warmup,
-    env,
-    readyText: '"msg":"consuming"',
-  });
   const compute = await computeCeiling(mlp, config);
-  const noop = await drain(links, {
-    label: 'mlp.noop.contract',
-    bodies: npyBodies,
-    contentType: 'application/x-npy',
-    count,
-    warmup,
-    script: 'bench/noop-consumer.ts',
-    env: {
-      PREFETCH: String(config.prefetch),
-      REPLY_BODY: compute.sampleReply,
-      CONNECTIONS: '2',
-      REPLY_PROPS: 'full',
-      MODEL_NAME: 'mlp',
-    },
-    readyText: '"msg":"ready"',
-  });
+  // JSON, .npy and the no-op with our reply properties, drained `rounds` times alternating; each its median round.
+  const rows: Record<'json' | 'npy' | 'noop', DrainResult[]> = { json: [], npy: [], noop: [] };
+  for (let round = 1; round <= rounds; round++) {
+    if (rounds > 1) log(`  round ${round} of ${rounds}`);
+    rows.json.push(
+      await drain(links, {
+        label: `mlp.json.r${round}`,
+        bodies: mlp.bodies,
+        count,
+        warmup,
+        env,
+        readyText: '"msg":"consuming"',
+      }),
+    );
+    rows.npy.push(
+      await drain(links, {
+        label: `mlp.npy.r${round}`,
+        bodies: npyBodies,
+        contentType: 'application/x-npy',
+        count,
+        warmup,
+        env,
+        readyText: '"msg":"consuming"',
+      }),
+    );
+    rows.noop.push(
+      await drain(links, {
+        label: `mlp.noop.contract.r${round}`,
+        bodies: npyBodies,
+        contentType: 'application/x-npy',
+        count,
+        warmup,
+        script: 'bench/noop-consumer.ts',
+        env: {
+          PREFETCH: String(config.prefetch),
+          REPLY_BODY: compute.sampleReply,
+          CONNECTIONS: '2',
+          REPLY_PROPS: 'full',
+          MODEL_NAME: 'mlp',
+        },
+        readyText: '"msg":"ready"',
+      }),
+    );
+  }
+  const json = medianRound(rows.json);
+  const npyDrain = medianRound(rows.npy);
+  const noop = medianRound(rows.noop);
+  if (rounds > 1)
+    log(
+      `  each round, CPU per message: ${(['json', 'npy', 'noop'] as const).map((k) => `${k === 'noop' ? 'no-op with our reply properties' : k} ${rows[k].map((r) => `${(r.cpuMsPerMsg * 1000).toFixed(1)} µs`).join(', ')}`).join('; ')} (each row its median round)`,
+    );
   // onnxruntime's CPU per row alone, one thread, at the batch the consumer ran the .npy bodies at (bench/stages.ts).
   const stages = await stageCosts(
     mlp,

@@ -354,3 +354,14 @@ export function memoryOf(pid: number): { peakMb: number; nowMb: number } | undef
     return undefined;
   }
 }
+
+/** Several drains of one row: its median round by CPU per message, with the median of their rates, every round's figures kept. */
+export function medianRound(rounds: DrainResult[]): DrainResult {
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+  const byCpu = [...rounds].sort((a, b) => a.cpuMsPerMsg - b.cpuMsPerMsg);
+  return {
+    ...byCpu[Math.floor((byCpu.length - 1) / 2)],
+    msgPerS: median(rounds.map((r) => r.msgPerS)),
+    rounds: rounds.map((r) => ({ msgPerS: r.msgPerS, cpuMsPerMsg: r.cpuMsPerMsg, loadAvg: r.loadAvg })),
+  };
+}

@@ -33,7 +33,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { binaryRows, binaryTable } from './binary.js';
 import { brokerCeiling, computeCeiling, type BrokerCeiling } from './ceilings.js';
-import { drain, type BenchLinks, type DrainResult, type LatencyResult } from './drain.js';
+import { drain, medianRound, type BenchLinks, type DrainResult, type LatencyResult } from './drain.js';
 import { connect } from './load.js';
 import { benchModels, ROOT, type BenchModel } from './models.js';
 import { pythonLines, pythonRow, type PythonRowResult } from './python-row.js';
@@ -232,16 +232,6 @@ async function moreRounds(
   };
 }
 
-function medianRound(rounds: DrainResult[]): DrainResult {
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
-  const byCpu = [...rounds].sort((a, b) => a.cpuMsPerMsg - b.cpuMsPerMsg);
-  return {
-    ...byCpu[Math.floor((byCpu.length - 1) / 2)],
-    msgPerS: median(rounds.map((r) => r.msgPerS)),
-    rounds: rounds.map((r) => ({ msgPerS: r.msgPerS, cpuMsPerMsg: r.cpuMsPerMsg, loadAvg: r.loadAvg })),
-  };
-}
-
 /**
  * This consumer with tracing off (no OTEL_*: the SDK not loaded) and on (every input traced, spans
  * exported in batches to a sink that reads and drops them), same bodies and count.
@@ -324,7 +314,7 @@ async function main(): Promise<void> {
     }
     if (opts.binary) {
       const mlp = (await benchModels()).find((m) => m.name === 'mlp')!;
-      const r = await binaryRows(links, mlp, count, warmup, log);
+      const r = await binaryRows(links, mlp, count, warmup, log, Number(opts.rounds));
       log(`\n${binaryTable(r)}\n\n${((Date.now() - started) / 1000).toFixed(0)} s`);
       writeFileSync(
         opts.out.replace(/\.json$/, '.binary.json'),
