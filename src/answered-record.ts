@@ -86,8 +86,7 @@ export class AnsweredRecord<R extends { body: Buffer } = { body: Buffer }> {
   /**
    * The inputs of the confirmed replies, oldest first, in a ring of typed arrays: each one's id hash
    * (idHash) and when. A reply costs a hash and two stores, and leaves nothing for the garbage collector:
-   * the id strings themselves, kept in arrays of 100,000, were old-generation objects the collector
-   * traced and a write barrier per reply (2-3 µs a reply in all, measured in the consumer, record full).
+   * the id strings themselves, kept in arrays of 100,000, were old-generation objects the collector traced.
    * Only a redelivery looks anything up, so the index by hash (`index`) is built when one comes and
    * dropped once none has come for INDEX_IDLE_MS.
    */

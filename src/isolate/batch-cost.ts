@@ -19,7 +19,7 @@ const MAX_BATCH_NUMBERS = 1 << 21;
 /**
  * A batch of one whose cost, times the rows, is past this many times the limit: the estimate is answer
  * enough, and a heavy model is not run a full batch at a time at boot. Wide, since a run of one row pays
- * the per-run overhead a full batch shares (the benchmark's MLP: 0.1 ms alone, 0.03 ms a row in a batch).
+ * alone the per-run overhead a full batch shares among its rows.
  */
 const CLEARLY_OVER = 20;
 
