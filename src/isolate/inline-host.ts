@@ -1,8 +1,8 @@
 /**
- * The built-in ONNX script run on the consumer's own thread (INLINE_SCORING): for a model whose full
- * batch costs well under a millisecond, a worker thread's round trip (the bodies packed and posted,
- * two wake-ups, a third heap for the garbage collector) costs more than the scoring itself. The event
- * loop is held for one batch at a time, which the scorer has measured to be short (batch-cost.ts).
+ * The built-in ONNX script run on the consumer's own thread (INLINE_SCORING): for a model whose batches
+ * are cheap, a worker thread's round trip (the bodies packed and posted, two wake-ups, a heap of its own
+ * for the garbage collector) costs more than it saves. The event loop is held for one batch at a time,
+ * which the scorer has timed at boot to be within INLINE_MAX_BATCH_MS (batch-cost.ts).
  *
  * Batches may be under way at once (CONCURRENCY of them, each awaiting its run): the script keeps no
  * state between a batch's read and its run that another batch could overwrite (numeric-data.ts never
