@@ -32,8 +32,12 @@ export class ScriptRuntime {
       await loaded.init(msg.context);
       this.script = loaded;
       const info = describe(loaded);
-      if (msg.costProbe)
-        info.batchCost = await measureBatchCost(loaded, info.inputSchema, msg.costProbe, this.maxMessageBytes);
+      if (msg.costProbe) {
+        // A timing that fails leaves the script where it is (worker threads); it never fails boot.
+        info.batchCost = await measureBatchCost(loaded, info.inputSchema, msg.costProbe, this.maxMessageBytes).catch(
+          (err: unknown) => ({ untimed: `timing a batch failed: ${replyText(err)}` }),
+        );
+      }
       return { type: 'ready', info };
     } catch (err) {
       // A script that cannot load (or lacks run) says so itself: blaming init() would send the user to the wrong place.

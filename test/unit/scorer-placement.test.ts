@@ -4,11 +4,15 @@
  * onnxruntime-node run directly on the same input. No broker: the Scorer is driven directly.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config.js';
 import { placementOf, Scorer, scorerOptions } from '../../src/scorer.js';
+import { ScriptRuntime } from '../../src/isolate/runtime.js';
 import { encode, modelDir, node, numbers, rowWise, tensorInfo } from '../support/onnx-models.js';
 
 const model = rowWise();
@@ -163,3 +167,39 @@ test('placementOf: at or under INLINE_MAX_BATCH_MS the consumer thread, over it 
     override: 'set INLINE_SCORING=on to score on the consumer thread',
   });
 });
+
+test('a batch timing that throws leaves the script in worker threads, untimed, and never fails its boot', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'scorer-probe-'));
+  try {
+    const script = join(dir, 'odd-schema.ts');
+    writeFileSync(
+      script,
+      `export function init() {}
+       export function run(data: string) { return data; }
+       export const inputSchema = { get type(): string { throw new Error('boom'); } };`,
+    );
+    const runtime = new ScriptRuntime();
+    const ready = await runtime.init({
+      type: 'init',
+      entryScript: script,
+      context: loadConfigContext(),
+      maxMessageBytes: 1 << 20,
+      costProbe: { rows: 8, limitMs: 10 },
+    });
+    assert.equal(ready.type, 'ready', ready.type === 'init-failed' ? ready.message : '');
+    assert.deepEqual(ready.type === 'ready' && ready.info.batchCost, { untimed: 'timing a batch failed: boom' });
+    assert.deepEqual(
+      placementOf({ untimed: 'timing a batch failed: boom' }, 10, 8).inline,
+      false,
+      'so the script stays where it started',
+    );
+    await runtime.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** An init context as the consumer gives one (the model folder is not read by this script). */
+function loadConfigContext() {
+  return scorerOptions(loadConfig({ AMQP_URL: 'amqp://localhost', MODEL_DIR: dir }), pino({ level: 'silent' })).context;
+}
