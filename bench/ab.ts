@@ -5,7 +5,7 @@
  * changed for speed" was measured this way, alternating the two checkouts.
  *
  *   node --import tsx bench/ab.ts [--models iris,mlp] [--runs 2] [--rate 10000] [--messages N] [--warmup N] [--cwd ../other-checkout]
- *                                 [--noop] [--set KEY=VALUE]... [--node-arg --flag]... [--log FILE]
+ *                                 [--noop] [--npy] [--set KEY=VALUE]... [--node-arg=--flag]... [--log FILE]
  */
 import { randomBytes } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { drain } from './drain.js';
 import { connect } from './load.js';
+import { writeNpy } from '../src/isolate/npy.js';
 import { benchModels } from './models.js';
 
 const { values: opts } = parseArgs({
@@ -26,6 +27,8 @@ const { values: opts } = parseArgs({
     cwd: { type: 'string' },
     /** Drain the benchmark's no-op consumer instead (bench/noop-consumer.ts; --set REPLY_PROPS=full for our replies' properties). */
     noop: { type: 'boolean', default: false },
+    /** Send each model's rows as float32 `.npy` bodies ([1, width]) instead of JSON. */
+    npy: { type: 'boolean', default: false },
     set: { type: 'string', multiple: true, default: [] },
     'node-arg': { type: 'string', multiple: true, default: [] },
     /** Write each run's consumer output (its logs, or --trace-gc lines given with --node-arg) to this file, appended. */
@@ -51,7 +54,12 @@ try {
     for (const m of models) {
       const r = await drain(links, {
         label: `ab.${m.name}`,
-        bodies: m.bodies,
+        bodies: opts.npy
+          ? m.rows.map((row) =>
+              Buffer.from(writeNpy({ type: 'float32', data: Float32Array.from(row), dims: [1, m.width] })),
+            )
+          : m.bodies,
+        ...(opts.npy ? { contentType: 'application/x-npy' } : {}),
         count: Number(opts.messages),
         ...(opts.warmup ? { warmup: Number(opts.warmup) } : {}),
         env: opts.noop

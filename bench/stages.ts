@@ -18,6 +18,7 @@ import { AnsweredRecord } from '../src/answered-record.js';
 import { AckWindow } from '../src/broker/acks.js';
 import { encodeReplyPublish } from '../src/broker/reply-frames.js';
 import { toDelivery } from '../src/broker/delivery.js';
+import { readNpy, writeNpy } from '../src/isolate/npy.js';
 import { readNumericTensor } from '../src/isolate/numeric-data.js';
 import { packBodies, packOutcomes, unpackOutcomes, type PackedOutcomes } from '../src/isolate/protocol.js';
 import { stack } from '../src/onnx/batching.js';
@@ -115,6 +116,21 @@ export async function stageCosts(
     return { [input.name]: { type: 'float32', data: t.data, dims: t.dims } as TensorData };
   });
   const stacked = stack(feeds, [input]);
+  // The same rows as .npy bodies, each at an odd offset of one buffer, as amqplib slices bodies out of a socket read.
+  const npyBodies = (() => {
+    const one = Array.from({ length: batch }, (_, i) =>
+      writeNpy({ type: 'float32', data: Float32Array.from(model.rows[i % model.rows.length]), dims: [1, model.width] }),
+    );
+    const read = Buffer.alloc(one.reduce((sum, b) => sum + b.length + 1, 0));
+    let at = 0;
+    return one.map((b) => {
+      read.set(b, ++at);
+      const view = read.subarray(at, at + b.length);
+      at += b.length;
+      return view;
+    });
+  })();
+  const npyLimits = { maxTensorElements: 1 << 20 };
   const ortFeeds = () => {
     const t = stacked[input.name];
     return { [input.name]: new ort.Tensor('float32', t.data as Float32Array, t.dims) };
@@ -172,6 +188,16 @@ export async function stageCosts(
     'transfer to the isolate and back': () => cpuPerMessage(roundTrip, calls(batch, 50_000), batch),
     'parse: the numbers read into a tensor': () =>
       cpuPerMessage(() => bodies.forEach((b) => readNumericTensor(b, 'float32', 1 << 20)), calls(batch, 50_000), batch),
+    'npy: the rows read from .npy bodies and stacked (odd offsets, as in a socket read)': () =>
+      cpuPerMessage(
+        () =>
+          stack(
+            npyBodies.map((b) => ({ [input.name]: readNpy(b, npyLimits) })),
+            [input],
+          ),
+        calls(batch, 50_000),
+        batch,
+      ),
     'tensor build: rows stacked into one batch': () =>
       cpuPerMessage(() => stack(feeds, [input]), calls(batch, 50_000), batch),
     'runtime run (onnxruntime, 1 thread)': () =>
@@ -209,6 +235,8 @@ export async function stageCosts(
     for (const [name, measure] of Object.entries(stages)) {
       if (only && !name.startsWith(only) && !name.includes(only)) continue;
       if (inline && name.startsWith('transfer')) continue;
+      // The main table's consumer reads JSON bodies: the .npy reading is a stage of its own, on request.
+      if (!only && name.startsWith('npy:')) continue;
       us[name] = await measure();
     }
   } finally {

@@ -11,17 +11,18 @@ import {
   byNpyCode,
   bytesOf,
   elementInfo,
-  typedView,
   type BinaryCodes,
+  type ElementType,
   type NumericData,
   type TensorData,
 } from '../onnx/element-types.js';
+import { typedData } from './slab.js';
 import { elementCount } from '../onnx/tensors.js';
 
 export const NPY_CONTENT_TYPE = 'application/x-npy';
 /** numpy.lib.format's own default max_header_size. */
 export const NPY_MAX_HEADER_BYTES = 10_000;
-const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
+const MAGIC = Uint8Array.of(0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59); // \x93NUMPY
 const MAX_RANK = 32; // numpy's own NPY_MAXDIMS (64 since 2.0); a model's rank is far below either
 
 export interface NpyLimits {
@@ -30,10 +31,47 @@ export interface NpyLimits {
 
 const bad = (what: string): ScoringError => new ScoringError('BAD_BINARY', `.npy body ${what}`);
 
+/** What a body's bytes before its data say: the same for every body a producer sends of one dtype and shape. */
+interface NpyLayout {
+  info: BinaryCodes & { type: ElementType };
+  descr: string;
+  dims: readonly number[];
+  count: number;
+  dataOffset: number;
+  bigEndian: boolean;
+  fortranOrder: boolean;
+}
+
 /** The array in an .npy body; `what` names the body in errors (an input, a file in a request). */
 export function readNpy(body: Uint8Array, limits: NpyLimits): TensorData<NumericData> {
-  if (body.byteLength < 10 || MAGIC.some((b, i) => body[i] !== b))
-    throw bad('does not start with the NumPy magic "\\x93NUMPY"');
+  const { info, descr, dims, count, dataOffset, bigEndian, fortranOrder } = layoutOf(body, limits);
+  const dataBytes = count * info.bytes;
+  const got = body.byteLength - dataOffset;
+  if (got < dataBytes)
+    throw bad(
+      `is truncated: shape (${dims.join(', ')}) of ${descr} needs ${dataBytes} data bytes, the body has ${got}`,
+    );
+  if (got > dataBytes)
+    throw bad(
+      `has ${got - dataBytes} bytes after its data (shape (${dims.join(', ')}) of ${descr} is ${dataBytes} bytes)`,
+    );
+  const data =
+    bigEndian || fortranOrder
+      ? typedData(info, toLittleCOrder(body.subarray(dataOffset), info, dims, bigEndian, fortranOrder), count)
+      : typedData(info, body, count, dataOffset);
+  return { type: info.type, data, dims: dims.slice() };
+}
+
+/**
+ * The last layout read, with the bytes it was read from: a body that starts with the same bytes up to its
+ * data has the same layout, checked by comparing them rather than parsing the header again.
+ */
+let last: { prefix: Uint8Array; maxElements: number; layout: NpyLayout } | undefined;
+
+function layoutOf(body: Uint8Array, limits: NpyLimits): NpyLayout {
+  if (last !== undefined && last.maxElements === limits.maxTensorElements && startsWith(body, last.prefix))
+    return last.layout;
+  if (body.byteLength < 10 || !startsWith(body, MAGIC)) throw bad('does not start with the NumPy magic "\\x93NUMPY"');
   const major = body[6];
   if (major < 1 || major > 3) throw bad(`has format version ${major}.${body[7]}; versions 1.0 to 3.0 are read`);
   const lenBytes = major === 1 ? 2 : 4;
@@ -53,7 +91,7 @@ export function readNpy(body: Uint8Array, limits: NpyLimits): TensorData<Numeric
     const known = [...byNpyCode.keys()].map((k) => `<${k}`).join(', ');
     throw bad(`has dtype '${clip(header.descr, 80)}', which is not read; send one of ${known}`);
   }
-  const dims = header.shape.slice();
+  const dims = header.shape;
   const count = elementCount(dims, limits.maxTensorElements);
   if (count > limits.maxTensorElements) {
     throw new ScoringError(
@@ -61,25 +99,22 @@ export function readNpy(body: Uint8Array, limits: NpyLimits): TensorData<Numeric
       `.npy body has shape (${dims.join(', ')}), over the cap of ${limits.maxTensorElements} elements (MAX_TENSOR_ELEMENTS)`,
     );
   }
-  const dataBytes = count * info.bytes;
-  const got = body.byteLength - dataOffset;
-  if (got < dataBytes)
-    throw bad(
-      `is truncated: shape (${dims.join(', ')}) of ${header.descr} needs ${dataBytes} data bytes, the body has ${got}`,
-    );
-  if (got > dataBytes)
-    throw bad(
-      `has ${got - dataBytes} bytes after its data (shape (${dims.join(', ')}) of ${header.descr} is ${dataBytes} bytes)`,
-    );
-
-  const raw = body.subarray(dataOffset);
-  const bigEndian = order === '>' && info.bytes > 1;
-  if (!bigEndian && !header.fortranOrder) return { type: info.type, data: typedView(info, raw, count), dims };
-  return {
-    type: info.type,
-    data: typedView(info, toLittleCOrder(raw, info, dims, bigEndian, header.fortranOrder), count),
+  const layout: NpyLayout = {
+    info,
+    descr: header.descr,
     dims,
+    count,
+    dataOffset,
+    bigEndian: order === '>' && info.bytes > 1,
+    fortranOrder: header.fortranOrder,
   };
+  last = { prefix: body.slice(0, dataOffset), maxElements: limits.maxTensorElements, layout };
+  return layout;
+}
+
+function startsWith(body: Uint8Array, prefix: Uint8Array): boolean {
+  const n = prefix.byteLength;
+  return body.byteLength >= n && Buffer.compare(new Uint8Array(body.buffer, body.byteOffset, n), prefix) === 0;
 }
 
 /** The .npy bytes of a tensor: version 1.0, little-endian, C order, the header padded to 64 bytes as numpy pads it. */
@@ -196,7 +231,7 @@ function parseHeader(text: string): NpyHeader {
 function toLittleCOrder(
   raw: Uint8Array,
   info: BinaryCodes,
-  dims: number[],
+  dims: readonly number[],
   swap: boolean,
   fortran: boolean,
 ): Uint8Array {

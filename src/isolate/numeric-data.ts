@@ -19,6 +19,8 @@
  * - anything else: the number's own text through Number(), which rounds correctly, as JSON.parse does.
  */
 
+import { slabArray } from './slab.js';
+
 /** Well under message.ts's MAX_JSON_DEPTH (64), which the general path enforces. */
 const MAX_ARRAY_DEPTH = 16;
 const EXACT_DIGITS = 15; // 10^15 < 2^53: the digits as an integer are exact
@@ -264,41 +266,15 @@ class Reader {
   }
 }
 
-/**
- * Tensors read from bodies are views on a shared slab, as Node's Buffer pool does for small buffers: one
- * allocation for hundreds of messages instead of one each (each an ArrayBuffer the isolate's GC must
- * account for), and the bodies of one batch, read one after another, lie side by side, so stacking them
- * (onnx/batching.ts) is a view, not a copy. A slab is never reused: a view keeps it alive until the last
- * view dies, and a full one is left to the GC.
- */
-class Slab<T extends Float32Array | Float64Array> {
-  private slab: T;
-  private used = 0;
-  constructor(private readonly make: (n: number) => T) {
-    this.slab = make(SLAB_ELEMENTS);
-  }
-
-  /** The first `count` values of `values`, as this slab's element type. */
-  take(values: Float64Array, count: number): T {
-    if (count > SLAB_ELEMENTS / 4) {
-      const own = this.make(count);
-      own.set(values.subarray(0, count));
-      return own;
-    }
-    if (this.used + count > SLAB_ELEMENTS) {
-      this.slab = this.make(SLAB_ELEMENTS);
-      this.used = 0;
-    }
-    const view = this.slab.subarray(this.used, this.used + count) as T;
-    view.set(values.subarray(0, count));
-    this.used += count;
-    return view;
-  }
+/** The first `count` numbers read, as a view on the slab. */
+function fromScratch(
+  Typed: Float32ArrayConstructor | Float64ArrayConstructor,
+  count: number,
+): Float32Array | Float64Array {
+  const data = slabArray(Typed as Float64ArrayConstructor, count);
+  data.set(scratch.subarray(0, count));
+  return data;
 }
-/** 1 MB of float32 (2 MB of float64) a slab; a tensor over a quarter of that gets a buffer of its own. */
-const SLAB_ELEMENTS = 1 << 18;
-const float32Slab = new Slab((n) => new Float32Array(n));
-const float64Slab = new Slab((n) => new Float64Array(n));
 
 /** The value under "data", or undefined when the body is not exactly `{"data": <arrays of numbers>}`. */
 export function readNumericData(body: Uint8Array): unknown[] | undefined {
@@ -326,7 +302,7 @@ export function readNumericTensor(
   const { dims, count } = r;
   const tensor =
     read && count > 0 && !dims.includes(0)
-      ? { dims, data: (type === 'float64' ? float64Slab : float32Slab).take(scratch, count) }
+      ? { dims, data: fromScratch(type === 'float64' ? Float64Array : Float32Array, count) }
       : undefined;
   if (scratch.length > SCRATCH_KEEP) scratch = new Float64Array(4096);
   return tensor;

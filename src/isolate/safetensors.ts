@@ -9,14 +9,8 @@
  * Spec: https://github.com/huggingface/safetensors#format
  */
 import { clip, ScoringError } from '../errors.js';
-import {
-  bySafetensorsCode,
-  bytesOf,
-  elementInfo,
-  typedView,
-  type NumericData,
-  type TensorData,
-} from '../onnx/element-types.js';
+import { bySafetensorsCode, bytesOf, elementInfo, type NumericData, type TensorData } from '../onnx/element-types.js';
+import { typedData } from './slab.js';
 import { elementCount } from '../onnx/tensors.js';
 
 export const SAFETENSORS_CONTENT_TYPE = 'application/x-safetensors';
@@ -90,7 +84,7 @@ export function readSafetensors(body: Uint8Array, limits: SafetensorsLimits): Ma
       );
     if (end > data.byteLength)
       throw bad(`is truncated: ${where} ends at data byte ${end}, the body has ${data.byteLength}`);
-    out.set(name, { type: info.type, data: typedView(info, data.subarray(begin, end), count), dims });
+    out.set(name, { type: info.type, data: typedData(info, data.subarray(begin, end), count), dims });
   }
   return out;
 }

@@ -7,7 +7,7 @@
  */
 import type { OnnxOptions } from '../config.js';
 import type { TensorData, TensorSpec } from './tensors.js';
-import { elementInfo } from './element-types.js';
+import { elementInfo, type NumericData } from './element-types.js';
 
 export type BatchingMode = OnnxOptions['batching'];
 export interface BatchingDecision {
@@ -138,7 +138,7 @@ export function stack(items: readonly Feeds[], inputs: readonly TensorSpec[]): F
     const parts = items.map((it) => it[name]);
     const total = parts.reduce((sum, p) => sum + p.data.length, 0);
     const dims = [parts.reduce((sum, p) => sum + p.dims[0], 0), ...parts[0].dims.slice(1)];
-    // Read one after another from one slab (isolate/numeric-data.ts), they already lie side by side.
+    // Read one after another onto one slab (isolate/slab.ts), they already lie side by side.
     const adjacent = sideBySide(parts.map((p) => p.data));
     if (adjacent) {
       out[name] = { type, data: adjacent, dims };
@@ -156,19 +156,19 @@ export function stack(items: readonly Feeds[], inputs: readonly TensorSpec[]): F
   return out;
 }
 
-/** One view over typed arrays that follow each other in one buffer, in order; undefined otherwise. */
+/** One view over typed arrays of one kind that follow each other in one buffer, in order; undefined otherwise. */
 function sideBySide(parts: ReadonlyArray<TensorData['data']>): TensorData['data'] | undefined {
   const first = parts[0];
-  if (!(first instanceof Float32Array || first instanceof Float64Array)) return undefined;
+  if (Array.isArray(first)) return undefined;
   let end = first.byteOffset + first.byteLength;
   for (let k = 1; k < parts.length; k++) {
     const p = parts[k];
-    if (p.constructor !== first.constructor || (p as Float32Array).buffer !== first.buffer) return undefined;
-    if ((p as Float32Array).byteOffset !== end) return undefined;
-    end += (p as Float32Array).byteLength;
+    if (p.constructor !== first.constructor || (p as NumericData).buffer !== first.buffer) return undefined;
+    if ((p as NumericData).byteOffset !== end) return undefined;
+    end += (p as NumericData).byteLength;
   }
-  const Ctor = first.constructor as Float32ArrayConstructor | Float64ArrayConstructor;
-  return new Ctor(first.buffer as ArrayBuffer, first.byteOffset, (end - first.byteOffset) / first.BYTES_PER_ELEMENT);
+  const Ctor = first.constructor as new (buffer: ArrayBufferLike, byteOffset: number, length: number) => NumericData;
+  return new Ctor(first.buffer, first.byteOffset, (end - first.byteOffset) / first.BYTES_PER_ELEMENT);
 }
 
 function firstDifference(alone: TensorData, together: TensorData, offset: number): number | undefined {

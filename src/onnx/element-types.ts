@@ -249,17 +249,6 @@ export const bySafetensorsCode: ReadonlyMap<string, BinaryCodes & { type: Elemen
   BINARY.map((t) => [t.safetensors, t]),
 );
 
-/**
- * A typed array over `bytes` without a copy where its offset is aligned for the type, else a copy
- * (a body lands in the isolate's buffer wherever the previous one ended).
- */
-export function typedView(info: BinaryCodes, bytes: Uint8Array, count: number): NumericData {
-  if (bytes.byteOffset % info.bytes === 0) return new info.array(bytes.buffer, bytes.byteOffset, count);
-  const copy = new info.array(count);
-  new Uint8Array(copy.buffer).set(bytes.subarray(0, count * info.bytes));
-  return copy;
-}
-
 /** The little-endian bytes of a typed array, as a view. */
 export function bytesOf(data: NumericData): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);

@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { ScoringError } from '../../src/errors.js';
 import { readNpy, writeNpy } from '../../src/isolate/npy.js';
+import { stack } from '../../src/onnx/batching.js';
 
 const limits = { maxTensorElements: 1 << 20 };
 
@@ -45,10 +46,49 @@ test('a 0-d array and a 1-d array keep their shapes', () => {
   assert.deepEqual(readNpy(numpy('np.zeros(5, dtype=np.int32)').npy, limits).dims, [5]);
 });
 
-test('the data is a view on the body, not a copy, when aligned', () => {
-  const { npy } = numpy('np.ones((2, 2), dtype=np.float32)');
-  const t = readNpy(npy, limits);
-  assert.equal(t.data.buffer, npy.buffer);
+test('a large array is a view on the body when aligned; a small one is copied beside the rows read before it', () => {
+  const { npy } = numpy('np.ones((300, 300), dtype=np.float32)');
+  assert.equal(readNpy(npy, limits).data.buffer, npy.buffer, 'a view, not a copy');
+
+  // Rows at whatever offsets their frames left them, aligned or not: read in turn, they lie side by side,
+  // so the batch stacked from them is a view, not a copy.
+  const one = numpy('np.arange(8, dtype=np.float32).reshape(1, 8) / 3').npy;
+  const read = new Uint8Array(4 * (one.byteLength + 1));
+  const bodies = [0, 1, 2, 3].map((k) => {
+    const at = k * one.byteLength + k; // offsets 0, 1, 2, 3 past a multiple of the body's length: every alignment
+    read.set(one, at);
+    return read.subarray(at, at + one.byteLength);
+  });
+  const rows = bodies.map((b) => readNpy(b, limits));
+  for (const r of rows) assert.notEqual(r.data.buffer, read.buffer, 'a small array is copied');
+  const spec = [{ name: 'x', type: 'float32' as const, dims: [-1, 8] }];
+  const stacked = stack(
+    rows.map((r) => ({ x: r })),
+    spec,
+  ).x;
+  assert.equal((stacked.data as Float32Array).buffer, rows[0].data.buffer, 'stacked as a view');
+  assert.deepEqual(stacked.dims, [4, 8]);
+  assert.deepEqual(
+    flat(stacked.data as Float32Array),
+    [0, 1, 2, 3].flatMap(() => flat(rows[0].data)),
+  );
+  assert.deepEqual(
+    flat(rows[0].data),
+    [0, 1, 2, 3, 4, 5, 6, 7].map((v) => Math.fround(v / 3)),
+  );
+});
+
+test('a body whose bytes before its data differ from the last one read is read on its own header', () => {
+  const a = numpy('np.arange(6, dtype=np.float32).reshape(2, 3)').npy;
+  const b = numpy('np.arange(6, dtype=np.float32).reshape(3, 2)').npy;
+  const c = numpy('np.arange(6, dtype=np.int32).reshape(2, 3)').npy;
+  for (const body of [a, b, a, c, a]) readNpy(body, limits);
+  assert.deepEqual(readNpy(b, limits).dims, [3, 2]);
+  assert.deepEqual(readNpy(a, limits).dims, [2, 3]);
+  assert.equal(readNpy(c, limits).type, 'int32');
+  // The same header with a byte of data missing: the layout is reused, the length still checked.
+  assert.throws(() => readNpy(a.subarray(0, a.byteLength - 1), limits), /is truncated/);
+  assert.throws(() => readNpy(a, { maxTensorElements: 5 }), /over the cap of 5 elements/);
 });
 
 test('a misaligned body is copied and still read right', () => {

@@ -34,7 +34,13 @@ sys.stdout.buffer.write(safetensors_bytes({"a": np.arange(6, dtype=np.float32).r
   assert.deepEqual([...(got.get('a')!.data as Float32Array)], [0, 1, 2, 3, 4, 5]);
   assert.equal(got.get('ids')!.type, 'int64');
   assert.deepEqual([...(got.get('ids')!.data as BigInt64Array)], [5n, -1n]);
-  assert.equal(got.get('a')!.data.buffer, body.buffer, 'a view, not a copy');
+  assert.notEqual(got.get('a')!.data.buffer, body.buffer, 'a small tensor is copied beside the last one read');
+  const large = writeSafetensors({
+    x: { type: 'float32', data: new Float32Array(100_000).fill(0.5), dims: [1, 100_000] },
+  });
+  const x = readSafetensors(large, limits).get('x')!;
+  assert.equal(x.data.buffer, large.buffer, 'a large aligned tensor is a view, not a copy');
+  assert.equal(x.data[99_999], 0.5);
 });
 
 test('what writeSafetensors writes reads back, and its layout has no holes (the spec reference readers check)', () => {
