@@ -12,6 +12,11 @@ export interface BatchOrder<T> {
  * has waited maxBatchDelayMs. A delay of 0 still gathers what arrived in the same turn of the event
  * loop, which is how a socket read full of deliveries becomes one batch.
  *
+ * It waits for the delay only while `waits()` says so (the consumer: while its event loop is busy enough
+ * for batching to pay, BATCH_DELAY_MIN_LOAD); otherwise a batch is cut at the end of the turn its first
+ * item arrived in, as with a delay of 0. At light load nothing then waits on a timer, whose millisecond
+ * clock made a 2 ms delay 2–4 ms; under load, deliveries read together still make one batch.
+ *
  * A due batch goes only while `hasCapacity()` says so (an isolate is free). While every isolate is
  * busy the waiting items are held, and the next batch is cut when `wake()` says one has freed up: so
  * under load batches grow to maxBatchSize instead of queueing up half-empty behind busy isolates.
@@ -30,6 +35,10 @@ export class Batcher<T> {
   /** The first `flushed` items are due now, whatever their age (flush()). */
   private flushed = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** A cut at the end of this turn of the event loop (a delay of 0, or not waiting). */
+  private turnEnd: NodeJS.Immediate | undefined;
+  /** Set while that cut runs: whatever is held is due. */
+  private turnEnded = false;
 
   constructor(
     private readonly maxBatchSize: number,
@@ -37,6 +46,7 @@ export class Batcher<T> {
     private readonly onBatch: (batch: T[]) => void,
     private readonly hasCapacity: () => boolean = () => true,
     private readonly order?: BatchOrder<T>,
+    private readonly waits: () => boolean = () => true,
   ) {
     this.items = new HeldInputs<T>(order?.maxPriority ?? 0);
   }
@@ -45,7 +55,7 @@ export class Batcher<T> {
     this.items.add(item, this.order?.infoOf(item) ?? { redelivered: false });
     this.arrivals.push(performance.now());
     if (this.items.size >= this.maxBatchSize) this.release();
-    else if (!this.timer) this.arm();
+    else this.arm();
   }
 
   /** Sends what is gathered now, without waiting for the delay (as capacity allows; the rest on wake()). */
@@ -66,11 +76,16 @@ export class Batcher<T> {
   private release(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
+    clearImmediate(this.turnEnd);
+    this.turnEnd = undefined;
     const now = performance.now();
     while (this.items.size > 0 && this.hasCapacity()) {
       // 1 ms of slack: timers fire on the event loop's millisecond clock, a hair before performance.now() agrees.
       const due =
-        this.flushed > 0 || this.items.size >= this.maxBatchSize || now - this.arrivals[0] >= this.maxBatchDelayMs - 1;
+        this.turnEnded ||
+        this.flushed > 0 ||
+        this.items.size >= this.maxBatchSize ||
+        now - this.arrivals[0] >= this.maxBatchDelayMs - 1;
       if (!due) break;
       const batch = this.items.nextBatch(this.maxBatchSize);
       const n = batch.length;
@@ -81,9 +96,24 @@ export class Batcher<T> {
     this.arm();
   }
 
-  /** A timer for the first item's deadline; none while there is no capacity, since wake() will come. */
+  /**
+   * A timer for the first item's deadline, or a cut at the end of this turn when not waiting; neither
+   * while there is no capacity, since wake() will come.
+   */
   private arm(): void {
-    if (this.timer || this.items.size === 0 || !this.hasCapacity()) return;
+    if (this.timer || this.turnEnd || this.items.size === 0 || !this.hasCapacity()) return;
+    if (this.maxBatchDelayMs === 0 || !this.waits()) {
+      this.turnEnd = setImmediate(() => {
+        this.turnEnd = undefined;
+        this.turnEnded = true;
+        try {
+          this.release();
+        } finally {
+          this.turnEnded = false;
+        }
+      });
+      return;
+    }
     const wait = Math.max(0, this.arrivals[0] + this.maxBatchDelayMs - performance.now());
     this.timer = setTimeout(() => {
       this.timer = undefined;

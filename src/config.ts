@@ -47,6 +47,7 @@ export const configSchema = z.object({
   CONCURRENCY: int(1, 64),
   MAX_BATCH_SIZE: int(1, 4096),
   MAX_BATCH_DELAY_MS: int(0, 60_000),
+  BATCH_DELAY_MIN_LOAD: z.coerce.number().min(0).max(1),
   RUN_TIMEOUT_MS: int(1, 3_600_000),
   MAX_MESSAGE_BYTES: int(64, 512 * 1024 * 1024),
   MAX_TENSOR_ELEMENTS: int(1, 1_000_000_000),
@@ -194,6 +195,8 @@ function toConfig(c: z.infer<typeof configSchema>) {
     concurrency: c.CONCURRENCY,
     maxBatchSize: c.MAX_BATCH_SIZE,
     maxBatchDelayMs: c.MAX_BATCH_DELAY_MS,
+    /** A batch waits for maxBatchDelayMs only while the event loop worked at least this share of the last 100 ms. */
+    batchDelayMinLoad: c.BATCH_DELAY_MIN_LOAD,
     runTimeoutMs: c.RUN_TIMEOUT_MS,
     maxMessageBytes: c.MAX_MESSAGE_BYTES,
     maxTensorElements: c.MAX_TENSOR_ELEMENTS,

@@ -17,6 +17,7 @@ import {
 import { AnsweredRecord } from './answered-record.js';
 import { backoffMs } from './backoff.js';
 import { Batcher } from './batcher.js';
+import { LoopLoad } from './loop-load.js';
 import type { Broker, Delivery } from './broker/broker.js';
 import { idMayBeAltered } from './broker/delivery.js';
 import { deadQueueOf } from './broker/topology.js';
@@ -94,7 +95,17 @@ export class Consumer {
       maxPriority: config.maxPriority,
       infoOf: (r: Received) => ({ priority: r.delivery.priority, redelivered: r.delivery.redelivered }),
     };
-    this.batcher = new Batcher(batchSize, config.maxBatchDelayMs, (batch) => this.schedule(batch), isolateFree, order);
+    // Waiting for a batch pays only when the consumer is busy; at light load each turn's deliveries go at once.
+    const load = new LoopLoad();
+    const waits = () => load.utilization >= config.batchDelayMinLoad;
+    this.batcher = new Batcher(
+      batchSize,
+      config.maxBatchDelayMs,
+      (batch) => this.schedule(batch),
+      isolateFree,
+      order,
+      waits,
+    );
     // An isolate is free: cut the next batch now, grown while every isolate was busy.
     this.scoring.on('next', () => this.batcher.wake());
     this.answerOptions = {

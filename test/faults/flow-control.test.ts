@@ -191,6 +191,7 @@ test('a broker restarted while a memory alarm holds a full reply buffer: every i
       REPLY_QUEUE: replies2,
       MAX_BATCH_SIZE: '2048',
       MAX_BATCH_DELAY_MS: '200',
+      BATCH_DELAY_MIN_LOAD: '0',
       CONCURRENCY: '1',
       PREFETCH: '4096',
     });

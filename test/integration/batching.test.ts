@@ -1,5 +1,6 @@
 /**
- * Dynamic batching through the real broker: when a batch goes (MAX_BATCH_DELAY_MS, MAX_BATCH_SIZE),
+ * Dynamic batching through the real broker: when a batch goes (MAX_BATCH_DELAY_MS, MAX_BATCH_SIZE, and
+ * BATCH_DELAY_MIN_LOAD 0 where a test needs the delay's batches; an idle consumer does not wait by default),
  * what a bad item does to its batch, that every reply keeps its own input's correlation, and that a
  * redelivered input is scored alone. A recording entry script answers each item with the batch it
  * was scored in.
@@ -80,19 +81,33 @@ let bySize: Queues;
 let iris: Queues;
 let irisPort: number;
 let correlation: Queues;
+let idle: Queues;
 
 before(async () => {
   client = await TestClient.connect();
   byDelay = newQueues('delay');
-  consumers.startOn(byDelay, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_DELAY_MS: '200' });
+  consumers.startOn(byDelay, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_DELAY_MS: '200', BATCH_DELAY_MIN_LOAD: '0' });
   bySize = newQueues('size');
   // A delay no test waits for: only a full batch can go.
-  consumers.startOn(bySize, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_SIZE: '4', MAX_BATCH_DELAY_MS: '60000' });
+  consumers.startOn(bySize, {
+    ENTRY_SCRIPT: RECORDER,
+    MAX_BATCH_SIZE: '4',
+    MAX_BATCH_DELAY_MS: '60000',
+    BATCH_DELAY_MIN_LOAD: '0',
+  });
   iris = newQueues('iris');
   irisPort = await freePort();
-  consumers.startOn(iris, { MAX_BATCH_DELAY_MS: '200', HTTP_PORT: String(irisPort) });
+  consumers.startOn(iris, { MAX_BATCH_DELAY_MS: '200', BATCH_DELAY_MIN_LOAD: '0', HTTP_PORT: String(irisPort) });
   correlation = newQueues('correlation');
-  consumers.startOn(correlation, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_SIZE: '16', MAX_BATCH_DELAY_MS: '2' });
+  consumers.startOn(correlation, {
+    ENTRY_SCRIPT: RECORDER,
+    MAX_BATCH_SIZE: '16',
+    MAX_BATCH_DELAY_MS: '2',
+    BATCH_DELAY_MIN_LOAD: '0',
+  });
+  idle = newQueues('idle');
+  // The default BATCH_DELAY_MIN_LOAD: an idle consumer does not wait for the delay, however long.
+  consumers.startOn(idle, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_DELAY_MS: '60000' });
   await consumers.allConsuming();
 });
 
@@ -110,6 +125,12 @@ test('a partial batch goes after MAX_BATCH_DELAY_MS: three messages published to
     assert.equal(a.via, 'runBatch');
     assert.deepEqual(a.batch, [0, 1, 2]);
   }
+});
+
+test('an idle consumer scores a message without waiting MAX_BATCH_DELAY_MS (BATCH_DELAY_MIN_LOAD)', async () => {
+  // ask() gives up after 30 s, half the 60 s delay: a reply at all means the message did not wait for it.
+  const replies = await ask(idle, [{ id: 'lone', body: { data: { id: 7 } } }]);
+  assert.deepEqual(answer(replies.get('lone')).batch, [7]);
 });
 
 test('a batch goes as soon as it holds MAX_BATCH_SIZE messages, without waiting for the delay', async () => {
@@ -204,7 +225,7 @@ test('a redelivered input is scored alone, while fresh inputs published with it 
     fresh.map(({ id, body }) => ({ body, options: { correlationId: id } })),
   );
 
-  const c = consumers.startOn(q, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_DELAY_MS: '200' });
+  const c = consumers.startOn(q, { ENTRY_SCRIPT: RECORDER, MAX_BATCH_DELAY_MS: '200', BATCH_DELAY_MIN_LOAD: '0' });
   await c.waitFor('"msg":"consuming"');
   const ids = [...first, ...fresh].map(({ id }) => id);
   const got = await client.collect(q.replies, (rs) => tally(ids, rs).missing.length === 0, 30_000);

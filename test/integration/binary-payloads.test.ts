@@ -65,7 +65,7 @@ before(async () => {
   });
   const start = (name: keyof typeof q, env: Record<string, string>) => {
     q[name] = consumers.queuesFor(`binary.${name}`);
-    consumers.startOn(q[name], { CONCURRENCY: '1', MAX_BATCH_DELAY_MS: '20', ...env });
+    consumers.startOn(q[name], { CONCURRENCY: '1', MAX_BATCH_DELAY_MS: '20', BATCH_DELAY_MIN_LOAD: '0', ...env });
   };
   start('iris', {});
   start('ids', { MODEL_DIR: ids });

@@ -47,6 +47,7 @@ before(async () => {
     CONCURRENCY: '1',
     MAX_BATCH_SIZE: '8',
     MAX_BATCH_DELAY_MS: '100',
+    BATCH_DELAY_MIN_LOAD: '0',
   });
   await consumers.allConsuming();
 });

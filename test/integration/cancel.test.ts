@@ -125,7 +125,10 @@ test('in one batch, replies that come back unroutable and replies that do not ea
   timeout: 30_000,
 }, async () => {
   // A long delay so all twenty are scored, and their replies published, as one batch.
-  const { input, replies, consumer } = await consumerOn('cancel.mixed', { MAX_BATCH_DELAY_MS: '500' });
+  const { input, replies, consumer } = await consumerOn('cancel.mixed', {
+    MAX_BATCH_DELAY_MS: '500',
+    BATCH_DELAY_MIN_LOAD: '0',
+  });
   const gone = uniqueName('cancel.mixed.gone');
   const leaving = new Set([3, 11, 17]);
   await client.publishMany(

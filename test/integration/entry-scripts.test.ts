@@ -113,6 +113,7 @@ before(async () => {
     // Long enough that a burst published at once is one batch even on a loaded CI machine: at 300 ms one of six
     // inputs once came after its batch had gone (a CI run on 2026-12-06), and was run() alone.
     MAX_BATCH_DELAY_MS: '1000',
+    BATCH_DELAY_MIN_LOAD: '0',
   });
   iris = consumer('iris', { ENTRY_SCRIPT: 'models/score.ts' });
   // Relative to the consumer's working directory (the repository root), as a user may write it.

@@ -47,7 +47,12 @@ test('the same inputs scored on the consumer thread and in worker threads get id
   const replies = [];
   for (const mode of ['on', 'off']) {
     const q = consumers.queuesFor(`inline.${mode}`);
-    const c = consumers.startOn(q, { MODEL_DIR: dir, INLINE_SCORING: mode, MAX_BATCH_DELAY_MS: '20' });
+    const c = consumers.startOn(q, {
+      MODEL_DIR: dir,
+      INLINE_SCORING: mode,
+      MAX_BATCH_DELAY_MS: '20',
+      BATCH_DELAY_MIN_LOAD: '0',
+    });
     await c.waitFor('"msg":"consuming"');
     if (mode === 'on') assert.match(c.output(), /"reason":"INLINE_SCORING=on".*"msg":"scoring on the consumer thread"/);
     else assert.doesNotMatch(c.output(), /"msg":"scoring on the consumer thread"/);

@@ -58,6 +58,7 @@ test('a burst of 16 same-size images of alternating orientation: each answer equ
   const c = consumers.startOn(q, {
     MODEL_DIR: modelDir('orientation', bytes),
     MAX_BATCH_DELAY_MS: '300',
+    BATCH_DELAY_MIN_LOAD: '0',
     CONCURRENCY: '1',
     HTTP_PORT: String(port),
   });
@@ -87,7 +88,12 @@ test('a burst of 16 same-size images of alternating orientation: each answer equ
 test('a sequence-first RNN: messages sent together are answered as if alone; the boot line says batching is off, why, and how to override', async () => {
   const bytes = seqFirstRnn();
   const q = consumers.queuesFor('onnx.rnn');
-  const c = consumers.startOn(q, { MODEL_DIR: modelDir('rnn', bytes), MAX_BATCH_DELAY_MS: '300', CONCURRENCY: '1' });
+  const c = consumers.startOn(q, {
+    MODEL_DIR: modelDir('rnn', bytes),
+    MAX_BATCH_DELAY_MS: '300',
+    BATCH_DELAY_MIN_LOAD: '0',
+    CONCURRENCY: '1',
+  });
   await c.waitFor('"msg":"consuming"');
   const line = c
     .output()

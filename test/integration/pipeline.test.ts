@@ -32,7 +32,7 @@ after(async () => {
 test('an input past its deadline is answered EXPIRED without being scored; its neighbours and one within its deadline are scored', async () => {
   const q = consumers.queuesFor('pipeline.deadline');
   const port = await freePort();
-  const c = consumers.startOn(q, { HTTP_PORT: String(port), MAX_BATCH_DELAY_MS: '200' });
+  const c = consumers.startOn(q, { HTTP_PORT: String(port), MAX_BATCH_DELAY_MS: '200', BATCH_DELAY_MIN_LOAD: '0' });
   await c.waitFor('"msg":"consuming"');
   const past = new Date(Date.now() - 60_000).toISOString();
   const future = new Date(Date.now() + 3_600_000).toISOString();

@@ -59,6 +59,7 @@ before(async () => {
     CONCURRENCY: '1',
     MAX_BATCH_SIZE: '8',
     MAX_BATCH_DELAY_MS: '100',
+    BATCH_DELAY_MIN_LOAD: '0',
   });
   consumers.startOn(seed, { ENTRY_SCRIPT: join(dir, 'seed', 'score.py'), CONCURRENCY: '1' });
   await consumers.allConsuming();

@@ -133,6 +133,7 @@ before(async () => {
     CONCURRENCY: '1',
     MAX_BATCH_SIZE: '32',
     MAX_BATCH_DELAY_MS: '300',
+    BATCH_DELAY_MIN_LOAD: '0',
   });
   await consumers.allConsuming(60_000);
 });

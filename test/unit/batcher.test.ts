@@ -51,6 +51,33 @@ test('a delay of 0 gathers what arrives in one turn of the event loop', async ()
   assert.deepEqual(batches.slice(1), [[10], [11]], 'later turns make later batches');
 });
 
+test('while it does not wait, a batch goes at the end of the turn its first item arrived in, whatever the delay', async () => {
+  let waits = false;
+  const batches: number[][] = [];
+  const batcher = new Batcher<number>(
+    100,
+    60_000,
+    (b) => batches.push(b),
+    () => true,
+    undefined,
+    () => waits,
+  );
+  for (let i = 0; i < 5; i++) batcher.add(i);
+  assert.deepEqual(batches, [], 'gathered through the turn');
+  await nextTurn();
+  assert.deepEqual(batches, [[0, 1, 2, 3, 4]], 'cut at its end, not after the delay');
+  batcher.add(5);
+  await nextTurn();
+  assert.deepEqual(batches.at(-1), [5]);
+
+  waits = true; // busy: back to the delay
+  batcher.add(6);
+  await sleep(20);
+  assert.equal(batches.length, 2, 'waits for the delay again');
+  batcher.flush();
+  assert.deepEqual(batches.at(-1), [6]);
+});
+
 test('items keep their order within and across batches', async () => {
   const { batcher, batches } = collecting<number>(7, 1);
   for (let i = 0; i < 100; i++) {
