@@ -87,7 +87,6 @@ export function readBinaryInputs(
 
 /** A tensor read from a body, checked against its input as the JSON path checks it, converted where that loses nothing. */
 function fit(t: TensorData, spec: TensorSpec, what: string): TensorData {
-  const want = formatDims(spec.dims);
   // .npy and safetensors carry no strings: a string input takes JSON.
   if (spec.type === 'string')
     throw new ScoringError(
@@ -97,11 +96,14 @@ function fit(t: TensorData, spec: TensorSpec, what: string): TensorData {
   if (t.dims.length !== spec.dims.length) {
     throw new ScoringError(
       'SHAPE',
-      `input '${spec.name}' expects rank ${spec.dims.length} (shape ${want}), got rank ${t.dims.length} (shape ${formatDims(t.dims)})`,
+      `input '${spec.name}' expects rank ${spec.dims.length} (shape ${formatDims(spec.dims)}), got rank ${t.dims.length} (shape ${formatDims(t.dims)})`,
     );
   }
   if (!fitsSpec(t.dims, spec))
-    throw new ScoringError('SHAPE', `input '${spec.name}' expects shape ${want}, got ${formatDims(t.dims)}`);
+    throw new ScoringError(
+      'SHAPE',
+      `input '${spec.name}' expects shape ${formatDims(spec.dims)}, got ${formatDims(t.dims)}`,
+    );
   if (!convertsExactly(t.type, spec.type)) {
     const others = typesConvertingTo(spec.type).slice(1);
     throw new ScoringError(
