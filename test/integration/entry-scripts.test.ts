@@ -191,13 +191,15 @@ test('an item that runBatch returns as an Error gets its own error reply, while 
   assert.equal(failed.status, 'error');
   assert.equal(failed.headers['x-error-code'], 'RUN_FAILED');
   assert.equal(failed.json(), 'item 3 refused');
+  // Every neighbour succeeds; those that shared the failing item's batch came through runBatch with it. (A
+  // neighbour scored in a batch of its own, as one was in a CI run, is answered by run() and still succeeds.)
   const neighbours = items
     .filter((_, i) => i !== 3)
-    .map(({ id }) => okBody(replies.get(id)) as { via: string; batch: number[] });
-  assert.ok(neighbours.every((b) => b.via === 'runBatch'));
+    .map(({ id }) => okBody(replies.get(id)) as { via: string; batch?: number[] });
+  const shared = neighbours.filter((b) => b.batch?.includes(3));
   assert.ok(
-    neighbours.some((b) => b.batch.includes(3)),
-    'the failing item shared a batch with a neighbour that succeeded',
+    shared.length > 0 && shared.every((b) => b.via === 'runBatch'),
+    `the failing item shared a batch with a neighbour that succeeded: ${JSON.stringify(neighbours)}`,
   );
 });
 
