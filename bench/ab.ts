@@ -13,8 +13,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { drain } from './drain.js';
 import { connect } from './load.js';
-import { writeNpy } from '../src/isolate/npy.js';
-import { benchModels } from './models.js';
+import { benchModels, npyBodies } from './models.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -54,11 +53,7 @@ try {
     for (const m of models) {
       const r = await drain(links, {
         label: `ab.${m.name}`,
-        bodies: opts.npy
-          ? m.rows.map((row) =>
-              Buffer.from(writeNpy({ type: 'float32', data: Float32Array.from(row), dims: [1, m.width] })),
-            )
-          : m.bodies,
+        bodies: opts.npy ? npyBodies(m) : m.bodies,
         ...(opts.npy ? { contentType: 'application/x-npy' } : {}),
         count: Number(opts.messages),
         ...(opts.warmup ? { warmup: Number(opts.warmup) } : {}),

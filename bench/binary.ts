@@ -23,7 +23,7 @@ import { startConsumer } from '../test/support/consumer-process.js';
 import { computeCeiling } from './ceilings.js';
 import { drain, medianRound, stopProcess, type BenchLinks, type DrainResult } from './drain.js';
 import { declareQueues, deleteQueues, uniqueQueues } from './load.js';
-import { ROOT, type BenchModel } from './models.js';
+import { ROOT, npyBodies, type BenchModel } from './models.js';
 import { RUNTIME_STAGE, stageUs } from './report.js';
 import { stageCosts } from './stages.js';
 
@@ -214,9 +214,7 @@ export async function binaryRows(
   log(
     `mlp: JSON and .npy drains (${count} messages each), the no-op consumer with our reply properties, onnxruntime per row`,
   );
-  const npyBodies = mlp.rows.map((row) =>
-    Buffer.from(writeNpy({ type: 'float32', data: Float32Array.from(row), dims: [1, 784] })),
-  );
+  const mlpNpy = npyBodies(mlp);
   const env = { MODEL_DIR: mlp.modelDir };
   const compute = await computeCeiling(mlp, config);
   // JSON, .npy and the no-op with our reply properties, drained `rounds` times alternating; each its median round.
@@ -236,7 +234,7 @@ export async function binaryRows(
     rows.npy.push(
       await drain(links, {
         label: `mlp.npy.r${round}`,
-        bodies: npyBodies,
+        bodies: mlpNpy,
         contentType: 'application/x-npy',
         count,
         warmup,
@@ -247,7 +245,7 @@ export async function binaryRows(
     rows.noop.push(
       await drain(links, {
         label: `mlp.noop.contract.r${round}`,
-        bodies: npyBodies,
+        bodies: mlpNpy,
         contentType: 'application/x-npy',
         count,
         warmup,

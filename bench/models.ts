@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeNpy } from '../src/isolate/npy.js';
 import { makeMlpModel } from '../scripts/make-models.js';
 import { mulberry32 } from '../scripts/train-iris.js';
 
@@ -67,4 +68,11 @@ export async function benchModels(): Promise<BenchModel[]> {
       rows: mlp,
     },
   ];
+}
+
+/** Each of a model's rows as a float32 `.npy` body of shape [1, width], as numpy writes it. */
+export function npyBodies(model: BenchModel): Buffer[] {
+  return model.rows.map((row) =>
+    Buffer.from(writeNpy({ type: 'float32', data: Float32Array.from(row), dims: [1, model.width] })),
+  );
 }

@@ -18,14 +18,14 @@ import { AnsweredRecord } from '../src/answered-record.js';
 import { AckWindow } from '../src/broker/acks.js';
 import { encodeReplyPublish } from '../src/broker/reply-frames.js';
 import { toDelivery } from '../src/broker/delivery.js';
-import { readNpy, writeNpy } from '../src/isolate/npy.js';
+import { readNpy } from '../src/isolate/npy.js';
 import { readNumericTensor } from '../src/isolate/numeric-data.js';
 import { packBodies, packOutcomes, unpackOutcomes, type PackedOutcomes } from '../src/isolate/protocol.js';
 import { stack } from '../src/onnx/batching.js';
 import { AnswerWriter } from '../src/onnx/answer-json.js';
 import { splitOutputs, type TensorData, type TensorSpec } from '../src/onnx/tensors.js';
 import { buildReply } from '../src/reply.js';
-import { benchModels, type BenchModel } from './models.js';
+import { benchModels, npyBodies, type BenchModel } from './models.js';
 import { defs, frames } from '../test/support/amqplib-codec.js';
 
 export interface StageCosts {
@@ -117,10 +117,9 @@ export async function stageCosts(
   });
   const stacked = stack(feeds, [input]);
   // The same rows as .npy bodies, each at an odd offset of one buffer, as amqplib slices bodies out of a socket read.
-  const npyBodies = (() => {
-    const one = Array.from({ length: batch }, (_, i) =>
-      writeNpy({ type: 'float32', data: Float32Array.from(model.rows[i % model.rows.length]), dims: [1, model.width] }),
-    );
+  const npyRows = (() => {
+    const bodies = npyBodies(model);
+    const one = Array.from({ length: batch }, (_, i) => bodies[i % bodies.length]);
     const read = Buffer.alloc(one.reduce((sum, b) => sum + b.length + 1, 0));
     let at = 0;
     return one.map((b) => {
@@ -192,7 +191,7 @@ export async function stageCosts(
       cpuPerMessage(
         () =>
           stack(
-            npyBodies.map((b) => ({ [input.name]: readNpy(b, npyLimits) })),
+            npyRows.map((b) => ({ [input.name]: readNpy(b, npyLimits) })),
             [input],
           ),
         calls(batch, 50_000),
