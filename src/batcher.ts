@@ -37,8 +37,6 @@ export class Batcher<T> {
   private timer: NodeJS.Timeout | undefined;
   /** A cut at the end of this turn of the event loop (a delay of 0, or not waiting). */
   private turnEnd: NodeJS.Immediate | undefined;
-  /** Set while that cut runs: whatever is held is due. */
-  private turnEnded = false;
 
   constructor(
     private readonly maxBatchSize: number,
@@ -73,7 +71,8 @@ export class Batcher<T> {
     return this.items.size;
   }
 
-  private release(): void {
+  /** Cuts the due batches while there is capacity; at a turn's end (`turnEnded`) whatever is held is due. */
+  private release(turnEnded = false): void {
     clearTimeout(this.timer);
     this.timer = undefined;
     clearImmediate(this.turnEnd);
@@ -82,7 +81,7 @@ export class Batcher<T> {
     while (this.items.size > 0 && this.hasCapacity()) {
       // 1 ms of slack: timers fire on the event loop's millisecond clock, a hair before performance.now() agrees.
       const due =
-        this.turnEnded ||
+        turnEnded ||
         this.flushed > 0 ||
         this.items.size >= this.maxBatchSize ||
         now - this.arrivals[0] >= this.maxBatchDelayMs - 1;
@@ -105,12 +104,7 @@ export class Batcher<T> {
     if (this.maxBatchDelayMs === 0 || !this.waits()) {
       this.turnEnd = setImmediate(() => {
         this.turnEnd = undefined;
-        this.turnEnded = true;
-        try {
-          this.release();
-        } finally {
-          this.turnEnded = false;
-        }
+        this.release(true);
       });
       return;
     }
