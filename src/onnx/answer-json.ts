@@ -122,10 +122,10 @@ export class AnswerWriter {
     }
     const sink = new Sink();
     const ends: number[] = new Array(rowCounts.length);
+    const many = this.names.length > 1;
     let row = 0;
     for (let m = 0; m < rowCounts.length; m++) {
       const n = rowCounts[m];
-      const many = this.names.length > 1;
       if (many) sink.byte(OPEN_BRACE);
       for (let k = 0; k < (many ? this.keys.length : 1); k++) {
         const name = many ? this.keys[k].name : this.names[0];

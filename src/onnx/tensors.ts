@@ -103,8 +103,6 @@ interface Fill {
 
 function buildOne(value: unknown, spec: TensorSpec, limits: Limits): TensorData {
   const rank = spec.dims.length;
-  // Only for the errors: made when one is thrown, not for every message.
-  const want = () => formatDims(spec.dims);
   // Iterative and bounded: a 100,000-deep array costs rank + 1 steps, not a stack overflow.
   const dims: number[] = [];
   let node = value;
@@ -112,7 +110,7 @@ function buildOne(value: unknown, spec: TensorSpec, limits: Limits): TensorData 
     if (node.length === 0)
       throw new ScoringError(
         'SHAPE',
-        `input '${spec.name}' got an empty array at ${path(dims.map(() => 0))} (expects shape ${want()})`,
+        `input '${spec.name}' got an empty array at ${path(dims.map(() => 0))} (expects shape ${formatDims(spec.dims)})`,
       );
     dims.push(node.length);
     node = node[0];
@@ -122,10 +120,16 @@ function buildOne(value: unknown, spec: TensorSpec, limits: Limits): TensorData 
     const got = deeper
       ? `rank ${dims.length + 1} or more (shape ${formatDims(dims).slice(0, -1)},...])`
       : `rank ${dims.length} (shape ${formatDims(dims)})`;
-    throw new ScoringError('SHAPE', `input '${spec.name}' expects rank ${rank} (shape ${want()}), got ${got}`);
+    throw new ScoringError(
+      'SHAPE',
+      `input '${spec.name}' expects rank ${rank} (shape ${formatDims(spec.dims)}), got ${got}`,
+    );
   }
   if (!fitsSpec(dims, spec))
-    throw new ScoringError('SHAPE', `input '${spec.name}' expects shape ${want()}, got ${formatDims(dims)}`);
+    throw new ScoringError(
+      'SHAPE',
+      `input '${spec.name}' expects shape ${formatDims(spec.dims)}, got ${formatDims(dims)}`,
+    );
   let count = 1;
   for (const d of dims) count *= d; // each d ≤ body size, so the product stays exact long enough to compare
   if (count > limits.maxTensorElements) {
