@@ -52,6 +52,7 @@ export const configSchema = z.object({
   MAX_MESSAGE_BYTES: int(64, 512 * 1024 * 1024),
   MAX_TENSOR_ELEMENTS: int(1, 1_000_000_000),
   ORT_INTRA_OP_THREADS: int(0, 64),
+  HEAP_GROWING_PERCENT: int(0, 1000),
   ORT_GRAPH_OPTIMIZATION: z.enum(['disabled', 'basic', 'extended', 'all']),
   ORT_ALLOW_SPINNING: z.enum(['true', 'false']),
   BATCHING: z.enum(['auto', 'on', 'off']),
@@ -198,6 +199,8 @@ function toConfig(c: z.infer<typeof configSchema>) {
     /** A batch waits for maxBatchDelayMs only while the event loop worked at least this share of the last 100 ms. */
     batchDelayMinLoad: c.BATCH_DELAY_MIN_LOAD,
     runTimeoutMs: c.RUN_TIMEOUT_MS,
+    /** V8's old generation may grow to (1 + this/100) × what the last full collection kept; 0: V8's own factor (up to 4). */
+    heapGrowingPercent: c.HEAP_GROWING_PERCENT,
     maxMessageBytes: c.MAX_MESSAGE_BYTES,
     maxTensorElements: c.MAX_TENSOR_ELEMENTS,
     ort: {

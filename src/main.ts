@@ -9,6 +9,7 @@ import { Broker } from './broker/broker.js';
 import { BUILT_IN_ENTRY_SCRIPT, resolveModelDir } from './isolate/entry-script.js';
 import { Consumer } from './consumer.js';
 import { startHttp } from './http.js';
+import { boundHeapGrowth } from './heap-growth.js';
 import { createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { ModelSwitch } from './model-switch.js';
@@ -41,6 +42,7 @@ process.on('SIGHUP', () => onReload?.('SIGHUP'));
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  boundHeapGrowth(config.heapGrowingPercent);
   const log = createLogger(config.logLevel);
   for (const warning of settingWarnings(config)) log.warn({ warning }, 'risky settings');
   const parts: Parts = {};

@@ -55,6 +55,7 @@ test('environment variables override the defaults, numbers coerced from strings'
     LOG_LEVEL: 'debug',
     CONNECTION_NAME: 'scorer-7',
     ORT_GRAPH_OPTIMIZATION: 'basic',
+    HEAP_GROWING_PERCENT: '0',
   });
   assert.equal(c.amqp.url, 'amqps://user:pw@broker.example:5671/vh');
   assert.equal(c.inputQueue, 'in');
@@ -68,6 +69,7 @@ test('environment variables override the defaults, numbers coerced from strings'
   assert.equal(c.logLevel, 'debug');
   assert.equal(c.amqp.connectionName, 'scorer-7');
   assert.equal(c.ort.graphOptimizationLevel, 'basic');
+  assert.equal(c.heapGrowingPercent, 0);
 });
 
 test('variables that are not config keys are ignored', () => {
@@ -79,6 +81,7 @@ test('a number out of range names the key, the rule and the value', () => {
   refuses({ CONCURRENCY: '65' }, 'CONCURRENCY', 'from 1 to 64', '"65"');
   refuses({ HTTP_PORT: '70000' }, 'HTTP_PORT', 'from 0 to 65535', '"70000"');
   refuses({ MAX_MESSAGE_BYTES: '10' }, 'MAX_MESSAGE_BYTES', 'from 64', '"10"');
+  refuses({ HEAP_GROWING_PERCENT: '-1' }, 'HEAP_GROWING_PERCENT', 'from 0 to 1000', '"-1"');
 });
 
 test('a value that is not an integer names the key, the rule and the value', () => {
