@@ -4,7 +4,7 @@
  * fast it collects. Under load this consumer's in-flight inputs (PREFETCH of them, with their deliveries,
  * held entries and promises) outlive a young-generation collection or two, are promoted, and die in the
  * old generation: the heap V8 holds then rises in a sawtooth from about 22 MB live to 55–117 MB (iris and
- * the MLP under `npm run bench`, `--trace-gc-verbose`), and where in that sawtooth a reading falls decided
+ * the MLP drained by `bench/ab.ts` with `--trace-gc-verbose`), and where in that sawtooth a reading falls decided
  * whether RSS looked flat. A fixed factor bounds the sawtooth, for more frequent full collections, most of
  * their marking done on V8's helper threads (README, Configuration).
  *
