@@ -15,5 +15,5 @@ import { setFlagsFromString } from 'node:v8';
 
 /** 0 leaves the factor to V8. */
 export function boundHeapGrowth(percent: number): void {
-  setFlagsFromString(`--heap-growing-percent=${Math.trunc(percent)}`);
+  setFlagsFromString(`--heap-growing-percent=${percent}`);
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
+import { appliedHeapFactors } from '../support/gc-trace.js';
 
 /** The factors of the old generation's limits V8 set in a child that applied HEAP_GROWING_PERCENT=percent at runtime. */
 function limitFactors(percent: number): number[] {
@@ -10,10 +11,7 @@ function limitFactors(percent: number): number[] {
     { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
   );
   assert.match(out, /kept 300000/);
-  // V8 11 (Node 20) prints the factor it applied on its Limit line; later V8s print it on the factor line instead.
-  const onLimit = [...out.matchAll(/\[HeapController\] Limit: .*\(([\d.]+)\)/g)].map((m) => Number(m[1]));
-  if (onLimit.length > 0) return onLimit;
-  return [...out.matchAll(/\[HeapController\] factor ([\d.]+)/g)].map((m) => Number(m[1]));
+  return appliedHeapFactors(out);
 }
 
 test('HEAP_GROWING_PERCENT set after V8 has started bounds the limit of the next full collection', () => {
