@@ -4,7 +4,7 @@
  * after the warm-up), p50/p99 at that rate and peak RSS. Each change in the README's "What was
  * changed for speed" was measured this way, alternating the two checkouts.
  *
- *   node --import tsx bench/ab.ts [--models iris,mlp] [--runs 2] [--rate 10000] [--messages N] [--warmup N] [--cwd ../other-checkout]
+ *   node --import tsx bench/ab.ts [--models iris,mlp] [--runs 2] [--rate 10000] [--rate-seconds 4] [--messages N] [--warmup N] [--cwd ../other-checkout]
  *                                 [--noop] [--npy] [--set KEY=VALUE]... [--node-arg=--flag]... [--log FILE]
  */
 import { randomBytes } from 'node:crypto';
@@ -20,6 +20,8 @@ const { values: opts } = parseArgs({
     models: { type: 'string', default: 'iris,mlp' },
     runs: { type: 'string', default: '2' },
     rate: { type: 'string', default: '10000' },
+    /** How long the fixed-rate phase offers messages (its first second, or fifth, is not counted). */
+    'rate-seconds': { type: 'string', default: '4' },
     messages: { type: 'string', default: '50000' },
     /** Answered first and not measured; default a tenth of --messages. */
     warmup: { type: 'string' },
@@ -64,15 +66,16 @@ try {
         cwd: opts.cwd,
         nodeArgs: opts['node-arg'],
         readyText: opts.noop ? '"msg":"ready"' : '"msg":"consuming"',
-        latency: [{ ratePerS: rate, seconds: 4 }],
+        latency: [{ ratePerS: rate, seconds: Number(opts['rate-seconds']) }],
         keepOutput: opts.log !== undefined,
       });
       if (opts.log) appendFileSync(opts.log, `--- ${m.name} run ${run}\n${r.output ?? ''}`);
       const l = r.latencies[0];
       const ms = (x: number | undefined) => x?.toFixed(1) ?? '?';
+      const us = (x: number | undefined) => (x === undefined ? '?' : (x * 1000).toFixed(0));
       const threads = r.threads.map((t) => `${t.kind} ${(t.cpuMsPerMsg * 1000).toFixed(1)}`).join(', ');
       console.log(
-        `${m.name}\t${Math.round(r.msgPerS)} msg/s\tCPU ${(r.cpuMsPerMsg * 1000).toFixed(1)} µs/msg (main thread ${(r.mainCpuMsPerMsg * 1000).toFixed(1)}), mean batch ${r.meanBatch?.toFixed(1) ?? '?'}\tat ${rate} msg/s p50 ${ms(l?.p50Ms)} p99 ${ms(l?.p99Ms)} ms (scoring p50 ${ms(l?.scoringP50Ms)} p99 ${ms(l?.scoringP99Ms)})\tpeak RSS ${r.rss?.peakMb.toFixed(0)} MB, broker ${r.brokerCpuMsPerMsg === undefined ? '?' : (r.brokerCpuMsPerMsg * 1000).toFixed(1)} µs/msg\n\tthreads (µs/msg): ${threads}`,
+        `${m.name}\t${Math.round(r.msgPerS)} msg/s\tCPU ${(r.cpuMsPerMsg * 1000).toFixed(1)} µs/msg (main thread ${(r.mainCpuMsPerMsg * 1000).toFixed(1)}), mean batch ${r.meanBatch?.toFixed(1) ?? '?'}\tat ${rate} msg/s p50 ${ms(l?.p50Ms)} p99 ${ms(l?.p99Ms)} ms (scoring p50 ${ms(l?.scoringP50Ms)} p99 ${ms(l?.scoringP99Ms)}; CPU ${us(l?.consumerCpuMsPerMsg)} µs/msg, main thread ${us(l?.consumerMainCpuMsPerMsg)})\tpeak RSS ${r.rss?.peakMb.toFixed(0)} MB, broker ${r.brokerCpuMsPerMsg === undefined ? '?' : (r.brokerCpuMsPerMsg * 1000).toFixed(1)} µs/msg\n\tthreads (µs/msg): ${threads}\n\tp99 each second: ${l?.p99PerSecondMs?.map((x) => x.toFixed(1)).join(' ') ?? '?'} ms; x-scoring-ms: ${l?.scoringP99PerSecondMs?.map((x) => x.toFixed(1)).join(' ') ?? '-'}`,
       );
     }
   }

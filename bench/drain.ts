@@ -80,6 +80,16 @@ export interface LatencyResult {
   scoringP99Ms?: number;
   /** CPU of the benchmark's own process (publisher and reply reader) per message, in ms. */
   loadGeneratorCpuMsPerMsg: number;
+  /**
+   * CPU of the process under test per message over the whole phase (all threads, and its main thread), in ms:
+   * at a low rate each message pays its own wake-ups, so this is what the consumer takes from the cores the
+   * broker and the load generator share with it.
+   */
+  consumerCpuMsPerMsg?: number;
+  /** p99 of each second's replies, the warm-up second included, and of their x-scoring-ms. */
+  p99PerSecondMs?: number[];
+  scoringP99PerSecondMs?: number[];
+  consumerMainCpuMsPerMsg?: number;
   /** When the phase was run in several rounds (npm run bench --rounds): each round's p99, this being the median one. */
   p99Rounds?: number[];
 }
@@ -192,9 +202,13 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
       const lt = new LatencyTally(sent, prefix);
       onReply = lt.onReply;
       const cpu = process.cpuUsage();
+      const consumerBefore = cpuSecondsOf(pid);
+      const consumerMainBefore = cpuSecondsOf(pid, pid);
       await publisher.atRate(q.input, spec.bodies, sent, ratePerS, lt.markSent, prefix);
       await lt.within(30_000);
       const { user, system } = process.cpuUsage(cpu);
+      const consumerCpuMsPerMsg = ((cpuSecondsOf(pid) - consumerBefore) * 1000) / sent;
+      const consumerMainCpuMsPerMsg = ((cpuSecondsOf(pid, pid) - consumerMainBefore) * 1000) / sent;
       // The first second is warm-up (JIT, the broker's queue process waking up).
       const skip = Math.min(Math.round(ratePerS), Math.floor(sent / 5));
       latencies.push({
@@ -211,6 +225,10 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
             }
           : {}),
         loadGeneratorCpuMsPerMsg: (user + system) / 1000 / sent,
+        consumerCpuMsPerMsg,
+        consumerMainCpuMsPerMsg,
+        p99PerSecondMs: lt.percentiles(99, ratePerS),
+        ...(lt.scoringMs.length > 0 ? { scoringP99PerSecondMs: lt.percentiles(99, ratePerS, lt.scoringMs) } : {}),
       });
     }
     const rss = proc.child.pid ? memoryOf(proc.child.pid) : undefined;

@@ -6,8 +6,13 @@
  * last is (`--dump`), so boot and JIT warm-up are left out. Under valgrind the consumer is ~50× slower,
  * so every batch is full (MAX_BATCH_SIZE): the count is of full batches, the same for both sides of an A/B.
  *
- *   node --import tsx bench/instructions.ts [--models iris,mlp] [--messages 20000] [--warmup 5000]
+ *   node --import tsx bench/instructions.ts [--models iris,mlp] [--messages 20000] [--warmup 5000] [--rate R]
  *                                           [--cwd ../other-checkout] [--noop] [--set KEY=VALUE]... [--node-arg=--flag]...
+ *
+ * `--rate R` counts a light load instead: after the warm-up's drain the counters are zeroed and the
+ * measured messages are offered at R a second. At 20 a second under valgrind each message arrives alone,
+ * as at 1,000 a second without it, so the count is of what a message costs when it pays its own wake-ups
+ * (the idle time between them included: timers and heartbeats are part of that cost).
  *
  * The consumer's placement is decided by timing at boot (INLINE_SCORING=auto), which valgrind slows
  * past INLINE_MAX_BATCH_MS: pass --set INLINE_SCORING=on (or off) to count the placement you mean.
@@ -27,6 +32,9 @@ const { values: opts } = parseArgs({
     models: { type: 'string', default: 'iris,mlp' },
     messages: { type: 'string', default: '20000' },
     warmup: { type: 'string', default: '5000' },
+    rate: { type: 'string' },
+    /** Keep the callgrind dumps here (for callgrind_annotate) instead of deleting them. */
+    keep: { type: 'string' },
     cwd: { type: 'string' },
     noop: { type: 'boolean', default: false },
     set: { type: 'string', multiple: true, default: [] },
@@ -50,7 +58,7 @@ const warmup = Number(opts.warmup);
 const runId = `${Date.now().toString(36)}.${randomBytes(2).toString('hex')}`;
 const publish = await connect(url, 'bench/instructions-load');
 const read = await connect(url, 'bench/instructions-replies');
-const outDir = join(ROOT, 'bench', 'work', `callgrind.${runId}`);
+const outDir = opts.keep ?? join(ROOT, 'bench', 'work', `callgrind.${runId}`);
 mkdirSync(outDir, { recursive: true });
 
 try {
@@ -58,9 +66,14 @@ try {
     const q = uniqueQueues(runId, `ir.${m.name}`);
     const publisher = await Publisher.open(publish);
     await declareQueues(publish, q, config);
-    await publisher.fill(q.input, m.bodies, warmup + messages);
-    const tally = new Tally(warmup + messages);
-    const reader = await ReplyReader.open(read, q.reply, tally.onReply);
+    const rate = opts.rate === undefined ? undefined : Number(opts.rate);
+    await publisher.fill(q.input, m.bodies, rate === undefined ? warmup + messages : warmup);
+    const tally = new Tally(rate === undefined ? warmup + messages : warmup);
+    const offered = new Tally(rate === undefined ? 0 : messages, 'R.');
+    const reader = await ReplyReader.open(read, q.reply, (r) => {
+      tally.onReply(r);
+      if (rate !== undefined) offered.onReply(r);
+    });
     const proc = startConsumer(
       {
         ...(opts.noop ? { PREFETCH: '1024', CONNECTIONS: '2', MODEL_NAME: m.name } : { MODEL_DIR: m.modelDir }),
@@ -80,22 +93,32 @@ try {
       // The counters are zeroed some time after the call (callgrind takes the request at its next poll):
       // the messages counted are those whose replies came after it returned, not after it was asked.
       let zeroedAt: number | undefined;
-      tally.onReached(warmup, () =>
-        execFile('callgrind_control', ['--zero', String(pid)], (err) => {
-          if (!err) zeroedAt = tally.received;
-        }),
-      );
-      if (!(await tally.within(1_800_000)) || zeroedAt === undefined)
+      if (rate !== undefined) {
+        if (!(await tally.within(1_800_000)))
+          throw new Error(`${m.name}: ${tally.received} of ${warmup} warm-up replies under valgrind`);
+        execFileSync('callgrind_control', ['--zero', String(pid)], { stdio: 'ignore' });
+        await new Promise((r) => setTimeout(r, 1000));
+        await publisher.atRate(q.input, m.bodies, messages, rate, () => {}, 'R.');
+        if (!(await offered.within(1_800_000)))
+          throw new Error(`${m.name}: ${offered.received} of ${messages} replies at ${rate} a second under valgrind`);
+        zeroedAt = warmup;
+      } else
+        tally.onReached(warmup, () =>
+          execFile('callgrind_control', ['--zero', String(pid)], (err) => {
+            if (!err) zeroedAt = tally.received;
+          }),
+        );
+      if (rate === undefined && (!(await tally.within(1_800_000)) || zeroedAt === undefined))
         throw new Error(`${m.name}: ${tally.received} of ${warmup + messages} replies under valgrind`);
       execFileSync('callgrind_control', ['--dump', String(pid)], { stdio: 'ignore' });
-      const counted = warmup + messages - zeroedAt;
+      const counted = warmup + messages - zeroedAt!;
       // The dump after the zeroing is the newest file of this process: <name>.<pid>.<n>.
       const dumps = readdirSync(outDir)
         .filter((f) => f.startsWith(`${m.name}.${pid}.`))
         .sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop()));
       const ir = instructionsIn(join(outDir, dumps[dumps.length - 1]));
       console.log(
-        `${m.name}\t${opts.noop ? 'no-op' : 'this consumer'}${opts.cwd ? ` (${opts.cwd})` : ''}\t${Math.round(ir / counted).toLocaleString('en-US')} instructions a message (the last ${counted} of ${warmup + messages}; errors ${tally.errors}, duplicates ${tally.duplicates})`,
+        `${m.name}\t${opts.noop ? 'no-op' : 'this consumer'}${opts.cwd ? ` (${opts.cwd})` : ''}\t${Math.round(ir / counted).toLocaleString('en-US')} instructions a message (the last ${counted} of ${warmup + messages}${rate === undefined ? '' : `, offered at ${rate} a second`}; errors ${tally.errors + offered.errors}, duplicates ${tally.duplicates + offered.duplicates})`,
       );
     } finally {
       proc.child.kill('SIGKILL');
@@ -106,7 +129,7 @@ try {
     }
   }
 } finally {
-  rmSync(outDir, { recursive: true, force: true });
+  if (opts.keep === undefined) rmSync(outDir, { recursive: true, force: true });
   await publish.close().catch(() => {});
   await read.close().catch(() => {});
 }
