@@ -85,14 +85,16 @@ export class Publisher {
     ratePerS: number,
     onSent: (i: number) => void,
     prefix = '',
+    /** The first message's number (its correlation id after the prefix): a phase offered in two parts numbers on. */
+    first = 0,
   ): Promise<void> {
     const start = performance.now();
     let sent = 0;
     while (sent < count) {
       const due = Math.min(count, Math.floor(((performance.now() - start) * ratePerS) / 1000) + 1);
       while (sent < due) {
-        onSent(sent);
-        await this.send(queue, bodies[sent % bodies.length], `${prefix}${sent}`);
+        onSent(first + sent);
+        await this.send(queue, bodies[(first + sent) % bodies.length], `${prefix}${first + sent}`);
         sent++;
       }
       await new Promise((r) => setTimeout(r, 1));

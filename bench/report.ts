@@ -111,6 +111,12 @@ export function targetsOf(
 const rate = (x: number) => (x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : Math.round(x).toLocaleString('en-US'));
 const us = (msPerMsg: number) => `${(msPerMsg * 1000).toFixed(0)} µs`;
 /** To a tenth of a µs, or '?' when not measured (a broker on another machine). */
+/** The p99 of each warm-up second of a latency phase, in ms. */
+const firstSeconds = (l: LatencyResult | undefined) =>
+  l?.p99PerSecondMs
+    ?.slice(0, l.warmupSeconds ?? 0)
+    .map((x) => x.toFixed(1))
+    .join(', ') ?? '?';
 const us1 = (msPerMsg: number | undefined) => (msPerMsg === undefined ? '?' : `${(msPerMsg * 1000).toFixed(1)} µs`);
 const ms = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(1));
 /** The p99 of each round, when the phase ran in several: the one shown is their median. */
@@ -186,7 +192,7 @@ export function notes(results: readonly ModelResult[]): string {
       return [
         `${r.model}: ${r.count.toLocaleString('en-US')} messages measured per row, after ${(r.ours.warmup ?? 0).toLocaleString('en-US')} answered first; latency offered at ${l ? rate(l.offeredPerS) : '?'} msg/s (half of ours), ${l?.received ?? 0}/${l?.sent ?? 0} replies, max ${ms(l?.maxMs)} ms` +
           (bl ? `; the no-op consumer at the same rate: p50 ${ms(bl.p50Ms)} ms, p99 ${ms(bl.p99Ms)} ms` : ''),
-        `  at ${low ? rate(low.offeredPerS) : '?'} msg/s: this consumer p50 ${ms(low?.p50Ms)} ms, p99 ${ms(low?.p99Ms)} ms${p99s(low)}; the no-op consumer p50 ${ms(blow?.p50Ms)} ms, p99 ${ms(blow?.p99Ms)} ms${p99s(blow)}; the load generator's own CPU ${l ? us(l.loadGeneratorCpuMsPerMsg) : '?'} per message; CPU per message in this phase (each message alone pays its wake-ups): this consumer ${us1(low?.consumerCpuMsPerMsg)} (main thread ${us1(low?.consumerMainCpuMsPerMsg)}), the no-op ${us1(blow?.consumerCpuMsPerMsg)} (main thread ${us1(blow?.consumerMainCpuMsPerMsg)})`,
+        `  at ${low ? rate(low.offeredPerS) : '?'} msg/s${low?.warmupSeconds ? ` (after ${low.warmupSeconds} s at that rate, not counted; p99 of each of those seconds, this consumer: ${firstSeconds(low)}, the no-op: ${firstSeconds(blow)} ms)` : ''}: this consumer p50 ${ms(low?.p50Ms)} ms, p99 ${ms(low?.p99Ms)} ms${p99s(low)}; the no-op consumer p50 ${ms(blow?.p50Ms)} ms, p99 ${ms(blow?.p99Ms)} ms${p99s(blow)}; the load generator's own CPU ${l ? us(l.loadGeneratorCpuMsPerMsg) : '?'} per message; CPU per message in this phase (each message alone pays its wake-ups): this consumer ${us1(low?.consumerCpuMsPerMsg)} (main thread ${us1(low?.consumerMainCpuMsPerMsg)}), the no-op ${us1(blow?.consumerCpuMsPerMsg)} (main thread ${us1(blow?.consumerMainCpuMsPerMsg)})`,
         `  broker ceiling by prefetch: ${r.broker.tried.map((t) => `${t.prefetch}: ${rate(t.msgPerS)}`).join(', ')}; compute by intra-op threads: ${r.compute.tried.map((t) => `${t.intraOpThreads}: ${rate(t.rowsPerS)}`).join(', ')}`,
         `  CPU per message of the process under test (all threads): no-op ${us(r.broker.best.cpuMsPerMsg)}, no-op with our reply properties ${us(r.broker.withReplyContract.cpuMsPerMsg)}, this consumer ${us(r.ours.cpuMsPerMsg)} (its main thread ${us(r.ours.mainCpuMsPerMsg)}, the kernel's share ${us(r.ours.systemCpuMsPerMsg)}; mean batch ${r.ours.meanBatch?.toFixed(1) ?? '?'}; scored on the ${r.ours.placement ?? '?'}), hand-written ${us(r.hand.cpuMsPerMsg)}`,
         ...(r.ours.rounds && r.ours.rounds.length > 1

@@ -13,7 +13,8 @@
  * 1x3x640x640 image as JSON, end to end against onnxruntime alone, --large-tensor-runs N of them; python: the
  * seed's score.py behind this consumer and behind pika; `--models image640` or `--models python` runs that row
  * alone), --prefetch 512,1024,4096 (the
- * no-op consumer's sweep), --latency-seconds S, --hand-seconds S (the hand-written consumer drains
+ * no-op consumer's sweep), --latency-seconds S, --low-warmup-seconds S (offered at 1,000 msg/s first and
+ * not counted, default 12, for both consumers: V8 re-optimises for lone messages once the load drops), --hand-seconds S (the hand-written consumer drains
  * for at most this long: at about 1k msg/s it would take a minute per model), --set KEY=VALUE
  * (repeatable: config for this consumer only, for tuning runs), --only ours, --cpu-prof (profiles of
  * this consumer in bench/work/prof), --soak [--soak-messages N], --binary (only the binary-payload rows,
@@ -51,6 +52,7 @@ const { values: opts } = parseArgs({
     prefetch: { type: 'string', default: '512,1024,4096' },
     rounds: { type: 'string', default: '3' },
     'latency-seconds': { type: 'string', default: '6' },
+    'low-warmup-seconds': { type: 'string', default: '12' },
     'hand-seconds': { type: 'string', default: '15' },
     set: { type: 'string', multiple: true, default: [] },
     only: { type: 'string' },
@@ -73,6 +75,8 @@ const log = (line: string) => process.stdout.write(`${line}\n`);
 const latencySeconds = Number(opts['latency-seconds']);
 /** A second, light latency point: what the path costs when nothing queues. */
 const LOW_RATE = 1000;
+/** Offered at LOW_RATE first and not counted, for this consumer and the no-op alike: the JIT's re-tiering for lone messages. */
+const lowWarmupSeconds = Number(opts['low-warmup-seconds']);
 
 async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelResult> {
   const only = opts.only;
@@ -91,7 +95,7 @@ async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelRe
     readyText: '"msg":"consuming"',
     latency: [
       { fractionOfPeak: 0.5, seconds: latencySeconds },
-      { ratePerS: LOW_RATE, seconds: latencySeconds / 2 },
+      { ratePerS: LOW_RATE, seconds: latencySeconds / 2, warmupSeconds: lowWarmupSeconds },
     ],
   });
   const [half, low] = ours.latencies;
@@ -133,7 +137,7 @@ async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelRe
       readyText: '"msg":"ready"',
       latency: [
         { ratePerS: half?.offeredPerS ?? ours.msgPerS / 2, seconds: latencySeconds },
-        { ratePerS: LOW_RATE, seconds: latencySeconds / 2 },
+        { ratePerS: LOW_RATE, seconds: latencySeconds / 2, warmupSeconds: lowWarmupSeconds },
       ],
     })
   ).latencies;
@@ -183,7 +187,7 @@ async function moreRounds(
   const n = Number(opts.rounds);
   const rows = { ours: [first], noop: [broker.best as DrainResult], contract: [broker.withReplyContract] };
   const low = { ours: [first.latencies[1]], noop: [firstNoopLatencies[1]] };
-  const lowPhase = [{ ratePerS: LOW_RATE, seconds: latencySeconds / 2 }];
+  const lowPhase = [{ ratePerS: LOW_RATE, seconds: latencySeconds / 2, warmupSeconds: lowWarmupSeconds }];
   const noopEnv = { PREFETCH: String(broker.best.prefetch), REPLY_BODY: sampleReply, CONNECTIONS: '2' };
   for (let round = 2; round <= n; round++) {
     log(`${model.name}: round ${round} of ${n} (this consumer, the no-op, the no-op with our reply properties)`);
