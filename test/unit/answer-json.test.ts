@@ -116,3 +116,27 @@ test('values JSON writes otherwise, and types it cannot write, leave the batch t
   assert.equal(new AnswerWriter(['y'], []).write({ y: probs }, [1, 2]), undefined, 'rows that do not add up');
   assert.equal(new AnswerWriter(['y'], []).write({}, [1, 1]), undefined, 'an output missing');
 });
+
+test('one writer over batches of changing size and width: each written right, and earlier answers left as they were', () => {
+  const next = mulberry32(7);
+  const writer = new AnswerWriter(['p'], []);
+  const kept: Array<{ answers: Uint8Array[]; expected: string[] }> = [];
+  // A lone short answer, then a large batch of long ones (the buffer sized from the last batch must grow), and back.
+  for (const [rows, width] of [
+    [[1], 1],
+    [Array.from({ length: 120 }, () => 1), 50],
+    [[1], 3],
+    [[2, 3, 1], 200],
+    [[1], 1],
+  ] as const) {
+    const total = rows.reduce((a, b) => a + b, 0);
+    const data = Float64Array.from({ length: total * width }, () => (next() - 0.5) * 1e6);
+    const outputs = { p: { type: 'float64', data, dims: [total, width] } as TensorData };
+    const answers = writer.write(outputs, [...rows]);
+    assert.ok(answers);
+    const expected = general(outputs, ['p'], [], [...rows]);
+    assert.deepEqual(text(answers), expected);
+    kept.push({ answers, expected });
+  }
+  for (const { answers, expected } of kept) assert.deepEqual(text(answers), expected);
+});
