@@ -4,22 +4,11 @@
  * broker client, the HTTP server).
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { TestClient } from '../support/broker.js';
-import { TestConsumers } from '../support/consumer-process.js';
+import { test } from 'node:test';
+import { consumersOfFile } from '../support/consumer-process.js';
 import { appliedHeapFactors } from '../support/gc-trace.js';
 
-let client: TestClient;
-const consumers = new TestConsumers();
-
-before(async () => {
-  client = await TestClient.connect();
-});
-
-after(async () => {
-  await consumers.close(client);
-  await client.close();
-});
+const { consumers } = consumersOfFile();
 
 test('the consumer sets V8 heap growth from HEAP_GROWING_PERCENT at boot: 1000 and the default 150', async () => {
   const traced = { nodeArgs: ['--trace-gc-verbose'] };

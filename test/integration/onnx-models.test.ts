@@ -4,10 +4,9 @@
  * answer is compared with onnxruntime-node run directly on the same input.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { TestClient } from '../support/broker.js';
-import { TestConsumers, bootFailure } from '../support/consumer-process.js';
+import { bootFailure, consumersOfFile } from '../support/consumer-process.js';
 import { freePort, scrape } from '../support/http.js';
 import {
   modelDir,
@@ -19,17 +18,8 @@ import {
   zipMapClassifier,
 } from '../support/onnx-models.js';
 
-let client: TestClient;
-const consumers = new TestConsumers();
-
-before(async () => {
-  client = await TestClient.connect();
-});
-
-after(async () => {
-  await consumers.close(client);
-  await client.close();
-});
+const file = consumersOfFile();
+const { consumers } = file;
 
 function nested(flat: number[], dims: number[]): unknown {
   if (dims.length === 0) return flat[0];
@@ -68,7 +58,7 @@ test('a burst of 16 same-size images of alternating orientation: each answer equ
     const dims = k % 2 === 0 ? [1, 3, 24, 6] : [1, 3, 6, 24];
     return { id: `img-${k}`, dims, flat: numbers(432, 50 + k) };
   });
-  const replies = await client.ask(
+  const replies = await file.client.ask(
     q.input,
     q.replies,
     items.map((it) => ({ id: it.id, body: { data: nested(it.flat, it.dims) } })),
@@ -108,7 +98,7 @@ test('a sequence-first RNN: messages sent together are answered as if alone; the
     dims: [2 + (k % 2), 1, 3],
     flat: numbers(3 * (2 + (k % 2)), 70 + k),
   }));
-  const replies = await client.ask(
+  const replies = await file.client.ask(
     q.input,
     q.replies,
     items.map((it) => ({ id: it.id, body: { data: nested(it.flat, it.dims) } })),
@@ -126,7 +116,7 @@ test('a skl2onnx classifier ending in ZipMap (string labels) boots and answers l
   const c = consumers.startOn(q, { MODEL_DIR: modelDir('zipmap', zipMapClassifier(names)), CONCURRENCY: '1' });
   await c.waitFor('"msg":"consuming"');
   const row = numbers(4, 5).map((v) => Math.fround(v * 4));
-  const replies = await client.ask(q.input, q.replies, [{ id: 'z', body: { data: [row] } }]);
+  const replies = await file.client.ask(q.input, q.replies, [{ id: 'z', body: { data: [row] } }]);
   const r = replies.get('z');
   assert.equal(r?.status, 'ok', r?.body);
   const want = await ortAlone(plainClassifier([0, 1, 2]), 'float_input', [1, 4], row);
@@ -143,7 +133,7 @@ test('OUTPUTS fetches only those outputs; an unknown name stops boot with one li
   const q = consumers.queuesFor('onnx.outputs');
   const c = consumers.startOn(q, { MODEL_DIR: dir, OUTPUTS: 'small', CONCURRENCY: '1' });
   await c.waitFor('"msg":"consuming"');
-  const replies = await client.ask(q.input, q.replies, [{ id: 'o', body: { data: [[1, -2, 3, -4]] } }]);
+  const replies = await file.client.ask(q.input, q.replies, [{ id: 'o', body: { data: [[1, -2, 3, -4]] } }]);
   assert.deepEqual(replies.get('o')?.json(), [[1, 0, 3, 0]]);
   const bad = consumers.startOn(q, { MODEL_DIR: dir, OUTPUTS: 'small,probs', CONCURRENCY: '1' });
   assert.match(

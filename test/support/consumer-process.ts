@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { AMQP_URL, queuesOf, uniqueName, type TestClient } from './broker.js';
+import { AMQP_URL, queuesOf, uniqueName, TestClient } from './broker.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -160,4 +161,27 @@ export class TestConsumers {
     await this.stopAll(signal);
     if (this.queues.length > 0) await client?.deleteQueues(...this.queues);
   }
+}
+
+/**
+ * A test file's broker client and consumers: the client connected before the file's tests; after them,
+ * the consumers stopped, their queues deleted and the client closed.
+ */
+export function consumersOfFile(): { readonly consumers: TestConsumers; readonly client: TestClient } {
+  const consumers = new TestConsumers();
+  let client: TestClient | undefined;
+  before(async () => {
+    client = await TestClient.connect();
+  });
+  after(async () => {
+    await consumers.close(client);
+    await client?.close();
+  });
+  return {
+    consumers,
+    get client(): TestClient {
+      if (!client) throw new Error('the broker client is connected before the tests, not at load');
+      return client;
+    },
+  };
 }
