@@ -87,17 +87,17 @@ export interface LatencyResult {
   /** CPU of the benchmark's own process (publisher and reply reader) per message, in ms. */
   loadGeneratorCpuMsPerMsg: number;
   /**
-   * CPU of the process under test per message over the whole phase (all threads, and its main thread), in ms:
-   * at a low rate each message pays its own wake-ups, so this is what the consumer takes from the cores the
-   * broker and the load generator share with it.
+   * CPU of the process under test per message over the counted seconds (all threads, and its main thread),
+   * in ms: at a low rate each message pays its own wake-ups, so this is what the consumer takes from the
+   * cores the broker and the load generator share with it.
    */
   consumerCpuMsPerMsg?: number;
+  consumerMainCpuMsPerMsg?: number;
   /** Seconds offered at this rate before the counted ones (LatencySpec.warmupSeconds). */
   warmupSeconds?: number;
   /** p99 of each second's replies, the warm-up included, and of their x-scoring-ms. */
   p99PerSecondMs?: number[];
   scoringP99PerSecondMs?: number[];
-  consumerMainCpuMsPerMsg?: number;
   /** When the phase was run in several rounds (npm run bench --rounds): each round's p99, this being the median one. */
   p99Rounds?: number[];
 }

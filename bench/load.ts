@@ -287,17 +287,19 @@ export class LatencyTally extends Tally {
   /** The p-th percentile of each run of `size` replies in arrival order (a second's worth at a fixed rate): when in a phase the tail came. */
   percentiles(p: number, size: number, of: readonly number[] = this.latenciesMs): number[] {
     const out: number[] = [];
-    for (let at = 0; at + size <= of.length; at += size) {
-      const sorted = of.slice(at, at + size).sort((a, b) => a - b);
-      out.push(sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]);
-    }
+    for (let at = 0; at + size <= of.length; at += size) out.push(percentileOf(of.slice(at, at + size), p));
     return out;
   }
 
   /** The p-th percentile (0–100) of the replies after the first `skip` (warm-up); of their x-scoring-ms with `of`. */
   percentile(p: number, skip = 0, of: readonly number[] = this.latenciesMs): number {
-    const sorted = of.slice(skip).sort((a, b) => a - b);
-    if (sorted.length === 0) return NaN;
-    return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+    return percentileOf(of.slice(skip), p);
   }
+}
+
+/** The p-th percentile (0–100) of `values`, which it sorts; NaN when there are none. */
+function percentileOf(values: number[], p: number): number {
+  const sorted = values.sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }

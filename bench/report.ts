@@ -110,13 +110,13 @@ export function targetsOf(
 
 const rate = (x: number) => (x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : Math.round(x).toLocaleString('en-US'));
 const us = (msPerMsg: number) => `${(msPerMsg * 1000).toFixed(0)} µs`;
-/** To a tenth of a µs, or '?' when not measured (a broker on another machine). */
 /** The p99 of each warm-up second of a latency phase, in ms. */
 const firstSeconds = (l: LatencyResult | undefined) =>
   l?.p99PerSecondMs
     ?.slice(0, l.warmupSeconds ?? 0)
     .map((x) => x.toFixed(1))
     .join(', ') ?? '?';
+/** To a tenth of a µs, or '?' when not measured (a broker on another machine). */
 const us1 = (msPerMsg: number | undefined) => (msPerMsg === undefined ? '?' : `${(msPerMsg * 1000).toFixed(1)} µs`);
 const ms = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(1));
 /** The p99 of each round, when the phase ran in several: the one shown is their median. */

@@ -121,7 +121,7 @@ test('one writer over batches of changing size and width: each written right, an
   const next = mulberry32(7);
   const writer = new AnswerWriter(['p'], []);
   const kept: Array<{ answers: Uint8Array[]; expected: string[] }> = [];
-  // A lone short answer, then a large batch of long ones (the buffer sized from the last batch must grow), and back.
+  // A lone short answer, then a large batch of long ones (the writer's buffer, 4 KB to start, must grow), and back.
   for (const [rows, width] of [
     [[1], 1],
     [Array.from({ length: 120 }, () => 1), 50],
