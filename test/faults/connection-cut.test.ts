@@ -18,15 +18,24 @@ after(() => run.close());
  * its way until that copy is settled. What is left: replies the broker routed whose confirm was lost,
  * sent again with the same messageId, which a receiver that drops the messageIds it has seen drops: 0–18 a
  * run here, 70 once in CI on a loaded machine (more replies unconfirmed when a cut came). So copies of one
- * reply are bounded by the replies sent again in doubt, and second replies (a messageId of their own, which
+ * reply are bounded by the replies sent again, in doubt on a redelivery or as a retry of a publish whose
+ * connection went before its confirm while the input was still ours (20 copies against 19 in doubt once
+ * here), and second replies (a messageId of their own, which
  * no receiver can tell from an answer) by a handful; without the record there are 500 and more of those.
  */
 const HANDFUL = 30;
 
-test('cutting both broker connections five times during a run loses nothing and answers next to none twice; the consumer reconnects and answers every input', {
-  timeout: 90_000,
+/**
+ * Whether a cut catches replies confirmed and not yet acked, which the record must then ack on their
+ * redelivery, depends on which connection the broker closes first and by how much (measured, one run: 0,
+ * 10, 64, 80, 0 such inputs over five cuts), so the cuts go on past five until one has.
+ */
+const CUTS = 5;
+const MAX_CUTS = 15;
+
+test('cutting both broker connections five times or more during a run loses nothing and answers next to none twice; the consumer reconnects and answers every input', {
+  timeout: 150_000,
 }, async (t) => {
-  const CUTS = 5;
   const { client, input, watcher, connectionName } = run;
   const port = await freePort();
   const consumer = run.start({ HTTP_PORT: String(port) });
@@ -37,10 +46,12 @@ test('cutting both broker connections five times during a run loses nothing and 
   // Steady traffic from before the first cut to a second after the last.
   const stream = publishStream(client, input, 'cut', 500);
   const cuts: number[] = [];
-  for (let k = 0; k < CUTS; k++) {
+  const recordUsed = async () => ((await scrape(port)).get('scorer_already_answered_total') ?? 0) > 0;
+  for (let k = 0; k < MAX_CUTS; k++) {
     await new Promise((r) => setTimeout(r, 500));
     // Both connections up again before the next cut, so each cut hits a working consumer.
     const conns = await awaitConnections(`${connectionName}/`, 2, 15_000);
+    if (k >= CUTS && (await recordUsed())) break;
     cuts.push(Date.now());
     await closeConnections(conns, 'test cut');
   }
@@ -84,20 +95,22 @@ test('cutting both broker connections five times during a run loses nothing and 
   const counters = await scrape(port);
   const alreadyAnswered = counters.get('scorer_already_answered_total') ?? 0;
   const resentInDoubt = counters.get('scorer_resent_in_doubt_total') ?? 0;
+  // A reply whose publish connection went before its confirm, published again while its input was still ours.
+  const resentLost = counters.get('scorer_reply_retries_total{reason="lost"}') ?? 0;
   const copies = duplicatedIds.length - secondReplies;
   const toReply = recovery.map((r) => r.toReplyMs);
   const toReady = recovery.map((r) => r.toReadyMs);
   report(
     t,
-    `connection cut: N=${ids.length}, cuts=${CUTS}, lost=${missing.length}, duplicated=${duplicated} (copies of one reply: ${copies}, second replies: ${secondReplies}), replies in doubt sent again=${resentInDoubt}, redeliveries acked as already answered=${alreadyAnswered}, ` +
+    `connection cut: N=${ids.length}, cuts=${cuts.length}, lost=${missing.length}, duplicated=${duplicated} (copies of one reply: ${copies}, second replies: ${secondReplies}), replies sent again in doubt=${resentInDoubt} and lost=${resentLost}, redeliveries acked as already answered=${alreadyAnswered}, ` +
       `connections working again after ms=[${toReady.join(', ')}], first reply to a new input after ms=[${toReply.join(', ')}] (max ${Math.max(...toReply)})`,
   );
   assert.ok(all, `every input answered (${watcher.answered(ids)} of ${ids.length})`);
   assert.deepEqual(missing, [], 'no input without a reply');
   assert.ok(secondReplies <= HANDFUL, `at most ${HANDFUL} inputs answered twice with two replies (${secondReplies})`);
   assert.ok(
-    copies <= resentInDoubt,
-    `every copy of one reply is a reply in doubt sent again (${copies} copies, ${resentInDoubt} sent again)`,
+    copies <= resentInDoubt + resentLost,
+    `every copy of one reply is a reply sent again, in doubt or lost (${copies} copies; ${resentInDoubt} in doubt, ${resentLost} lost sent again)`,
   );
   assert.ok(alreadyAnswered > 0, 'redeliveries of inputs answered before a cut were acked from the record');
   for (const [k, r] of recovery.entries()) {
@@ -108,7 +121,7 @@ test('cutting both broker connections five times during a run loses nothing and 
   const m = await scrape(port);
   for (const role of ['consume', 'publish']) {
     const reconnections = logLines(out, 'broker connected').filter((c) => c.role === role).length - 1;
-    assert.ok(reconnections >= CUTS, `${role}: connected again after each cut (${reconnections})`);
+    assert.ok(reconnections >= cuts.length, `${role}: connected again after each cut (${reconnections})`);
     assert.equal(
       m.get(`scorer_reconnects_total{role="${role}"}`),
       reconnections,
