@@ -4,25 +4,15 @@
  * bad inputs included; the boot log says where scoring runs and why.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { TestClient } from '../support/broker.js';
-import { TestConsumers } from '../support/consumer-process.js';
+import { consumersOfFile } from '../support/consumer-process.js';
 import { modelDir, numbers, rowWise } from '../support/onnx-models.js';
 
-let client: TestClient;
-const consumers = new TestConsumers();
+const file = consumersOfFile();
+const { consumers } = file;
 const model = rowWise();
 const dir = modelDir('rowwise-inline', model);
-
-before(async () => {
-  client = await TestClient.connect();
-});
-
-after(async () => {
-  await consumers.close(client);
-  await client.close();
-});
 
 async function ortAlone(row: number[]): Promise<unknown> {
   const session = await ort.InferenceSession.create(model);
@@ -56,7 +46,7 @@ test('the same inputs scored on the consumer thread and in worker threads get id
     await c.waitFor('"msg":"consuming"');
     if (mode === 'on') assert.match(c.output(), /"reason":"INLINE_SCORING=on".*"msg":"scoring on the consumer thread"/);
     else assert.doesNotMatch(c.output(), /"msg":"scoring on the consumer thread"/);
-    replies.push(await client.ask(q.input, q.replies, [...items, ...bad]));
+    replies.push(await file.client.ask(q.input, q.replies, [...items, ...bad]));
   }
   const [inline, threads] = replies;
   for (const { id, body } of items) {

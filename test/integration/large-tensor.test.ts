@@ -4,32 +4,22 @@
  * exactly what onnxruntime-node computes on the same tensor.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { TestClient } from '../support/broker.js';
-import { TestConsumers } from '../support/consumer-process.js';
+import { consumersOfFile } from '../support/consumer-process.js';
 import { image640, image640Body, modelDir } from '../support/onnx-models.js';
 
-let client: TestClient;
-const consumers = new TestConsumers();
+const file = consumersOfFile();
+const { consumers } = file;
 const bytes = image640();
 const dir = modelDir('image640', bytes);
 const { body, tensor } = image640Body();
-
-before(async () => {
-  client = await TestClient.connect();
-});
-
-after(async () => {
-  await consumers.close(client);
-  await client.close();
-});
 
 async function askOnce(env: Record<string, string>, id: string) {
   const q = consumers.queuesFor(`onnx.large.${id}`);
   const c = consumers.startOn(q, { MODEL_DIR: dir, CONCURRENCY: '1', ...env });
   await c.waitFor('"msg":"consuming"', 60_000);
-  const replies = await client.ask(q.input, q.replies, [{ id, body }], 120_000);
+  const replies = await file.client.ask(q.input, q.replies, [{ id, body }], 120_000);
   await c.stop();
   const r = replies.get(id);
   assert.ok(r, 'a reply');

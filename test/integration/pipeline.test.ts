@@ -7,25 +7,18 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { TestClient } from '../support/broker.js';
-import { TestConsumers } from '../support/consumer-process.js';
+import { after, test } from 'node:test';
+import { consumersOfFile } from '../support/consumer-process.js';
 import { freePort, scrape, scrapeUntil } from '../support/http.js';
 
 const IRIS = { data: [[5.1, 3.5, 1.4, 0.2]] };
 const nowS = () => Math.floor(Date.now() / 1000);
 
-let client: TestClient;
-const consumers = new TestConsumers();
+const file = consumersOfFile();
+const { consumers } = file;
 const dir = mkdtempSync(join(tmpdir(), 'scorer-pipeline-'));
 
-before(async () => {
-  client = await TestClient.connect();
-});
-
 after(async () => {
-  await consumers.close(client);
-  await client.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -66,7 +59,7 @@ test('an input past its deadline is answered EXPIRED without being scored; its n
     { id: 'bad', body: IRIS, options: { correlationId: 'bad', headers: { 'x-deadline': 'tomorrow' } } },
     { id: 'after', body: IRIS },
   ];
-  const got = await client.ask(q.input, q.replies, items);
+  const got = await file.client.ask(q.input, q.replies, items);
   const expired = ['x-deadline past', 'x-deadline-ms past'];
   for (const id of expired) {
     const r = got.get(id)!;
@@ -103,7 +96,7 @@ test('DEADLINE_MS applies to inputs without a deadline of their own, counted fro
   const port = await freePort();
   const c = consumers.startOn(q, { HTTP_PORT: String(port), DEADLINE_MS: '60000' });
   await c.waitFor('"msg":"consuming"');
-  const got = await client.ask(q.input, q.replies, [
+  const got = await file.client.ask(q.input, q.replies, [
     { id: 'old', body: IRIS, options: { correlationId: 'old', timestamp: nowS() - 120 } },
     { id: 'fresh', body: IRIS, options: { correlationId: 'fresh', timestamp: nowS() } },
     {
@@ -154,9 +147,9 @@ export function run(data: string) {
     QUEUE_TYPE: 'quorum',
   });
   await c.waitFor('"msg":"consuming"');
-  await client.publish(q.input, { data: { id: 'blocker' } }, { correlationId: 'blocker' });
+  await file.client.publish(q.input, { data: { id: 'blocker' } }, { correlationId: 'blocker' });
   const lows = ['low-1', 'low-2', 'low-3', 'low-4'];
-  await client.publishMany(q.input, [
+  await file.client.publishMany(q.input, [
     ...lows.map((id) => ({ body: { data: { id } }, options: { correlationId: id, priority: 1 } })),
     { body: { data: { id: 'none' } }, options: { correlationId: 'none' } },
     { body: { data: { id: 'high' } }, options: { correlationId: 'high', priority: 9 } },
@@ -165,7 +158,7 @@ export function run(data: string) {
   await scrapeUntil(port, (m) => m.get('scorer_in_flight') === 7, 20_000);
   assert.equal(existsSync(release), false);
   writeFileSync(release, '');
-  const got = await client.collect(q.replies, (rs) => rs.length === 7, 60_000);
+  const got = await file.client.collect(q.replies, (rs) => rs.length === 7, 60_000);
   for (const r of got) assert.equal(r.status, 'ok', r.body);
   const order = new Map(got.map((r) => [r.correlationId!, (r.json() as { order: number }).order]));
   assert.equal(order.get('blocker'), 0);

@@ -6,8 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { TestClient } from '../support/broker.js';
-import { TestConsumers } from '../support/consumer-process.js';
+import { consumersOfFile } from '../support/consumer-process.js';
 import { startOtlpReceiver, type OtlpReceiver } from '../support/otlp-receiver.js';
 
 const IRIS = { data: [[5.1, 3.5, 1.4, 0.2]] };
@@ -21,18 +20,15 @@ const NO_OTEL = {
   OTEL_SDK_DISABLED: '',
 };
 
-let client: TestClient;
 let receiver: OtlpReceiver;
-const consumers = new TestConsumers();
+const file = consumersOfFile();
+const { consumers } = file;
 
 before(async () => {
-  client = await TestClient.connect();
   receiver = await startOtlpReceiver();
 });
 
 after(async () => {
-  await consumers.close(client);
-  await client.close();
   await receiver.close();
 });
 
@@ -45,7 +41,7 @@ test("a traceparent on the input continues into the consumer's spans, received â
   });
   await c.waitFor('"msg":"consuming"');
   assert.match(c.output(), /"msg":"tracing on"/);
-  const got = await client.ask(q.input, q.replies, [
+  const got = await file.client.ask(q.input, q.replies, [
     {
       id: 'traced',
       body: IRIS,
@@ -91,7 +87,7 @@ test("without OTEL_* no exporter starts; the reply still carries the caller's tr
   const c = consumers.startOn(q, NO_OTEL);
   await c.waitFor('"msg":"consuming"');
   const sent = receiver.requests();
-  const got = await client.ask(q.input, q.replies, [
+  const got = await file.client.ask(q.input, q.replies, [
     {
       id: 'traced',
       body: IRIS,
