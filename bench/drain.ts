@@ -93,6 +93,8 @@ export interface LatencyResult {
    */
   consumerCpuMsPerMsg?: number;
   consumerMainCpuMsPerMsg?: number;
+  /** The broker's CPU per message over the same seconds (its beam.smp), when it runs on this machine: an ack or a write saved there is CPU the consumer gets back. */
+  brokerCpuMsPerMsg?: number;
   /** Seconds offered at this rate before the counted ones (LatencySpec.warmupSeconds). */
   warmupSeconds?: number;
   /** p99 of each second's replies, the warm-up included, and of their x-scoring-ms. */
@@ -214,11 +216,13 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
       const cpu = process.cpuUsage();
       const consumerBefore = cpuSecondsOf(pid);
       const consumerMainBefore = cpuSecondsOf(pid, pid);
+      const brokerPhaseBefore = broker === undefined ? NaN : cpuSecondsOf(broker);
       await publisher.atRate(q.input, spec.bodies, sent, ratePerS, lt.markSent, prefix, warm);
       await lt.within(30_000);
       const { user, system } = process.cpuUsage(cpu);
       const consumerCpuMsPerMsg = ((cpuSecondsOf(pid) - consumerBefore) * 1000) / sent;
       const consumerMainCpuMsPerMsg = ((cpuSecondsOf(pid, pid) - consumerMainBefore) * 1000) / sent;
+      const brokerCpuMsPerMsg = broker === undefined ? NaN : ((cpuSecondsOf(broker) - brokerPhaseBefore) * 1000) / sent;
       // The first second is warm-up (JIT, the broker's queue process waking up), or the warm-up asked for.
       const skip = warm > 0 ? warm : Math.min(Math.round(ratePerS), Math.floor(sent / 5));
       latencies.push({
@@ -238,6 +242,7 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
         loadGeneratorCpuMsPerMsg: (user + system) / 1000 / sent,
         consumerCpuMsPerMsg,
         consumerMainCpuMsPerMsg,
+        ...(Number.isFinite(brokerCpuMsPerMsg) ? { brokerCpuMsPerMsg } : {}),
         p99PerSecondMs: lt.percentiles(99, ratePerS),
         ...(lt.scoringMs.length > 0 ? { scoringP99PerSecondMs: lt.percentiles(99, ratePerS, lt.scoringMs) } : {}),
       });

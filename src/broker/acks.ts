@@ -11,6 +11,11 @@ export type Settlement = 'ack' | 'requeue' | 'dead-letter' | 'none';
 
 /** How long settled inputs wait for older ones, to go in one `multiple` ack, before each is acked on its own. */
 export const ACK_HOLD_MS = 20;
+/**
+ * How long an ack that could go now waits for the ones after it, to go with them as one `multiple` ack.
+ * At light load every input is settled alone, and each ack was a socket write of its own.
+ */
+export const ACK_COALESCE_MS = 5;
 /** How long close() waits after the last ack before closing the channel (see close()). */
 export const ACK_SETTLE_GRACE_MS = 250;
 
@@ -28,6 +33,9 @@ export class ChannelAcks {
   private state: ChannelState = 'open';
   private readonly window = new AckWindow();
   private holdTimer: NodeJS.Timeout | undefined;
+  /** The tag of the `multiple` ack waiting ACK_COALESCE_MS for the acks after it, and its timer. */
+  private pendingUpTo = 0;
+  private coalesceTimer: NodeJS.Timeout | undefined;
   /** When this channel last sent acks or nacks: close() lets the broker apply them first. */
   private lastAckAt = 0;
 
@@ -37,6 +45,7 @@ export class ChannelAcks {
     private readonly log: Logger,
     private readonly holdMs = ACK_HOLD_MS,
     private readonly graceMs = ACK_SETTLE_GRACE_MS,
+    private readonly coalesceMs = ACK_COALESCE_MS,
   ) {}
 
   get open(): boolean {
@@ -69,7 +78,11 @@ export class ChannelAcks {
       }
     }
     const upTo = this.window.settle(acks);
-    if (upTo !== undefined) this.channel.ack(tagged(upTo), true);
+    if (upTo !== undefined) {
+      this.pendingUpTo = upTo;
+      if (this.coalesceMs <= 0) this.ackPending();
+      else this.coalesceTimer ??= setTimeout(() => this.ackPending(), this.coalesceMs);
+    }
     if (this.window.heldCount > 0 && !this.holdTimer) this.holdTimer = setTimeout(() => this.ackHeld(), this.holdMs);
   }
 
@@ -79,6 +92,9 @@ export class ChannelAcks {
     this.to('closed', 'lost');
     clearTimeout(this.holdTimer);
     this.holdTimer = undefined;
+    clearTimeout(this.coalesceTimer);
+    this.coalesceTimer = undefined;
+    this.pendingUpTo = 0;
   }
 
   /**
@@ -93,12 +109,22 @@ export class ChannelAcks {
     if (this.state !== 'open') return;
     clearTimeout(this.holdTimer);
     this.holdTimer = undefined;
+    this.ackPending();
     if (this.window.heldCount > 0) this.ackHeld();
     this.to('closing', 'close');
     const graceMs = this.graceMs - (Date.now() - this.lastAckAt);
     if (graceMs > 0) await new Promise((r) => setTimeout(r, graceMs));
     this.to('closed', 'closed');
     await this.channel.close().catch(() => {});
+  }
+
+  private ackPending(): void {
+    clearTimeout(this.coalesceTimer);
+    this.coalesceTimer = undefined;
+    if (this.pendingUpTo === 0 || this.state !== 'open') return;
+    this.channel.ack(tagged(this.pendingUpTo), true);
+    this.pendingUpTo = 0;
+    this.lastAckAt = Date.now();
   }
 
   /** Older inputs are still being scored: ack the held ones on their own rather than keep the broker's count of unacked up. */

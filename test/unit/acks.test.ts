@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import { AckWindow } from '../../src/broker/acks.js';
+import { test, type TestContext } from 'node:test';
+import pino from 'pino';
+import { ACK_COALESCE_MS, ACK_HOLD_MS, AckWindow, ChannelAcks, type AckChannel } from '../../src/broker/acks.js';
+import type { Delivery } from '../../src/broker/delivery.js';
 import { mulberry32 } from '../../scripts/train-iris.js';
 
 function windowOf(...tags: number[]): AckWindow {
@@ -134,4 +136,75 @@ test('tags past 2^31 and 2^32 (a channel open for days) are acked as before', ()
     assert.equal(w.settle([start + 5]), start + 5);
     assert.equal(w.size, 0);
   }
+});
+
+/** A consume channel that records what ChannelAcks sends on it. */
+function recordingChannel(): AckChannel & { sent: string[] } {
+  const sent: string[] = [];
+  return {
+    sent,
+    ack: (m, allUpTo) => void sent.push(`ack ${m.fields.deliveryTag}${allUpTo ? ' multiple' : ''}`),
+    nack: (m, _allUpTo, requeue) => void sent.push(`nack ${m.fields.deliveryTag}${requeue ? ' requeue' : ''}`),
+    close: async () => void sent.push('close'),
+  };
+}
+
+const silent = pino({ level: 'silent' });
+
+/** ChannelAcks on a recording channel, no grace before close; its timers are the test's (t.mock.timers). */
+function channelAcks(t: TestContext, coalesceMs: number) {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const channel = recordingChannel();
+  const acks = new ChannelAcks(1, channel, silent, ACK_HOLD_MS, 0, coalesceMs);
+  const delivery = (tag: number) => {
+    acks.delivered(tag);
+    return { channel: 1, tag } as Delivery;
+  };
+  return { channel, acks, delivery, tick: (ms: number) => t.mock.timers.tick(ms) };
+}
+
+test('inputs settled one at a time within ACK_COALESCE_MS go in one multiple ack, sent once the wait is over', (t) => {
+  const { channel, acks, delivery, tick } = channelAcks(t, ACK_COALESCE_MS);
+  for (const d of [1, 2, 3].map(delivery)) {
+    acks.settle([{ delivery: d, settlement: 'ack' }]);
+    tick(1);
+  }
+  assert.deepEqual(channel.sent, [], 'nothing sent while the wait runs');
+  tick(ACK_COALESCE_MS);
+  assert.deepEqual(channel.sent, ['ack 3 multiple']);
+  // The next ones start a wait of their own.
+  acks.settle([{ delivery: delivery(4), settlement: 'ack' }]);
+  tick(ACK_COALESCE_MS);
+  assert.deepEqual(channel.sent, ['ack 3 multiple', 'ack 4 multiple']);
+});
+
+test('a nack goes at once, beside a multiple ack still waiting', (t) => {
+  const { channel, acks, delivery, tick } = channelAcks(t, ACK_COALESCE_MS);
+  const [a, b] = [1, 2].map(delivery);
+  acks.settle([{ delivery: a, settlement: 'ack' }]);
+  acks.settle([{ delivery: b, settlement: 'requeue' }]);
+  assert.deepEqual(channel.sent, ['nack 2 requeue']);
+  tick(ACK_COALESCE_MS);
+  assert.deepEqual(channel.sent, ['nack 2 requeue', 'ack 1 multiple']);
+});
+
+test('close() sends the waiting ack before the channel closes', async (t) => {
+  const { channel, acks, delivery } = channelAcks(t, ACK_COALESCE_MS);
+  acks.settle([{ delivery: delivery(1), settlement: 'ack' }]);
+  await acks.close();
+  assert.deepEqual(channel.sent, ['ack 1 multiple', 'close']);
+});
+
+test('a lost channel sends nothing more, not even the waiting ack', (t) => {
+  const { channel, acks, delivery, tick } = channelAcks(t, ACK_COALESCE_MS);
+  acks.settle([{ delivery: delivery(1), settlement: 'ack' }]);
+  acks.lost();
+  tick(10 * ACK_COALESCE_MS);
+  assert.deepEqual(channel.sent, []);
+});
+
+test('ACK_COALESCE_MS 0 acks at once', (t) => {
+  const { channel, acks, delivery } = channelAcks(t, 0);
+  acks.settle([{ delivery: delivery(1), settlement: 'ack' }]);
+  assert.deepEqual(channel.sent, ['ack 1 multiple']);
 });
