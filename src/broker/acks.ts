@@ -1,6 +1,6 @@
 /**
  * One object per consume channel: its state, which deliveries are its own, the ack window that lets
- * many acks go as one `multiple` ack, the hold timer, and the grace before the channel closes. An ack
+ * many acks go as one `multiple` ack, the hold and coalescing timers, and the grace before the channel closes. An ack
  * is only valid on the channel its delivery came on, so this object is the one that sends it.
  */
 import type { Logger } from 'pino';
@@ -63,7 +63,8 @@ export class ChannelAcks {
 
   /**
    * Applies each settlement of a delivery this channel owns (others are skipped: the broker has them
-   * back). Acks go as `multiple` acks, held briefly while older inputs are still open.
+   * back). Acks go as `multiple` acks, held briefly while older inputs are still open, and each waits
+   * ACK_COALESCE_MS for the ones after it; nacks go at once.
    */
   settle(items: ReadonlyArray<{ delivery: Delivery; settlement: Settlement }>): void {
     if (this.state !== 'open') return;
