@@ -19,7 +19,7 @@ import { backoffMs } from './backoff.js';
 import { Batcher } from './batcher.js';
 import { LoopLoad } from './loop-load.js';
 import type { Broker, Delivery } from './broker/broker.js';
-import { idMayBeAltered } from './broker/delivery.js';
+import { idMayBeAltered, releaseBody } from './broker/delivery.js';
 import { deadQueueOf } from './broker/topology.js';
 import type { Config } from './config.js';
 import { ScoringError } from './errors.js';
@@ -403,6 +403,8 @@ export class Consumer {
       metrics.scoringSeconds.observe(scoringMs / 1000);
       metrics.batchSize.observe(toScore.length);
     }
+    // Scored or answered unscored: nothing reads these bodies again, however long their replies take.
+    for (const d of current) releaseBody(d);
     return answering;
   }
 
