@@ -182,25 +182,31 @@ test('with runBatch, several messages reach the script in one call, each answere
 });
 
 test('an item that runBatch returns as an Error gets its own error reply, while its neighbours in the batch succeed', async () => {
-  const items = Array.from({ length: 6 }, (_, i) => ({
-    id: `mixed-${i}`,
-    data: i === 3 ? { n: i, fail: true } : { n: i },
-  }));
-  const replies = await ask(batched, items);
-  const failed = replies.get('mixed-3')!;
-  assert.equal(failed.status, 'error');
-  assert.equal(failed.headers['x-error-code'], 'RUN_FAILED');
-  assert.equal(failed.json(), 'item 3 refused');
-  // Every neighbour succeeds; those that shared the failing item's batch came through runBatch with it. (A
-  // neighbour scored in a batch of its own, as one was in a CI run, is answered by run() and still succeeds.)
-  const neighbours = items
-    .filter((_, i) => i !== 3)
-    .map(({ id }) => okBody(replies.get(id)) as { via: string; batch?: number[] });
-  const shared = neighbours.filter((b) => b.batch?.includes(3));
-  assert.ok(
-    shared.length > 0 && shared.every((b) => b.via === 'runBatch'),
-    `the failing item shared a batch with a neighbour that succeeded: ${JSON.stringify(neighbours)}`,
-  );
+  // Which items share a batch depends on how their deliveries arrive: a round in which the failing item came
+  // alone (scored by run(), which does not refuse it) shows nothing about runBatch, and another round is sent.
+  for (let round = 0; round < 5; round++) {
+    const items = Array.from({ length: 6 }, (_, i) => ({
+      id: `mixed-${round}-${i}`,
+      data: i === 3 ? { n: i, fail: true } : { n: i },
+    }));
+    const replies = await ask(batched, items);
+    // Every neighbour succeeds, through runBatch or, alone in a batch, through run().
+    const neighbours = items
+      .filter((_, i) => i !== 3)
+      .map(({ id }) => okBody(replies.get(id)) as { via: string; batch?: number[] });
+    const shared = neighbours.filter((b) => b.batch?.includes(3));
+    if (shared.length === 0) continue;
+    assert.ok(
+      shared.every((b) => b.via === 'runBatch'),
+      `the neighbours that shared the failing item's batch came through runBatch: ${JSON.stringify(neighbours)}`,
+    );
+    const failed = replies.get(`mixed-${round}-3`)!;
+    assert.equal(failed.status, 'error');
+    assert.equal(failed.headers['x-error-code'], 'RUN_FAILED');
+    assert.equal(failed.json(), 'item 3 refused');
+    return;
+  }
+  assert.fail('in five rounds the failing item never shared a batch with a neighbour');
 });
 
 test('a runBatch that throws falls back to run() for each item of the batch', async () => {
