@@ -46,10 +46,7 @@ test('a large body scored alone gives its bytes back to the in-flight budget onc
 
 test('a body is let go once scored: inputs whose replies the broker keeps refusing hold their budget, not their bytes', async () => {
   // Every reply to this queue is nacked (full, reject-publish) and retried every 2 s: the inputs stay held, scored.
-  const ch = await client.connection.createChannel();
-  await ch.assertQueue(refusing, { durable: true, arguments: { 'x-max-length': 1, 'x-overflow': 'reject-publish' } });
-  await ch.close();
-  await client.publish(refusing, { filler: true });
+  await client.refusingQueue(refusing);
   const releasePort = await freePort();
   const consumer = consumers.startOn(
     held,

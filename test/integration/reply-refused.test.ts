@@ -17,10 +17,7 @@ test('inputs whose replyTo queue refuses every reply are dead-lettered within bo
   const input = uniqueName('refused');
   const replies = uniqueName('refused.replies');
   const full = uniqueName('refused.full');
-  const ch = await client.connection.createChannel();
-  await ch.assertQueue(full, { durable: true, arguments: { 'x-max-length': 1, 'x-overflow': 'reject-publish' } });
-  await ch.close();
-  await client.publish(full, { filler: true });
+  await client.refusingQueue(full);
   const watcher = await ReplyWatcher.start(client, replies, 'classic');
   const httpPort = await freePort();
   const consumer = startConsumer({

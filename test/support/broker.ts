@@ -153,6 +153,14 @@ export class TestClient {
     }
   }
 
+  /** Declares `queue` full (one message, `x-overflow: reject-publish`): the broker nacks everything published to it. */
+  async refusingQueue(queue: string): Promise<void> {
+    const ch = await this.connection.createChannel();
+    await ch.assertQueue(queue, { durable: true, arguments: { 'x-max-length': 1, 'x-overflow': 'reject-publish' } });
+    await ch.close();
+    await this.publish(queue, { filler: true });
+  }
+
   /** Deletes queues, ignoring ones that are already gone. */
   async deleteQueues(...queues: string[]): Promise<void> {
     for (const q of queues) {
