@@ -22,6 +22,7 @@ import type { PublishResult } from './broker/publisher.js';
 import type { ItemResult, ModelId } from './scorer.js';
 import { buildReply, type Outcome, type Reply, type ReplyContext } from './reply.js';
 import type { QueueType } from './config.js';
+import { packedArray, packedMap } from './packed-array.js';
 
 export type { Settlement };
 
@@ -201,7 +202,11 @@ export function dropStale(deliveries: readonly Delivery[], o: AnswerOptions): De
 /** Redeliveries of inputs already answered here: acked without scoring or replying again. */
 export function settleAnswered(deliveries: readonly Delivery[], o: AnswerOptions): void {
   settle(
-    deliveries.map((delivery) => ({ delivery, settlement: 'ack' as const, reason: 'already answered' as const })),
+    packedMap(deliveries, (delivery) => ({
+      delivery,
+      settlement: 'ack' as const,
+      reason: 'already answered' as const,
+    })),
     o,
   );
 }
@@ -248,7 +253,7 @@ export async function answer(items: readonly ScoredItem[], o: AnswerOptions): Pr
   if (o.record) for (const { item } of sending) o.record.replyingFor(item.delivery);
   const results = await safePublish(
     o,
-    sending.map((s) => s.reply),
+    packedMap(sending, (s) => s.reply),
   );
   const confirmed: Settled[] = [];
   const followUps: Array<Promise<void>> = [];
@@ -421,7 +426,7 @@ async function safePublish(o: AnswerOptions, replies: Reply[]): Promise<PublishR
     return await o.broker.publishAll(replies);
   } catch (err) {
     o.logger.error({ err: (err as Error).message }, 'publish failed');
-    return replies.map(() => 'lost');
+    return packedArray<PublishResult>(replies.length, 'lost');
   }
 }
 

@@ -31,6 +31,7 @@ import { JSON_CONTENT_TYPE } from './isolate/content-types.js';
 import type { Reply } from './reply.js';
 import type { ItemResult, ModelId, Scorer } from './scorer.js';
 import { passTraceHeaders, TRACING_OFF, type InputTrace, type Tracing } from './tracing.js';
+import { packedArray, packedMap } from './packed-array.js';
 
 export type ConsumerState = 'created' | 'running' | 'stopping' | 'stopped';
 
@@ -333,7 +334,7 @@ export class Consumer {
   private async scoreAndAnswer(received: Received[]): Promise<Array<Promise<void>>> {
     const { metrics, scorer, config } = this.deps;
     const current = dropStale(
-      received.map((r) => r.delivery),
+      packedMap(received, (r) => r.delivery),
       this.answerOptions,
     );
     // A redelivery held while the first copy's reply was being confirmed: answered by now.
@@ -380,9 +381,9 @@ export class Consumer {
     }
     if (early.length > 0) answerNow(early);
     if (toScore.length > 0) {
-      const results: Array<ItemResult | undefined> = new Array(toScore.length).fill(undefined);
+      const results = packedArray<ItemResult | undefined>(toScore.length, undefined);
       const { results: done, model } = await scorer.score(
-        toScore.map((d) => d.body),
+        packedMap(toScore, (d) => d.body),
         bodyMetas(toScore),
         {
           // One at a time: each item answered as soon as it is scored.
@@ -435,5 +436,5 @@ export class Consumer {
 function bodyMetas(deliveries: readonly Delivery[]): Array<BodyMeta | undefined> | undefined {
   const meta = (d: Delivery) => d.headers !== undefined || (d.contentType && d.contentType !== JSON_CONTENT_TYPE);
   if (!deliveries.some(meta)) return undefined;
-  return deliveries.map((d) => (meta(d) ? { contentType: d.contentType, headers: d.headers } : undefined));
+  return packedMap(deliveries, (d) => (meta(d) ? { contentType: d.contentType, headers: d.headers } : undefined));
 }

@@ -14,6 +14,7 @@ import type { BatchCost, BodyMeta, ScriptInfo } from './isolate/protocol.js';
 import { resolveModelVersion, type ModelVersion } from './model-version.js';
 import { ScriptHost, type HostOptions } from './isolate/host.js';
 import { InlineHost } from './isolate/inline-host.js';
+import { packedMap } from './packed-array.js';
 
 /** CRASHED: the isolate died under it. SKIPPED: not scored, since `skip` said its input is no longer ours. */
 export type ItemResult = Outcome | { ok: false; code: 'CRASHED' | 'SKIPPED'; message: string };
@@ -153,7 +154,7 @@ export class Scorer {
       if (this.info.hasRunBatch && bodies.length > 1) {
         const r = await host.call('runBatch', bodies, this.runTimeoutMs, metas);
         if (r.kind === 'done') return { results: r.outcomes, model };
-        if (r.kind === 'crash') return { results: bodies.map(() => crashed(r.reason)), model };
+        if (r.kind === 'crash') return { results: packedMap(bodies, () => crashed(r.reason)), model };
         // A batch that hung: run its items one by one, each with its own deadline, to find the one that hangs.
       }
       const results: ItemResult[] = [];

@@ -9,6 +9,7 @@ import type { Reply } from '../reply.js';
 import type { Topology } from './topology.js';
 import { publishOn } from './amqplib-internals.js';
 import { declareQueues, watchChannel } from './connection.js';
+import { packedArray } from '../packed-array.js';
 
 /**
  * How the broker took one reply. 'returned': unroutable (the broker confirms those too). 'nacked': the
@@ -127,9 +128,9 @@ export class ReplyPublisher {
    */
   async publishAll(replies: readonly Reply[]): Promise<PublishResult[]> {
     const ready = await this.whenUp(Date.now() + this.confirmTimeoutMs);
-    if (!ready) return replies.map(() => 'lost');
+    if (!ready) return packedArray<PublishResult>(replies.length, 'lost');
     const { channel: ch } = ready;
-    const results: Array<PublishResult | undefined> = new Array(replies.length).fill(undefined);
+    const results = packedArray<PublishResult | undefined>(replies.length, undefined);
     let unsettled = replies.length;
     return new Promise((resolve) => {
       const finish = () => {

@@ -12,6 +12,7 @@ import { binaryResult, scriptMeta } from './binary-calls.js';
 import { textOf } from './json-text.js';
 import { isJsonContentType } from './content-types.js';
 import type { BodyMeta, CallMethod, Scored } from './protocol.js';
+import { packedArray, packedMap } from '../packed-array.js';
 
 export async function callScript(
   s: EntryScript,
@@ -20,10 +21,10 @@ export async function callScript(
   maxMessageBytes: number,
   bodyMetas: Array<BodyMeta | undefined> = [],
 ): Promise<Scored[]> {
-  const outcomes: Scored[] = new Array(bodies.length);
+  const outcomes = packedArray<Scored>(bodies.length, undefined as unknown as Scored);
   const valid: number[] = [];
   const values: unknown[] = [];
-  const metas = bodies.map((_, i) => scriptMeta(bodyMetas[i]));
+  const metas = packedMap(bodies, (_, i) => scriptMeta(bodyMetas[i]));
   // What readBody makes, only runBatchParsed understands. A script that reads bodies itself gets a
   // batch of one that way too: run() would turn the tensor back into text to be parsed again.
   const readBody = s.runBatchParsed && !s.inputSchema ? s.readBody : undefined;
@@ -48,7 +49,7 @@ export async function callScript(
   });
   if (valid.length === 0) return outcomes;
 
-  const validMetas = valid.map((i) => metas[i]);
+  const validMetas = packedMap(valid, (i) => metas[i]);
   const batched = batch ? await tryRunBatch(s, values, validMetas) : undefined;
   for (let k = 0; k < valid.length; k++) {
     if (batched) outcomes[valid[k]] = toOutcome(batched[k]);
@@ -72,7 +73,7 @@ async function tryRunBatch(s: EntryScript, values: unknown[], metas: ScriptMeta[
   try {
     const results = s.runBatchParsed
       ? await s.runBatchParsed(values, metas)
-      : await s.runBatch!(values.map(scriptInput), metas);
+      : await s.runBatch!(packedMap(values, scriptInput), metas);
     if (Array.isArray(results) && results.length === values.length) return results;
   } catch {
     // fall through to item-by-item

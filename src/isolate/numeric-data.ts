@@ -118,8 +118,9 @@ class Reader {
       const start = this.count;
       const n = this.numbers(Infinity);
       this.count = start;
-      const row: number[] = new Array(n);
-      for (let k = 0; k < n; k++) row[k] = scratch[start + k]; // a loop: Array.from(typed array) is slower
+      // Pushed, packed as JSON.parse's arrays are (src/packed-array.ts); a loop: Array.from(typed array) is slower.
+      const row: number[] = [];
+      for (let k = 0; k < n; k++) row.push(scratch[start + k]);
       return row;
     }
     const out: unknown[] = [];

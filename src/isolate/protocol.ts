@@ -2,6 +2,7 @@
 import type { InitContext } from './entry-script.js';
 import type { ErrorCode } from '../errors.js';
 import type { Outcome } from '../reply.js';
+import { packedArray, packedMap } from '../packed-array.js';
 
 export type CallMethod = 'run' | 'runBatch';
 
@@ -102,7 +103,7 @@ export function packBodies(bodies: readonly Uint8Array[]): PackedBodies {
 
 /** Views on the packed buffer, no copies. */
 export function unpackBodies({ bytes, ends, align }: PackedBodies): Uint8Array[] {
-  const bodies: Uint8Array[] = new Array(ends.length);
+  const bodies = packedArray<Uint8Array>(ends.length, EMPTY);
   let start = 0;
   for (let i = 0; i < ends.length; i++) {
     start = alignUp(start, align);
@@ -130,7 +131,7 @@ export function packOutcomes(scored: readonly Scored[]): PackedOutcomes {
   if (scored.some((s) => s.ok && 'bytes' in s)) return packMixedOutcomes(scored);
   if (scored.some((s) => s.ok && typeof (s as { json: unknown }).json !== 'string')) return packJsonBytes(scored);
   const failures: PackedOutcomes['failures'] = [];
-  const texts: string[] = new Array(scored.length);
+  const texts = packedArray(scored.length, '');
   for (let i = 0; i < scored.length; i++) {
     const s = scored[i];
     if (s.ok) texts[i] = (s as { json: string }).json;
@@ -160,7 +161,7 @@ export function packOutcomes(scored: readonly Scored[]): PackedOutcomes {
  */
 function packJsonBytes(scored: readonly Scored[]): PackedOutcomes {
   const failures: PackedOutcomes['failures'] = [];
-  const parts: Uint8Array[] = new Array(scored.length);
+  const parts = packedArray<Uint8Array>(scored.length, EMPTY);
   const ends = new Uint32Array(scored.length);
   let total = 0;
   for (let i = 0; i < scored.length; i++) {
@@ -185,7 +186,7 @@ const EMPTY = new Uint8Array(0);
 function packMixedOutcomes(scored: readonly Scored[]): PackedOutcomes {
   const failures: PackedOutcomes['failures'] = [];
   const binary: NonNullable<PackedOutcomes['binary']> = [];
-  const parts = scored.map((s, index) => {
+  const parts = packedMap(scored, (s, index) => {
     if (!s.ok) {
       failures.push({ index, code: s.code, message: s.message });
       return new Uint8Array(0);
@@ -201,7 +202,7 @@ function packMixedOutcomes(scored: readonly Scored[]): PackedOutcomes {
 
 /** Outcomes whose bodies are views on the one buffer, no copies. */
 export function unpackOutcomes({ bodies, failures, binary }: PackedOutcomes): Outcome[] {
-  const outcomes: Outcome[] = unpackBodies(bodies).map((b) => ({
+  const outcomes: Outcome[] = packedMap(unpackBodies(bodies), (b) => ({
     ok: true,
     body: Buffer.from(b.buffer, b.byteOffset, b.byteLength),
   }));

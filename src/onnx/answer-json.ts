@@ -9,6 +9,7 @@
  */
 import type { ZipMapLabels } from './graph-rewrite.js';
 import type { TensorData } from './tensors.js';
+import { packedArray, packedMap } from '../packed-array.js';
 
 type Plain = Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array;
 type Int64s = BigInt64Array | BigUint64Array;
@@ -23,6 +24,7 @@ const CLOSE_BRACKET = 0x5d;
 const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 const utf8 = new TextEncoder();
+const EMPTY_ROW = new Uint8Array(0);
 /** Text up to this long is copied by a loop, not by Buffer's write (instruction counts of both, bench/stages.ts --stage output). */
 const SHORT_TEXT = 32;
 
@@ -119,7 +121,7 @@ export class AnswerWriter {
       if (!zip && t.dims.length > 0 && t.data.length > 0) texts.set(name, new NumberText(t.data as Plain | Int64s));
     }
     const sink = new Sink();
-    const ends: number[] = new Array(rowCounts.length);
+    const ends = packedArray(rowCounts.length, 0);
     const many = this.names.length > 1;
     let row = 0;
     for (let m = 0; m < rowCounts.length; m++) {
@@ -135,13 +137,19 @@ export class AnswerWriter {
         const zip = this.zip.get(name);
         if (zip) zipRows(sink, t, zip, single ? 0 : row, single ? t.dims[0] : n);
         else if (t.dims.length === 0) sink.ascii(String((t.data as Plain | Int64s)[0]));
-        else nested(sink, texts.get(name), single ? t.dims : [n, ...t.dims.slice(1)], 0);
+        else
+          nested(
+            sink,
+            texts.get(name),
+            packedMap(t.dims, (d, i) => (single || i > 0 ? d : n)),
+            0,
+          );
       }
       if (many) sink.byte(CLOSE_BRACE);
       ends[m] = sink.at;
       row += n;
     }
-    const out: Uint8Array[] = new Array(rowCounts.length);
+    const out = packedArray<Uint8Array>(rowCounts.length, EMPTY_ROW);
     for (let m = 0, start = 0; m < rowCounts.length; start = ends[m], m++) out[m] = sink.bytes.subarray(start, ends[m]);
     return out;
   }

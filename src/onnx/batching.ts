@@ -8,6 +8,7 @@
 import type { OnnxOptions } from '../config.js';
 import type { TensorData, TensorSpec } from './tensors.js';
 import { elementInfo, type NumericData } from './element-types.js';
+import { packedMap } from '../packed-array.js';
 
 export type BatchingMode = OnnxOptions['batching'];
 export interface BatchingDecision {
@@ -135,11 +136,11 @@ export function stack(items: readonly Feeds[], inputs: readonly TensorSpec[]): F
   if (items.length === 1) return items[0];
   const out: Feeds = {};
   for (const { name, type } of inputs) {
-    const parts = items.map((it) => it[name]);
+    const parts = packedMap(items, (it) => it[name]);
     const total = parts.reduce((sum, p) => sum + p.data.length, 0);
     const dims = [parts.reduce((sum, p) => sum + p.dims[0], 0), ...parts[0].dims.slice(1)];
     // Read one after another onto one slab (isolate/slab.ts), they already lie side by side.
-    const adjacent = sideBySide(parts.map((p) => p.data));
+    const adjacent = sideBySide(packedMap(parts, (p) => p.data));
     if (adjacent) {
       out[name] = { type, data: adjacent, dims };
       continue;

@@ -24,6 +24,7 @@ import { decideBatching, groupByShape, stack, type BatchingDecision } from './ba
 import { ElementProblem, elementInfo, type TypedData } from './element-types.js';
 import { AnswerWriter } from './answer-json.js';
 import { jsonText } from '../isolate/json-text.js';
+import { packedArray, packedMap } from '../packed-array.js';
 
 let model: LoadedModel;
 let limits: Limits;
@@ -111,12 +112,12 @@ export async function run(data: string | Uint8Array, meta?: ScriptMeta): Promise
 }
 
 export async function runBatch(items: Array<string | Uint8Array>, metas?: ScriptMeta[]): Promise<unknown[]> {
-  return runBatchParsed(items.map(asValue), metas);
+  return runBatchParsed(packedMap(items, asValue), metas);
 }
 
 /** One result per value, in order; a value that fails its checks gets its own Error and is left out of the run. */
 export async function runBatchParsed(values: unknown[], metas?: ScriptMeta[]): Promise<unknown[]> {
-  const results: unknown[] = new Array(values.length);
+  const results = packedArray<unknown>(values.length, undefined);
   const good: number[] = [];
   const feeds: Record<string, TensorData>[] = [];
   /** Per good message: the binary reply type it asked for, or undefined for JSON. */
@@ -140,11 +141,11 @@ export async function runBatchParsed(values: unknown[], metas?: ScriptMeta[]): P
     }
   }
   if (good.length === 0) return results;
-  const groups = batching.stack ? groupByShape(feeds, model.inputs) : feeds.map((_, k) => [k]);
+  const groups = batching.stack ? groupByShape(feeds, model.inputs) : packedMap(feeds, (_, k) => [k]);
   for (const group of groups) {
     const answers = await runGroup(
-      group.map((k) => feeds[k]),
-      group.map((k) => replyTypes[k]),
+      packedMap(group, (k) => feeds[k]),
+      packedMap(group, (k) => replyTypes[k]),
     );
     group.forEach((k, j) => (results[good[k]] = answers[j]));
   }
@@ -161,13 +162,17 @@ async function runGroup(
 ): Promise<unknown[]> {
   try {
     const outputs = await model.run(stack(feeds, model.inputs));
-    const rows = feeds.length === 1 ? [1] : feeds.map((f) => f[model.inputs[0].name].dims[0]);
-    const json = replyTypes.some((t) => t === undefined)
-      ? (answerWriter.write(outputs, rows)?.map(jsonText) ??
-        splitOutputs(outputs, outputNames(), rows).map((a) => withZipMaps(a, outputNames(), model.zipMaps)))
-      : [];
+    // One message alone gets the output whole: one row, whatever its batch axis says.
+    const rows = packedMap(feeds, (f) => (feeds.length === 1 ? 1 : f[model.inputs[0].name].dims[0]));
+    let json: unknown[] = [];
+    if (replyTypes.some((t) => t === undefined)) {
+      const written = answerWriter.write(outputs, rows);
+      json = written
+        ? packedMap(written, jsonText)
+        : packedMap(splitOutputs(outputs, outputNames(), rows), (a) => withZipMaps(a, outputNames(), model.zipMaps));
+    }
     const slices = replyTypes.some((t) => t !== undefined) ? sliceOutputs(outputs, outputNames(), rows) : [];
-    return replyTypes.map((t, k) => (t ? binaryReply(t, slices[k], outputNames()) : json[k]));
+    return packedMap(replyTypes, (t, k) => (t ? binaryReply(t, slices[k], outputNames()) : json[k]));
   } catch (err) {
     if (feeds.length > 1) return Promise.all(feeds.map(async (f, k) => (await runGroup([f], [replyTypes[k]]))[0]));
     return [
