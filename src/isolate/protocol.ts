@@ -2,7 +2,7 @@
 import type { InitContext } from './entry-script.js';
 import type { ErrorCode } from '../errors.js';
 import type { Outcome } from '../reply.js';
-import { packedArray, packedMap } from '../packed-array.js';
+import { packedMap } from '../packed-array.js';
 
 export type CallMethod = 'run' | 'runBatch';
 
@@ -103,11 +103,12 @@ export function packBodies(bodies: readonly Uint8Array[]): PackedBodies {
 
 /** Views on the packed buffer, no copies. */
 export function unpackBodies({ bytes, ends, align }: PackedBodies): Uint8Array[] {
-  const bodies = packedArray<Uint8Array>(ends.length, EMPTY);
+  // Pushed, so packed in every tier (src/packed-array.ts), as are the arrays below.
+  const bodies: Uint8Array[] = [];
   let start = 0;
   for (let i = 0; i < ends.length; i++) {
     start = alignUp(start, align);
-    bodies[i] = bytes.subarray(start, ends[i]);
+    bodies.push(bytes.subarray(start, ends[i]));
     start = ends[i];
   }
   return bodies;
@@ -131,12 +132,12 @@ export function packOutcomes(scored: readonly Scored[]): PackedOutcomes {
   if (scored.some((s) => s.ok && 'bytes' in s)) return packMixedOutcomes(scored);
   if (scored.some((s) => s.ok && typeof (s as { json: unknown }).json !== 'string')) return packJsonBytes(scored);
   const failures: PackedOutcomes['failures'] = [];
-  const texts = packedArray(scored.length, '');
+  const texts: string[] = [];
   for (let i = 0; i < scored.length; i++) {
     const s = scored[i];
-    if (s.ok) texts[i] = (s as { json: string }).json;
+    if (s.ok) texts.push((s as { json: string }).json);
     else {
-      texts[i] = '';
+      texts.push('');
       failures.push({ index: i, code: s.code, message: s.message });
     }
   }
@@ -161,15 +162,16 @@ export function packOutcomes(scored: readonly Scored[]): PackedOutcomes {
  */
 function packJsonBytes(scored: readonly Scored[]): PackedOutcomes {
   const failures: PackedOutcomes['failures'] = [];
-  const parts = packedArray<Uint8Array>(scored.length, EMPTY);
+  const parts: Uint8Array[] = [];
   const ends = new Uint32Array(scored.length);
   let total = 0;
   for (let i = 0; i < scored.length; i++) {
     const s = scored[i];
     if (!s.ok) failures.push({ index: i, code: s.code, message: s.message });
     const json = s.ok ? (s as { json: string | Uint8Array }).json : EMPTY;
-    parts[i] = typeof json === 'string' ? encoder.encode(json) : json;
-    total += parts[i].byteLength;
+    const part = typeof json === 'string' ? encoder.encode(json) : json;
+    parts.push(part);
+    total += part.byteLength;
     ends[i] = total;
   }
   const { buffer } = parts[0];

@@ -9,7 +9,7 @@
  */
 import type { ZipMapLabels } from './graph-rewrite.js';
 import type { TensorData } from './tensors.js';
-import { packedArray, packedMap } from '../packed-array.js';
+import { packedMap } from '../packed-array.js';
 
 type Plain = Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array;
 type Int64s = BigInt64Array | BigUint64Array;
@@ -24,7 +24,6 @@ const CLOSE_BRACKET = 0x5d;
 const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 const utf8 = new TextEncoder();
-const EMPTY_ROW = new Uint8Array(0);
 /** Text up to this long is copied by a loop, not by Buffer's write (instruction counts of both, bench/stages.ts --stage output). */
 const SHORT_TEXT = 32;
 
@@ -121,7 +120,8 @@ export class AnswerWriter {
       if (!zip && t.dims.length > 0 && t.data.length > 0) texts.set(name, new NumberText(t.data as Plain | Int64s));
     }
     const sink = new Sink();
-    const ends = packedArray(rowCounts.length, 0);
+    // Pushed, so packed (src/packed-array.ts).
+    const ends: number[] = [];
     const many = this.names.length > 1;
     let row = 0;
     for (let m = 0; m < rowCounts.length; m++) {
@@ -146,11 +146,12 @@ export class AnswerWriter {
           );
       }
       if (many) sink.byte(CLOSE_BRACE);
-      ends[m] = sink.at;
+      ends.push(sink.at);
       row += n;
     }
-    const out = packedArray<Uint8Array>(rowCounts.length, EMPTY_ROW);
-    for (let m = 0, start = 0; m < rowCounts.length; start = ends[m], m++) out[m] = sink.bytes.subarray(start, ends[m]);
+    const out: Uint8Array[] = [];
+    for (let m = 0, start = 0; m < rowCounts.length; start = ends[m], m++)
+      out.push(sink.bytes.subarray(start, ends[m]));
     return out;
   }
 }
