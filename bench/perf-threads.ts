@@ -67,11 +67,16 @@ const dir = mkdtempSync(join(tmpdir(), 'perf-threads-'));
 const data = join(dir, 'perf.data');
 try {
   process.stderr.write(`recording pid ${pid} for ${opts.seconds} s\n`);
-  spawnSync(
+  const recorded = spawnSync(
     'timeout',
     [opts.seconds, 'perf', 'record', '-q', '-e', 'cpu-clock', '-F', opts.hz, '-g', '-p', String(pid), '-o', data],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
+  // timeout's 124 is the recording stopped on time; anything else but 0 is perf failing (not installed, not allowed).
+  if (recorded.status !== 0 && recorded.status !== 124)
+    throw new Error(
+      `perf record failed (exit ${recorded.status}): install Debian's linux-perf and run as root, or set kernel.perf_event_paranoid to 1`,
+    );
   const script = execFileSync('perf', ['script', '-i', data, '-F', 'tid,time,ip,sym'], {
     encoding: 'utf8',
     maxBuffer: 1 << 30,
