@@ -5,7 +5,11 @@
  * changed for speed" was measured this way, alternating the two checkouts.
  *
  *   node --import tsx bench/ab.ts [--models iris,mlp] [--runs 2] [--rate 10000] [--rate-seconds 4] [--rate-warmup-seconds 0] [--messages N] [--warmup N] [--cwd ../other-checkout]
- *                                 [--noop] [--npy] [--set KEY=VALUE]... [--node-arg=--flag]... [--log FILE]
+ *                                 [--noop] [--npy] [--set KEY=VALUE]... [--node-arg=--flag]... [--log FILE] [--segments]
+ *
+ * --segments captures the broker's port over the counted seconds of the fixed-rate phase and splits each
+ * reply's latency into the broker's part before the consumer, the consumer's, and the broker's after it
+ * (bench/segments.ts; needs Debian's tshark, and root).
  */
 import { randomBytes } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
@@ -14,6 +18,7 @@ import { loadConfig } from '../src/config.js';
 import { drain } from './drain.js';
 import { connect } from './load.js';
 import { benchModels, npyBodies } from './models.js';
+import { Capture, type Segments, segmentTable } from './segments.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -36,6 +41,8 @@ const { values: opts } = parseArgs({
     'node-arg': { type: 'string', multiple: true, default: [] },
     /** Write each run's consumer output (its logs, or --trace-gc lines given with --node-arg) to this file, appended. */
     log: { type: 'string' },
+    /** Split the counted latencies by where they were spent, from a capture of the broker's port (bench/segments.ts). */
+    segments: { type: 'boolean', default: false },
   },
 });
 
@@ -55,6 +62,12 @@ const rate = Number(opts.rate);
 try {
   for (let run = 0; run < Number(opts.runs); run++) {
     for (const m of models) {
+      let capture: Capture | undefined;
+      let segments: Segments | undefined;
+      const onCounted = async (stage: 'start' | 'end') => {
+        if (stage === 'start') capture = await Capture.start(Number(new URL(url).port || 5672));
+        else segments = await capture?.stop();
+      };
       const r = await drain(links, {
         label: `ab.${m.name}`,
         bodies: opts.npy ? npyBodies(m) : m.bodies,
@@ -69,7 +82,12 @@ try {
         nodeArgs: opts['node-arg'],
         readyText: opts.noop ? '"msg":"ready"' : '"msg":"consuming"',
         latency: [
-          { ratePerS: rate, seconds: Number(opts['rate-seconds']), warmupSeconds: Number(opts['rate-warmup-seconds']) },
+          {
+            ratePerS: rate,
+            seconds: Number(opts['rate-seconds']),
+            warmupSeconds: Number(opts['rate-warmup-seconds']),
+            ...(opts.segments ? { onCounted } : {}),
+          },
         ],
         keepOutput: opts.log !== undefined,
       });
@@ -81,6 +99,7 @@ try {
       console.log(
         `${m.name}\t${Math.round(r.msgPerS)} msg/s\tCPU ${(r.cpuMsPerMsg * 1000).toFixed(1)} µs/msg (main thread ${(r.mainCpuMsPerMsg * 1000).toFixed(1)}), mean batch ${r.meanBatch?.toFixed(1) ?? '?'}\tat ${rate} msg/s p50 ${ms(l?.p50Ms)} p99 ${ms(l?.p99Ms)} ms (scoring p50 ${ms(l?.scoringP50Ms)} p99 ${ms(l?.scoringP99Ms)}; CPU ${us(l?.consumerCpuMsPerMsg)} µs/msg, main thread ${us(l?.consumerMainCpuMsPerMsg)}; the broker ${us(l?.brokerCpuMsPerMsg)} µs/msg)\tpeak RSS ${r.rss?.peakMb.toFixed(0)} MB, broker ${r.brokerCpuMsPerMsg === undefined ? '?' : (r.brokerCpuMsPerMsg * 1000).toFixed(1)} µs/msg\n\tthreads (µs/msg): ${threads}\n\tp99 each second: ${l?.p99PerSecondMs?.map((x) => x.toFixed(1)).join(' ') ?? '?'} ms; x-scoring-ms: ${l?.scoringP99PerSecondMs?.map((x) => x.toFixed(1)).join(' ') ?? '-'}`,
       );
+      if (segments) console.log(segmentTable(segments));
     }
   }
 } finally {

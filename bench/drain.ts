@@ -72,6 +72,8 @@ export interface LatencySpec {
    * for about ten seconds (README, A message alone): this leaves that out, as the drain leaves out its warm-up.
    */
   warmupSeconds?: number;
+  /** Called just before the counted messages are offered, and again once their replies are in (bench/ab.ts --segments captures between the two). */
+  onCounted?: (stage: 'start' | 'end') => Promise<void>;
 }
 
 export interface LatencyResult {
@@ -213,6 +215,7 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
       const lt = new LatencyTally(warm + sent, prefix);
       onReply = lt.onReply;
       if (warm > 0) await publisher.atRate(q.input, spec.bodies, warm, ratePerS, lt.markSent, prefix);
+      await phase.onCounted?.('start');
       const cpu = process.cpuUsage();
       const consumerBefore = cpuSecondsOf(pid);
       const consumerMainBefore = cpuSecondsOf(pid, pid);
@@ -223,6 +226,7 @@ export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainRe
       const consumerCpuMsPerMsg = ((cpuSecondsOf(pid) - consumerBefore) * 1000) / sent;
       const consumerMainCpuMsPerMsg = ((cpuSecondsOf(pid, pid) - consumerMainBefore) * 1000) / sent;
       const brokerCpuMsPerMsg = broker === undefined ? NaN : ((cpuSecondsOf(broker) - brokerPhaseBefore) * 1000) / sent;
+      await phase.onCounted?.('end');
       // The first second is warm-up (JIT, the broker's queue process waking up), or the warm-up asked for.
       const skip = warm > 0 ? warm : Math.min(Math.round(ratePerS), Math.floor(sent / 5));
       latencies.push({
