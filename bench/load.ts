@@ -298,7 +298,7 @@ export class LatencyTally extends Tally {
 }
 
 /** The p-th percentile (0–100) of `values`, which it sorts; NaN when there are none. */
-function percentileOf(values: number[], p: number): number {
+export function percentileOf(values: number[], p: number): number {
   const sorted = values.sort((a, b) => a - b);
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];

@@ -14,6 +14,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { percentileOf } from './load.js';
 
 /** The four frames of one message's trip, by when they crossed loopback (seconds). */
 interface Trip {
@@ -80,17 +81,16 @@ export function segmentsOf(lines: readonly string[], brokerPort: number, replySu
   return out;
 }
 
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
 /** One line per segment: p50, p90, p99, max; then each segment's mean over the slowest 1% of messages by the whole. */
 export function segmentTable(s: Segments): string {
   const n = s['on the wire, all'].length;
   if (n === 0) return 'segments: no message was seen in all four frames (was the capture on the broker port?)';
   const rows = SEGMENTS.map((name) => {
-    const sorted = [...s[name]].sort((a, b) => a - b);
-    const cells = [50, 90, 99, 100].map((p) => percentile(sorted, p).toFixed(2).padStart(7));
+    const cells = [50, 90, 99, 100].map((p) =>
+      percentileOf([...s[name]], p)
+        .toFixed(2)
+        .padStart(7),
+    );
     return `  ${name.padEnd(28)}${cells.join('')}`;
   });
   const slowest = s['on the wire, all']
