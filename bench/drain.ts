@@ -138,7 +138,14 @@ export interface DrainResult {
   latencies: LatencyResult[];
   output?: string;
   /** When the row was drained several times (npm run bench --rounds): each round's rate and CPU; the rest is the median round's. */
-  rounds?: Array<{ msgPerS: number; cpuMsPerMsg: number; loadAvg: number }>;
+  /** Each round's figures (medianRound): the broker's CPU a message tells a round the broker slowed from one the consumer did. */
+  rounds?: Array<{
+    msgPerS: number;
+    cpuMsPerMsg: number;
+    loadAvg: number;
+    brokerCpuMsPerMsg?: number;
+    meanBatch?: number;
+  }>;
 }
 
 export async function drain(links: BenchLinks, spec: DrainSpec): Promise<DrainResult> {
@@ -400,6 +407,12 @@ export function medianRound(rounds: DrainResult[]): DrainResult {
   return {
     ...byCpu[Math.floor((byCpu.length - 1) / 2)],
     msgPerS: median(rounds.map((r) => r.msgPerS)),
-    rounds: rounds.map((r) => ({ msgPerS: r.msgPerS, cpuMsPerMsg: r.cpuMsPerMsg, loadAvg: r.loadAvg })),
+    rounds: rounds.map((r) => ({
+      msgPerS: r.msgPerS,
+      cpuMsPerMsg: r.cpuMsPerMsg,
+      loadAvg: r.loadAvg,
+      brokerCpuMsPerMsg: r.brokerCpuMsPerMsg,
+      meanBatch: r.meanBatch,
+    })),
   };
 }

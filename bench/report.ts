@@ -197,7 +197,7 @@ export function notes(results: readonly ModelResult[]): string {
         `  CPU per message of the process under test (all threads): no-op ${us(r.broker.best.cpuMsPerMsg)}, no-op with our reply properties ${us(r.broker.withReplyContract.cpuMsPerMsg)}, this consumer ${us(r.ours.cpuMsPerMsg)} (its main thread ${us(r.ours.mainCpuMsPerMsg)}, the kernel's share ${us(r.ours.systemCpuMsPerMsg)}; mean batch ${r.ours.meanBatch?.toFixed(1) ?? '?'}; scored on the ${r.ours.placement ?? '?'}), hand-written ${us(r.hand.cpuMsPerMsg)}`,
         ...(r.ours.rounds && r.ours.rounds.length > 1
           ? [
-              `  each round (msg/s, CPU per message; each row is its median round): ${(
+              `  each round (msg/s, CPU per message, the broker's CPU per message; each row is its median round): ${(
                 [
                   ['this consumer', r.ours],
                   ['no-op', r.broker.best],
@@ -206,7 +206,7 @@ export function notes(results: readonly ModelResult[]): string {
               )
                 .map(
                   ([name, row]) =>
-                    `${name} ${(row.rounds ?? []).map((x) => `${rate(x.msgPerS)} ${us1(x.cpuMsPerMsg)}`).join(', ')}`,
+                    `${name} ${(row.rounds ?? []).map((x) => `${rate(x.msgPerS)} ${us1(x.cpuMsPerMsg)} (broker ${us1(x.brokerCpuMsPerMsg)})`).join(', ')}`,
                 )
                 .join('; ')}`,
             ]

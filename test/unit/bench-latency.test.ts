@@ -16,3 +16,22 @@ test('the benchmark whole-phase percentile leaves out the warm-up replies', () =
   assert.equal(t.percentile(100, 2, [50, 60, 1, 2, 3]), 3);
   assert.equal(t.percentile(50, 0, [4, 1, 3, 2]), 2);
 });
+
+test("the benchmark's row is its median round by CPU, with the median rate, and keeps each round's broker CPU and batch", async () => {
+  const { medianRound } = await import('../../bench/drain.js');
+  const round = (msgPerS: number, cpuMsPerMsg: number, brokerCpuMsPerMsg: number) =>
+    ({ label: 'r', msgPerS, cpuMsPerMsg, loadAvg: 1, brokerCpuMsPerMsg, meanBatch: 50 }) as unknown as Parameters<
+      typeof medianRound
+    >[0][number];
+  const row = medianRound([round(10, 0.02, 0.05), round(30, 0.01, 0.04), round(20, 0.03, 0.06)]);
+  assert.equal(row.cpuMsPerMsg, 0.02);
+  assert.equal(row.msgPerS, 20);
+  assert.deepEqual(
+    row.rounds?.map((r) => [r.msgPerS, r.brokerCpuMsPerMsg, r.meanBatch]),
+    [
+      [10, 0.05, 50],
+      [30, 0.04, 50],
+      [20, 0.06, 50],
+    ],
+  );
+});
