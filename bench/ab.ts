@@ -68,29 +68,35 @@ try {
         if (stage === 'start') capture = await Capture.start(Number(new URL(url).port || 5672));
         else segments = await capture?.stop();
       };
-      const r = await drain(links, {
-        label: `ab.${m.name}`,
-        bodies: opts.npy ? npyBodies(m) : m.bodies,
-        ...(opts.npy ? { contentType: 'application/x-npy' } : {}),
-        count: Number(opts.messages),
-        ...(opts.warmup ? { warmup: Number(opts.warmup) } : {}),
-        env: opts.noop
-          ? { PREFETCH: '1024', CONNECTIONS: '2', MODEL_NAME: m.name, ...env }
-          : { MODEL_DIR: m.modelDir, ...env },
-        ...(opts.noop ? { script: 'bench/noop-consumer.ts' } : {}),
-        cwd: opts.cwd,
-        nodeArgs: opts['node-arg'],
-        readyText: opts.noop ? '"msg":"ready"' : '"msg":"consuming"',
-        latency: [
-          {
-            ratePerS: rate,
-            seconds: Number(opts['rate-seconds']),
-            warmupSeconds: Number(opts['rate-warmup-seconds']),
-            ...(opts.segments ? { onCounted } : {}),
-          },
-        ],
-        keepOutput: opts.log !== undefined,
-      });
+      let r: Awaited<ReturnType<typeof drain>>;
+      try {
+        r = await drain(links, {
+          label: `ab.${m.name}`,
+          bodies: opts.npy ? npyBodies(m) : m.bodies,
+          ...(opts.npy ? { contentType: 'application/x-npy' } : {}),
+          count: Number(opts.messages),
+          ...(opts.warmup ? { warmup: Number(opts.warmup) } : {}),
+          env: opts.noop
+            ? { PREFETCH: '1024', CONNECTIONS: '2', MODEL_NAME: m.name, ...env }
+            : { MODEL_DIR: m.modelDir, ...env },
+          ...(opts.noop ? { script: 'bench/noop-consumer.ts' } : {}),
+          cwd: opts.cwd,
+          nodeArgs: opts['node-arg'],
+          readyText: opts.noop ? '"msg":"ready"' : '"msg":"consuming"',
+          latency: [
+            {
+              ratePerS: rate,
+              seconds: Number(opts['rate-seconds']),
+              warmupSeconds: Number(opts['rate-warmup-seconds']),
+              ...(opts.segments ? { onCounted } : {}),
+            },
+          ],
+          keepOutput: opts.log !== undefined,
+        });
+      } finally {
+        // Read already when the phase ended; otherwise (the drain failed) its dumpcap is stopped here.
+        if (capture && !segments) await capture.close();
+      }
       if (opts.log) appendFileSync(opts.log, `--- ${m.name} run ${run}\n${r.output ?? ''}`);
       const l = r.latencies[0];
       const ms = (x: number | undefined) => x?.toFixed(1) ?? '?';

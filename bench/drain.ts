@@ -137,8 +137,10 @@ export interface DrainResult {
   placement?: 'consumer thread' | 'worker threads';
   latencies: LatencyResult[];
   output?: string;
-  /** When the row was drained several times (npm run bench --rounds): each round's rate and CPU; the rest is the median round's. */
-  /** Each round's figures (medianRound): the broker's CPU a message tells a round the broker slowed from one the consumer did. */
+  /**
+   * When the row was drained several times (npm run bench --rounds): each round's figures; the rest is the
+   * median round's (medianRound). The broker's CPU a message tells a round the broker slowed from one the consumer did.
+   */
   rounds?: Array<{
     msgPerS: number;
     cpuMsPerMsg: number;
