@@ -21,7 +21,7 @@ import { FLOAT, Int, buildModel, encodeModel, floatTensor, node, valueInfo } fro
 import { mulberry32 } from '../scripts/train-iris.js';
 import { startConsumer } from '../test/support/consumer-process.js';
 import { computeCeiling } from './ceilings.js';
-import { drain, medianRound, stopProcess, type BenchLinks, type DrainResult } from './drain.js';
+import { drain, medianRound, rotated, stopProcess, type BenchLinks, type DrainResult } from './drain.js';
 import { declareQueues, deleteQueues, uniqueQueues } from './load.js';
 import { ROOT, npyBodies, type BenchModel } from './models.js';
 import { RUNTIME_STAGE, stageUs } from './report.js';
@@ -217,49 +217,31 @@ export async function binaryRows(
   const mlpNpy = npyBodies(mlp);
   const env = { MODEL_DIR: mlp.modelDir };
   const compute = await computeCeiling(mlp, config);
-  // JSON, .npy and the no-op with our reply properties, drained `rounds` times alternating; each its median round.
+  // JSON, .npy and the no-op with our reply properties, drained `rounds` times alternating (each round starting one row later); each its median round.
   const rows: Record<'json' | 'npy' | 'noop', DrainResult[]> = { json: [], npy: [], noop: [] };
+  const specs = {
+    json: { bodies: mlp.bodies, env, readyText: '"msg":"consuming"' },
+    npy: { bodies: mlpNpy, contentType: 'application/x-npy', env, readyText: '"msg":"consuming"' },
+    noop: {
+      bodies: mlpNpy,
+      contentType: 'application/x-npy',
+      script: 'bench/noop-consumer.ts',
+      env: {
+        PREFETCH: String(config.prefetch),
+        REPLY_BODY: compute.sampleReply,
+        CONNECTIONS: '2',
+        REPLY_PROPS: 'full',
+        MODEL_NAME: 'mlp',
+      },
+      readyText: '"msg":"ready"',
+    },
+  };
   for (let round = 1; round <= rounds; round++) {
     if (rounds > 1) log(`  round ${round} of ${rounds}`);
-    rows.json.push(
-      await drain(links, {
-        label: `mlp.json.r${round}`,
-        bodies: mlp.bodies,
-        count,
-        warmup,
-        env,
-        readyText: '"msg":"consuming"',
-      }),
-    );
-    rows.npy.push(
-      await drain(links, {
-        label: `mlp.npy.r${round}`,
-        bodies: mlpNpy,
-        contentType: 'application/x-npy',
-        count,
-        warmup,
-        env,
-        readyText: '"msg":"consuming"',
-      }),
-    );
-    rows.noop.push(
-      await drain(links, {
-        label: `mlp.noop.contract.r${round}`,
-        bodies: mlpNpy,
-        contentType: 'application/x-npy',
-        count,
-        warmup,
-        script: 'bench/noop-consumer.ts',
-        env: {
-          PREFETCH: String(config.prefetch),
-          REPLY_BODY: compute.sampleReply,
-          CONNECTIONS: '2',
-          REPLY_PROPS: 'full',
-          MODEL_NAME: 'mlp',
-        },
-        readyText: '"msg":"ready"',
-      }),
-    );
+    for (const row of rotated(['json', 'npy', 'noop'] as const, round - 1)) {
+      const label = `mlp.${row === 'noop' ? 'noop.contract' : row}.r${round}`;
+      rows[row].push(await drain(links, { label, count, warmup, ...specs[row] }));
+    }
   }
   const json = medianRound(rows.json);
   const npyDrain = medianRound(rows.npy);

@@ -402,6 +402,17 @@ export function memoryOf(pid: number): { peakMb: number; nowMb: number } | undef
   }
 }
 
+/**
+ * The order of a round's drains: each round starts one row later than the one before, so that over as
+ * many rounds as rows every row drains first, second, ... once. A drain runs on the broker as the one
+ * before it left it (its queues just deleted, its memory and message store still settling), and a row
+ * always drained in the same place would carry that in every round.
+ */
+export function rotated<T>(rows: readonly T[], round: number): T[] {
+  const k = ((round % rows.length) + rows.length) % rows.length;
+  return [...rows.slice(k), ...rows.slice(0, k)];
+}
+
 /** Several drains of one row: its median round by CPU per message, with the median of their rates, every round's figures kept. */
 export function medianRound(rounds: DrainResult[]): DrainResult {
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];

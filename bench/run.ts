@@ -20,8 +20,8 @@
  * this consumer in bench/work/prof), --soak [--soak-messages N], --binary (only the binary-payload rows,
  * bench/binary.ts, written to bench/results.binary.json), --tracing (only this consumer, twice:
  * tracing off, then on, exporting OTLP/HTTP to a sink this process runs on 127.0.0.1; nothing written),
- * --rounds N (default 3: this consumer, the no-op at its best prefetch and the no-op with our reply
- * properties drained N times each, alternating, and each row's median taken: a row moves by ±10–15% here
+ * --rounds N (default 5: this consumer, the no-op at its best prefetch and the no-op with our reply
+ * properties drained N times each, alternating, each round starting one row later, and each row's median taken: a row moves by ±10–15% here
  * from drain to drain, more than some targets' margins).
  */
 import { randomBytes } from 'node:crypto';
@@ -34,7 +34,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { binaryRows, binaryTable } from './binary.js';
 import { brokerCeiling, computeCeiling, type BrokerCeiling } from './ceilings.js';
-import { drain, medianRound, type BenchLinks, type DrainResult, type LatencyResult } from './drain.js';
+import { drain, medianRound, rotated, type BenchLinks, type DrainResult, type LatencyResult } from './drain.js';
 import { connect } from './load.js';
 import { benchModels, ROOT, type BenchModel } from './models.js';
 import { pythonLines, pythonRow, type PythonRowResult } from './python-row.js';
@@ -50,7 +50,7 @@ const { values: opts } = parseArgs({
     models: { type: 'string', default: 'iris,mlp,image640,python' },
     'large-tensor-runs': { type: 'string', default: '5' },
     prefetch: { type: 'string', default: '512,1024,4096' },
-    rounds: { type: 'string', default: '3' },
+    rounds: { type: 'string', default: '5' },
     'latency-seconds': { type: 'string', default: '6' },
     'low-warmup-seconds': { type: 'string', default: '12' },
     'hand-seconds': { type: 'string', default: '15' },
@@ -168,10 +168,16 @@ async function benchModel(links: BenchLinks, model: BenchModel): Promise<ModelRe
   };
 }
 
+const ROW_NAMES = {
+  ours: 'this consumer',
+  noop: 'the no-op',
+  contract: 'the no-op with our reply properties',
+} as const;
+
 /**
  * Rounds 2..N of the rows the targets compare: this consumer, the no-op at the prefetch the sweep
- * chose, the no-op with our reply properties, one after another, this consumer and the no-op each
- * followed by a phase at LOW_RATE. Each row becomes its median round by CPU per message, with the
+ * chose, the no-op with our reply properties, one after another, each round starting one row later
+ * than the one before (`rotated`), this consumer and the no-op each followed by a phase at LOW_RATE. Each row becomes its median round by CPU per message, with the
  * median rate of its rounds; every round's figures are kept in `rounds`. The p99 at LOW_RATE of this
  * consumer and of the no-op is each the median of its rounds' (a p99 of a few thousand replies moves
  * with any one pause of the broker, the machine or either process).
@@ -189,35 +195,31 @@ async function moreRounds(
   const low = { ours: [first.latencies[1]], noop: [firstNoopLatencies[1]] };
   const lowPhase = [{ ratePerS: LOW_RATE, seconds: latencySeconds / 2, warmupSeconds: lowWarmupSeconds }];
   const noopEnv = { PREFETCH: String(broker.best.prefetch), REPLY_BODY: sampleReply, CONNECTIONS: '2' };
+  const noopRow = (env: Record<string, string>, latency: typeof lowPhase) => ({
+    script: 'bench/noop-consumer.ts',
+    env,
+    readyText: '"msg":"ready"',
+    latency,
+  });
+  const specs = {
+    ours: { env: { MODEL_DIR: model.modelDir, ...oursEnv }, readyText: '"msg":"consuming"', latency: lowPhase },
+    noop: noopRow(noopEnv, lowPhase),
+    contract: noopRow({ ...noopEnv, REPLY_PROPS: 'full', MODEL_NAME: model.name }, []),
+  };
   for (let round = 2; round <= n; round++) {
-    log(`${model.name}: round ${round} of ${n} (this consumer, the no-op, the no-op with our reply properties)`);
-    const ours = await drain(links, {
-      label: `${model.name}.ours.r${round}`,
-      bodies: model.bodies,
-      count,
-      warmup,
-      env: { MODEL_DIR: model.modelDir, ...oursEnv },
-      readyText: '"msg":"consuming"',
-      latency: lowPhase,
-    });
-    rows.ours.push(ours);
-    low.ours.push(ours.latencies[0]);
-    for (const [row, env] of [
-      ['noop', noopEnv],
-      ['contract', { ...noopEnv, REPLY_PROPS: 'full', MODEL_NAME: model.name }],
-    ] as const) {
+    // Round 1 drained this consumer, then the no-op, then the no-op with our properties; each later round starts one row later.
+    const order = rotated(['ours', 'noop', 'contract'] as const, round - 1);
+    log(`${model.name}: round ${round} of ${n} (${order.map((row) => ROW_NAMES[row]).join(', ')})`);
+    for (const row of order) {
       const r = await drain(links, {
         label: `${model.name}.${row}.r${round}`,
         bodies: model.bodies,
         count,
         warmup,
-        script: 'bench/noop-consumer.ts',
-        env,
-        readyText: '"msg":"ready"',
-        latency: row === 'noop' ? lowPhase : [],
+        ...specs[row],
       });
       rows[row].push(r);
-      if (row === 'noop') low.noop.push(r.latencies[0]);
+      if (row !== 'contract') low[row].push(r.latencies[0]);
     }
   }
   const medianP99 = (phases: Array<LatencyResult | undefined>) => {

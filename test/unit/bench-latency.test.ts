@@ -35,3 +35,22 @@ test("the benchmark's row is its median round by CPU, with the median rate, and 
     ],
   );
 });
+
+test("the benchmark's rounds each start one row later, so every row drains in every place once", async () => {
+  const { rotated } = await import('../../bench/drain.js');
+  const rows = ['ours', 'noop', 'contract'] as const;
+  const rounds = [0, 1, 2].map((r) => rotated(rows, r));
+  assert.deepEqual(rounds, [
+    ['ours', 'noop', 'contract'],
+    ['noop', 'contract', 'ours'],
+    ['contract', 'ours', 'noop'],
+  ]);
+  for (const row of rows)
+    assert.deepEqual(
+      rounds.map((order) => order.indexOf(row)).sort(),
+      [0, 1, 2],
+      `${row} drains first, second and third once`,
+    );
+  assert.deepEqual(rotated(rows, 4), rotated(rows, 1));
+  assert.deepEqual(rows, ['ours', 'noop', 'contract'], 'the rows given are not reordered');
+});
