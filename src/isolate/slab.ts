@@ -17,18 +17,27 @@ interface TypedArrayMaker<T> {
   readonly BYTES_PER_ELEMENT: number;
 }
 
-let slab = new ArrayBuffer(SLAB_BYTES);
+/**
+ * Memory not zero-filled (Buffer.allocUnsafeSlow's own ArrayBuffer, as Buffer.allocUnsafe's pool is): every
+ * caller writes each element it is handed before anything reads it, so zeroing a fresh slab, or a batch
+ * stacked by copying (onnx/batching.ts), would be work thrown away on every message.
+ */
+function uninitialised(bytes: number): ArrayBuffer {
+  return Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer;
+}
+
+let slab = uninitialised(SLAB_BYTES);
 let used = 0;
 
-/** Room for `count` elements, zero-filled only if the slab is new: the caller writes every element. */
+/** Room for `count` elements, not zero-filled: the caller writes every element. */
 export function slabArray<T>(Typed: TypedArrayMaker<T>, count: number): T {
   const size = Typed.BYTES_PER_ELEMENT;
   const bytes = count * size;
-  if (bytes > SLAB_BYTES / 4) return new Typed(new ArrayBuffer(bytes), 0, count);
+  if (bytes > SLAB_BYTES / 4) return new Typed(uninitialised(bytes), 0, count);
   // Aligned to the element's size only, so rows of one type taken in turn stay adjacent.
   let at = Math.ceil(used / size) * size;
   if (at + bytes > SLAB_BYTES) {
-    slab = new ArrayBuffer(SLAB_BYTES);
+    slab = uninitialised(SLAB_BYTES);
     at = 0;
   }
   used = at + bytes;
@@ -45,7 +54,7 @@ export function typedData(info: BinaryCodes, bytes: Uint8Array, count: number, o
   const byteLength = count * info.bytes;
   const at = bytes.byteOffset + offset;
   if (byteLength > SLAB_BYTES / 4 && at % info.bytes === 0) return new info.array(bytes.buffer, at, count);
-  const copy = slabArray(info.array as unknown as TypedArrayMaker<NumericData>, count);
+  const copy = slabArray(info.array, count);
   new Uint8Array(copy.buffer, copy.byteOffset, byteLength).set(new Uint8Array(bytes.buffer, at, byteLength));
   return copy;
 }

@@ -9,6 +9,7 @@ import type { OnnxOptions } from '../config.js';
 import type { TensorData, TensorSpec } from './tensors.js';
 import { elementInfo, type NumericData } from './element-types.js';
 import { packedMap } from '../packed-array.js';
+import { slabArray } from '../isolate/slab.js';
 
 export type BatchingMode = OnnxOptions['batching'];
 export interface BatchingDecision {
@@ -145,7 +146,8 @@ export function stack(items: readonly Feeds[], inputs: readonly TensorSpec[]): F
       out[name] = { type, data: adjacent, dims };
       continue;
     }
-    const data = elementInfo(type).allocate(total);
+    const { binary } = elementInfo(type);
+    const data = binary ? slabArray(binary.array, total) : elementInfo(type).allocate(total);
     let at = 0;
     for (const p of parts) {
       if (Array.isArray(data)) for (let i = 0; i < p.data.length; i++) data[at + i] = (p.data as string[])[i];

@@ -63,6 +63,7 @@ export type Element = number | bigint | string;
 type ArrayMaker = {
   new (buffer: ArrayBufferLike, byteOffset: number, length: number): NumericData;
   new (length: number): NumericData;
+  readonly BYTES_PER_ELEMENT: number;
 };
 
 /** How the binary formats carry a type. */
