@@ -146,8 +146,8 @@ export function stack(items: readonly Feeds[], inputs: readonly TensorSpec[]): F
       out[name] = { type, data: adjacent, dims };
       continue;
     }
-    const { binary } = elementInfo(type);
-    const data = binary ? slabArray(binary.array, total) : elementInfo(type).allocate(total);
+    const info = elementInfo(type);
+    const data = info.binary ? slabArray(info.binary.array, total) : info.allocate(total);
     let at = 0;
     for (const p of parts) {
       if (Array.isArray(data)) for (let i = 0; i < p.data.length; i++) data[at + i] = (p.data as string[])[i];
