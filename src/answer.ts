@@ -10,8 +10,11 @@
  *   a copy only adds to the queue ahead of the confirms). A reply whose channel or connection went,
  *   or that could not be sent (publishing blocked), is published again with backoff. Both while the
  *   input is still ours, up to REPLY_GIVE_UP_MS; then the input is requeued for another consumer.
- * - Refusals (nacked: a queue full with reject-publish; REPLY_QUEUE returning it) are retried
- *   REPLY_ATTEMPTS times in all, then the input is dead-lettered. A reply over the broker's
+ * - Refusals (nacked: a queue full with reject-publish, or a quorum queue electing a leader;
+ *   REPLY_QUEUE returning it) are retried REPLY_ATTEMPTS times in all and for REPLY_REFUSED_MIN_MS,
+ *   whichever is later, then the input is dead-lettered. The broker's nack does not say why, and a
+ *   leader election outlasts a few quick tries: counting tries alone dead-lettered inputs whose reply
+ *   queue was only between leaders. A reply over the broker's
  *   max_message_size is refused for good at once: a short error reply goes in its place, and the
  *   input is dead-lettered.
  */
@@ -78,6 +81,8 @@ export interface AnswerOptions {
   deliveryLimit: number;
   /** Refusals (nacks, returns from REPLY_QUEUE) before the input is dead-lettered. */
   replyAttempts: number;
+  /** … and how long they must have lasted: a reply refused for less is retried, whatever the count. */
+  refusedMinMs: number;
   /** How long transient failures are retried before the input is requeued. */
   giveUpMs: number;
   /** The delay before retry `attempt` (1, 2, …). */
@@ -123,8 +128,9 @@ export type Fate =
 export function fateOf(
   stage: Stage,
   item: { toReplyQueue: boolean; redelivered: boolean; refusals: number; elapsedMs: number },
-  rules: { queueType: QueueType; replyAttempts: number; giveUpMs: number },
+  rules: { queueType: QueueType; replyAttempts: number; refusedMinMs: number; giveUpMs: number },
 ): Fate {
+  const refusedForGood = item.refusals >= rules.replyAttempts && item.elapsedMs >= rules.refusedMinMs;
   switch (stage) {
     case 'confirmed':
       return { kind: 'settle', settlement: 'ack', reason: 'confirmed' };
@@ -136,12 +142,10 @@ export function fateOf(
     case 'returned':
       // A caller's replyTo that has gone: no one is left to answer. Our own REPLY_QUEUE gone: declare it again.
       if (!item.toReplyQueue) return { kind: 'settle', settlement: 'ack', reason: 'caller gone' };
-      if (item.refusals >= rules.replyAttempts)
-        return { kind: 'settle', settlement: 'dead-letter', reason: 'reply queue returns' };
+      if (refusedForGood) return { kind: 'settle', settlement: 'dead-letter', reason: 'reply queue returns' };
       return { kind: 'retry', refusal: true, redeclare: true };
     case 'nacked':
-      if (item.refusals >= rules.replyAttempts)
-        return { kind: 'settle', settlement: 'dead-letter', reason: 'reply refused' };
+      if (refusedForGood) return { kind: 'settle', settlement: 'dead-letter', reason: 'reply refused' };
       return { kind: 'retry', refusal: true, redeclare: false };
     case 'too-large':
       return { kind: 'error-reply', reason: 'reply too large' };

@@ -64,6 +64,7 @@ export const configSchema = z.object({
   CONFIRM_TIMEOUT_MS: int(100, 600_000),
   CONNECT_TIMEOUT_MS: int(100, 600_000),
   REPLY_ATTEMPTS: int(1, 1000),
+  REPLY_REFUSED_MIN_MS: int(0, 86_400_000),
   REPLY_GIVE_UP_MS: int(1000, 86_400_000),
   MAX_IN_FLIGHT_BYTES: int(1024, 64 * 1024 * 1024 * 1024),
   READY_STALL_MS: int(1000, 86_400_000),
@@ -223,6 +224,8 @@ function toConfig(c: z.infer<typeof configSchema>) {
     inline: { mode: c.INLINE_SCORING, maxBatchMs: c.INLINE_MAX_BATCH_MS },
     /** Refusals of one reply (nacked, returned from REPLY_QUEUE) before its input is dead-lettered. */
     replyAttempts: c.REPLY_ATTEMPTS,
+    /** … and for at least this long: a quorum reply queue refuses publishes while it elects a leader. */
+    replyRefusedMinMs: c.REPLY_REFUSED_MIN_MS,
     /** How long a reply's transient failures are retried before its input is requeued. */
     replyGiveUpMs: c.REPLY_GIVE_UP_MS,
     /** Bodies held (received, not settled) past this: no new deliveries until some are settled. */

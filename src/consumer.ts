@@ -116,6 +116,7 @@ export class Consumer {
       queueType: config.queueType,
       deliveryLimit: config.deliveryLimit,
       replyAttempts: config.replyAttempts,
+      refusedMinMs: config.replyRefusedMinMs,
       giveUpMs: config.replyGiveUpMs,
       backoffMs: (attempt) => backoffMs(config.amqp.reconnect, attempt - 1),
       logger,

@@ -120,6 +120,7 @@ function options(
     queueType: 'quorum',
     deliveryLimit: 3,
     replyAttempts: 3,
+    refusedMinMs: 0,
     giveUpMs: 10_000,
     backoffMs: (attempt) => 100 * attempt,
     logger: silent,
@@ -135,7 +136,7 @@ function options(
   return o;
 }
 
-const RULES = { queueType: 'quorum' as const, replyAttempts: 3, giveUpMs: 1000 };
+const RULES = { queueType: 'quorum' as const, replyAttempts: 3, refusedMinMs: 0, giveUpMs: 1000 };
 const FRESH = { toReplyQueue: true, redelivered: false, refusals: 0, elapsedMs: 0 };
 
 test('the table: every stage has its fate', () => {
@@ -177,6 +178,13 @@ test('the table: every stage has its fate', () => {
     settlement: 'dead-letter',
     reason: 'reply refused',
   });
+  // A refusal is for good only after REPLY_ATTEMPTS tries spanning REPLY_REFUSED_MIN_MS.
+  const floor = { ...RULES, refusedMinMs: 500 };
+  for (const stage of ['nacked', 'returned'] as const) {
+    assert.equal(fateOf(stage, { ...FRESH, refusals: 30, elapsedMs: 499 }, floor).kind, 'retry');
+    assert.equal(fateOf(stage, { ...FRESH, refusals: 2, elapsedMs: 5000 }, floor).kind, 'retry');
+    assert.equal(fateOf(stage, { ...FRESH, refusals: 3, elapsedMs: 500 }, floor).kind, 'settle');
+  }
   assert.deepEqual(fateOf('too-large', FRESH, RULES), { kind: 'error-reply', reason: 'reply too large' });
   for (const stage of ['late', 'lost'] as const) {
     assert.deepEqual(fateOf(stage, { ...FRESH, elapsedMs: 999 }, RULES), {
@@ -264,6 +272,23 @@ test('a nacked reply is retried; one nacked every time is dead-lettered after RE
   assert.equal(always.publishes.length, 3);
   assert.deepEqual(always.of('b'), ['dead-letter']);
   assert.equal(o.settled[0].reason, 'reply refused');
+});
+
+test('refusals that end within REPLY_REFUSED_MIN_MS are retried past REPLY_ATTEMPTS: a quorum reply queue electing a leader nacks for a while', async () => {
+  // Nacked for 8 tries (backoff 100 ms × try: 2.8 s in all), then taken, as when a new leader is in place.
+  const electing = new FakeBroker((_, attempt) => (attempt <= 8 ? 'nacked' : 'confirmed'));
+  const o = options(electing, { refusedMinMs: 5000 });
+  await answer([scored(delivery('a'))], o);
+  assert.deepEqual(electing.of('a'), ['ack']);
+  assert.equal(electing.publishes.length, 9);
+  // Refused for longer than the floor: dead-lettered once both the count and the time are past.
+  const full = new FakeBroker(() => 'nacked');
+  const o2 = options(full, { refusedMinMs: 5000 });
+  await answer([scored(delivery('b'))], o2);
+  assert.deepEqual(full.of('b'), ['dead-letter']);
+  assert.equal(o2.settled[0].reason, 'reply refused');
+  // Tries at 0, 100, 300, …: the first at or past 5,000 ms is the 11th (5,500 ms).
+  assert.equal(full.publishes.length, 11);
 });
 
 test('a late or lost reply is retried with growing delays, and its input requeued after REPLY_GIVE_UP_MS', async () => {
