@@ -247,3 +247,47 @@ test("with every node's address in AMQP_URL and no load balancer: killing the no
   );
   assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
 });
+
+test('a reply queue left without a leader while its node restarts: the replies it refuses meanwhile are retried, and every input is answered once it has one again', {
+  timeout: 600_000,
+}, async (t) => {
+  const c = cluster!;
+  const q = consumers.queuesFor('cluster.leaderless');
+  const consumer = await startOn(q, c.urls);
+  await consumer.waitFor('"msg":"consuming"', 60_000);
+  await c.awaitOnline(q.input, 3, 60_000);
+  await c.awaitOnline(q.replies, 3, 60_000);
+  // Its replies go through their own connection, to a node picked at random from the list.
+  const first = logLines(consumer.output(), 'broker connected').find((l) => l.role === 'publish')?.broker;
+  const node = c.nodes.find((n) => String(first).endsWith(`:${n.port}`));
+  assert.ok(node, `the consumer's publishing node is one of the cluster's (${first})`);
+  const [survivor, dropped] = c.nodes.filter((n) => n !== node);
+  // The reply queue on two nodes, led from the one the consumer publishes through, the input queue led
+  // from another: once that node is killed, inputs still flow, and the reply queue has no majority, so no
+  // leader, until the node is back. A quorum queue without a leader nacks every publish from a channel
+  // opened after it lost it (the consumer's, once it has reconnected; one opened before has its publishes
+  // held instead): for seconds, past REPLY_ATTEMPTS quick tries.
+  await c.removeMember(q.replies, dropped);
+  await c.moveLeader(q.replies, node);
+  await c.moveLeader(q.input, survivor);
+  const f = await phase(
+    "reply queue without a leader: SIGKILL of its leader's node, restarted 5 s later",
+    q,
+    survivor,
+    async () => {
+      await node.kill();
+      await new Promise((r) => setTimeout(r, 5000));
+      await node.restart();
+      await c.awaitRejoined(node, 120_000);
+    },
+    () => c.addMember(q.replies, dropped),
+    consumer,
+  );
+  const nacked = logLines(consumer.output(), 'reply not taken by the broker; retrying').filter(
+    (l) => l.why === 'nacked',
+  );
+  report(t, `${describe(f)}; replies nacked and retried: ${nacked.length > 0 ? 'yes' : 'none'}`);
+  assert.ok(nacked.length > 0, 'the reply queue refused replies while it had no leader (else this test shows nothing)');
+  assertWhole(f);
+  assert.equal(consumer.child.exitCode, null, 'the consumer is still running');
+});

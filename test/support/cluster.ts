@@ -47,6 +47,12 @@ export interface Cluster {
   members(queue: string): Promise<QueueMembers>;
   /** Resolves once `node` is a running member of the cluster again (after its restart), as every running node sees it. */
   awaitRejoined(node: PrivateBroker, timeoutMs?: number): Promise<void>;
+  /** Moves `queue`'s leadership to `node`, as maintenance mode does, and resolves once `node` leads it. */
+  moveLeader(queue: string, node: PrivateBroker, timeoutMs?: number): Promise<void>;
+  /** Takes `node`'s replica of the quorum queue `queue` away (`rabbitmq-queues delete_member`). */
+  removeMember(queue: string, node: PrivateBroker): Promise<void>;
+  /** Gives `node` a replica of the quorum queue `queue` again (`rabbitmq-queues add_member`). */
+  addMember(queue: string, node: PrivateBroker): Promise<void>;
   /** Resolves once `queue` has `count` online members (its replicas caught up after a restart). */
   awaitOnline(queue: string, count: number, timeoutMs?: number): Promise<QueueMembers>;
   /** Stops HAProxy and every node, removing their folders; safe to call twice, never throws. */
@@ -142,6 +148,35 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         `${node.nodeName} running in the cluster again`,
       );
     },
+    async moveLeader(queue, node, timeoutMs = 30_000) {
+      await poll(
+        async () => {
+          if ((await members(queue)).leader === node.nodeName) return true;
+          // rabbitmq-queues has no command for one queue's leader; maintenance mode moves leaders with this call.
+          await node.ctl(
+            'eval',
+            `{ok, Q} = rabbit_amqqueue:lookup(rabbit_misc:r(<<"/">>, queue, ${binary(queue)})), rabbit_quorum_queue:transfer_leadership(Q, '${node.nodeName}').`,
+          );
+          return false;
+        },
+        timeoutMs,
+        `${node.nodeName} leading ${queue}`,
+      );
+    },
+    async removeMember(queue, node) {
+      const out = await anyRunning().ctl(
+        'eval',
+        `rabbit_quorum_queue:delete_member(<<"/">>, ${binary(queue)}, '${node.nodeName}').`,
+      );
+      if (out.trim() !== 'ok') throw new Error(`delete_member ${queue} ${node.nodeName}: ${out.trim()}`);
+    },
+    async addMember(queue, node) {
+      const out = await anyRunning().ctl(
+        'eval',
+        `rabbit_quorum_queue:add_member(<<"/">>, ${binary(queue)}, '${node.nodeName}', 30000).`,
+      );
+      if (out.trim() !== 'ok') throw new Error(`add_member ${queue} ${node.nodeName}: ${out.trim()}`);
+    },
     async awaitOnline(queue, count, timeoutMs = 60_000) {
       let last: QueueMembers | undefined;
       await poll(
@@ -156,6 +191,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     },
     stop,
   };
+}
+
+/** `name` as an Erlang binary literal for `rabbitmqctl eval`: the tests' queue names need no escaping, and others are refused. */
+function binary(name: string): string {
+  if (!/^[\w.-]+$/.test(name)) throw new Error(`queue name ${name} cannot be quoted for rabbitmqctl eval`);
+  return `<<"${name}">>`;
 }
 
 /** The cluster's running nodes as `node` sees them. */
