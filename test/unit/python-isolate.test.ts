@@ -82,6 +82,30 @@ def run_batch(items):
         return values[:-1]
     return [ValueError('item %s refused' % v) if v == 'bad' else {'via': 'run_batch', 'value': v, 'batch': len(values)} for v in values]
 `,
+  'async/score.py': `
+import asyncio, json
+
+state = {}
+
+async def init():
+    await asyncio.sleep(0.01)
+    state['loop'] = asyncio.get_running_loop()
+    state['ready'] = 'set by async init'
+
+async def run(data):
+    await asyncio.sleep(0)
+    value = json.loads(data)
+    if value == 'raise':
+        raise ValueError('async row refused')
+    return {'via': 'run', 'value': value, 'ready': state['ready'], 'init_loop': asyncio.get_running_loop() is state['loop']}
+
+async def run_batch(items):
+    await asyncio.sleep(0)
+    values = [json.loads(i) for i in items]
+    if 'boom' in values:
+        raise RuntimeError('run_batch exploded')
+    return [{'via': 'run_batch', 'value': v, 'init_loop': asyncio.get_running_loop() is state['loop']} for v in values]
+`,
   'faults/score.py': `
 import json, os, time
 
@@ -287,6 +311,31 @@ describe('run_batch', () => {
         culprit,
       );
     }
+  });
+});
+
+describe('async def init, run and run_batch', () => {
+  let host: ScriptHost;
+  before(async () => {
+    host = await start('async/score.py');
+  });
+  after(() => host.close());
+
+  test("are awaited, on the loop init ran on; an async run's exception is its RUN_FAILED reply", async () => {
+    const [one, failed] = await call(host, 'run', [7, 'raise']);
+    assert.deepEqual(json(one), { via: 'run', value: 7, ready: 'set by async init', init_loop: true });
+    assert.deepEqual(failure(failed), { code: 'RUN_FAILED', message: 'async row refused' });
+    const batch = await call(host, 'runBatch', [1, 2]);
+    assert.deepEqual(batch.map(json), [
+      { via: 'run_batch', value: 1, init_loop: true },
+      { via: 'run_batch', value: 2, init_loop: true },
+    ]);
+    // A run_batch coroutine that raises: item by item with run, as for a plain one.
+    const retried = await call(host, 'runBatch', [1, 'boom']);
+    assert.deepEqual(
+      retried.map(json),
+      [1, 'boom'].map((value) => ({ via: 'run', value, ready: 'set by async init', init_loop: true })),
+    );
   });
 });
 

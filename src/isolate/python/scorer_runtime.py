@@ -6,13 +6,16 @@ run(data) per item, or run_batch(items) for a batch. The consumer parses each me
 `data` as its JSON text; this process never sees a malformed body. A message whose contentType is not
 JSON comes as its body's bytes. A run (run_batch) that names a second positional parameter also gets
 each message's Meta(content_type, headers); a result {'content_type': str, 'body': bytes} is a binary
-reply, sent as it is with that content type.
+reply, sent as it is with that content type. init, run and run_batch may be coroutine functions
+(`async def`): each is awaited on one event loop kept for the process's life, so a client or pool that
+init opens on it still works in run.
 
 The wire (src/isolate/python-protocol.ts has the other end and the layout of each frame): frames on
 the process's original stdin and stdout, each `u32 length | u8 type | payload`, little-endian. Bodies
 travel as bytes, side by side, with their end offsets: no JSON document per batch. The script's own
 print() goes to stderr, so it can never corrupt a frame.
 """
+import asyncio
 import base64
 import collections
 import datetime
@@ -150,6 +153,22 @@ def encode_result(result):
         return OK, json.dumps(result, separators=(',', ':'), allow_nan=False).encode('ascii'), None
 
 
+_loop = None
+
+
+def settled(value):
+    """value, or what it resolves to when it is awaitable (an `async def` init, run or run_batch). One
+    loop for the whole process, made at the first awaitable: a coroutine of run may use what init made
+    on it (an aiohttp session, a database pool), which a loop per call (asyncio.run) would have closed."""
+    global _loop
+    if not inspect.isawaitable(value):
+        return value
+    if _loop is None:
+        _loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_loop)
+    return _loop.run_until_complete(value)
+
+
 def takes_meta(fn):
     """Whether fn names a second positional parameter (`def run(data, meta)`, `meta=None` too). Asked
     once, at load. A seed-style run(data) gets data alone, and so does a bare (*args) wrapper: the
@@ -241,7 +260,7 @@ class Script:
 
     def run_one(self, data, meta):
         try:
-            return encode_result(self.run(data, meta) if self.run_takes_meta else self.run(data))
+            return encode_result(settled(self.run(data, meta) if self.run_takes_meta else self.run(data)))
         except Exception as err:
             return RUN_FAILED, error_message(err).encode('utf-8', 'replace'), None
 
@@ -258,7 +277,7 @@ class Script:
         """None when run_batch raised or broke its contract: the caller then runs item by item, so only
         the culprit gets an error."""
         try:
-            results = self.run_batch(items, metas) if self.batch_takes_meta else self.run_batch(items)
+            results = settled(self.run_batch(items, metas) if self.batch_takes_meta else self.run_batch(items))
         except Exception:
             return None
         try:
@@ -339,7 +358,7 @@ def main():
             ready = json.dumps(loaded.info()).encode('utf-8')
         except Exception as err:
             raise LoadError('entry script %s: input_schema and output_schema must be JSON: %s' % (loaded.path, error_message(err)))
-        loaded.module.init()
+        settled(loaded.module.init())
     except LoadError as err:
         write_frame(proto_out, INIT_FAILED, str(err).encode('utf-8', 'replace'))
         return
