@@ -42,6 +42,7 @@ export const configSchema = z.object({
   ENTRY_SCRIPT: path,
   PYTHON: z.string().min(1, 'expected an interpreter name on PATH or its path'),
   RELOAD_TIMEOUT_MS: int(1000, 3_600_000),
+  INIT_TIMEOUT_MS: int(1000, 86_400_000),
   MODEL_WATCH_MS: int(0, 3_600_000),
   PREFETCH: int(1, 65535),
   CONCURRENCY: int(1, 64),
@@ -189,6 +190,8 @@ function toConfig(c: z.infer<typeof configSchema>) {
       initialMs: c.ISOLATE_RESTART_INITIAL_DELAY_MS,
       maxMs: c.ISOLATE_RESTART_MAX_DELAY_MS,
     } satisfies Backoff,
+    /** A user's script (child process, Python) whose init() has not returned within this is killed: boot fails, a replacement is started again. */
+    initTimeoutMs: c.INIT_TIMEOUT_MS,
     /** A reload whose new isolates have not booted and answered within this is given up (the old model serves on). */
     reloadTimeoutMs: c.RELOAD_TIMEOUT_MS,
     /** Reload once the model folder (or the entry script) has been quiet this long after a change; 0: no file watch. */

@@ -66,6 +66,7 @@ export function scorerOptions(config: Readonly<Config>, logger: Logger, version?
     isolation: entryScript === BUILT_IN_ENTRY_SCRIPT ? 'thread' : entryScript.endsWith('.py') ? 'python' : 'process',
     python: config.python,
     restartBackoff: config.isolateRestart,
+    initTimeoutMs: config.initTimeoutMs,
     concurrency: config.concurrency,
     inline: config.inline,
     maxBatchSize: config.maxBatchSize,

@@ -41,6 +41,12 @@ export interface HostOptions {
   logger: Logger;
   /** The interpreter of a 'python' isolate (PYTHON). */
   python?: string;
+  /**
+   * INIT_TIMEOUT_MS: a child process or Python process whose init() has not returned by then is killed,
+   * and its start fails. Not for a thread (the built-in script, which cannot hang): ending a thread inside
+   * onnxruntime aborts the process. Absent: no limit.
+   */
+  initTimeoutMs?: number;
   /** ISOLATE_RESTART_*: the waits between failed starts of a replacement isolate. */
   restartBackoff?: Backoff;
   /** Time a full batch of generated inputs once init() has returned (ScriptInfo.batchCost). */
@@ -162,14 +168,32 @@ export class ScriptHost {
     };
     const isolate = spawnIsolate(isolation, env, this.options);
     this.isolate = isolate;
+    const { initTimeoutMs } = this.options;
     return new Promise<void>((resolve, reject) => {
       let initialised = false;
+      let timedOut = false;
+      // A hung init (a model fetched from a host that never answers) would hold boot, or a replacement, for ever.
+      const initTimer =
+        initTimeoutMs !== undefined && isolation !== 'thread'
+          ? setTimeout(() => {
+              timedOut = true;
+              isolate.kill();
+              reject(
+                new BootError(
+                  `entry script init() did not return within INIT_TIMEOUT_MS (${initTimeoutMs} ms); its process was killed. Raise INIT_TIMEOUT_MS if loading the model takes longer`,
+                ),
+              );
+            }, initTimeoutMs)
+          : undefined;
       isolate.onMessage((msg) => {
+        if (timedOut) return;
         if (msg.type === 'ready') {
+          clearTimeout(initTimer);
           initialised = true;
           this.info = msg.info;
           resolve();
         } else if (msg.type === 'init-failed') {
+          clearTimeout(initTimer);
           isolate.kill();
           reject(new BootError(msg.message));
         } else if (this.pending?.id === msg.id && this.isolate === isolate) {
@@ -180,6 +204,8 @@ export class ScriptHost {
       isolate.onExit((reason) => {
         if (exited) return;
         exited = true;
+        clearTimeout(initTimer);
+        if (timedOut) return;
         if (!initialised) reject(new BootError(`entry script could not start: ${reason}`));
         else if (this.isolate === isolate && this.state !== 'closed') this.fail({ kind: 'crash', reason });
       });

@@ -100,6 +100,17 @@ describe('a boot that cannot succeed', { concurrency: true }, () => {
     );
   });
 
+  test('an init() that never returns stops boot after INIT_TIMEOUT_MS with one line naming the setting', async () => {
+    const path = script(
+      'init-hangs.ts',
+      'export function init(): void {\n  for (;;) {}\n}\nexport function run(data: string) { return data; }\n',
+    );
+    await bootFails(
+      { ENTRY_SCRIPT: path, INIT_TIMEOUT_MS: '2000' },
+      /^scorer: boot failed: entry script init\(\) did not return within INIT_TIMEOUT_MS \(2000 ms\); its process was killed\. Raise INIT_TIMEOUT_MS if loading the model takes longer$/,
+    );
+  });
+
   test('a missing ENTRY_SCRIPT stops boot with one line naming the path', async () => {
     const missing = join(dir, 'no-such-score.ts');
     await bootFails(

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -120,6 +120,21 @@ def run(data):
         os._exit(1)
     return value
 `,
+  'hang-on-restart/score.py': `
+import json, os, time
+
+def init():
+    # The test leaves this file to make the next start's init hang.
+    if os.path.exists('hang-next'):
+        os.remove('hang-next')
+        time.sleep(3600)
+
+def run(data):
+    value = json.loads(data)
+    if value == 'exit':
+        os._exit(1)
+    return value
+`,
   'meta/score.py': `
 import datetime, decimal
 
@@ -184,6 +199,8 @@ def run_batch(items):
     "def init():\n    raise FileNotFoundError('sklearn_mnist_model.pkl is missing')\n\ndef run(data):\n    return data\n",
   'import-fails.py': 'import no_such_package_here\n\ndef init():\n    pass\n\ndef run(data):\n    return data\n',
   'syntax.py': 'def init(:\n',
+  'init-hangs.py':
+    "import os, time\n\ndef init():\n    with open('init-hangs.pid', 'w') as f:\n        f.write(str(os.getpid()))\n    time.sleep(3600)\n\ndef run(data):\n    return data\n",
 };
 
 before(() => {
@@ -196,8 +213,9 @@ before(() => {
 
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function start(script: string, python = 'python3'): Promise<ScriptHost> {
+function start(script: string, python = 'python3', initTimeoutMs?: number): Promise<ScriptHost> {
   return ScriptHost.start({
+    initTimeoutMs,
     entryScript: join(dir, script),
     isolation: 'python',
     context: {
@@ -501,6 +519,27 @@ describe('timeouts and crashes', () => {
     assert.match((r as { reason: string }).reason, /python process exited with code 1/);
     assert.deepEqual((await call(host, 'run', ['again'])).map(json), ['again']);
   });
+
+  test('a replacement whose init() hangs is killed at INIT_TIMEOUT_MS and started again, and the one after it serves', {
+    timeout: 60_000,
+  }, async () => {
+    const restarting = await start('hang-on-restart/score.py', 'python3', 1500);
+    try {
+      writeFileSync(join(dir, 'hang-on-restart', 'hang-next'), '');
+      assert.equal((await restarting.call('run', [msg('exit')], 20_000)).kind, 'crash');
+      assert.deepEqual((await call(restarting, 'run', [5])).map(json), [5]);
+      assert.ok(
+        logged.some(
+          (l) =>
+            l.msg === 'entry script restart failed' &&
+            /INIT_TIMEOUT_MS \(1500 ms\)/.test(String((l as { err?: unknown }).err)),
+        ),
+        'the hung replacement was given up at the timeout',
+      );
+    } finally {
+      await restarting.close();
+    }
+  });
 });
 
 describe('the lifetime of a Python process', () => {
@@ -574,6 +613,26 @@ describe('a script that cannot start stops boot with one line', { concurrency: t
       });
     });
   }
+
+  test('an init() that has not returned within INIT_TIMEOUT_MS: its process is killed and boot stops, naming the setting', {
+    timeout: 30_000,
+  }, async () => {
+    const t0 = Date.now();
+    await assert.rejects(start('init-hangs.py', 'python3', 1500), (err: unknown) => {
+      assert.ok(err instanceof BootError);
+      assert.equal(
+        err.message,
+        'entry script init() did not return within INIT_TIMEOUT_MS (1500 ms); its process was killed. Raise INIT_TIMEOUT_MS if loading the model takes longer',
+      );
+      return true;
+    });
+    assert.ok(Date.now() - t0 < 15_000, 'given up at the timeout, not at the sleep');
+    // init() wrote it (its working directory is the script's folder) before it hung.
+    const pid = Number(readFileSync(join(dir, 'init-hangs.pid'), 'utf8'));
+    assert.ok(pid > 0, 'the Python process had started');
+    for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(alive(pid), false, 'the Python process is killed');
+  });
 
   test('an interpreter that does not exist is named, with the setting to change', async () => {
     await assert.rejects(start('faults/score.py', 'python3.missing-here'), (err: unknown) => {
