@@ -130,7 +130,6 @@ export function fateOf(
   item: { toReplyQueue: boolean; redelivered: boolean; refusals: number; elapsedMs: number },
   rules: { queueType: QueueType; replyAttempts: number; refusedMinMs: number; giveUpMs: number },
 ): Fate {
-  const refusedForGood = item.refusals >= rules.replyAttempts && item.elapsedMs >= rules.refusedMinMs;
   switch (stage) {
     case 'confirmed':
       return { kind: 'settle', settlement: 'ack', reason: 'confirmed' };
@@ -142,10 +141,11 @@ export function fateOf(
     case 'returned':
       // A caller's replyTo that has gone: no one is left to answer. Our own REPLY_QUEUE gone: declare it again.
       if (!item.toReplyQueue) return { kind: 'settle', settlement: 'ack', reason: 'caller gone' };
-      if (refusedForGood) return { kind: 'settle', settlement: 'dead-letter', reason: 'reply queue returns' };
+      if (refusedForGood(item, rules))
+        return { kind: 'settle', settlement: 'dead-letter', reason: 'reply queue returns' };
       return { kind: 'retry', refusal: true, redeclare: true };
     case 'nacked':
-      if (refusedForGood) return { kind: 'settle', settlement: 'dead-letter', reason: 'reply refused' };
+      if (refusedForGood(item, rules)) return { kind: 'settle', settlement: 'dead-letter', reason: 'reply refused' };
       return { kind: 'retry', refusal: true, redeclare: false };
     case 'too-large':
       return { kind: 'error-reply', reason: 'reply too large' };
@@ -154,6 +154,14 @@ export function fateOf(
       if (item.elapsedMs >= rules.giveUpMs) return { kind: 'settle', settlement: 'requeue', reason: 'gave up' };
       return { kind: 'retry', refusal: false, redeclare: false };
   }
+}
+
+/** REPLY_ATTEMPTS refusals, spanning REPLY_REFUSED_MIN_MS: a quorum queue between leaders refuses for a while. */
+function refusedForGood(
+  item: { refusals: number; elapsedMs: number },
+  rules: { replyAttempts: number; refusedMinMs: number },
+): boolean {
+  return item.refusals >= rules.replyAttempts && item.elapsedMs >= rules.refusedMinMs;
 }
 
 /**

@@ -170,13 +170,13 @@ export class ScriptHost {
     this.isolate = isolate;
     const { initTimeoutMs } = this.options;
     return new Promise<void>((resolve, reject) => {
-      let initialised = false;
-      let timedOut = false;
+      // 'init' until init() returns; 'timed out': given up on (INIT_TIMEOUT_MS), killed, whatever it says next.
+      let start: 'init' | 'ready' | 'timed out' = 'init';
       // A hung init (a model fetched from a host that never answers) would hold boot, or a replacement, for ever.
       const initTimer =
         initTimeoutMs !== undefined && isolation !== 'thread'
           ? setTimeout(() => {
-              timedOut = true;
+              start = 'timed out';
               isolate.kill();
               reject(
                 new BootError(
@@ -186,10 +186,10 @@ export class ScriptHost {
             }, initTimeoutMs)
           : undefined;
       isolate.onMessage((msg) => {
-        if (timedOut) return;
+        if (start === 'timed out') return;
         if (msg.type === 'ready') {
           clearTimeout(initTimer);
-          initialised = true;
+          start = 'ready';
           this.info = msg.info;
           resolve();
         } else if (msg.type === 'init-failed') {
@@ -205,8 +205,8 @@ export class ScriptHost {
         if (exited) return;
         exited = true;
         clearTimeout(initTimer);
-        if (timedOut) return;
-        if (!initialised) reject(new BootError(`entry script could not start: ${reason}`));
+        if (start === 'timed out') return;
+        if (start === 'init') reject(new BootError(`entry script could not start: ${reason}`));
         else if (this.isolate === isolate && this.state !== 'closed') this.fail({ kind: 'crash', reason });
       });
       isolate.send({ type: 'init', entryScript, context, maxMessageBytes, costProbe });

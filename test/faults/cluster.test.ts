@@ -133,6 +133,18 @@ function describe(f: PhaseFigures): string {
   return `${f.name}: inputs=${f.published}, without a reply=${f.missing.length}, duplicates=${f.duplicated}, error replies=${f.errorReplies}, new inputs answered again ${f.recoveryMs ?? 'never'} ms after the fault, longest time without a reply ${f.longestSilenceMs} ms`;
 }
 
+/** The brokers the consumer's `role` connection connected to from `since` on, as its log names them. */
+function connectedTo(consumer: ConsumerProcess, role: 'consume' | 'publish', since = 0): string[] {
+  return logLines(consumer.output(), 'broker connected')
+    .filter((l) => l.role === role && l.time >= since)
+    .map((l) => String(l.broker));
+}
+
+/** The cluster's node at a (redacted) address. */
+function nodeAt(url: string | undefined): PrivateBroker | undefined {
+  return cluster!.nodes.find((n) => String(url).endsWith(`:${n.port}`));
+}
+
 function assertWhole(f: PhaseFigures): void {
   assert.deepEqual(f.missing.slice(0, 10), [], `${f.name}: every input answered (${f.missing.length} without a reply)`);
   assert.equal(f.errorReplies, 0, `${f.name}: every reply is a normal one`);
@@ -218,12 +230,8 @@ test("with every node's address in AMQP_URL and no load balancer: killing the no
   const consumer = await startOn(q, c.urls);
   await consumer.waitFor('"msg":"consuming"', 60_000);
   await c.awaitOnline(q.input, 3, 60_000);
-  const connectedTo = (since: number) =>
-    logLines(consumer.output(), 'broker connected')
-      .filter((l) => l.role === 'consume' && l.time >= since)
-      .map((l) => String(l.broker));
-  const first = connectedTo(0)[0];
-  const node = c.nodes.find((n) => first.endsWith(`:${n.port}`));
+  const first = connectedTo(consumer, 'consume')[0];
+  const node = nodeAt(first);
   assert.ok(node, `the consumer's node is one of the cluster's (${first})`);
   const survivor = c.nodes.find((n) => n !== node)!;
 
@@ -238,7 +246,7 @@ test("with every node's address in AMQP_URL and no load balancer: killing the no
     },
     consumer,
   );
-  const movedTo = connectedTo(f.faultAt);
+  const movedTo = connectedTo(consumer, 'consume', f.faultAt);
   report(t, `${describe(f)}; consume connection moved from ${first} to ${movedTo.join(', ') || 'nowhere'}`);
   assertWhole(f);
   assert.ok(
@@ -258,8 +266,8 @@ test('a reply queue left without a leader while its node restarts: the replies i
   await c.awaitOnline(q.input, 3, 60_000);
   await c.awaitOnline(q.replies, 3, 60_000);
   // Its replies go through their own connection, to a node picked at random from the list.
-  const first = logLines(consumer.output(), 'broker connected').find((l) => l.role === 'publish')?.broker;
-  const node = c.nodes.find((n) => String(first).endsWith(`:${n.port}`));
+  const first = connectedTo(consumer, 'publish')[0];
+  const node = nodeAt(first);
   assert.ok(node, `the consumer's publishing node is one of the cluster's (${first})`);
   const [survivor, dropped] = c.nodes.filter((n) => n !== node);
   // The reply queue on two nodes, led from the one the consumer publishes through, the input queue led

@@ -163,20 +163,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         `${node.nodeName} leading ${queue}`,
       );
     },
-    async removeMember(queue, node) {
-      const out = await anyRunning().ctl(
-        'eval',
-        `rabbit_quorum_queue:delete_member(<<"/">>, ${binary(queue)}, '${node.nodeName}').`,
-      );
-      if (out.trim() !== 'ok') throw new Error(`delete_member ${queue} ${node.nodeName}: ${out.trim()}`);
-    },
-    async addMember(queue, node) {
-      const out = await anyRunning().ctl(
-        'eval',
-        `rabbit_quorum_queue:add_member(<<"/">>, ${binary(queue)}, '${node.nodeName}', 30000).`,
-      );
-      if (out.trim() !== 'ok') throw new Error(`add_member ${queue} ${node.nodeName}: ${out.trim()}`);
-    },
+    removeMember: (queue, node) =>
+      evalOk(anyRunning(), `rabbit_quorum_queue:delete_member(<<"/">>, ${binary(queue)}, '${node.nodeName}').`),
+    addMember: (queue, node) =>
+      evalOk(anyRunning(), `rabbit_quorum_queue:add_member(<<"/">>, ${binary(queue)}, '${node.nodeName}', 30000).`),
     async awaitOnline(queue, count, timeoutMs = 60_000) {
       let last: QueueMembers | undefined;
       await poll(
@@ -197,6 +187,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 function binary(name: string): string {
   if (!/^[\w.-]+$/.test(name)) throw new Error(`queue name ${name} cannot be quoted for rabbitmqctl eval`);
   return `<<"${name}">>`;
+}
+
+/** `rabbitmqctl eval` of an expression that returns `ok` when it worked; anything else is thrown. */
+async function evalOk(node: PrivateBroker, expression: string): Promise<void> {
+  const out = (await node.ctl('eval', expression)).trim();
+  if (out !== 'ok') throw new Error(`rabbitmqctl eval ${expression} gave ${out}`);
 }
 
 /** The cluster's running nodes as `node` sees them. */
