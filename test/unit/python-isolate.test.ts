@@ -106,6 +106,22 @@ async def run_batch(items):
         raise RuntimeError('run_batch exploded')
     return [{'via': 'run_batch', 'value': v, 'init_loop': asyncio.get_running_loop() is state['loop']} for v in values]
 `,
+  'sync-init-loop/score.py': `
+import asyncio, json
+
+# What a plain script does to open a client at import or in init: takes the loop itself.
+at_import = asyncio.get_event_loop()
+state = {}
+
+def init():
+    loop = asyncio.get_event_loop()
+    state['loop'] = loop
+    state['opened'] = loop.run_until_complete(asyncio.sleep(0, result='opened in init'))
+
+async def run(data):
+    running = asyncio.get_running_loop()
+    return {'opened': state['opened'], 'init_loop': running is state['loop'], 'import_loop': running is at_import}
+`,
   'faults/score.py': `
 import json, os, time
 
@@ -354,6 +370,16 @@ describe('async def init, run and run_batch', () => {
       retried.map(json),
       [1, 'boom'].map((value) => ({ via: 'run', value, ready: 'set by async init', init_loop: true })),
     );
+  });
+
+  test('a plain init, or the module at import, that takes asyncio.get_event_loop() gets the loop run is awaited on', async () => {
+    const plain = await start('sync-init-loop/score.py');
+    try {
+      const [one] = await call(plain, 'run', [1]);
+      assert.deepEqual(json(one), { opened: 'opened in init', init_loop: true, import_loop: true });
+    } finally {
+      await plain.close();
+    }
   });
 });
 

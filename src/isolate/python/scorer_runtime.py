@@ -153,19 +153,17 @@ def encode_result(result):
         return OK, json.dumps(result, separators=(',', ':'), allow_nan=False).encode('ascii'), None
 
 
-_loop = None
+# The loop every awaitable runs on, kept here too: an init that calls asyncio.run() leaves no loop set.
+_loop = asyncio.new_event_loop()
 
 
 def settled(value):
-    """value, or what it resolves to when it is awaitable (an `async def` init, run or run_batch). One
-    loop for the whole process, made at the first awaitable: a coroutine of run may use what init made
-    on it (an aiohttp session, a database pool), which a loop per call (asyncio.run) would have closed."""
-    global _loop
+    """value, or what it resolves to when it is awaitable (an `async def` init, run or run_batch), run on
+    the process's one event loop (main() sets it before the script is imported): a coroutine of run may
+    use what init made on it (an aiohttp session, a database pool), which a loop per call (asyncio.run)
+    would have closed."""
     if not inspect.isawaitable(value):
         return value
-    if _loop is None:
-        _loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(_loop)
     return _loop.run_until_complete(value)
 
 
@@ -352,6 +350,9 @@ def main():
     if frame_type != INIT:
         return
     init = json.loads(payload.decode('utf-8'))
+    # The loop every awaitable runs on, set before the script is imported: a plain init (or the module
+    # itself) that takes asyncio.get_event_loop() to open a pool on gets the loop its coroutines run on.
+    asyncio.set_event_loop(_loop)
     try:
         loaded = Script(os.path.abspath(init['entryScript']))
         try:
