@@ -1,8 +1,8 @@
 /**
  * A/B tuning runs, outside the benchmark's table: drains this consumer (or another checkout of it) as
  * `npm run bench` does, then offers a fixed rate, and prints msg/s, CPU per message (all threads,
- * after the warm-up), p50/p99 at that rate and peak RSS. Each change in the README's "What was
- * changed for speed" was measured this way, alternating the two checkouts.
+ * after the warm-up), p50/p99 at that rate and peak RSS. Each change in bench/HISTORY.md's "What
+ * was changed for speed" was measured this way, alternating the two checkouts.
  *
  *   node --import tsx bench/ab.ts [--models iris,mlp] [--runs 2] [--rate 10000] [--rate-seconds 4] [--rate-warmup-seconds 0] [--messages N] [--warmup N] [--cwd ../other-checkout]
  *                                 [--noop] [--npy] [--set KEY=VALUE]... [--node-arg=--flag]... [--log FILE] [--segments]

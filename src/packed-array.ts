@@ -4,7 +4,7 @@
  * holey, and so is what `map()` returns once TurboFan has inlined it (it allocates `new Array(length)`),
  * while the interpreter's `map()` and `[]` + `push` give packed arrays. A function handed both kinds
  * throws its optimised code away and is compiled again, and so are the functions it was inlined into,
- * over and over while callers move between tiers (README, Which term holds each miss). Pushing onto `[]`
+ * over and over while callers move between tiers (bench/HISTORY.md, Which term holds each miss). Pushing onto `[]`
  * gives a packed array in every tier.
  */
 

@@ -37,7 +37,7 @@ const RELEASED = Buffer.alloc(0);
  * one input held until its reply is confirmed keeps that whole read alive, its neighbours' bytes too;
  * buffers held that long outlive a young-generation collection or two, are promoted, and only a full
  * collection frees them, which their growing external memory then brings on every few hundred
- * milliseconds under load (README, What was changed for speed).
+ * milliseconds under load (bench/HISTORY.md, What was changed for speed).
  */
 export function releaseBody(d: Delivery): void {
   d.body = RELEASED;
