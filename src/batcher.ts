@@ -39,7 +39,8 @@ export class Batcher<T> {
   private turnEnd: NodeJS.Immediate | undefined;
 
   constructor(
-    private readonly maxBatchSize: number,
+    /** A number, or asked at each cut (a script without runBatch: Scorer.runGroup). */
+    private readonly maxBatchSize: number | (() => number),
     private readonly maxBatchDelayMs: number,
     private readonly onBatch: (batch: T[]) => void,
     private readonly hasCapacity: () => boolean = () => true,
@@ -52,7 +53,7 @@ export class Batcher<T> {
   add(item: T): void {
     this.items.add(item, this.order?.infoOf(item) ?? { redelivered: false });
     this.arrivals.push(performance.now());
-    if (this.items.size >= this.maxBatchSize) this.release();
+    if (this.items.size >= this.limit()) this.release();
     else this.arm();
   }
 
@@ -78,21 +79,23 @@ export class Batcher<T> {
     clearImmediate(this.turnEnd);
     this.turnEnd = undefined;
     const now = performance.now();
+    const limit = this.limit();
     while (this.items.size > 0 && this.hasCapacity()) {
       // 1 ms of slack: timers fire on the event loop's millisecond clock, a hair before performance.now() agrees.
       const due =
-        turnEnded ||
-        this.flushed > 0 ||
-        this.items.size >= this.maxBatchSize ||
-        now - this.arrivals[0] >= this.maxBatchDelayMs - 1;
+        turnEnded || this.flushed > 0 || this.items.size >= limit || now - this.arrivals[0] >= this.maxBatchDelayMs - 1;
       if (!due) break;
-      const batch = this.items.nextBatch(this.maxBatchSize);
+      const batch = this.items.nextBatch(limit);
       const n = batch.length;
       this.arrivals = this.items.size === 0 ? [] : this.arrivals.slice(n);
       this.flushed = Math.max(0, this.flushed - n);
       this.onBatch(batch);
     }
     this.arm();
+  }
+
+  private limit(): number {
+    return typeof this.maxBatchSize === 'number' ? this.maxBatchSize : this.maxBatchSize();
   }
 
   /**

@@ -50,6 +50,7 @@ export const configSchema = z.object({
   MAX_BATCH_DELAY_MS: int(0, 60_000),
   BATCH_DELAY_MIN_LOAD: z.coerce.number().min(0).max(1),
   RUN_TIMEOUT_MS: int(1, 3_600_000),
+  RUN_GROUP_MS: int(0, 60_000),
   MAX_MESSAGE_BYTES: int(64, 512 * 1024 * 1024),
   MAX_TENSOR_ELEMENTS: int(1, 1_000_000_000),
   ORT_INTRA_OP_THREADS: int(0, 64),
@@ -203,6 +204,8 @@ function toConfig(c: z.infer<typeof configSchema>) {
     /** A batch waits for maxBatchDelayMs only while the event loop worked at least this share of the last 100 ms. */
     batchDelayMinLoad: c.BATCH_DELAY_MIN_LOAD,
     runTimeoutMs: c.RUN_TIMEOUT_MS,
+    /** A script without runBatch gets several messages per call to its isolate, as many as its recent runs say fit in this; 0: one per call. */
+    runGroupMs: c.RUN_GROUP_MS,
     /** V8's old generation may grow to (1 + this/100) × what the last full collection kept; 0: V8's own factor (up to 4). */
     heapGrowingPercent: c.HEAP_GROWING_PERCENT,
     maxMessageBytes: c.MAX_MESSAGE_BYTES,

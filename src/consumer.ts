@@ -38,7 +38,7 @@ export type ConsumerState = 'created' | 'running' | 'stopping' | 'stopped';
 export interface ConsumerDeps {
   broker: Broker;
   /** A Scorer, or the ModelSwitch that holds the current one (src/model-switch.ts). */
-  scorer: Pick<Scorer, 'info' | 'model' | 'score' | 'stop'>;
+  scorer: Pick<Scorer, 'info' | 'model' | 'score' | 'stop' | 'runGroup'>;
   config: Readonly<Config>;
   logger: Logger;
   metrics: Metrics;
@@ -89,8 +89,11 @@ export class Consumer {
     this.tracing = deps.tracing ?? TRACING_OFF;
     this.scoring = new PQueue({ concurrency: config.concurrency });
     const isolateFree = () => this.scoring.pending + this.scoring.size < config.concurrency;
-    // A script with run only takes one message per call: batches of one, spread over every isolate, each answered as it is done.
-    const batchSize = deps.scorer.info.hasRunBatch ? config.maxBatchSize : 1;
+    // A script with run only gets as many messages to a batch as its isolate runs in RUN_GROUP_MS (one per call
+    // at 0): a slow script's messages spread over every isolate, a fast one's round trips are shared.
+    const batchSize = deps.scorer.info.hasRunBatch
+      ? config.maxBatchSize
+      : () => Math.min(config.maxBatchSize, deps.scorer.runGroup);
     // What the batcher holds while every isolate is busy is cut by priority (redelivered ones never wait there: see onDelivery).
     const order = {
       maxPriority: config.maxPriority,

@@ -64,6 +64,10 @@ export class ModelSwitch {
     return this.current.scorer.model;
   }
 
+  get runGroup(): number {
+    return this.current.scorer.runGroup;
+  }
+
   async score(bodies: Uint8Array[], metas?: Array<BodyMeta | undefined>, hooks?: ScoreHooks): Promise<ScoredBatch> {
     // The Scorer is chosen when the batch starts, and its results carry its own version.
     const g = this.current;

@@ -32,9 +32,9 @@ export interface ScoredBatch {
 }
 
 export interface ScoreHooks {
-  /** Called as each item is scored when the script answers them one at a time (run), not for a runBatch call. */
+  /** Called for each item as its `run` call returns (one message, or a group: RUN_GROUP_MS), not for a runBatch call. */
   onItem?(index: number, result: ItemResult, model: ModelId): void;
-  /** Asked before each item run on its own: true leaves it unscored (SKIPPED). */
+  /** Asked of each item before its `run` call: true leaves it unscored (SKIPPED). */
   skip?(index: number): boolean;
 }
 
@@ -42,6 +42,8 @@ export interface ScoreHooks {
 export interface ScorerOptions extends HostOptions {
   concurrency: number;
   runTimeoutMs: number;
+  /** RUN_GROUP_MS: how long a group of `run` calls sent to an isolate at once may be expected to take; 0: one message per call. */
+  runGroupMs: number;
   /** The version of the model in `context.modelDir` (src/model-version.ts). */
   modelVersion: string;
   /** INLINE_SCORING and INLINE_MAX_BATCH_MS; the batch timed to decide has maxBatchSize rows. */
@@ -80,6 +82,7 @@ export function scorerOptions(config: Readonly<Config>, logger: Logger, version?
     },
     maxMessageBytes: config.maxMessageBytes,
     runTimeoutMs: config.runTimeoutMs,
+    runGroupMs: config.runGroupMs,
     logger,
   };
 }
@@ -99,10 +102,13 @@ export class Scorer {
   private readonly idle: Host[];
   readonly info: ScriptInfo;
 
+  /** What one message's `run` has cost lately, through the isolate (a moving average), for the size of the next group. */
+  private runMsPerItem: number | undefined;
+
   private constructor(
     private readonly hosts: Host[],
     slots: number,
-    private readonly runTimeoutMs: number,
+    private readonly calls: { runTimeoutMs: number; runGroupMs: number },
     private readonly version: string,
     placement: BootLine | undefined,
   ) {
@@ -112,17 +118,12 @@ export class Scorer {
   }
 
   static async start(options: ScorerOptions): Promise<Scorer> {
-    const { concurrency, runTimeoutMs, modelVersion, inline, maxBatchSize, ...hostOptions } = options;
+    const { concurrency, runTimeoutMs, runGroupMs, modelVersion, inline, maxBatchSize, ...hostOptions } = options;
+    const calls = { runTimeoutMs, runGroupMs };
     const builtIn = hostOptions.entryScript === BUILT_IN_ENTRY_SCRIPT;
     if (builtIn && inline.mode === 'on') {
       const host = await InlineHost.start(hostOptions);
-      return new Scorer(
-        [host],
-        concurrency,
-        runTimeoutMs,
-        modelVersion,
-        placementLine(true, { reason: 'INLINE_SCORING=on' }),
-      );
+      return new Scorer([host], concurrency, calls, modelVersion, placementLine(true, { reason: 'INLINE_SCORING=on' }));
     }
     // Under auto, the first isolate times a full batch once its init() has returned: is it cheap enough to score here?
     const probe = builtIn && inline.mode === 'auto';
@@ -131,12 +132,12 @@ export class Scorer {
       ScriptHost.start(i === 0 && probe ? { ...hostOptions, costProbe } : hostOptions),
     );
     const cost = threads[0].info.batchCost;
-    if (!probe || cost === undefined) return new Scorer(threads, concurrency, runTimeoutMs, modelVersion, undefined);
+    if (!probe || cost === undefined) return new Scorer(threads, concurrency, calls, modelVersion, undefined);
     const decided = placementOf(cost, inline.maxBatchMs, maxBatchSize);
-    if (!decided.inline) return new Scorer(threads, concurrency, runTimeoutMs, modelVersion, decided.line);
+    if (!decided.inline) return new Scorer(threads, concurrency, calls, modelVersion, decided.line);
     try {
       const host = await InlineHost.start(hostOptions);
-      return new Scorer([host], concurrency, runTimeoutMs, modelVersion, decided.line);
+      return new Scorer([host], concurrency, calls, modelVersion, decided.line);
     } finally {
       await Promise.all(threads.map((h) => h.close()));
     }
@@ -152,22 +153,47 @@ export class Scorer {
     if (!host) throw new Error('Scorer.score called with every isolate busy: the caller must bound concurrency');
     const model = this.model;
     try {
+      const { runTimeoutMs } = this.calls;
       if (this.info.hasRunBatch && bodies.length > 1) {
-        const r = await host.call('runBatch', bodies, this.runTimeoutMs, metas);
+        const r = await host.call('runBatch', bodies, runTimeoutMs, metas);
         if (r.kind === 'done') return { results: r.outcomes, model };
         if (r.kind === 'crash') return { results: packedMap(bodies, () => crashed(r.reason)), model };
         // A batch that hung: run its items one by one, each with its own deadline, to find the one that hangs.
       }
+      // `run` per message, several messages to a call (the isolate runs them one by one): a call's round
+      // trip, not the script, was most of a cheap run's cost. A group that crashed or hung is run again
+      // one message a call, each with its own deadline, as the rest of the batch, so only the culprit
+      // answers for it (and the broker's delivery count is the culprit's alone).
       const results: ItemResult[] = [];
-      for (let i = 0; i < bodies.length; i++) {
+      let grouping = !this.info.hasRunBatch;
+      for (let i = 0; i < bodies.length; ) {
         if (hooks.skip?.(i)) {
           results.push(SKIPPED);
+          i++;
           continue;
         }
-        const r = await host.call('run', [bodies[i]], this.runTimeoutMs, metas && [metas[i]]);
-        const result = r.kind === 'done' ? r.outcomes[0] : r.kind === 'crash' ? crashed(r.reason) : this.timedOut();
+        const size = grouping ? this.runGroup : 1;
+        let end = i + 1;
+        while (end < bodies.length && end - i < size && !hooks.skip?.(end)) end++;
+        const started = performance.now();
+        const r = await host.call('run', bodies.slice(i, end), runTimeoutMs, metas?.slice(i, end));
+        if (r.kind === 'done') {
+          this.noteRun((performance.now() - started) / (end - i));
+          for (let k = i; k < end; k++) {
+            results.push(r.outcomes[k - i]);
+            hooks.onItem?.(k, r.outcomes[k - i], model);
+          }
+          i = end;
+          continue;
+        }
+        if (end - i > 1) {
+          grouping = false;
+          continue;
+        }
+        const result = r.kind === 'crash' ? crashed(r.reason) : this.timedOut();
         results.push(result);
         hooks.onItem?.(i, result, model);
+        i++;
       }
       return { results, model };
     } finally {
@@ -179,8 +205,23 @@ export class Scorer {
     await Promise.all(this.hosts.map((h) => h.close()));
   }
 
+  /**
+   * Messages for the next `run` call of a script without runBatch: as many as its last runs say take
+   * RUN_GROUP_MS, one until a run has been timed (and always one at RUN_GROUP_MS 0). The consumer cuts
+   * such a script's batches to this size, so a slow script's messages still spread over every isolate.
+   */
+  get runGroup(): number {
+    const { runGroupMs } = this.calls;
+    if (runGroupMs === 0 || this.runMsPerItem === undefined) return 1;
+    return Math.max(1, Math.floor(runGroupMs / this.runMsPerItem));
+  }
+
+  private noteRun(msPerItem: number): void {
+    this.runMsPerItem = this.runMsPerItem === undefined ? msPerItem : 0.8 * this.runMsPerItem + 0.2 * msPerItem;
+  }
+
   private timedOut(): Outcome {
-    const err = new ScoringError('TIMEOUT', `run did not return within RUN_TIMEOUT_MS (${this.runTimeoutMs} ms)`);
+    const err = new ScoringError('TIMEOUT', `run did not return within RUN_TIMEOUT_MS (${this.calls.runTimeoutMs} ms)`);
     return { ok: false, code: err.code, message: err.message };
   }
 }

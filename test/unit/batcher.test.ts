@@ -24,6 +24,21 @@ test('a batch goes as soon as it holds MAX_BATCH_SIZE items', () => {
   assert.deepEqual(batches.at(-1), [7]);
 });
 
+test('a size given as a function is asked at each cut: batches follow it as it changes (a run-only script: Scorer.runGroup)', () => {
+  let size = 1;
+  const batches: number[][] = [];
+  const batcher = new Batcher<number>(
+    () => size,
+    60_000,
+    (b) => batches.push(b),
+  );
+  batcher.add(1);
+  batcher.add(2);
+  size = 4;
+  for (let i = 3; i <= 10; i++) batcher.add(i);
+  assert.deepEqual(batches, [[1], [2], [3, 4, 5, 6], [7, 8, 9, 10]]);
+});
+
 test('a partial batch goes after MAX_BATCH_DELAY_MS', async () => {
   const { batcher, batches } = collecting<string>(100, 30);
   batcher.add('a');
