@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { TestClient, type ReceivedReply } from '../support/broker.js';
 import { TestConsumers, type ConsumerQueues as Queues } from '../support/consumer-process.js';
+import { freePort, scrape } from '../support/http.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'scorer-entry-scripts-'));
@@ -69,6 +70,9 @@ export function run(): Record<string, string | undefined> {
 let client: TestClient;
 const consumers = new TestConsumers();
 let plain: Queues;
+/** The plain script again with RUN_GROUP_MS=0; both with /metrics on these ports. */
+let oneACall: Queues;
+const ports = { plain: 0, oneACall: 0 };
 let batched: Queues;
 let iris: Queues;
 let withModelDir: Queues;
@@ -106,7 +110,19 @@ before(async () => {
   mkdirSync(join(dir, 'model-a'));
   mkdirSync(join(dir, 'model-b'));
   client = await TestClient.connect();
-  plain = consumer('plain', { ENTRY_SCRIPT: join(dir, 'plain/score.ts') });
+  ports.plain = await freePort();
+  ports.oneACall = await freePort();
+  // RUN_GROUP_MS well above a call's round trip even on a loaded machine: the burst test below counts groups.
+  plain = consumer('plain', {
+    ENTRY_SCRIPT: join(dir, 'plain/score.ts'),
+    RUN_GROUP_MS: '50',
+    HTTP_PORT: String(ports.plain),
+  });
+  oneACall = consumer('one-a-call', {
+    ENTRY_SCRIPT: join(dir, 'plain/score.ts'),
+    RUN_GROUP_MS: '0',
+    HTTP_PORT: String(ports.oneACall),
+  });
   batched = consumer('batched', {
     ENTRY_SCRIPT: join(dir, 'batched/score.ts'),
     MAX_BATCH_SIZE: '32',
@@ -166,6 +182,25 @@ test('without runBatch, every one of many messages is answered by run()', async 
   const replies = await ask(plain, items);
   for (const { id, data } of items)
     assert.equal((okBody(replies.get(id)) as { text: string }).text, JSON.stringify(data));
+});
+
+test('without runBatch, a burst reaches the script several messages to a batch (RUN_GROUP_MS), each answered by its own run(); at RUN_GROUP_MS=0 one message a batch', async () => {
+  const meanBatch = async (port: number) => {
+    const m = await scrape(port);
+    return (m.get('scorer_batch_size_sum') ?? 0) / (m.get('scorer_batch_size_count') ?? 1);
+  };
+  for (const [q, port] of [
+    [plain, ports.plain],
+    [oneACall, ports.oneACall],
+  ] as const) {
+    const items = Array.from({ length: 300 }, (_, i) => ({ id: `burst-${port}-${i}`, data: [i] }));
+    const replies = await ask(q, items);
+    for (const { id, data } of items)
+      assert.equal((okBody(replies.get(id)) as { text: string }).text, JSON.stringify(data), id);
+  }
+  const grouped = await meanBatch(ports.plain);
+  assert.ok(grouped > 1, `RUN_GROUP_MS=50: the mean batch is ${grouped}`);
+  assert.equal(await meanBatch(ports.oneACall), 1, 'RUN_GROUP_MS=0: every batch one message');
 });
 
 test('with runBatch, several messages reach the script in one call, each answered with its own result', async () => {
