@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { drain } from './drain.js';
 import { connect } from './load.js';
-import { benchModels, npyBodies } from './models.js';
+import { benchModels, npyBodies, replyContractEnv } from './models.js';
 import { Capture, type Segments, segmentTable } from './segments.js';
 
 const { values: opts } = parseArgs({
@@ -77,7 +77,7 @@ try {
           count: Number(opts.messages),
           ...(opts.warmup ? { warmup: Number(opts.warmup) } : {}),
           env: opts.noop
-            ? { PREFETCH: '1024', CONNECTIONS: '2', MODEL_NAME: m.name, ...env }
+            ? { PREFETCH: '1024', CONNECTIONS: '2', ...replyContractEnv(m), REPLY_PROPS: '', ...env }
             : { MODEL_DIR: m.modelDir, ...env },
           ...(opts.noop ? { script: 'bench/noop-consumer.ts' } : {}),
           cwd: opts.cwd,

@@ -23,7 +23,7 @@ import { startConsumer } from '../test/support/consumer-process.js';
 import { computeCeiling } from './ceilings.js';
 import { drain, medianRound, rotated, stopProcess, type BenchLinks, type DrainResult } from './drain.js';
 import { declareQueues, deleteQueues, uniqueQueues } from './load.js';
-import { ROOT, npyBodies, type BenchModel } from './models.js';
+import { ROOT, npyBodies, replyContractEnv, type BenchModel } from './models.js';
 import { RUNTIME_STAGE, stageUs } from './report.js';
 import { stageCosts } from './stages.js';
 
@@ -230,8 +230,7 @@ export async function binaryRows(
         PREFETCH: String(config.prefetch),
         REPLY_BODY: compute.sampleReply,
         CONNECTIONS: '2',
-        REPLY_PROPS: 'full',
-        MODEL_NAME: 'mlp',
+        ...replyContractEnv(mlp),
       },
       readyText: '"msg":"ready"',
     },

@@ -6,7 +6,7 @@
 import * as ort from 'onnxruntime-node';
 import type { Config } from '../src/config.js';
 import { drain, type BenchLinks, type DrainResult } from './drain.js';
-import type { BenchModel } from './models.js';
+import { replyContractEnv, type BenchModel } from './models.js';
 
 export interface ComputeCeiling {
   rowsPerS: number;
@@ -115,8 +115,7 @@ export async function brokerCeiling(
       PREFETCH: String(best!.prefetch),
       REPLY_BODY: sampleReply,
       CONNECTIONS: '2',
-      REPLY_PROPS: 'full',
-      MODEL_NAME: model.name,
+      ...replyContractEnv(model),
     },
     readyText: '"msg":"ready"',
   });

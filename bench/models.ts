@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeNpy } from '../src/isolate/npy.js';
+import { resolveModelVersion } from '../src/model-version.js';
 import { makeMlpModel } from '../scripts/make-models.js';
 import { mulberry32 } from '../scripts/train-iris.js';
 
@@ -75,4 +76,14 @@ export function npyBodies(model: BenchModel): Buffer[] {
   return model.rows.map((row) =>
     Buffer.from(writeNpy({ type: 'float32', data: Float32Array.from(row), dims: [1, model.width] })),
   );
+}
+
+/**
+ * The no-op consumer's environment for replies that carry what this consumer's replies carry: its
+ * properties, and its headers with the model's name and the version this consumer would name
+ * (x-model-version, resolved from the same folder).
+ */
+export function replyContractEnv(model: BenchModel): Record<string, string> {
+  const { version } = resolveModelVersion(model.modelDir, { warn: () => {} });
+  return { REPLY_PROPS: 'full', MODEL_NAME: model.name, MODEL_VERSION: version };
 }

@@ -7,7 +7,8 @@
  * env: AMQP_URL, INPUT_QUEUE, REPLY_QUEUE, PREFETCH, REPLY_BODY, CONNECTIONS (1: consume and publish
  * share one connection; 2: one each, as the consumer under test does), NO_DELAY (0: leave Nagle on),
  * REPLY_PROPS (full, or a list of id,mandatory,headers: the reply properties the consumer under test
- * sends, to price the reply contract apart from scoring), MODEL_NAME (for the x-model header).
+ * sends, to price the reply contract apart from scoring), MODEL_NAME and MODEL_VERSION (the x-model and
+ * x-model-version headers).
  */
 import { randomUUID } from 'node:crypto';
 import * as amqp from 'amqplib';
@@ -21,6 +22,7 @@ const replyQueue = env.REPLY_QUEUE!;
 const fullProps = env.REPLY_PROPS === 'full';
 const props = new Set((env.REPLY_PROPS ?? '').split(','));
 const modelName = env.MODEL_NAME ?? 'model';
+const modelVersion = env.MODEL_VERSION;
 
 const noDelay = env.NO_DELAY !== '0';
 const consumeConn = await amqp.connect(url, { noDelay, clientProperties: { connection_name: 'bench-noop/consume' } });
@@ -48,8 +50,10 @@ await consumeCh.consume(env.INPUT_QUEUE!, (msg) => {
   if (fullProps || props.has('id'))
     Object.assign(options, { messageId: randomUUID(), timestamp: Math.floor(Date.now() / 1000) });
   if (fullProps || props.has('mandatory')) options.mandatory = true;
-  if (fullProps || props.has('headers'))
+  if (fullProps || props.has('headers')) {
     options.headers = { 'x-status': 'ok', 'x-model': modelName, 'x-scoring-ms': 0.123 };
+    if (modelVersion) options.headers['x-model-version'] = modelVersion;
+  }
   publishCh.publish('', msg.properties.replyTo || replyQueue, replyBody, options, (err) => {
     if (err) throw err; // a nacked reply would be acked by the next multiple ack: stop the run instead
     if (tag > ackUpTo) ackUpTo = tag;

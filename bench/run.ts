@@ -36,7 +36,7 @@ import { binaryRows, binaryTable } from './binary.js';
 import { brokerCeiling, computeCeiling, type BrokerCeiling } from './ceilings.js';
 import { drain, medianRound, rotated, type BenchLinks, type DrainResult, type LatencyResult } from './drain.js';
 import { connect } from './load.js';
-import { benchModels, ROOT, type BenchModel } from './models.js';
+import { benchModels, replyContractEnv, ROOT, type BenchModel } from './models.js';
 import { pythonLines, pythonRow, type PythonRowResult } from './python-row.js';
 import { notes, soakTable, table, targetLines, targetsOf, type ModelResult, type SoakResult } from './report.js';
 import { soak } from './soak.js';
@@ -204,7 +204,7 @@ async function moreRounds(
   const specs = {
     ours: { env: { MODEL_DIR: model.modelDir, ...oursEnv }, readyText: '"msg":"consuming"', latency: lowPhase },
     noop: noopRow(noopEnv, lowPhase),
-    contract: noopRow({ ...noopEnv, REPLY_PROPS: 'full', MODEL_NAME: model.name }, []),
+    contract: noopRow({ ...noopEnv, ...replyContractEnv(model) }, []),
   };
   for (let round = 2; round <= n; round++) {
     // Round 1 drained this consumer, then the no-op, then the no-op with our properties; each later round starts one row later.
