@@ -237,16 +237,19 @@ export class Consumer {
       receivedAt: performance.now(),
       receivedAtMs,
       deadline: deadlineOf(delivery, receivedAtMs, config.deadlineMs),
-      trace: this.tracing.begin({
-        headers: delivery.headers,
-        queue: config.inputQueue,
-        messageId: delivery.messageId,
-        correlationId: delivery.correlationId,
-        redelivered: delivery.redelivered,
-        deliveryCount: delivery.deliveryCount,
-        bodyBytes: delivery.body.byteLength,
-        receivedAtMs,
-      }),
+      // Off (the default), no facts object is built for each input.
+      trace: this.tracing.enabled
+        ? this.tracing.begin({
+            headers: delivery.headers,
+            queue: config.inputQueue,
+            messageId: delivery.messageId,
+            correlationId: delivery.correlationId,
+            redelivered: delivery.redelivered,
+            deliveryCount: delivery.deliveryCount,
+            bodyBytes: delivery.body.byteLength,
+            receivedAtMs,
+          })
+        : undefined,
     };
     this.received.set(delivery, item);
     // A redelivered input may be the one that killed the entry script: score it alone, so it can only take itself down.

@@ -120,6 +120,10 @@ export class AnswerWriter {
       if (!zip && t.dims.length > 0 && t.data.length > 0) texts.set(name, new NumberText(t.data as Plain | Int64s));
     }
     const sink = new Sink();
+    // Each output's block shape for one message, its first axis set per message: no array per message.
+    const shapes = new Map<string, number[]>();
+    for (const name of this.names)
+      shapes.set(name, single ? outputs[name].dims : packedMap(outputs[name].dims, (d) => d));
     // Pushed, so packed (src/packed-array.ts).
     const ends: number[] = [];
     const many = this.names.length > 1;
@@ -137,13 +141,11 @@ export class AnswerWriter {
         const zip = this.zip.get(name);
         if (zip) zipRows(sink, t, zip, single ? 0 : row, single ? t.dims[0] : n);
         else if (t.dims.length === 0) sink.ascii(String((t.data as Plain | Int64s)[0]));
-        else
-          nested(
-            sink,
-            texts.get(name),
-            packedMap(t.dims, (d, i) => (single || i > 0 ? d : n)),
-            0,
-          );
+        else {
+          const shape = shapes.get(name)!;
+          if (!single) shape[0] = n;
+          nested(sink, texts.get(name), shape, 0);
+        }
       }
       if (many) sink.byte(CLOSE_BRACE);
       ends.push(sink.at);

@@ -49,8 +49,12 @@ export function shapeKey(feeds: Feeds, inputs: readonly TensorSpec[]): string | 
 export function groupByShape(feeds: readonly Feeds[], inputs: readonly TensorSpec[]): number[][] {
   const groups = new Map<string, number[]>();
   const out: number[][] = [];
+  // Most batches are of one shape: a message shaped as the one before it joins its group without a key string.
+  let previous: { feeds: Feeds; group: number[] } | undefined;
   feeds.forEach((f, i) => {
+    if (previous && sameShapes(f, previous.feeds, inputs)) return void previous.group.push(i);
     const key = shapeKey(f, inputs);
+    previous = undefined;
     if (key === undefined) return void out.push([i]);
     let g = groups.get(key);
     if (!g) {
@@ -59,8 +63,21 @@ export function groupByShape(feeds: readonly Feeds[], inputs: readonly TensorSpe
       out.push(g);
     }
     g.push(i);
+    previous = { feeds: f, group: g };
   });
   return out;
+}
+
+/** Whether `a` and `b` give every input the same dims past the batch axis, and `a` has one row count across its inputs (as `b`, which has a key). */
+function sameShapes(a: Feeds, b: Feeds, inputs: readonly TensorSpec[]): boolean {
+  const rows = a[inputs[0].name].dims[0];
+  for (const { name } of inputs) {
+    const x = a[name].dims;
+    const y = b[name].dims;
+    if (x[0] !== rows || x.length !== y.length) return false;
+    for (let d = 1; d < x.length; d++) if (x[d] !== y[d]) return false;
+  }
+  return true;
 }
 
 export async function decideBatching(

@@ -76,6 +76,22 @@ test('shapeKey and groupByShape stack only messages whose shapes agree in every 
     b: { type: 'float32' as const, data: new Float32Array(4), dims: [2, 2] },
   };
   assert.equal(shapeKey(mismatched, two), undefined, 'inputs that disagree on axis 0 run alone');
+  // A message shaped as the one before it joins that one's group without a key: runs, and breaks in them.
+  const pair = (rows: number, width: number) => ({
+    a: { type: 'float32' as const, data: new Float32Array(rows * width), dims: [rows, width] },
+    b: { type: 'float32' as const, data: new Float32Array(rows * width), dims: [rows, width] },
+  });
+  assert.deepEqual(groupByShape([pair(1, 2), pair(2, 2), mismatched, pair(1, 2), mismatched, pair(1, 3)], two), [
+    [0, 1, 3],
+    [2],
+    [4],
+    [5],
+  ]);
+  const deeper = { x: { type: 'float32' as const, data: new Float32Array(32), dims: [1, 3, 8, 2, 1] } };
+  assert.deepEqual(groupByShape([portrait, portrait, deeper, deeper, portrait], spec), [
+    [0, 1, 4],
+    [2, 3],
+  ]);
 });
 
 test('two same-size images of different orientation in one batch, and a burst of 16 alternating ones, are each answered as alone', async () => {
