@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
-import { drain } from './drain.js';
+import { drain, settingsEnv } from './drain.js';
 import { connect } from './load.js';
 import { benchModels, npyBodies, replyContractEnv } from './models.js';
 import { Capture, type Segments, segmentTable } from './segments.js';
@@ -57,7 +57,7 @@ const links = {
   publish,
   read,
 };
-const env = Object.fromEntries(opts.set.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+const env = settingsEnv(opts.set);
 const rate = Number(opts.rate);
 try {
   for (let run = 0; run < Number(opts.runs); run++) {

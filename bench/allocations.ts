@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { startConsumer } from '../test/support/consumer-process.js';
-import { stopProcess } from './drain.js';
+import { settingsEnv, stopProcess } from './drain.js';
 import { connect, declareQueues, deleteQueues, Publisher, ReplyReader, Tally, uniqueQueues } from './load.js';
 import { benchModels, ROOT } from './models.js';
 
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
       set: { type: 'string', multiple: true, default: [] },
     },
   });
-  const env = Object.fromEntries(opts.set.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  const env = settingsEnv(opts.set);
   const top = Number(opts.top);
   for (const model of opts.models.split(',')) {
     const a = await measure(model, Number(opts.messages), Number(opts.warmup), env);

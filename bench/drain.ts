@@ -402,6 +402,11 @@ export function memoryOf(pid: number): { peakMb: number; nowMb: number } | undef
   }
 }
 
+/** `--set KEY=VALUE` options as the environment they give the process under test (a value may hold '='). */
+export function settingsEnv(pairs: readonly string[]): Record<string, string> {
+  return Object.fromEntries(pairs.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+}
+
 /**
  * The order of a round's drains: each round starts one row later than the one before, so that over as
  * many rounds as rows every row drains first, second, ... once. A drain runs on the broker as the one

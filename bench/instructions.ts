@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { startConsumer } from '../test/support/consumer-process.js';
+import { settingsEnv } from './drain.js';
 import { connect, declareQueues, deleteQueues, Publisher, ReplyReader, Tally, uniqueQueues } from './load.js';
 import { benchModels, ROOT } from './models.js';
 
@@ -52,7 +53,7 @@ function instructionsIn(file: string): number {
 
 const url = process.env.AMQP_URL ?? 'amqp://guest:guest@localhost:5672';
 const config = loadConfig({ AMQP_URL: url });
-const env = Object.fromEntries(opts.set.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+const env = settingsEnv(opts.set);
 const messages = Number(opts.messages);
 const warmup = Number(opts.warmup);
 const runId = `${Date.now().toString(36)}.${randomBytes(2).toString('hex')}`;

@@ -34,7 +34,15 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { binaryRows, binaryTable } from './binary.js';
 import { brokerCeiling, computeCeiling, type BrokerCeiling } from './ceilings.js';
-import { drain, medianRound, rotated, type BenchLinks, type DrainResult, type LatencyResult } from './drain.js';
+import {
+  drain,
+  medianRound,
+  rotated,
+  settingsEnv,
+  type BenchLinks,
+  type DrainResult,
+  type LatencyResult,
+} from './drain.js';
 import { connect } from './load.js';
 import { benchModels, replyContractEnv, ROOT, type BenchModel } from './models.js';
 import { pythonLines, pythonRow, type PythonRowResult } from './python-row.js';
@@ -70,7 +78,7 @@ const url = process.env.AMQP_URL ?? 'amqp://guest:guest@localhost:5672';
 const config = loadConfig({ AMQP_URL: url });
 const count = Number(opts.messages);
 const warmup = Number(opts.warmup);
-const oursEnv = Object.fromEntries(opts.set.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+const oursEnv = settingsEnv(opts.set);
 const log = (line: string) => process.stdout.write(`${line}\n`);
 const latencySeconds = Number(opts['latency-seconds']);
 /** A second, light latency point: what the path costs when nothing queues. */
